@@ -1,0 +1,1 @@
+"""codec layer (see DESIGN in docs/)."""

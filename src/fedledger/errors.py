@@ -1,0 +1,86 @@
+"""The one exception tree of fedledger.
+
+Every failure a user can cause or meet (a bad spec, a tampered blob, a reverted
+transaction, an unreachable node) raises a subclass of `FedledgerError` with a
+message that says what is wrong and, where possible, how to fix it. The CLI
+prints that message as one line and exits non-zero; anything else escaping is a
+bug.
+
+    FedledgerError
+    ├── SpecError                 a job spec field is invalid (names the field)
+    ├── CodecError                a blob or tensor cannot be encoded or decoded
+    │   └── MalformedBlob         bytes that are not a canonical tensor blob
+    ├── InvalidUpdate             an update fails validation (shape, dtype, norm)
+    ├── StoreError                the blob store failed
+    │   ├── BlobNotFound          no blob under that commitment
+    │   └── BlobIntegrityError    the bytes do not match their commitment
+    ├── ChainError                the chain failed
+    │   ├── ChainUnavailable      the RPC endpoint cannot be reached
+    │   └── TransactionReverted   a transaction or call reverted (has `.reason`)
+    ├── DatasetError              a dataset cannot be loaded or partitioned
+    └── AuditFailure              the audit found a discrepancy
+"""
+
+from __future__ import annotations
+
+
+class FedledgerError(Exception):
+    """Base of every error fedledger raises on purpose."""
+
+
+class SpecError(FedledgerError):
+    """A job spec is invalid; `field` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"job spec: {field}: {message}")
+        self.field = field
+
+
+class CodecError(FedledgerError):
+    """A tensor or blob cannot be encoded or decoded."""
+
+
+class MalformedBlob(CodecError):
+    """Bytes are not a canonical tensor blob."""
+
+
+class InvalidUpdate(FedledgerError):
+    """An update fails validation; the message is the rejection reason."""
+
+
+class StoreError(FedledgerError):
+    """The blob store failed."""
+
+
+class BlobNotFound(StoreError):
+    """No blob is stored under the commitment."""
+
+
+class BlobIntegrityError(StoreError):
+    """Stored bytes do not match the commitment they are stored under."""
+
+
+class ChainError(FedledgerError):
+    """The chain failed."""
+
+
+class ChainUnavailable(ChainError):
+    """The RPC endpoint cannot be reached."""
+
+
+class TransactionReverted(ChainError):
+    """A transaction or call reverted; `reason` is the contract's revert string."""
+
+    def __init__(self, reason: str, *, function: str = "") -> None:
+        where = f"{function}: " if function else ""
+        super().__init__(f"{where}reverted: {reason}")
+        self.reason = reason
+        self.function = function
+
+
+class DatasetError(FedledgerError):
+    """A dataset cannot be loaded or partitioned."""
+
+
+class AuditFailure(FedledgerError):
+    """The audit found a discrepancy."""

@@ -1,0 +1,1 @@
+"""incentives layer (see DESIGN in docs/)."""

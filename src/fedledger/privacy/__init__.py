@@ -1,0 +1,1 @@
+"""privacy layer (see DESIGN in docs/)."""
