@@ -1,0 +1,147 @@
+"""JobSpec: everything a job's participants must agree on, validated, canonical and hashed.
+
+The spec's keccak256 hash goes on chain at job creation, so every party can check
+that it trains, validates and audits against the same spec. The hash is over a
+canonical JSON serialisation (sorted keys, no whitespace, every field present
+with its default), so two parties that write the same spec with different key
+order or omitted defaults still get the same hash.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from eth_utils import keccak
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from fedledger.errors import SpecError
+
+DATASETS = ("mnist", "digits", "breast_cancer", "fashion_mnist")
+PARTITIONS = ("iid", "dirichlet", "key")
+AGGREGATIONS = ("fedavg",)
+MODELS = ("cnn", "mlp", "logreg")
+
+
+class JobSpec(BaseModel):
+    """A federated training job. Field names are the CLI flag names (`--rounds` …)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field("mnist-fedavg", min_length=1, max_length=64)
+    # data and model
+    dataset: Literal["mnist", "digits", "breast_cancer", "fashion_mnist"] = "mnist"
+    partition: Literal["iid", "dirichlet", "key"] = "dirichlet"
+    alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (partition=dirichlet)")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out share no trainer sees")
+    model: Literal["cnn", "mlp", "logreg"] = "cnn"
+    # federation
+    trainers: int = Field(10, ge=1, le=256)
+    rounds: int = Field(20, ge=1, le=100_000)
+    local_epochs: int = Field(2, ge=1, le=100)
+    batch_size: int = Field(32, ge=1, le=65_536)
+    learning_rate: float = Field(0.05, gt=0, le=10)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    aggregation: Literal["fedavg"] = "fedavg"
+    # determinism contract
+    scale_bits: int = Field(20, ge=4, le=40, description="fixed-point scale 2**scale_bits")
+    max_update_norm: float = Field(
+        100.0, gt=0, description="L2 bound on a dequantised update; larger ones are rejected"
+    )
+    # on-chain parameters
+    min_commits: int = Field(0, ge=0, description="0 means half the trainers, rounded up")
+    validators: int = Field(0, ge=0, description="committee size; 0 means every trainer")
+    quorum: int = Field(0, ge=0, description="0 means two thirds of the committee, rounded up")
+    commit_window_s: int = Field(3600, ge=1)
+    aggregate_window_s: int = Field(3600, ge=1)
+    max_failures: int = Field(3, ge=0)
+    stake: int = Field(10**18, ge=0, description="token units each participant stakes")
+    reward_per_round: int = Field(100 * 10**18, ge=0, description="token units paid per round")
+    seed: int = Field(0, ge=0, lt=2**32)
+
+    @model_validator(mode="after")
+    def _check_committee(self) -> JobSpec:
+        committee = self.committee_size
+        if committee > self.trainers:
+            raise ValueError(f"validators ({committee}) exceeds trainers ({self.trainers})")
+        if self.effective_quorum > committee:
+            raise ValueError(f"quorum ({self.effective_quorum}) exceeds committee ({committee})")
+        if self.effective_min_commits > self.trainers:
+            raise ValueError(
+                f"min_commits ({self.effective_min_commits}) exceeds trainers ({self.trainers})"
+            )
+        return self
+
+    # -- derived values every party computes the same way ---------------------------------
+
+    @property
+    def committee_size(self) -> int:
+        return self.validators or self.trainers
+
+    @property
+    def effective_quorum(self) -> int:
+        return self.quorum or -(-2 * self.committee_size // 3)
+
+    @property
+    def effective_min_commits(self) -> int:
+        return self.min_commits or -(-self.trainers // 2)
+
+    @property
+    def scale(self) -> int:
+        return 1 << self.scale_bits
+
+    @property
+    def max_update_norm_q(self) -> int:
+        """The norm bound in fixed-point units, from the decimal text of the float (exact)."""
+        return int(Decimal(repr(self.max_update_norm)) * self.scale)
+
+    # -- canonical form --------------------------------------------------------------------
+
+    def canonical_json(self) -> bytes:
+        return json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
+        ).encode()
+
+    def spec_hash(self) -> bytes:
+        return bytes(keccak(self.canonical_json()))
+
+    # -- loading ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        """Validates `data`, raising `SpecError` naming the first bad field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "spec"
+            raise SpecError(field, err["msg"]) from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> JobSpec:
+        """Reads a spec from a JSON or TOML file."""
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as exc:
+            raise SpecError("file", f"cannot read {p}: {exc.strerror}") from None
+        try:
+            if p.suffix == ".toml":
+                import tomllib
+
+                data = tomllib.loads(text)
+            else:
+                data = json.loads(text)
+        except ValueError as exc:
+            raise SpecError("file", f"{p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}")
+        if not isinstance(data, dict):
+            raise SpecError("file", f"{p} must hold an object of spec fields")
+        return cls.from_dict(data)
+
+    def with_overrides(self, **overrides: Any) -> JobSpec:
+        """A copy with some fields replaced (None values ignored), validated again."""
+        data = self.model_dump()
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return JobSpec.from_dict(data)
