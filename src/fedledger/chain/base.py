@@ -1,0 +1,106 @@
+"""The Chain interface: what fedledger needs from an EVM, and nothing more.
+
+Backends move raw bytes (calldata, return data, logs); `abi.py` and the typed
+clients turn them into values. Two backends implement it: `InProcessChain`
+(py-evm through titanoboa, the default for simulations and tests) and
+`RpcChain` (any JSON-RPC node through web3.py, transactions signed locally).
+One conformance suite (tests/integration/test_chain_conformance.py) runs
+against both.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One event log, located in the chain."""
+
+    address: str
+    topics: tuple[bytes, ...]
+    data: bytes
+    block_number: int
+    tx_hash: str
+    log_index: int
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """A mined transaction: who sent what, where it landed, what it cost and logged."""
+
+    tx_hash: str
+    block_number: int
+    timestamp: int
+    sender: str
+    to: str | None
+    input: bytes
+    gas_used: int
+    logs: tuple[LogEntry, ...] = field(default_factory=tuple)
+    contract_address: str | None = None
+
+
+def dev_accounts(count: int, mnemonic: str = DEV_MNEMONIC) -> list[LocalAccount]:
+    """The standard development accounts (anvil's and hardhat's), derived from the mnemonic.
+
+    Both backends use the same keys, so addresses in a simulation match those on
+    a fresh anvil node.
+    """
+    Account.enable_unaudited_hdwallet_features()
+    return [
+        Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{i}") for i in range(count)
+    ]
+
+
+class Chain(ABC):
+    """An EVM chain that fedledger can deploy to, transact with and read events from."""
+
+    #: a short description for logs and exports, e.g. "in-process py-evm" or the RPC URL
+    description: str
+    chain_id: int
+
+    @abstractmethod
+    def deploy(self, sender: LocalAccount, bytecode: bytes, ctor_args: bytes = b"") -> Receipt:
+        """Creates a contract; the receipt's `contract_address` is set."""
+
+    @abstractmethod
+    def send(self, sender: LocalAccount, to: str, data: bytes, *, gas: int | None = None) -> Receipt:
+        """Executes a transaction and waits for its receipt.
+
+        Raises `TransactionReverted` with the contract's revert string if it fails;
+        a reverted transaction changes no state.
+        """
+
+    @abstractmethod
+    def call(self, to: str, data: bytes, *, sender: str | None = None) -> bytes:
+        """Executes a read-only call against the latest state."""
+
+    @abstractmethod
+    def get_logs(self, address: str, from_block: int = 0, to_block: int | None = None) -> list[LogEntry]:
+        """Logs emitted by `address` in the inclusive block range, in chain order."""
+
+    @abstractmethod
+    def block_number(self) -> int:
+        """The latest block's number."""
+
+    @abstractmethod
+    def timestamp(self) -> int:
+        """The latest block's timestamp (seconds)."""
+
+    @abstractmethod
+    def increase_time(self, seconds: int) -> None:
+        """Moves the chain clock forward (development chains only)."""
+
+    @abstractmethod
+    def receipts(self, from_block: int = 0) -> list[Receipt]:
+        """Every transaction mined since `from_block`, in order (for run exports)."""
+
+    def info(self) -> dict[str, Any]:
+        return {"description": self.description, "chain_id": self.chain_id}
