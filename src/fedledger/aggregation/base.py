@@ -1,0 +1,120 @@
+"""The aggregation interface: a small ABC for the roles, pure integer functions beside it.
+
+Every rule maps (global model, committed updates) to a new global model in int64 arithmetic
+with defined rounding, so every honest validator gets identical bytes and therefore an
+identical commitment (DESIGN, determinism contract). Rules are looked up by the name in the
+job spec, through `RULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from fedledger.errors import InvalidUpdate, SpecError
+
+#: Modules that define the built-in rules; imported lazily by `get_rule` so that importing
+#: this module alone is enough to look up any built-in rule.
+BUILTIN_RULE_MODULES = ("fedledger.aggregation.fedavg",)
+
+
+@dataclass(frozen=True)
+class Update:
+    """One trainer's committed update for a round; `delta` is int64, shaped like the model."""
+
+    trainer: str
+    commitment: bytes
+    num_examples: int
+    delta: Mapping[str, np.ndarray]
+
+
+class AggregationRule(ABC):
+    """A named, deterministic way to turn a round's updates into the next global model."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def aggregate(
+        self, global_model: Mapping[str, np.ndarray], updates: Sequence[Update]
+    ) -> dict[str, np.ndarray]:
+        """The NEW global model (int64), not a delta."""
+
+
+RULES: dict[str, type[AggregationRule]] = {}
+R = TypeVar("R", bound=type[AggregationRule])
+
+
+def register_rule(cls: R) -> R:
+    """Class decorator: makes a rule available to `get_rule` under `cls.name`."""
+    name = getattr(cls, "name", None)
+    if not isinstance(name, str) or not name:
+        raise SpecError("aggregation", f"rule class {cls.__name__} has no `name`")
+    existing = RULES.get(name)
+    if existing is not None and existing is not cls:
+        raise SpecError("aggregation", f"rule '{name}' is registered twice")
+    RULES[name] = cls
+    return cls
+
+
+def get_rule(name: str, **kwargs: Any) -> AggregationRule:
+    """An instance of the rule called `name`; SpecError listing the known rules otherwise."""
+    for module in BUILTIN_RULE_MODULES:
+        importlib.import_module(module)
+    cls = RULES.get(name)
+    if cls is None:
+        known = ", ".join(sorted(RULES)) or "none"
+        raise SpecError("aggregation", f"unknown rule '{name}' (known: {known})")
+    factory: Callable[..., AggregationRule] = cls
+    try:
+        return factory(**kwargs)
+    except TypeError as exc:
+        raise SpecError("aggregation", f"rule '{name}': bad parameters: {exc}") from None
+
+
+def max_abs(arr: np.ndarray) -> int:
+    """max |x| as a Python int (np.abs would wrap at int64 min)."""
+    if arr.size == 0:
+        return 0
+    return max(abs(int(arr.max())), abs(int(arr.min())))
+
+
+def check_same_layout(
+    tensors: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], what: str
+) -> None:
+    """InvalidUpdate unless `tensors` has exactly the names and shapes of `reference`, in int64."""
+    missing = [n for n in reference if n not in tensors]
+    extra = [n for n in tensors if n not in reference]
+    if missing or extra:
+        raise InvalidUpdate(f"{what}: missing tensors {missing}, unexpected tensors {extra}")
+    for name, ref in reference.items():
+        arr = tensors[name]
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.int64:
+            dtype = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
+            raise InvalidUpdate(f"{what}: tensor '{name}': dtype {dtype} is not int64")
+        if arr.shape != ref.shape:
+            raise InvalidUpdate(
+                f"{what}: tensor '{name}': shape {arr.shape} != expected {ref.shape}"
+            )
+
+
+def apply_delta(
+    global_model: Mapping[str, np.ndarray], delta: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """global + delta in int64, refusing to wrap around (key order of `global_model`)."""
+    check_same_layout(global_model, global_model, "global model")
+    check_same_layout(delta, global_model, "delta")
+    out: dict[str, np.ndarray] = {}
+    for name, g in global_model.items():
+        g_flat, d_flat = g.reshape(-1), delta[name].reshape(-1)  # (n,) each
+        total = g_flat + d_flat  # (n,) may wrap, checked next
+        # Two's-complement overflow happened iff both operands share a sign the sum lacks.
+        wrapped = ((g_flat ^ total) & (d_flat ^ total)) < 0
+        if np.any(wrapped):
+            raise InvalidUpdate(f"tensor '{name}': global + delta overflows int64")
+        out[name] = total.reshape(g.shape)
+    return out

@@ -1,0 +1,74 @@
+"""Update validation in exact integers: the first line of defence against poisoned updates.
+
+A validator rejects an update before aggregating it, and every honest validator must reject
+the same ones, so the checks (names, dtype, shape, L2 bound) use no floating point at all: the
+norm bound compares an exact sum of squares with max_norm_q**2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from fedledger.aggregation.base import check_same_layout, max_abs
+from fedledger.errors import InvalidUpdate, SpecError
+
+#: Elements squared and summed per int64 partial sum (fewer when values are large).
+CHUNK = 4096
+_INT64_MAX = 2**63 - 1
+
+
+def _sum_squares(arr: np.ndarray) -> int:
+    """Exact sum of x**2 over an int64 array.
+
+    Partial sums are int64 over chunks short enough that they cannot wrap (chunk * max|x|**2
+    <= 2**63 - 1) and are added up as Python ints. Values above ~3e9 (whose squares alone
+    exceed int64) fall back to Python-int arithmetic, which is slow but exact.
+    """
+    flat = arr.reshape(-1)  # (n,)
+    peak = max_abs(flat)
+    if peak == 0:
+        return 0
+    per_chunk = min(CHUNK, _INT64_MAX // (peak * peak))
+    if per_chunk == 0:
+        as_int = flat.astype(object)  # (n,) Python ints
+        return int((as_int * as_int).sum())
+    pad = -flat.size % per_chunk
+    padded = np.concatenate([flat, np.zeros(pad, dtype=np.int64)])  # (n + pad,)
+    squares = (padded * padded).reshape(-1, per_chunk)  # (chunks, per_chunk), each < 2**63
+    partial = squares.sum(axis=1)  # (chunks,) each <= 2**63 - 1 by choice of per_chunk
+    return sum(int(p) for p in partial.tolist())
+
+
+def l2_norm_q(delta: Mapping[str, np.ndarray]) -> int:
+    """floor(sqrt(sum of squares)) over every tensor, exactly, in fixed-point units."""
+    total = sum(_sum_squares(np.asarray(arr, dtype=np.int64)) for arr in delta.values())
+    return math.isqrt(total)
+
+
+def validate_update(
+    delta: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], max_norm_q: int
+) -> None:
+    """Raises InvalidUpdate with the reason if `delta` does not fit `reference` or the bound.
+
+    `reference` is the global model (or any tensors with its names and shapes); extra or
+    missing names, non-int64 dtypes, wrong shapes and an L2 norm above `max_norm_q` (the
+    spec's `max_update_norm_q`) are all rejected.
+    """
+    if isinstance(max_norm_q, bool) or not isinstance(max_norm_q, int) or max_norm_q < 0:
+        raise SpecError("max_update_norm", f"norm bound {max_norm_q!r} must be an int >= 0")
+    check_same_layout(delta, reference, "update")
+    # One element beyond the bound already breaks it, and the check keeps squares small.
+    for name, arr in delta.items():
+        peak = max_abs(arr)
+        if peak > max_norm_q:
+            raise InvalidUpdate(
+                f"tensor '{name}': element of magnitude {peak} exceeds the norm bound {max_norm_q}"
+            )
+    total = sum(_sum_squares(arr) for arr in delta.values())
+    if total > max_norm_q * max_norm_q:
+        raise InvalidUpdate(
+            f"L2 norm {math.isqrt(total)} exceeds the bound {max_norm_q} (fixed-point units)"
+        )
