@@ -17,8 +17,6 @@ Transactions are not signed here; the sender is taken as given.
 from __future__ import annotations
 
 import itertools
-from typing import Any
-
 from boa.environment import Env
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_canonical_address, to_checksum_address
@@ -58,66 +56,70 @@ class InProcessChain(Chain):
 
     # -- mining ------------------------------------------------------------------------------
 
-    def _mine(self) -> tuple[int, int]:
-        # End the transaction as a node would: storage changes become the
-        # "original values" that EIP-2200 prices the next SSTOREs against.
-        self._env.evm.vm.state.lock_changes()
+    def _open_block(self, block_number: int | None, timestamp: int | None) -> tuple[int, int]:
+        """Starts the block the next transaction executes in; returns the previous head."""
         patch = self._env.evm.patch
-        patch.block_number += 1
-        patch.timestamp += self.block_time
-        return int(patch.block_number), int(patch.timestamp)
+        previous = (int(patch.block_number), int(patch.timestamp))
+        patch.block_number = previous[0] + 1 if block_number is None else block_number
+        patch.timestamp = previous[1] + self.block_time if timestamp is None else timestamp
+        return previous
 
     def _fresh_access_lists(self, *addresses: bytes) -> None:
-        evm = self._env.evm
-        evm.reset_access_counters()
-        state = evm.vm.state
+        state = self._env.evm.vm.state
+        # End the previous transaction as a node would: its storage writes become
+        # the "original values" EIP-2200 prices SSTOREs against, and EIP-2929
+        # access lists start empty (but for sender, target and precompiles).
+        state.lock_changes()
         for a in addresses:
             state.mark_address_warm(a)
-        for i in range(1, 0x12):  # precompiles are warm in every transaction
+        for i in range(1, 0x12):
             state.mark_address_warm(i.to_bytes(20, "big"))
 
     def _tx_hash(self, sender: str, to: str | None, data: bytes) -> str:
         n = next(self._tx_counter)
         return "0x" + bytes(keccak(f"{n}:{sender}:{to}".encode() + data)).hex()
 
-    def _record(
-        self,
-        *,
-        sender: str,
-        to: str | None,
-        data: bytes,
-        computation: Any,
-        create: bool,
-        contract_address: str | None,
-    ) -> Receipt:
-        block, ts = self._mine()
+    def _execute(self, sender: str, to: str | None, data: bytes, *, gas: int | None = None,
+                 block_number: int | None = None, timestamp: int | None = None) -> Receipt:
+        """Runs one transaction in a new block; a revert rolls back state and the block."""
+        origin = to_canonical_address(sender)
+        previous = self._open_block(block_number, timestamp)
+        snapshot = self._env.evm.snapshot()
+        contract_address = None
+        if to is None:
+            self._fresh_access_lists(origin)
+            address, computation = self._env.deploy(sender=origin, bytecode=data, gas=gas or TX_GAS_LIMIT)
+            contract_address = to_checksum_address(bytes(address.canonical_address))
+        else:
+            target = to_canonical_address(to)
+            self._fresh_access_lists(origin, target)
+            computation = self._env.execute_code(
+                to_address=target, sender=origin, data=data, gas=gas or TX_GAS_LIMIT
+            )
+        if computation.is_error:
+            self._env.evm.revert(snapshot)
+            self._env.evm.patch.block_number, self._env.evm.patch.timestamp = previous
+            raise TransactionReverted(decode_revert(bytes(computation.output)))
+        block, ts = int(self._env.evm.patch.block_number), int(self._env.evm.patch.timestamp)
         tx_hash = self._tx_hash(sender, to, data)
-        standard, floor = intrinsic_gas(data, create=create)
+        standard, floor = intrinsic_gas(data, create=to is None)
         used = standard + computation.get_gas_used()
         refund = min(computation.get_gas_refund(), used // 5)
-        gas_used = max(used - refund, floor)
-        logs = []
+        logs: list[LogEntry] = []
         for _, address, topics, log_data in sorted(computation.get_raw_log_entries()):
-            entry = LogEntry(
+            logs.append(LogEntry(
                 address=to_checksum_address(address),
                 topics=tuple(t.to_bytes(32, "big") for t in topics),
                 data=bytes(log_data),
                 block_number=block,
                 tx_hash=tx_hash,
                 log_index=len(logs),
-            )
-            logs.append(entry)
+            ))
         self._logs.extend(logs)
         receipt = Receipt(
-            tx_hash=tx_hash,
-            block_number=block,
-            timestamp=ts,
-            sender=sender,
-            to=to,
-            input=data,
-            gas_used=gas_used,
-            logs=tuple(logs),
-            contract_address=contract_address,
+            tx_hash=tx_hash, block_number=block, timestamp=ts, sender=to_checksum_address(sender),
+            to=to_checksum_address(to) if to else None, input=data,
+            gas_used=max(used - refund, floor), logs=tuple(logs), contract_address=contract_address,
         )
         self._receipts.append(receipt)
         return receipt
@@ -125,38 +127,21 @@ class InProcessChain(Chain):
     # -- Chain -------------------------------------------------------------------------------
 
     def deploy(self, sender: LocalAccount, bytecode: bytes, ctor_args: bytes = b"") -> Receipt:
-        data = bytecode + ctor_args
-        origin = to_canonical_address(sender.address)
-        self._fresh_access_lists(origin)
-        snapshot = self._env.evm.snapshot()
-        address, computation = self._env.deploy(sender=origin, bytecode=data, gas=TX_GAS_LIMIT)
-        if computation.is_error:
-            self._env.evm.revert(snapshot)
-            raise TransactionReverted(decode_revert(bytes(computation.output)), function="deploy")
-        return self._record(
-            sender=sender.address,
-            to=None,
-            data=data,
-            computation=computation,
-            create=True,
-            contract_address=to_checksum_address(bytes(address.canonical_address)),
-        )
+        try:
+            return self._execute(sender.address, None, bytecode + ctor_args)
+        except TransactionReverted as exc:
+            raise TransactionReverted(exc.reason, function="deploy") from None
 
     def send(self, sender: LocalAccount, to: str, data: bytes, *, gas: int | None = None) -> Receipt:
-        origin = to_canonical_address(sender.address)
-        target = to_canonical_address(to)
-        self._fresh_access_lists(origin, target)
-        snapshot = self._env.evm.snapshot()
-        computation = self._env.execute_code(
-            to_address=target, sender=origin, data=data, gas=gas or TX_GAS_LIMIT
-        )
-        if computation.is_error:
-            self._env.evm.revert(snapshot)
-            raise TransactionReverted(decode_revert(bytes(computation.output)))
-        return self._record(
-            sender=sender.address, to=to, data=data, computation=computation,
-            create=False, contract_address=None,
-        )
+        return self._execute(sender.address, to, data, gas=gas)
+
+    def replay(self, *, sender: str, to: str | None, data: bytes, block_number: int, timestamp: int) -> Receipt:
+        """Re-executes a recorded transaction in its recorded block (the auditor's tool).
+
+        No key is needed: this chain does not check signatures, which is also why
+        an in-process export is only as trustworthy as its re-execution.
+        """
+        return self._execute(sender, to, data, block_number=block_number, timestamp=timestamp)
 
     def call(self, to: str, data: bytes, *, sender: str | None = None) -> bytes:
         origin = to_canonical_address(sender) if sender else b"\x00" * 20

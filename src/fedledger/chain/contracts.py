@@ -1,0 +1,257 @@
+"""Typed clients for the coordinator and the reward token, over any `Chain`.
+
+Method names mirror the contract's functions one to one, and event names are
+the contract's, so the contract, this client, the CLI and the docs use one
+name per concept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from fedledger.chain.abi import ContractABI
+from fedledger.chain.artifacts import load_artifact
+from fedledger.chain.base import Chain, LogEntry, Receipt
+from fedledger.errors import ChainError, TransactionReverted
+
+
+class Phase(IntEnum):
+    NONE = 0
+    OPEN = 1
+    AGGREGATING = 2
+    DONE = 3
+    ABORTED = 4
+
+
+class RoundStatus(IntEnum):
+    PENDING = 0
+    FINALIZED = 1
+    FAILED = 2
+
+
+@dataclass(frozen=True)
+class Event:
+    """A decoded contract event with its place in the chain."""
+
+    name: str
+    args: dict[str, Any]
+    address: str
+    block_number: int
+    tx_hash: str
+    log_index: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "args": {k: _jsonable(v) for k, v in self.args.items()},
+            "address": self.address,
+            "block_number": self.block_number,
+            "tx_hash": self.tx_hash,
+            "log_index": self.log_index,
+        }
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return "0x" + v.hex()
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    return v
+
+
+@dataclass(frozen=True)
+class JobParams:
+    """Arguments of `create_job` (the contract's JobParams struct)."""
+
+    token: str
+    spec_hash: bytes
+    initial_model: bytes
+    rounds: int
+    min_commits: int
+    quorum: int
+    commit_window: int
+    aggregate_window: int
+    max_failures: int
+    stake: int
+    reward_per_round: int
+    committee: list[str]
+    allowlist: list[str]
+
+
+@dataclass(frozen=True)
+class JobState:
+    phase: Phase
+    round: int
+    deadline: int
+    commits: int
+    trainers: int
+    examples: int
+    version: int
+
+
+@dataclass(frozen=True)
+class TrainerState:
+    registered: bool
+    excluded: bool
+    settled: bool
+    last_round: int
+    examples: int
+    accrued: int
+
+
+class Contract:
+    """A deployed contract: encode, send, call, decode — nothing else."""
+
+    artifact_name: str = ""
+
+    def __init__(self, chain: Chain, address: str) -> None:
+        self.chain = chain
+        self.address = address
+        self.abi = ContractABI(load_artifact(self.artifact_name).abi)
+
+    @classmethod
+    def deploy(cls, chain: Chain, deployer: LocalAccount, *ctor_args: Any) -> Contract:
+        artifact = load_artifact(cls.artifact_name)
+        abi = ContractABI(artifact.abi)
+        receipt = chain.deploy(deployer, artifact.bytecode, abi.encode_constructor(*ctor_args))
+        if receipt.contract_address is None:
+            raise ChainError(f"deploying {cls.artifact_name} returned no contract address")
+        return cls(chain, receipt.contract_address)
+
+    def transact(self, sender: LocalAccount, fn: str, *args: Any, gas: int | None = None) -> Receipt:
+        data = self.abi.functions[fn].encode_call(*args)
+        try:
+            return self.chain.send(sender, self.address, data, gas=gas)
+        except TransactionReverted as exc:
+            raise TransactionReverted(exc.reason, function=fn) from None
+
+    def read(self, fn: str, *args: Any) -> Any:
+        f = self.abi.functions[fn]
+        try:
+            return f.decode_result(self.chain.call(self.address, f.encode_call(*args)))
+        except TransactionReverted as exc:
+            raise TransactionReverted(exc.reason, function=fn) from None
+
+    def decode(self, log: LogEntry) -> Event | None:
+        if log.address != self.address or not log.topics:
+            return None
+        ev = self.abi.events.get(log.topics[0])
+        if ev is None:
+            return None
+        return Event(
+            name=ev.name, args=ev.decode(list(log.topics), log.data), address=log.address,
+            block_number=log.block_number, tx_hash=log.tx_hash, log_index=log.log_index,
+        )
+
+    def events_in(self, receipt: Receipt) -> list[Event]:
+        return [e for e in (self.decode(lg) for lg in receipt.logs) if e is not None]
+
+    def events(self, from_block: int = 0, to_block: int | None = None) -> list[Event]:
+        logs = self.chain.get_logs(self.address, from_block, to_block)
+        return [e for e in (self.decode(lg) for lg in logs) if e is not None]
+
+
+class RewardToken(Contract):
+    artifact_name = "reward_token"
+
+    def mint(self, minter: LocalAccount, to: str, amount: int) -> Receipt:
+        return self.transact(minter, "mint", to, amount)
+
+    def approve(self, owner: LocalAccount, spender: str, amount: int) -> Receipt:
+        return self.transact(owner, "approve", spender, amount)
+
+    def transfer(self, owner: LocalAccount, to: str, amount: int) -> Receipt:
+        return self.transact(owner, "transfer", to, amount)
+
+    def balance_of(self, account: str) -> int:
+        return int(self.read("balanceOf", account))
+
+    def total_supply(self) -> int:
+        return int(self.read("totalSupply"))
+
+
+class Coordinator(Contract):
+    artifact_name = "coordinator"
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def create_job(self, sponsor: LocalAccount, params: JobParams) -> tuple[int, Receipt]:
+        receipt = self.transact(sponsor, "create_job", params.__dict__)
+        created = [e for e in self.events_in(receipt) if e.name == "JobCreated"]
+        return int(created[0].args["job_id"]), receipt
+
+    def register(self, account: LocalAccount, job_id: int, *, as_trainer: bool) -> Receipt:
+        return self.transact(account, "register", job_id, as_trainer)
+
+    def commit(self, trainer: LocalAccount, job_id: int, round: int, commitment: bytes,
+               num_examples: int) -> Receipt:
+        return self.transact(trainer, "commit", job_id, round, commitment, num_examples)
+
+    def propose(self, validator: LocalAccount, job_id: int, round: int, aggregate: bytes,
+                excluded: list[str]) -> Receipt:
+        ordered = sorted(excluded, key=lambda a: int(a, 16))
+        return self.transact(validator, "propose", job_id, round, aggregate, ordered)
+
+    def advance(self, caller: LocalAccount, job_id: int) -> Receipt:
+        return self.transact(caller, "advance", job_id)
+
+    def withdraw(self, account: LocalAccount, job_id: int) -> Receipt:
+        return self.transact(account, "withdraw", job_id)
+
+    def reclaim(self, sponsor: LocalAccount, job_id: int) -> Receipt:
+        return self.transact(sponsor, "reclaim", job_id)
+
+    # -- views -----------------------------------------------------------------------------
+
+    def job_count(self) -> int:
+        return int(self.read("job_count"))
+
+    def job_state(self, job_id: int) -> JobState:
+        s = self.read("job_state", job_id)
+        return JobState(phase=Phase(s["phase"]), **{k: int(v) for k, v in s.items() if k != "phase"})
+
+    def job_config(self, job_id: int) -> dict[str, Any]:
+        return dict(self.read("job_config", job_id))
+
+    def global_model(self, job_id: int) -> bytes:
+        return bytes(self.read("global_model", job_id))
+
+    def trainer_state(self, job_id: int, account: str) -> TrainerState:
+        return TrainerState(**self.read("trainer_state", job_id, account))
+
+    def round_result(self, job_id: int, round: int) -> tuple[RoundStatus, int, int, bytes]:
+        word, aggregate = self.read("round_result", job_id, round)
+        return (RoundStatus(word["status"]), int(word["accepted_commits"]),
+                int(word["accepted_examples"]), bytes(aggregate))
+
+    def claimable(self, job_id: int, account: str) -> int:
+        return int(self.read("claimable", job_id, account))
+
+    def stake_of(self, job_id: int, account: str) -> int:
+        return int(self.read("stake_of", job_id, account))
+
+    def pool(self, job_id: int) -> int:
+        return int(self.read("pool", job_id))
+
+    def is_validator(self, job_id: int, account: str) -> bool:
+        return bool(self.read("is_validator", job_id, account))
+
+
+@dataclass(frozen=True)
+class Deployment:
+    token: RewardToken
+    coordinator: Coordinator
+
+
+def deploy_contracts(chain: Chain, deployer: LocalAccount) -> Deployment:
+    """Deploys a fresh reward token (deployer is minter) and coordinator."""
+    token = RewardToken.deploy(chain, deployer, "fedledger reward", "FED")
+    coordinator = Coordinator.deploy(chain, deployer)
+    assert isinstance(token, RewardToken) and isinstance(coordinator, Coordinator)
+    return Deployment(token=token, coordinator=coordinator)

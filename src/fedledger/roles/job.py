@@ -1,0 +1,91 @@
+"""What every role reads from the chain about one job: commits, rounds, results.
+
+Roles never trust each other, only the chain: this reader turns the
+coordinator's event log into per-round records, polling new blocks
+incrementally so a long job does not re-read its whole history each round.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fedledger.chain.contracts import Coordinator, Event
+
+
+@dataclass(frozen=True)
+class CommitRecord:
+    """One `UpdateCommitted` event."""
+
+    trainer: str
+    round: int
+    commitment: bytes
+    num_examples: int
+    block_number: int
+
+
+@dataclass
+class RoundRecord:
+    """Everything the chain says about one round of one job."""
+
+    round: int
+    version_before: int = 0
+    global_model: bytes = b""  # the model this round trained from
+    commits: list[CommitRecord] = field(default_factory=list)
+    proposals: list[Event] = field(default_factory=list)
+    finalized: Event | None = None
+    failed: Event | None = None
+    excluded: list[str] = field(default_factory=list)
+    gas_used: int = 0
+
+
+class JobReader:
+    """Incrementally folds a job's events into `RoundRecord`s."""
+
+    def __init__(self, coordinator: Coordinator, job_id: int, from_block: int = 0) -> None:
+        self.coordinator = coordinator
+        self.job_id = job_id
+        self.rounds: dict[int, RoundRecord] = {}
+        self.events: list[Event] = []
+        self._next_block = from_block
+
+    def poll(self) -> list[Event]:
+        """Reads events mined since the last poll; returns the new ones for this job."""
+        head = self.coordinator.chain.block_number()
+        if head < self._next_block:
+            return []
+        new = [
+            e for e in self.coordinator.events(self._next_block, head)
+            if e.args.get("job_id") == self.job_id
+        ]
+        self._next_block = head + 1
+        for e in new:
+            self.apply(e)
+        self.events.extend(new)
+        return new
+
+    def apply(self, e: Event) -> None:
+        a = e.args
+        if e.name == "RoundOpened":
+            rec = self.rounds.setdefault(a["round"], RoundRecord(round=a["round"]))
+            rec.version_before = a["version"]
+            rec.global_model = a["global_model"]
+        elif e.name == "UpdateCommitted":
+            self._round(a["round"]).commits.append(CommitRecord(
+                trainer=a["trainer"], round=a["round"], commitment=a["commitment"],
+                num_examples=a["num_examples"], block_number=e.block_number,
+            ))
+        elif e.name == "AggregateProposed":
+            self._round(a["round"]).proposals.append(e)
+        elif e.name == "UpdateExcluded":
+            self._round(a["round"]).excluded.append(a["trainer"])
+        elif e.name == "RoundFinalized":
+            self._round(a["round"]).finalized = e
+        elif e.name == "RoundFailed":
+            self._round(a["round"]).failed = e
+
+    def _round(self, r: int) -> RoundRecord:
+        return self.rounds.setdefault(r, RoundRecord(round=r))
+
+    def commits(self, round: int) -> list[CommitRecord]:
+        self.poll()
+        return list(self._round(round).commits)

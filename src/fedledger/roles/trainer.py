@@ -1,0 +1,85 @@
+"""The trainer: train locally from the committed global model, commit the update.
+
+Raw data never leaves the organisation: what leaves is the quantised delta,
+as a canonical blob in the store, and its Merkle root on chain.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+
+from fedledger.chain.base import Receipt
+from fedledger.chain.contracts import Coordinator
+from fedledger.codec.blob import encode_tensors
+from fedledger.codec.commitment import merkle_root
+from fedledger.errors import CodecError
+from fedledger.roles.model import float_weights, quantized_delta
+from fedledger.roles.validator import update_metadata
+from fedledger.spec import JobSpec
+from fedledger.store.base import BlobStore
+from fedledger.training.client import NumPyClient
+
+log = logging.getLogger("fedledger.trainer")
+
+#: a hook that may rewrite an update blob before upload (used by the simulator's faults)
+BlobHook = Callable[[bytes, int], bytes | None]
+
+
+@dataclass(frozen=True)
+class TrainerRound:
+    round: int
+    commitment: bytes | None
+    num_examples: int
+    loss: float
+    train_seconds: float
+    receipt: Receipt | None
+
+
+class Trainer:
+    """One organisation's trainer role."""
+
+    def __init__(self, *, name: str, account: LocalAccount, coordinator: Coordinator, store: BlobStore,
+                 client: NumPyClient, names: Sequence[str], spec: JobSpec, job_id: int,
+                 blob_hook: BlobHook | None = None) -> None:
+        self.name = name
+        self.account = account
+        self.coordinator = coordinator
+        self.store = store
+        self.client = client
+        self.names = list(names)
+        self.spec = spec
+        self.job_id = job_id
+        self.blob_hook = blob_hook
+
+    def register(self) -> Receipt:
+        return self.coordinator.register(self.account, self.job_id, as_trainer=True)
+
+    def run_round(self, round: int, global_commitment: bytes) -> TrainerRound:
+        """Trains one round and commits; a trainer that cannot produce a valid update skips."""
+        global_q = self.store.get_tensors(global_commitment)
+        params = float_weights(self.names, global_q, self.spec.scale_bits)
+        t0 = time.perf_counter()
+        new, num_examples, metrics = self.client.fit(params, {"round": round})
+        train_s = time.perf_counter() - t0
+        loss = float(metrics.get("loss", float("nan")))
+        try:
+            delta = quantized_delta(self.names, new, global_q, self.spec.scale_bits)
+        except CodecError as exc:
+            log.warning("%s: round %d: not committing: %s", self.name, round, exc)
+            return TrainerRound(round, None, num_examples, loss, train_s, None)
+        blob = encode_tensors(delta, metadata=update_metadata(self.job_id, round, self.account.address))
+        if self.blob_hook is not None:
+            hooked = self.blob_hook(blob, round)
+            if hooked is None:  # withheld: committed on chain but never uploaded
+                commitment = merkle_root(blob)
+            else:
+                commitment = self.store.put(hooked)
+        else:
+            commitment = self.store.put(blob)
+        receipt = self.coordinator.commit(self.account, self.job_id, round, commitment, num_examples)
+        return TrainerRound(round, commitment, num_examples, loss, train_s, receipt)

@@ -1,0 +1,144 @@
+"""The validator: fetch every committed update, check it, aggregate, propose.
+
+`compute_round` is a pure function of (store contents, spec, global model,
+commits): every honest validator gets identical bytes from it, and the auditor
+re-runs it verbatim to check each finalised round. Everything else here is the
+small amount of I/O around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from eth_account.signers.local import LocalAccount
+
+from fedledger.aggregation.base import Update, get_rule
+from fedledger.aggregation.validate import validate_update
+from fedledger.chain.base import Receipt
+from fedledger.chain.contracts import Coordinator, Phase
+from fedledger.codec.blob import decode_blob, encode_tensors
+from fedledger.codec.commitment import commitment_hex, merkle_root
+from fedledger.errors import BlobIntegrityError, BlobNotFound, CodecError, InvalidUpdate
+from fedledger.roles.job import CommitRecord
+from fedledger.spec import JobSpec
+from fedledger.store.base import BlobStore
+
+log = logging.getLogger("fedledger.validator")
+
+
+@dataclass(frozen=True)
+class Rejection:
+    trainer: str
+    commitment: bytes
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """A round's result as one validator computed it."""
+
+    round: int
+    aggregate: bytes  # Merkle root of `blob`, the proposal's aggregate commitment
+    blob: bytes  # canonical blob of the new global model
+    model: dict[str, np.ndarray]
+    accepted: list[CommitRecord]
+    rejected: list[Rejection]
+
+    @property
+    def excluded(self) -> list[str]:
+        return sorted({r.trainer for r in self.rejected}, key=lambda a: int(a, 16))
+
+
+def model_metadata(job_id: int, version: int) -> dict[str, str]:
+    return {"kind": "model", "job": str(job_id), "version": str(version)}
+
+
+def update_metadata(job_id: int, round: int, trainer: str) -> dict[str, str]:
+    return {"kind": "update", "job": str(job_id), "round": str(round), "trainer": trainer}
+
+
+def check_update(
+    store: BlobStore, spec: JobSpec, global_model: Mapping[str, np.ndarray], job_id: int, c: CommitRecord
+) -> dict[str, np.ndarray]:
+    """Fetches and validates one committed update; raises InvalidUpdate with the reason."""
+    try:
+        data = store.get(c.commitment)
+    except BlobNotFound:
+        raise InvalidUpdate("blob not available in the store") from None
+    except BlobIntegrityError:
+        raise InvalidUpdate("blob does not match its commitment (fails its hash)") from None
+    try:
+        delta, meta = decode_blob(data)
+    except CodecError as exc:
+        raise InvalidUpdate(f"malformed blob: {exc}") from None
+    expected = update_metadata(job_id, c.round, c.trainer)
+    if meta != expected:
+        raise InvalidUpdate(f"blob metadata {meta} does not match the commit {expected}")
+    validate_update(delta, global_model, spec.max_update_norm_q)
+    return delta
+
+
+def compute_round(
+    *,
+    store: BlobStore,
+    spec: JobSpec,
+    job_id: int,
+    round: int,
+    version: int,
+    global_model: Mapping[str, np.ndarray],
+    commits: Sequence[CommitRecord],
+) -> RoundOutcome:
+    """Validates every commit of `round` and aggregates the accepted ones into version+1."""
+    accepted: list[CommitRecord] = []
+    rejected: list[Rejection] = []
+    updates: list[Update] = []
+    for c in sorted(commits, key=lambda c: int(c.trainer, 16)):
+        try:
+            delta = check_update(store, spec, global_model, job_id, c)
+        except InvalidUpdate as exc:
+            rejected.append(Rejection(c.trainer, c.commitment, str(exc)))
+            continue
+        accepted.append(c)
+        updates.append(Update(trainer=c.trainer, commitment=c.commitment,
+                              num_examples=c.num_examples, delta=delta))
+    if updates:
+        model = get_rule(spec.aggregation).aggregate(global_model, updates)
+    else:
+        model = {k: np.asarray(v, dtype=np.int64) for k, v in global_model.items()}
+    blob = encode_tensors(model, metadata=model_metadata(job_id, version + 1))
+    return RoundOutcome(round=round, aggregate=merkle_root(blob), blob=blob, model=model,
+                        accepted=accepted, rejected=rejected)
+
+
+class Validator:
+    """One committee member: computes each round independently and proposes it."""
+
+    def __init__(self, *, name: str, account: LocalAccount, coordinator: Coordinator,
+                 store: BlobStore, spec: JobSpec, job_id: int) -> None:
+        self.name = name
+        self.account = account
+        self.coordinator = coordinator
+        self.store = store
+        self.spec = spec
+        self.job_id = job_id
+
+    def register(self) -> Receipt:
+        return self.coordinator.register(self.account, self.job_id, as_trainer=False)
+
+    def process_round(self, *, round: int, version: int, global_model: Mapping[str, np.ndarray],
+                      commits: Sequence[CommitRecord], names: Mapping[str, str]) -> tuple[RoundOutcome, Receipt | None]:
+        """Computes the round and proposes it unless the round has already been decided."""
+        outcome = compute_round(store=self.store, spec=self.spec, job_id=self.job_id, round=round,
+                                version=version, global_model=global_model, commits=commits)
+        for r in outcome.rejected:
+            log.debug("%s: round %d: rejected update %s from %s: %s", self.name, round,
+                        commitment_hex(r.commitment)[:18], names.get(r.trainer, r.trainer), r.reason)
+        self.store.put(outcome.blob)
+        state = self.coordinator.job_state(self.job_id)
+        if state.phase != Phase.AGGREGATING or state.round != round:
+            return outcome, None
+        receipt = self.coordinator.propose(self.account, self.job_id, round, outcome.aggregate, outcome.excluded)
+        return outcome, receipt

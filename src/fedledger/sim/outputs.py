@@ -1,0 +1,179 @@
+"""The evidence a run leaves: spec, chain export, metrics, plot, final model and model card.
+
+Layout of a run directory:
+
+    spec.json                 the canonical job spec (its keccak is on chain)
+    store/                    every committed update and every global model, by commitment
+    chain.json                every transaction and event, with block numbers (see `export_chain`)
+    metrics.json, metrics.csv per-round metrics
+    accuracy.png              test accuracy and loss per round
+    final_model.safetensors   the final model as float32 (dequantised from the committed one)
+    model_card.json, MODEL_CARD.md
+    run.log                   validators' rejections and other warnings
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from fedledger.chain.artifacts import load_artifact
+from fedledger.chain.base import Chain
+from fedledger.chain.contracts import Contract
+from fedledger.chain.inprocess import InProcessChain
+from fedledger.codec.commitment import commitment_hex
+from fedledger.codec.fixedpoint import dequantize
+
+if TYPE_CHECKING:
+    from fedledger.sim.simulate import RoundMetrics, Simulation, SimulationResult
+
+EXPORT_FORMAT = "fedledger-chain-export/1"
+
+
+def export_chain(chain: Chain, contracts: list[Contract], *, job_id: int,
+                 participants: dict[str, str]) -> dict[str, Any]:
+    """Every transaction (decoded and raw) and every event of the given contracts.
+
+    An export from the in-process chain can be re-executed transaction by
+    transaction (`fedledger audit` does), so an edited event or receipt shows
+    up as a difference from the re-execution.
+    """
+    inner = getattr(chain, "inner", chain)
+    by_address = {c.address: c for c in contracts}
+    names = {c.address: type(c).__name__ for c in contracts}
+    transactions, events = [], []
+    for r in chain.receipts():
+        fn, args = "<create>", {}
+        target = by_address.get(r.to or "")
+        if target is not None:
+            fn, args = target.abi.decode_calldata(r.input)
+        transactions.append({
+            "tx_hash": r.tx_hash, "block_number": r.block_number, "timestamp": r.timestamp,
+            "from": r.sender, "to": r.to, "contract": names.get(r.to or "", ""),
+            "function": fn, "args": _jsonable(args), "input": "0x" + r.input.hex(),
+            "gas_used": r.gas_used, "contract_address": r.contract_address,
+        })
+        for log in r.logs:
+            c = by_address.get(log.address)
+            ev = c.decode(log) if c is not None else None
+            if ev is not None:
+                events.append(ev.to_json())
+    kind = "inprocess" if isinstance(inner, InProcessChain) else "rpc"
+    chain_info: dict[str, Any] = {"kind": kind, **inner.info()}
+    if isinstance(inner, InProcessChain):
+        chain_info["block_time"] = inner.block_time
+    return {
+        "format": EXPORT_FORMAT,
+        "chain": chain_info,
+        "contracts": {names[a]: a for a in by_address},
+        "contract_sources_sha256": load_artifact("coordinator").source_hash,
+        "job_id": job_id,
+        "participants": participants,
+        "transactions": transactions,
+        "events": events,
+    }
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return "0x" + v.hex()
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    return v
+
+
+def write_metrics(out: Path, rows: list[RoundMetrics]) -> None:
+    from dataclasses import asdict
+
+    data = [asdict(m) for m in rows]
+    (out / "metrics.json").write_text(json.dumps(data, indent=2) + "\n")
+    if data:
+        with (out / "metrics.csv").open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(data[0]))
+            w.writeheader()
+            w.writerows(data)
+
+
+def plot_metrics(path: Path, rows: list[RoundMetrics], title: str) -> None:
+    """Test accuracy and loss per round, failed rounds marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [m.round for m in rows]
+    fig, ax1 = plt.subplots(figsize=(7, 4), dpi=120)
+    ax1.plot(rounds, [100 * m.test_accuracy for m in rows], "o-", color="tab:blue", label="test accuracy")
+    ax1.set_xlabel("round")
+    ax1.set_ylabel("test accuracy (%)", color="tab:blue")
+    ax1.grid(alpha=0.3)
+    ax2 = ax1.twinx()
+    ax2.plot(rounds, [m.test_loss for m in rows], "s--", color="tab:orange", label="test loss")
+    ax2.set_ylabel("test loss", color="tab:orange")
+    failed = [m.round for m in rows if m.status != "finalized"]
+    for r in failed:
+        ax1.axvline(r, color="tab:red", alpha=0.3)
+    ax1.set_title(title + (f"  ({len(failed)} failed rounds in red)" if failed else ""))
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_run(sim: Simulation, result: SimulationResult) -> None:
+    out, spec = sim.out_dir, sim.spec
+    (out / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+    export = export_chain(sim.chain, [sim.deployment.coordinator, sim.deployment.token],
+                          job_id=sim.job_id, participants=sim.participants)
+    (out / "chain.json").write_text(json.dumps(export, indent=1) + "\n")
+    write_metrics(out, result.rounds)
+    plot_metrics(out / "accuracy.png", result.rounds,
+                 f"{spec.name}: {spec.trainers} organisations, {spec.dataset}, {spec.partition}")
+
+    from safetensors.numpy import save_file
+
+    final_q = sim.store.get_tensors(result.final_commitment)
+    final = {k: np.ascontiguousarray(v) for k, v in dequantize(final_q, spec.scale_bits).items()}
+    contributors = sorted({
+        sim.participants.get(c.trainer, c.trainer)
+        for rec in sim.reader.rounds.values() if rec.finalized is not None
+        for c in rec.commits if c.trainer not in rec.excluded
+    })
+    card = {
+        "job_id": sim.job_id,
+        "coordinator": sim.deployment.coordinator.address,
+        "chain": sim.chain.description,
+        "spec_hash": "0x" + spec.spec_hash().hex(),
+        "rounds_finalized": sum(1 for m in result.rounds if m.status == "finalized"),
+        "rounds_failed": sum(1 for m in result.rounds if m.status != "finalized"),
+        "final_model_commitment": commitment_hex(result.final_commitment),
+        "final_test_accuracy": result.final_accuracy,
+        "contributing_organisations": contributors,
+        "dataset": spec.dataset, "partition": spec.partition, "model": spec.model,
+        "aggregation": spec.aggregation, "scale_bits": spec.scale_bits,
+        "payouts": {k: str(v) for k, v in result.payouts.items()},
+    }
+    save_file(final, str(out / "final_model.safetensors"),
+              metadata={k: str(v) for k, v in card.items() if not isinstance(v, list | dict)})
+    (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
+    lines = [
+        f"# Model card: {spec.name}",
+        "",
+        f"- Job id: {sim.job_id} on coordinator `{card['coordinator']}` ({card['chain']})",
+        f"- Spec hash: `{card['spec_hash']}`",
+        f"- Rounds: {card['rounds_finalized']} finalised, {card['rounds_failed']} failed",
+        f"- Final model commitment (Merkle root of the committed fixed-point model): "
+        f"`{card['final_model_commitment']}`",
+        f"- Final test accuracy on held-out data no trainer saw: {100 * result.final_accuracy:.2f}%",
+        f"- Data: {spec.dataset}, {spec.partition} partition over {spec.trainers} organisations",
+        f"- Contributing organisations: {', '.join(contributors)}",
+        "",
+        "`final_model.safetensors` holds float32 weights dequantised from the committed model;",
+        f"verify everything with `fedledger audit {out}`.",
+    ]
+    (out / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")

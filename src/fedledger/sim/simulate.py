@@ -1,0 +1,259 @@
+"""Many organisations on one machine: the whole protocol, round by round.
+
+Every organisation is a real trainer (its own data partition, its own model
+copy, its own key) and, by default, a validator that independently recomputes
+each round. The chain is the in-process EVM by default or any JSON-RPC node;
+the blob store is a local directory inside the run directory. Nothing here
+is simulated away: the contracts enforce the rounds, the validators agree by
+quorum on identical bytes, and the run directory is auditable afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fedledger.chain.base import Chain, dev_accounts
+from fedledger.chain.contracts import Deployment, Phase, deploy_contracts
+from fedledger.chain.inprocess import InProcessChain
+from fedledger.codec.blob import encode_tensors
+from fedledger.codec.commitment import commitment_hex
+from fedledger.errors import SpecError
+from fedledger.roles.job import JobReader
+from fedledger.roles.model import float_weights, quantize_model
+from fedledger.roles.sponsor import create_job
+from fedledger.roles.trainer import Trainer
+from fedledger.roles.validator import Validator, model_metadata
+from fedledger.sim.faults import Fault, blob_hook
+from fedledger.sim.outputs import write_run
+from fedledger.sim.timing import TimedChain
+from fedledger.spec import JobSpec
+from fedledger.store.local import LocalStore
+from fedledger.training.datasets import Dataset, load_dataset
+from fedledger.training.models import build_model
+from fedledger.training.partition import partition
+from fedledger.training.torch_client import TorchClient, evaluate, get_weights, set_weights, weight_names
+
+log = logging.getLogger("fedledger.sim")
+
+
+@dataclass
+class RoundMetrics:
+    """One row of the per-round table, metrics.json and metrics.csv."""
+
+    round: int
+    version: int
+    status: str  # "finalized" | "failed"
+    commits: int
+    accepted: int
+    rejected: int
+    test_accuracy: float
+    test_loss: float
+    train_loss: float
+    gas_used: int
+    transactions: int
+    chain_seconds: float
+    train_seconds: float
+    round_seconds: float
+    model_commitment: str
+
+
+@dataclass
+class SimulationResult:
+    out_dir: Path
+    job_id: int
+    rounds: list[RoundMetrics]
+    final_accuracy: float
+    final_commitment: bytes
+    wall_seconds: float
+    chain_seconds: float
+    participants: dict[str, str] = field(default_factory=dict)
+    payouts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Organisation:
+    name: str
+    trainer: Trainer
+    validator: Validator | None
+
+
+class Simulation:
+    """Sets up a consortium, runs rounds until the job ends, and leaves the evidence."""
+
+    def __init__(self, spec: JobSpec, *, out_dir: Path, chain: Chain | None = None,
+                 faults: Sequence[Fault] = ()) -> None:
+        self.spec = spec
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.chain = TimedChain(chain or InProcessChain())
+        self.store = LocalStore(self.out_dir / "store")
+        self.faults = {f.trainer: f for f in faults}
+        for f in faults:
+            if not 1 <= f.trainer <= spec.trainers:
+                raise SpecError("fault", f"trainer {f.trainer} is outside 1..{spec.trainers}")
+        self.accounts = dev_accounts(spec.trainers + 1)
+        self.sponsor = self.accounts[0]
+        self.metrics: list[RoundMetrics] = []
+        self.dataset: Dataset = load_dataset(spec.dataset, test_fraction=spec.test_fraction, seed=spec.seed)
+        self._setup()
+
+    # -- setup -------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        spec, ds = self.spec, self.dataset
+        parts = partition(ds, spec.trainers, spec.partition, alpha=spec.alpha, seed=spec.seed)
+        init = build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)
+        self.names = weight_names(init)
+        self.eval_model = init
+        initial_q = quantize_model(self.names, get_weights(init), spec.scale_bits)
+        self.initial_model = self.store.put(encode_tensors(initial_q, metadata=model_metadata(0, 0)))
+
+        self.deployment: Deployment = deploy_contracts(self.chain, self.sponsor)
+        token, coordinator = self.deployment.token, self.deployment.coordinator
+        pool = spec.reward_per_round * spec.rounds
+        token.mint(self.sponsor, self.sponsor.address, pool)
+        trainer_accounts = self.accounts[1:]
+        for acct in trainer_accounts:
+            token.mint(self.sponsor, acct.address, spec.stake)
+            token.approve(acct, coordinator.address, spec.stake)
+        committee = [a.address for a in trainer_accounts[: spec.committee_size]]
+        self.job_id, _ = create_job(deployment=self.deployment, sponsor=self.sponsor, spec=spec,
+                                    initial_model=self.initial_model, committee=committee)
+        self.reader = JobReader(coordinator, self.job_id)
+
+        self.orgs: list[Organisation] = []
+        for i, (acct, idx) in enumerate(zip(trainer_accounts, parts, strict=True), start=1):
+            name = f"org-{i:02d}"
+            model = build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)
+            client = TorchClient(model, ds.x_train[idx], ds.y_train[idx], ds.x_test[:0], ds.y_test[:0],
+                                 epochs=spec.local_epochs, batch_size=spec.batch_size,
+                                 lr=spec.learning_rate, momentum=spec.momentum, seed=spec.seed + i)
+            fault = self.faults.get(i)
+            hook = None
+            if fault is not None and fault.kind != "corrupt-blob":
+                rewrite = blob_hook(fault.kind, spec.max_update_norm_q)
+                start = fault.from_round
+                def hook(blob: bytes, r: int, rewrite=rewrite, start=start) -> bytes | None:
+                    return rewrite(blob) if r >= start else blob
+            trainer = Trainer(name=name, account=acct, coordinator=coordinator, store=self.store,
+                              client=client, names=self.names, spec=spec, job_id=self.job_id,
+                              blob_hook=hook)
+            validator = None
+            if acct.address in committee:
+                validator = Validator(name=name, account=acct, coordinator=coordinator,
+                                      store=self.store, spec=spec, job_id=self.job_id)
+            trainer.register()
+            self.orgs.append(Organisation(name, trainer, validator))
+        self.participants = {o.trainer.account.address: o.name for o in self.orgs}
+        self.participants[self.sponsor.address] = "sponsor"
+
+    # -- rounds ------------------------------------------------------------------------------
+
+    def evaluate(self, commitment: bytes) -> tuple[float, float]:
+        """Test loss and accuracy of a committed model on the held-out split."""
+        model_q = self.store.get_tensors(commitment)
+        set_weights(self.eval_model, float_weights(self.names, model_q, self.spec.scale_bits))
+        loss, acc = evaluate(self.eval_model, self.dataset.x_test, self.dataset.y_test)
+        return acc, loss
+
+    def run_round(self) -> RoundMetrics:
+        coordinator = self.deployment.coordinator
+        t_round = time.perf_counter()
+        chain_s0, gas0, tx0 = self.chain.seconds, self.chain.gas, self.chain.transactions
+        state = coordinator.job_state(self.job_id)
+        r, version = state.round, state.version
+        global_c = coordinator.global_model(self.job_id)
+
+        train_s, losses = 0.0, []
+        for i, org in enumerate(self.orgs, start=1):
+            result = org.trainer.run_round(r, global_c)
+            train_s += result.train_seconds
+            losses.append(result.loss)
+            fault = self.faults.get(i)
+            if fault and fault.kind == "corrupt-blob" and r >= fault.from_round and result.commitment:
+                path = self.store.path_for(result.commitment)
+                data = bytearray(path.read_bytes())
+                data[-1] ^= 0xFF
+                path.write_bytes(bytes(data))
+
+        state = coordinator.job_state(self.job_id)
+        if state.phase == Phase.OPEN and state.round == r:
+            # not every trainer committed: wait out the window, then anyone may advance
+            self.chain.increase_time(self.spec.commit_window_s + 1)
+            coordinator.advance(self.sponsor, self.job_id)
+            state = coordinator.job_state(self.job_id)
+
+        commits = self.reader.commits(r)
+        if state.phase == Phase.AGGREGATING and state.round == r:
+            global_q = self.store.get_tensors(global_c)
+            for org in self.orgs:
+                if org.validator is None:
+                    continue
+                org.validator.process_round(round=r, version=version, global_model=global_q,
+                                            commits=commits, names=self.participants)
+                state = coordinator.job_state(self.job_id)
+                if state.round != r or state.phase != Phase.AGGREGATING:
+                    break
+            if state.phase == Phase.AGGREGATING and state.round == r:
+                self.chain.increase_time(self.spec.aggregate_window_s + 1)
+                coordinator.advance(self.sponsor, self.job_id)
+
+        self.reader.poll()
+        rec = self.reader.rounds[r]
+        if rec.finalized is not None:
+            status, model_c = "finalized", rec.finalized.args["aggregate"]
+            version = rec.finalized.args["version"]
+        else:
+            status, model_c = "failed", global_c
+        acc, loss = self.evaluate(model_c)
+        m = RoundMetrics(
+            round=r, version=version, status=status, commits=len(commits),
+            accepted=len(commits) - len(rec.excluded), rejected=len(rec.excluded),
+            test_accuracy=acc, test_loss=loss,
+            train_loss=float(np.nanmean(losses)) if losses else float("nan"),
+            gas_used=self.chain.gas - gas0, transactions=self.chain.transactions - tx0,
+            chain_seconds=self.chain.seconds - chain_s0, train_seconds=train_s,
+            round_seconds=time.perf_counter() - t_round, model_commitment=commitment_hex(model_c),
+        )
+        self.metrics.append(m)
+        return m
+
+    def running(self) -> bool:
+        return self.deployment.coordinator.job_state(self.job_id).phase in (Phase.OPEN, Phase.AGGREGATING)
+
+    def settle(self) -> dict[str, int]:
+        """Everyone withdraws rewards and stakes; the sponsor reclaims what is left."""
+        coordinator, token = self.deployment.coordinator, self.deployment.token
+        before = {o.name: token.balance_of(o.trainer.account.address) for o in self.orgs}
+        for org in self.orgs:
+            coordinator.withdraw(org.trainer.account, self.job_id)
+        if coordinator.pool(self.job_id) > 0:
+            coordinator.reclaim(self.sponsor, self.job_id)
+        return {o.name: token.balance_of(o.trainer.account.address) - before[o.name] for o in self.orgs}
+
+    def run(self, on_round: Callable[[RoundMetrics], None] | None = None) -> SimulationResult:
+        t0 = time.perf_counter()
+        while self.running():
+            m = self.run_round()
+            if on_round is not None:
+                on_round(m)
+        payouts = self.settle()
+        final = self.deployment.coordinator.global_model(self.job_id)
+        result = SimulationResult(
+            out_dir=self.out_dir, job_id=self.job_id, rounds=self.metrics,
+            final_accuracy=self.metrics[-1].test_accuracy if self.metrics else float("nan"),
+            final_commitment=final, wall_seconds=time.perf_counter() - t0,
+            chain_seconds=self.chain.seconds, participants=self.participants, payouts=payouts,
+        )
+        write_run(self, result)
+        return result
+
+
+def metrics_rows(metrics: Sequence[RoundMetrics]) -> list[dict[str, object]]:
+    return [asdict(m) for m in metrics]

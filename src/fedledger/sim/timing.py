@@ -1,0 +1,61 @@
+"""A Chain wrapper that counts the time and gas a simulation spends on chain."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from fedledger.chain.base import Chain, LogEntry, Receipt
+
+
+class TimedChain(Chain):
+    """Delegates to a chain and accumulates wall time spent in it and gas used."""
+
+    def __init__(self, inner: Chain) -> None:
+        self.inner = inner
+        self.description = inner.description
+        self.chain_id = inner.chain_id
+        self.seconds = 0.0
+        self.gas = 0
+        self.transactions = 0
+
+    def _timed(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def _count(self, r: Receipt) -> Receipt:
+        self.gas += r.gas_used
+        self.transactions += 1
+        return r
+
+    def deploy(self, sender: LocalAccount, bytecode: bytes, ctor_args: bytes = b"") -> Receipt:
+        return self._count(self._timed(self.inner.deploy, sender, bytecode, ctor_args))
+
+    def send(self, sender: LocalAccount, to: str, data: bytes, *, gas: int | None = None) -> Receipt:
+        return self._count(self._timed(self.inner.send, sender, to, data, gas=gas))
+
+    def call(self, to: str, data: bytes, *, sender: str | None = None) -> bytes:
+        return bytes(self._timed(self.inner.call, to, data, sender=sender))
+
+    def get_logs(self, address: str, from_block: int = 0, to_block: int | None = None) -> list[LogEntry]:
+        return list(self._timed(self.inner.get_logs, address, from_block, to_block))
+
+    def block_number(self) -> int:
+        return int(self._timed(self.inner.block_number))
+
+    def timestamp(self) -> int:
+        return int(self._timed(self.inner.timestamp))
+
+    def increase_time(self, seconds: int) -> None:
+        self._timed(self.inner.increase_time, seconds)
+
+    def receipts(self, from_block: int = 0) -> list[Receipt]:
+        return list(self._timed(self.inner.receipts, from_block))
+
+    def info(self) -> dict[str, Any]:
+        return self.inner.info()
