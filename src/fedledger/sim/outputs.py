@@ -17,76 +17,16 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fedledger.chain.artifacts import load_artifact
-from fedledger.chain.base import Chain
-from fedledger.chain.contracts import Contract
-from fedledger.chain.inprocess import InProcessChain
+from fedledger.chain.export import export_chain
 from fedledger.codec.commitment import commitment_hex
 from fedledger.codec.fixedpoint import dequantize
 
 if TYPE_CHECKING:
     from fedledger.sim.simulate import RoundMetrics, Simulation, SimulationResult
-
-EXPORT_FORMAT = "fedledger-chain-export/1"
-
-
-def export_chain(chain: Chain, contracts: list[Contract], *, job_id: int,
-                 participants: dict[str, str]) -> dict[str, Any]:
-    """Every transaction (decoded and raw) and every event of the given contracts.
-
-    An export from the in-process chain can be re-executed transaction by
-    transaction (`fedledger audit` does), so an edited event or receipt shows
-    up as a difference from the re-execution.
-    """
-    inner = getattr(chain, "inner", chain)
-    by_address = {c.address: c for c in contracts}
-    names = {c.address: type(c).__name__ for c in contracts}
-    transactions, events = [], []
-    for r in chain.receipts():
-        fn, args = "<create>", {}
-        target = by_address.get(r.to or "")
-        if target is not None:
-            fn, args = target.abi.decode_calldata(r.input)
-        transactions.append({
-            "tx_hash": r.tx_hash, "block_number": r.block_number, "timestamp": r.timestamp,
-            "from": r.sender, "to": r.to, "contract": names.get(r.to or "", ""),
-            "function": fn, "args": _jsonable(args), "input": "0x" + r.input.hex(),
-            "gas_used": r.gas_used, "contract_address": r.contract_address,
-        })
-        for log in r.logs:
-            c = by_address.get(log.address)
-            ev = c.decode(log) if c is not None else None
-            if ev is not None:
-                events.append(ev.to_json())
-    kind = "inprocess" if isinstance(inner, InProcessChain) else "rpc"
-    chain_info: dict[str, Any] = {"kind": kind, **inner.info()}
-    if isinstance(inner, InProcessChain):
-        chain_info["block_time"] = inner.block_time
-    return {
-        "format": EXPORT_FORMAT,
-        "chain": chain_info,
-        "contracts": {names[a]: a for a in by_address},
-        "contract_sources_sha256": load_artifact("coordinator").source_hash,
-        "job_id": job_id,
-        "participants": participants,
-        "transactions": transactions,
-        "events": events,
-    }
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return "0x" + v.hex()
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    return v
-
 
 def write_metrics(out: Path, rows: list[RoundMetrics]) -> None:
     from dataclasses import asdict

@@ -37,7 +37,13 @@ from fedledger.store.local import LocalStore
 from fedledger.training.datasets import Dataset, load_dataset
 from fedledger.training.models import build_model
 from fedledger.training.partition import partition
-from fedledger.training.torch_client import TorchClient, evaluate, get_weights, set_weights, weight_names
+from fedledger.training.torch_client import (
+    TorchClient,
+    evaluate,
+    get_weights,
+    set_weights,
+    weight_names,
+)
 
 log = logging.getLogger("fedledger.sim")
 
@@ -192,11 +198,17 @@ class Simulation:
         commits = self.reader.commits(r)
         if state.phase == Phase.AGGREGATING and state.round == r:
             global_q = self.store.get_tensors(global_c)
+            reported = False
             for org in self.orgs:
                 if org.validator is None:
                     continue
-                org.validator.process_round(round=r, version=version, global_model=global_q,
-                                            commits=commits, names=self.participants)
+                outcome, _ = org.validator.process_round(round=r, version=version, global_model=global_q,
+                                                         commits=commits, names=self.participants)
+                if not reported:  # every honest validator finds the same; say it once
+                    for rej in outcome.rejected:
+                        log.warning("round %d: validators reject the update of %s: %s", r,
+                                    self.participants.get(rej.trainer, rej.trainer), rej.reason)
+                    reported = True
                 state = coordinator.job_state(self.job_id)
                 if state.round != r or state.phase != Phase.AGGREGATING:
                     break

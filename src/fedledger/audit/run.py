@@ -1,0 +1,39 @@
+"""Audit entry points: a run directory, or a live chain plus a blob store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fedledger.audit.replay import from_export, from_live, load_export, reexecute
+from fedledger.audit.verify import AuditReport, audit_events
+from fedledger.chain.contracts import Coordinator
+from fedledger.chain.rpc import RpcChain
+from fedledger.errors import AuditFailure
+from fedledger.spec import JobSpec
+from fedledger.store.local import LocalStore
+
+
+def audit_run_dir(run_dir: Path | str) -> AuditReport:
+    """Audits a run directory (spec.json, chain.json, store/) left by `fedledger simulate`."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise AuditFailure(f"{run} is not a directory")
+    for needed in ("spec.json", "chain.json", "store"):
+        if not (run / needed).exists():
+            raise AuditFailure(f"{run} is not a run directory: {needed} is missing")
+    spec = JobSpec.load(run / "spec.json")
+    export = load_export(run / "chain.json")
+    source = reexecute(export) if export["chain"].get("kind") == "inprocess" else from_export(export)
+    return audit_events(source, spec, LocalStore(run / "store"))
+
+
+def audit_live(*, rpc_url: str, coordinator: str, job_id: int, store_dir: Path | str,
+               spec_path: Path | str, participants_path: Path | str | None = None) -> AuditReport:
+    """Audits a job on a live chain against a local copy of its blob store."""
+    chain = RpcChain(rpc_url)
+    participants = {}
+    if participants_path:
+        participants = json.loads(Path(participants_path).read_text())
+    source = from_live(Coordinator(chain, coordinator), job_id, participants)
+    return audit_events(source, JobSpec.load(spec_path), LocalStore(store_dir))

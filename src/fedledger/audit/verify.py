@@ -1,0 +1,248 @@
+"""The audit's checks: every blob, every round, every payout, re-derived from the events.
+
+Given trusted events (see `replay.py`), a store and the spec, the auditor
+recomputes each finalised round with the validators' own `compute_round` and
+compares the result with what the quorum finalised, byte for byte via the
+commitment. A check that cannot be made (a missing blob) is itself a finding.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fedledger.chain.contracts import Event
+from fedledger.codec.blob import decode_tensors
+from fedledger.codec.commitment import commitment_hex
+from fedledger.errors import BlobIntegrityError, BlobNotFound, CodecError, StoreError
+from fedledger.audit.replay import EventSource, Finding
+from fedledger.roles.job import CommitRecord
+from fedledger.roles.validator import compute_round
+from fedledger.spec import JobSpec
+from fedledger.store.base import BlobStore
+
+
+@dataclass
+class LineageEntry:
+    """One model version and what made it."""
+
+    version: int
+    round: int
+    commitment: str
+    parent: str
+    contributors: list[dict[str, Any]]
+    excluded: list[dict[str, Any]]
+
+
+@dataclass
+class AuditReport:
+    job_id: int
+    provenance: str
+    checks: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    findings: list[Finding] = field(default_factory=list)
+    lineage: list[LineageEntry] = field(default_factory=list)
+    payouts: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not any(f.severity == "error" for f in self.findings)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id, "ok": self.ok, "provenance": self.provenance,
+            "checks": dict(self.checks),
+            "findings": [f.__dict__ for f in self.findings],
+            "lineage": [e.__dict__ for e in self.lineage],
+            "payouts": self.payouts,
+        }
+
+
+class _Auditor:
+    def __init__(self, source: EventSource, spec: JobSpec, store: BlobStore) -> None:
+        self.src = source
+        self.spec = spec
+        self.store = store
+        self.names = source.participants
+        self.report = AuditReport(job_id=source.job_id, provenance=source.provenance,
+                                  findings=list(source.findings))
+
+    def name(self, address: str) -> str:
+        return self.names.get(address, address)
+
+    def error(self, check: str, artefact: str, message: str, *, round: int | None = None,
+              org: str | None = None) -> None:
+        self.report.findings.append(Finding("error", check, artefact, message, round, org))
+
+    def warn(self, check: str, artefact: str, message: str, *, round: int | None = None,
+             org: str | None = None) -> None:
+        self.report.findings.append(Finding("warning", check, artefact, message, round, org))
+
+    def passed(self, check: str) -> None:
+        self.report.checks[check] += 1
+
+    # -- blobs -------------------------------------------------------------------------------
+
+    def load_model(self, commitment: bytes, what: str, round: int | None) -> dict[str, np.ndarray] | None:
+        artefact = f"{what} blob {commitment_hex(commitment)}"
+        try:
+            model = decode_tensors(self.store.get(commitment))
+        except BlobNotFound:
+            self.error("blob", artefact, "missing from the store", round=round)
+            return None
+        except BlobIntegrityError:
+            self.error("blob", artefact, "fails its hash: the stored bytes were altered", round=round)
+            return None
+        except (CodecError, StoreError) as exc:
+            self.error("blob", artefact, f"unreadable: {exc}", round=round)
+            return None
+        self.passed("blob")
+        return model
+
+    # -- the job -----------------------------------------------------------------------------
+
+    def run(self) -> AuditReport:
+        job = self.src.job_id
+        events = [e for e in self.src.events if e.address == self.src.coordinator
+                  and e.args.get("job_id") == job]
+        created = [e for e in events if e.name == "JobCreated"]
+        if not created:
+            self.error("job", "chain", f"no JobCreated event for job {job}")
+            return self.report
+        c = created[0].args
+        if c["spec_hash"] != self.spec.spec_hash():
+            self.error("spec", "spec.json", f"spec hash 0x{self.spec.spec_hash().hex()} != on-chain "
+                       f"0x{c['spec_hash'].hex()}: this is not the spec the job was created with")
+        else:
+            self.passed("spec")
+        current = c["initial_model"]
+        model = self.load_model(current, "initial model", None)
+
+        by_round: dict[int, list[Event]] = defaultdict(list)
+        for e in events:
+            if "round" in e.args:
+                by_round[int(e.args["round"])].append(e)
+        finalized_rounds: list[tuple[int, Event, list[CommitRecord]]] = []
+        for r in sorted(by_round):
+            evs = by_round[r]
+            opened = next((e for e in evs if e.name == "RoundOpened"), None)
+            if opened is not None:
+                if opened.args["global_model"] != current:
+                    self.error("lineage", f"RoundOpened event (block {opened.block_number})",
+                               f"round opened on model {commitment_hex(opened.args['global_model'])}, "
+                               f"but the last finalised model is {commitment_hex(current)}", round=r)
+                else:
+                    self.passed("lineage")
+            commits = [CommitRecord(trainer=e.args["trainer"], round=r, commitment=e.args["commitment"],
+                                    num_examples=e.args["num_examples"], block_number=e.block_number)
+                       for e in evs if e.name == "UpdateCommitted"]
+            fin = next((e for e in evs if e.name == "RoundFinalized"), None)
+            if fin is None:
+                continue
+            excluded = [e.args["trainer"] for e in evs if e.name == "UpdateExcluded"]
+            finalized_rounds.append((r, fin, commits))
+            new = fin.args["aggregate"]
+            if model is not None:
+                self.check_round(r, fin, commits, excluded, model, current)
+            model = self.load_model(new, f"model version {fin.args['version']}", r)
+            current = new
+        self.check_payouts(created[0], finalized_rounds, events)
+        return self.report
+
+    def check_round(self, r: int, fin: Event, commits: list[CommitRecord], excluded: list[str],
+                    model: dict[str, np.ndarray], parent: bytes) -> None:
+        version = int(fin.args["version"])
+        outcome = compute_round(store=self.store, spec=self.spec, job_id=self.src.job_id, round=r,
+                                version=version - 1, global_model=model, commits=commits)
+        rejected = {x.trainer: x.reason for x in outcome.rejected}
+        chain_excluded = set(excluded)
+        for cm in commits:
+            org = self.name(cm.trainer)
+            artefact = f"update blob {commitment_hex(cm.commitment)}"
+            if cm.trainer in rejected and cm.trainer not in chain_excluded:
+                self.error("update", artefact, f"accepted on chain but now invalid: {rejected[cm.trainer]}",
+                           round=r, org=org)
+            elif cm.trainer in chain_excluded and cm.trainer not in rejected:
+                self.error("update", artefact, "excluded on chain but the update is valid",
+                           round=r, org=org)
+            elif cm.trainer in rejected:
+                self.warn("update", artefact, f"excluded, as the audit confirms: {rejected[cm.trainer]}",
+                          round=r, org=org)
+                self.passed("update")
+            else:
+                self.passed("update")
+        if outcome.aggregate != fin.args["aggregate"]:
+            self.error("aggregate", f"model version {version}",
+                       f"recomputed aggregate {commitment_hex(outcome.aggregate)} != finalised "
+                       f"{commitment_hex(fin.args['aggregate'])}", round=r)
+        else:
+            self.passed("aggregate")
+        accepted_examples = sum(c.num_examples for c in outcome.accepted)
+        if (fin.args["accepted_commits"], fin.args["accepted_examples"]) != (len(outcome.accepted),
+                                                                             accepted_examples):
+            self.error("aggregate", f"RoundFinalized event (block {fin.block_number})",
+                       f"records {fin.args['accepted_commits']} updates / {fin.args['accepted_examples']} "
+                       f"examples, recomputed {len(outcome.accepted)} / {accepted_examples}", round=r)
+        self.report.lineage.append(LineageEntry(
+            version=version, round=r, commitment=commitment_hex(fin.args["aggregate"]),
+            parent=commitment_hex(parent),
+            contributors=[{"organisation": self.name(c.trainer), "trainer": c.trainer,
+                           "update": commitment_hex(c.commitment), "num_examples": c.num_examples}
+                          for c in commits if c.trainer not in chain_excluded],
+            excluded=[{"organisation": self.name(t), "trainer": t, "reason": rejected.get(t, "")}
+                      for t in sorted(chain_excluded)],
+        ))
+
+    def check_payouts(self, created: Event, rounds: list[tuple[int, Event, list[CommitRecord]]],
+                      events: list[Event]) -> None:
+        """Rewards by examples with floor rounding, stakes back once, pool remainder to the sponsor."""
+        expected: dict[str, int] = defaultdict(int)
+        paid_out = 0
+        for _, fin, commits in rounds:
+            reward = int(fin.args["reward"])
+            paid_out += reward
+            excluded = {e.args["trainer"] for e in events
+                        if e.name == "UpdateExcluded" and e.args["round"] == fin.args["round"]}
+            total = int(fin.args["accepted_examples"])
+            for cm in commits:
+                if cm.trainer not in excluded:
+                    expected[cm.trainer] += reward * cm.num_examples // total
+        withdrawn: dict[str, int] = defaultdict(int)
+        stakes_back: dict[str, int] = defaultdict(int)
+        for e in events:
+            if e.name == "Withdrawn":
+                withdrawn[e.args["account"]] += int(e.args["reward"])
+                stakes_back[e.args["account"]] += int(e.args["stake"])
+        staked = {e.args["account"]: int(e.args["stake"]) for e in events if e.name == "Registered"}
+        for account in sorted(set(expected) | set(withdrawn)):
+            org = self.name(account)
+            got, due = withdrawn[account], expected[account]
+            if got > due:
+                self.error("payout", "Withdrawn events", f"paid {got} reward units, earned {due}", org=org)
+            elif got < due:
+                self.warn("payout", "Withdrawn events", f"{due - got} of {due} earned units not yet withdrawn",
+                          org=org)
+                self.passed("payout")
+            else:
+                self.passed("payout")
+            self.report.payouts[org] = {"earned": str(due), "withdrawn": str(got)}
+        for account, back in stakes_back.items():
+            if back > staked.get(account, 0):
+                self.error("stake", "Withdrawn events", f"stake returned {back} > staked {staked.get(account, 0)}",
+                           org=self.name(account))
+            else:
+                self.passed("stake")
+        pool = int(created.args["reward_pool"])
+        reclaimed = sum(int(e.args["amount"]) for e in events if e.name == "PoolReclaimed")
+        if reclaimed and reclaimed != pool - paid_out:
+            self.error("pool", "PoolReclaimed event",
+                       f"sponsor reclaimed {reclaimed}, but pool {pool} − paid {paid_out} = {pool - paid_out}")
+        else:
+            self.passed("pool")
+
+
+def audit_events(source: EventSource, spec: JobSpec, store: BlobStore) -> AuditReport:
+    """Runs every check over trusted events; the report's `ok` says whether all passed."""
+    return _Auditor(source, spec, store).run()

@@ -1,0 +1,61 @@
+"""Presentation of `fedledger audit`: verdict, checks, lineage, findings."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from fedledger.audit.run import audit_live, audit_run_dir
+from fedledger.audit.verify import AuditReport
+from fedledger.errors import AuditFailure
+
+
+def run_audit(args: argparse.Namespace, console: Console) -> int:
+    if args.rpc:
+        missing = [f for f in ("coordinator", "job", "store", "spec") if getattr(args, f) is None]
+        if missing:
+            raise AuditFailure(f"--rpc needs {', '.join('--' + m for m in missing)}")
+        with console.status("reading the chain and recomputing every round"):
+            report = audit_live(rpc_url=args.rpc, coordinator=args.coordinator, job_id=args.job,
+                                store_dir=args.store, spec_path=args.spec,
+                                participants_path=args.participants)
+        report_path = args.report
+    else:
+        if args.run_dir is None:
+            raise AuditFailure("give a run directory, or --rpc URL --coordinator ADDR --job ID --store DIR --spec FILE")
+        with console.status("re-executing the chain and recomputing every round"):
+            report = audit_run_dir(args.run_dir)
+        report_path = args.report or args.run_dir / "audit.json"
+    if report_path:
+        report_path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    show(report, console, quiet=args.quiet)
+    return 0 if report.ok else 1
+
+
+def show(report: AuditReport, console: Console, *, quiet: bool = False) -> None:
+    if not quiet:
+        console.print(f"[bold]audit of job {report.job_id}[/] — {report.provenance}")
+        checks = ", ".join(f"{n} {k}" for k, n in sorted(report.checks.items()))
+        console.print(f"checks passed: {checks}")
+        table = Table(title="lineage", show_lines=False)
+        for col in ("version", "round", "model commitment", "from", "contributors", "excluded"):
+            table.add_column(col)
+        for e in report.lineage:
+            table.add_row(
+                str(e.version), str(e.round), e.commitment[:18] + "…", e.parent[:12] + "…",
+                ", ".join(f"{c['organisation']} ({c['num_examples']})" for c in e.contributors),
+                ", ".join(x["organisation"] for x in e.excluded) or "—",
+            )
+        console.print(table)
+    for f in report.findings:
+        style = "red" if f.severity == "error" else "yellow"
+        if f.severity == "error" or not quiet:
+            console.print(f"[{style}]{f.line()}[/]", highlight=False)
+    errors = sum(1 for f in report.findings if f.severity == "error")
+    if report.ok:
+        console.print("[bold green]AUDIT PASSED[/]: every blob, round and payout checks out")
+    else:
+        console.print(f"[bold red]AUDIT FAILED[/]: {errors} discrepanc{'y' if errors == 1 else 'ies'}")

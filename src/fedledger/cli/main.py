@@ -1,0 +1,102 @@
+"""`fedledger` command line: parsing and presentation only; the work is in the layers below.
+
+Every `FedledgerError` becomes one red line on stderr and exit status 2; an
+audit that finds a discrepancy exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from fedledger import __version__
+from fedledger.errors import FedledgerError
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _add_spec_flags(p: argparse.ArgumentParser) -> None:
+    from fedledger.spec import JobSpec
+
+    p.add_argument("--spec", type=Path, help="JSON or TOML job spec; flags override its fields")
+    fields = JobSpec.model_fields
+    for name, info in fields.items():
+        flag = "--" + name.replace("_", "-")
+        annotation = info.annotation
+        kind: Any = {int: int, float: float, str: str}.get(annotation, str)  # type: ignore[arg-type]
+        help_text = info.description or ""
+        default = info.default
+        p.add_argument(flag, dest=name, type=kind, default=None,
+                       help=f"{help_text} (default {default})".strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fedledger",
+        description="Federated learning coordinated, audited and paid by smart contracts.",
+    )
+    parser.add_argument("--version", action="version", version=f"fedledger {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sim = sub.add_parser("simulate", help="run a consortium of organisations on one machine",
+                         description="Runs a whole federated job: every organisation trains, validates "
+                         "and is paid through the contracts; leaves an auditable run directory.")
+    _add_spec_flags(sim)
+    sim.add_argument("--out", type=Path, default=None, help="run directory (default runs/<name>-<seed>)")
+    sim.add_argument("--rpc", default=None, help="use this JSON-RPC node instead of the in-process EVM")
+    sim.add_argument("--fault", action="append", default=[], metavar="KIND@TRAINER[:ROUND]",
+                     help="make a trainer misbehave: corrupt-blob, withhold-blob, wrong-shape, "
+                     "float-nan, huge-norm, malformed (repeatable)")
+    sim.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    sim.add_argument("--quiet", action="store_true", help="no progress bar or table")
+
+    aud = sub.add_parser("audit", help="replay a job and verify every step",
+                         description="Re-executes the chain export (or reads a live chain), checks every "
+                         "blob against its commitment, recomputes every round bit for bit, checks "
+                         "payouts, and prints the lineage. Exit 1 on any discrepancy.")
+    aud.add_argument("run_dir", nargs="?", type=Path, help="run directory left by `fedledger simulate`")
+    aud.add_argument("--rpc", help="audit a live chain at this JSON-RPC URL instead")
+    aud.add_argument("--coordinator", help="coordinator address (with --rpc)")
+    aud.add_argument("--job", type=int, help="job id (with --rpc)")
+    aud.add_argument("--store", type=Path, help="blob store directory (with --rpc)")
+    aud.add_argument("--spec", type=Path, help="the job's spec file (with --rpc)")
+    aud.add_argument("--participants", type=Path, help="JSON {address: name} for readable output")
+    aud.add_argument("--report", type=Path, help="write the JSON report here (default RUN_DIR/audit.json)")
+    aud.add_argument("--quiet", action="store_true", help="print only the verdict and findings")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "simulate":
+            from fedledger.cli.simulate import run_simulate
+
+            return run_simulate(args, console)
+        if args.command == "audit":
+            from fedledger.cli.audit import run_audit
+
+            return run_audit(args, console)
+    except FedledgerError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/]")
+        return 130
+    return 0
+
+
+def dump_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

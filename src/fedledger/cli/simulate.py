@@ -1,0 +1,112 @@
+"""Presentation of `fedledger simulate`: a progress bar, a per-round table, a summary."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from fedledger.sim.faults import Fault
+from fedledger.sim.simulate import RoundMetrics, Simulation
+from fedledger.spec import JobSpec
+
+HEADER = f"{'round':>5}  {'status':<9} {'commits':>8}  {'test acc':>8}  {'loss':>6}  " \
+         f"{'gas':>9}  {'chain s':>7}  {'round s':>7}"
+
+
+def format_row(m: RoundMetrics) -> str:
+    status = "[green]finalized[/]" if m.status == "finalized" else "[red]failed   [/]"
+    commits = f"{m.accepted}/{m.commits}"
+    if m.rejected:
+        commits = f"[yellow]{commits}[/]"
+        commits += " " * (8 - len(f"{m.accepted}/{m.commits}"))
+    else:
+        commits = f"{commits:>8}"
+    return (f"{m.round:>5}  {status} {commits}  {100 * m.test_accuracy:>7.2f}%  {m.test_loss:>6.3f}  "
+            f"{m.gas_used:>9,}  {m.chain_seconds:>7.2f}  {m.round_seconds:>7.2f}")
+
+
+def load_spec(args: argparse.Namespace) -> JobSpec:
+    base = JobSpec.load(args.spec) if args.spec else JobSpec()
+    overrides = {name: getattr(args, name) for name in JobSpec.model_fields}
+    return base.with_overrides(**overrides)
+
+
+def run_simulate(args: argparse.Namespace, console: Console) -> int:
+    spec = load_spec(args)
+    faults = [Fault.parse(f) for f in args.fault]
+    out = args.out or Path("runs") / f"{spec.name}-seed{spec.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    from fedledger.training.torch_client import configure_torch
+
+    configure_torch(args.threads)
+
+    root = logging.getLogger("fedledger")
+    root.handlers.clear()
+    root.propagate = False
+    file_handler = logging.FileHandler(out / "run.log")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(file_handler)
+    if not args.quiet:
+        root.addHandler(RichHandler(console=console, show_time=False, show_path=False, markup=False))
+    root.setLevel(logging.INFO)
+
+    chain = None
+    if args.rpc:
+        from fedledger.chain.rpc import RpcChain
+
+        chain = RpcChain(args.rpc)
+    if not args.quiet:
+        console.print(
+            f"[bold]fedledger simulate[/]  {spec.trainers} organisations · {spec.dataset} "
+            f"({spec.partition}{f', α={spec.alpha}' if spec.partition == 'dirichlet' else ''}) · "
+            f"{spec.model} · {spec.rounds} rounds · {spec.aggregation} · quorum "
+            f"{spec.effective_quorum}/{spec.committee_size}"
+        )
+        console.print(f"[dim]chain: {chain.description if chain else 'in-process EVM'} · run directory: {out}[/]")
+    t0 = time.perf_counter()
+    with console.status("setting up: loading data, deploying contracts, registering organisations",
+                        spinner="dots") if not args.quiet else _null():
+        sim = Simulation(spec, out_dir=out, chain=chain, faults=faults)
+    root.info("job %d created; %d organisations registered", sim.job_id, spec.trainers)
+
+    if args.quiet:
+        result = sim.run()
+    else:
+        console.print(f"[bold]{HEADER}[/]")
+        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
+            task = bar.add_task("rounds", total=spec.rounds)
+
+            def on_round(m: RoundMetrics) -> None:
+                bar.console.print(format_row(m), highlight=False)
+                if m.status == "finalized":
+                    bar.advance(task)
+
+            result = sim.run(on_round)
+    wall = time.perf_counter() - t0
+    finalized = sum(1 for m in result.rounds if m.status == "finalized")
+    gas = sum(m.gas_used for m in result.rounds)
+    acc = result.final_accuracy
+    console.print(
+        f"[bold]done[/] in {wall:.1f} s ({result.chain_seconds:.1f} s on chain) · "
+        f"{finalized} rounds finalised · final test accuracy [bold]{100 * acc:.2f}%[/] · "
+        f"{gas:,} gas"
+    )
+    console.print(f"final model {result.final_commitment.hex()[:16]}… → {out / 'final_model.safetensors'}")
+    console.print(f"plot: {out / 'accuracy.png'} · verify: [bold]fedledger audit {out}[/]")
+    return 0 if not math.isnan(acc) else 1
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
