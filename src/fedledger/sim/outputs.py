@@ -46,11 +46,13 @@ def plot_metrics(path: Path, rows: list[RoundMetrics], title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rounds = [m.round for m in rows]
     fig, ax1 = plt.subplots(figsize=(7, 4), dpi=120)
     ax1.plot(rounds, [100 * m.test_accuracy for m in rows], "o-", color="tab:blue", label="test accuracy")
     ax1.set_xlabel("round")
+    ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax1.set_ylabel("test accuracy (%)", color="tab:blue")
     ax1.grid(alpha=0.3)
     ax2 = ax1.twinx()

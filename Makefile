@@ -1,0 +1,50 @@
+# fedledger: two commands on a fresh machine.
+#   make simulate   set everything up and run the main job (fedledger simulate, in-process chain)
+#   make test       set everything up and run the test suite (CI runs exactly this via .ci/run)
+# Everything lands in .venv/ and node_modules/ inside the checkout; nothing is installed globally.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ANVIL  := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+ARGS   ?=
+
+.PHONY: setup simulate test test-all lint typecheck bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+$(ANVIL): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(ANVIL)
+
+simulate: $(STAMP)
+	$(BIN)/fedledger simulate $(ARGS)
+
+test: $(STAMP) $(ANVIL)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest -n 2 -m "not slow" $(ARGS)
+
+test-all: $(STAMP) $(ANVIL)
+	$(BIN)/pytest -n 2 $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP) $(ANVIL)
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,75 @@
+"""A plain in-process FedAvg loop: the baseline the chain's overhead is measured against.
+
+Same data, partition, model, clients and seeds as `Simulation`, with no chain, no
+store and no validators. `quantized=True` runs the fixed-point aggregation of
+the determinism contract (what the validators compute) instead of float
+averaging, so the accuracy cost of quantisation can be measured on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fedledger.aggregation.fedavg import fedavg
+from fedledger.aggregation.base import apply_delta
+from fedledger.roles.model import float_weights, quantize_model, quantized_delta
+from fedledger.spec import JobSpec
+from fedledger.training.datasets import load_dataset
+from fedledger.training.models import build_model
+from fedledger.training.partition import partition
+from fedledger.training.torch_client import TorchClient, evaluate, get_weights, set_weights, weight_names
+
+
+@dataclass
+class PlainResult:
+    accuracies: list[float] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.accuracies[-1] if self.accuracies else float("nan")
+
+
+def plain_fedavg(spec: JobSpec, *, quantized: bool = False) -> PlainResult:
+    """Runs `spec.rounds` rounds of FedAvg weighted by examples, every trainer every round."""
+    t0 = time.perf_counter()
+    ds = load_dataset(spec.dataset, test_fraction=spec.test_fraction, seed=spec.seed)
+    parts = partition(ds, spec.trainers, spec.partition, alpha=spec.alpha, seed=spec.seed)
+    model = build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)
+    names = weight_names(model)
+    clients = [
+        TorchClient(build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed),
+                    ds.x_train[idx], ds.y_train[idx], ds.x_test[:0], ds.y_test[:0],
+                    epochs=spec.local_epochs, batch_size=spec.batch_size, lr=spec.learning_rate,
+                    momentum=spec.momentum, seed=spec.seed + i)
+        for i, idx in enumerate(parts, start=1)
+    ]
+    weights = get_weights(model)
+    global_q = quantize_model(names, weights, spec.scale_bits)
+    if quantized:
+        weights = float_weights(names, global_q, spec.scale_bits)
+    result = PlainResult()
+    for r in range(1, spec.rounds + 1):
+        fits = [c.fit(weights, {"round": r}) for c in clients]
+        counts = [n for _, n, _ in fits]
+        if quantized:
+            deltas = [quantized_delta(names, new, global_q, spec.scale_bits) for new, _, _ in fits]
+            global_q = apply_delta(global_q, fedavg(deltas, counts))
+            weights = float_weights(names, global_q, spec.scale_bits)
+        else:
+            total = sum(counts)
+            weights = [
+                sum(np.asarray(new[k], dtype=np.float64) * n for new, n, _ in fits) / total
+                for k in range(len(weights))
+            ]
+            weights = [w.astype(np.float32) for w in weights]
+        set_weights(model, weights)
+        loss, acc = evaluate(model, ds.x_test, ds.y_test)
+        result.accuracies.append(acc)
+        result.losses.append(loss)
+    result.wall_seconds = time.perf_counter() - t0
+    return result
