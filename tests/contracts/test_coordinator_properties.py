@@ -1,0 +1,419 @@
+"""Stateful property test of the coordinator against a Python model of its money.
+
+Random sequences of register / commit / propose (agreeing or dissenting, with or
+without exclusions) / advance with time jumps / withdraw / reclaim across one or
+two jobs. Every action's outcome (success or the exact revert string) is
+predicted from the public views, and after every step:
+
+- the token's totalSupply equals the sum of all balances;
+- the coordinator's balance equals, over jobs, pool + stakes held + claimable
+  rewards, plus rounding dust that is exactly the model's (>= 0 and < the
+  number of accepted commits in finalised rounds);
+- for every account, rewards withdrawn + claimable equals its entitlement:
+  floor shares of the rounds finalised with its update accepted — so no reward
+  for failed/pending/excluded rounds and no double payout;
+- each pool equals funding - finalised rewards - reclaimed.
+
+FEDLEDGER_PROPERTY_EXAMPLES scales the run (default 12 examples x up to 50 steps, < 60 s).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import hypothesis.strategies as st
+from coordinator_harness import MAX_UINT256, SPEC, addr_key, h
+from hypothesis import HealthCheck, event, settings
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+
+from fedledger.chain.base import dev_accounts
+from fedledger.chain.contracts import JobParams, Phase, deploy_contracts
+from fedledger.chain.inprocess import InProcessChain
+from fedledger.errors import TransactionReverted
+
+EXAMPLES = int(os.environ.get("FEDLEDGER_PROPERTY_EXAMPLES", "12"))
+STEPS = 50 if EXAMPLES <= 12 else 100
+
+ACCS = dev_accounts(9)  # 0 sponsor | 1..3 committee | 4..8 trainers (1 may train too)
+SPONSOR = ACCS[0]
+TRAINER_IDX = [1, 4, 5, 6, 7, 8]
+PARTICIPANT_IDX = list(range(1, 9))
+FUNDS = 10**12
+
+JOBS = [
+    dict(
+        committee=[1, 2, 3],
+        quorum=2,
+        min_commits=2,
+        rounds=3,
+        max_failures=1,
+        stake=7,
+        reward_per_round=1_000,
+        commit_window=100,
+        aggregate_window=50,
+        allowlist=[],
+    ),
+    dict(
+        committee=[2, 3],
+        quorum=2,
+        min_commits=1,
+        rounds=2,
+        max_failures=0,
+        stake=0,
+        reward_per_round=777,
+        commit_window=60,
+        aggregate_window=30,
+        allowlist=[1, 4, 5, 6],
+    ),
+]
+
+# (aggregate label, exclude the lowest committer): mostly agreeing proposals
+PROPOSALS = st.sampled_from([("A", False), ("A", False), ("A", True), ("B", False)])
+
+
+class CoordinatorMachine(RuleBasedStateMachine):
+    @initialize(n_jobs=st.integers(1, 2), preregister=st.sampled_from([True, True, True, False]))
+    def setup(self, n_jobs: int, preregister: bool) -> None:
+        self.chain = InProcessChain()
+        self.d = deploy_contracts(self.chain, SPONSOR)
+        self.coord, self.token = self.d.coordinator, self.d.token
+        for a in ACCS:
+            self.token.mint(SPONSOR, a.address, FUNDS)
+            self.token.approve(a, self.coord.address, MAX_UINT256)
+        self.jobs: dict[int, dict] = {}
+        for i in range(n_jobs):
+            cfg = JOBS[i]
+            params = JobParams(
+                token=self.token.address,
+                spec_hash=SPEC,
+                initial_model=h(f"m0:{i}"),
+                rounds=cfg["rounds"],
+                min_commits=cfg["min_commits"],
+                quorum=cfg["quorum"],
+                commit_window=cfg["commit_window"],
+                aggregate_window=cfg["aggregate_window"],
+                max_failures=cfg["max_failures"],
+                stake=cfg["stake"],
+                reward_per_round=cfg["reward_per_round"],
+                committee=[ACCS[k].address for k in cfg["committee"]],
+                allowlist=[ACCS[k].address for k in cfg["allowlist"]],
+            )
+            job_id, r = self.coord.create_job(SPONSOR, params)
+            self.jobs[job_id] = cfg
+            self._observe(r)
+        # model
+        self.commits: dict[tuple[int, int], dict[str, int]] = defaultdict(
+            dict
+        )  # (job, round) -> trainer -> ex
+        self.excluded: dict[tuple[int, int], set[str]] = defaultdict(set)
+        self.finalized: dict[tuple[int, int], int] = {}  # (job, round) -> accepted_examples
+        self.votes: dict[tuple[int, int, bytes], int] = defaultdict(int)
+        self.proposed: set[tuple[int, int, str]] = set()
+        self.withdrawn_reward: dict[tuple[int, str], int] = defaultdict(int)
+        self.reclaimed: dict[int, int] = defaultdict(int)
+        self.withdrawals = 0
+        self.txs = 0
+        if preregister:
+            for job_id, cfg in self.jobs.items():
+                for k in cfg["committee"]:
+                    self._do(
+                        lambda k=k, j=job_id: self.coord.register(ACCS[k], j, as_trainer=False),
+                        None,
+                    )
+                for k in (4, 5, 6):
+                    self._do(
+                        lambda k=k, j=job_id: self.coord.register(ACCS[k], j, as_trainer=True), None
+                    )
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def _do(self, send, expect: str | None):
+        try:
+            receipt = send()
+        except TransactionReverted as e:
+            assert expect is not None, f"unexpected revert: {e.reason}"
+            assert e.reason == expect
+            return None
+        assert expect is None, f"expected revert {expect!r}, but it succeeded"
+        self.txs += 1
+        self._observe(receipt)
+        return receipt
+
+    def _observe(self, receipt) -> None:
+        for log in receipt.logs:
+            ev = self.coord.decode(log)
+            if ev is None:
+                continue
+            a = ev.args
+            if ev.name == "UpdateCommitted":
+                self.commits[(a["job_id"], a["round"])][a["trainer"]] = a["num_examples"]
+            elif ev.name == "UpdateExcluded":
+                self.excluded[(a["job_id"], a["round"])].add(a["trainer"])
+            elif ev.name == "RoundFinalized":
+                key = (a["job_id"], a["round"])
+                accepted = {
+                    t: ex for t, ex in self.commits[key].items() if t not in self.excluded[key]
+                }
+                assert a["accepted_commits"] == len(accepted)
+                assert a["accepted_examples"] == sum(accepted.values())
+                assert a["reward"] == self.jobs[a["job_id"]]["reward_per_round"]
+                self.finalized[key] = a["accepted_examples"]
+            elif ev.name == "RoundFailed":
+                assert (a["job_id"], a["round"]) not in self.finalized
+            elif ev.name == "Withdrawn":
+                self.withdrawn_reward[(a["job_id"], a["account"])] += a["reward"]
+            elif ev.name == "PoolReclaimed":
+                self.reclaimed[a["job_id"]] += a["amount"]
+
+    def _next_ts(self) -> int:
+        return self.chain.timestamp() + self.chain.block_time
+
+    def _entitlement(self, job_id: int, account: str) -> int:
+        reward = self.jobs[job_id]["reward_per_round"]
+        total = 0
+        for (j, rnd), accepted_examples in self.finalized.items():
+            if j != job_id:
+                continue
+            ex = self.commits[(j, rnd)].get(account)
+            if ex is not None and account not in self.excluded[(j, rnd)]:
+                total += reward * ex // accepted_examples
+        return total
+
+    def _dust(self) -> tuple[int, int]:
+        dust = bound = 0
+        for (j, rnd), accepted_examples in self.finalized.items():
+            reward = self.jobs[j]["reward_per_round"]
+            shares = [
+                reward * ex // accepted_examples
+                for t, ex in self.commits[(j, rnd)].items()
+                if t not in self.excluded[(j, rnd)]
+            ]
+            dust += reward - sum(shares)
+            bound += len(shares)
+        return dust, bound
+
+    # -- rules -------------------------------------------------------------------------------
+
+    @rule(data=st.data(), who=st.sampled_from(PARTICIPANT_IDX), as_trainer=st.booleans())
+    def register(self, data, who: int, as_trainer: bool) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.jobs)))
+        cfg, acct = self.jobs[job_id], ACCS[who]
+        phase = self.coord.job_state(job_id).phase
+        is_member = who in cfg["committee"]
+        expect = None
+        if phase not in (Phase.OPEN, Phase.AGGREGATING):
+            expect = "coordinator: job not running"
+        elif not as_trainer and not is_member:
+            expect = "coordinator: not a committee member"
+        elif self.coord.trainer_state(job_id, acct.address).registered or self.coord.is_validator(
+            job_id, acct.address
+        ):
+            expect = "coordinator: already registered"
+        elif as_trainer and cfg["allowlist"] and who not in cfg["allowlist"]:
+            expect = "coordinator: not on allowlist"
+        self._do(lambda: self.coord.register(acct, job_id, as_trainer=as_trainer), expect)
+
+    @rule(data=st.data(), who=st.sampled_from(TRAINER_IDX), examples=st.integers(1, 1_000))
+    def commit(self, data, who: int, examples: int) -> None:
+        self._commit(data.draw(st.sampled_from(sorted(self.jobs))), who, examples)
+
+    def _commit(self, job_id: int, who: int, examples: int) -> None:
+        acct = ACCS[who]
+        s = self.coord.job_state(job_id)
+        t = self.coord.trainer_state(job_id, acct.address)
+        expect = None
+        if s.phase != Phase.OPEN:
+            expect = "coordinator: round not open"
+        elif self._next_ts() > s.deadline:
+            expect = "coordinator: commit window closed"
+        elif not t.registered:
+            expect = "coordinator: not a registered trainer"
+        elif t.last_round == s.round:
+            expect = "coordinator: already committed"
+        r = self._do(
+            lambda: self.coord.commit(
+                acct, job_id, s.round, h(f"{job_id}:{s.round}:{who}"), examples
+            ),
+            expect,
+        )
+        if r is not None:
+            after = self.coord.job_state(job_id)
+            closed = s.commits + 1 == s.trainers
+            assert after.phase == (Phase.AGGREGATING if closed else Phase.OPEN)
+
+    @rule(data=st.data(), examples=st.lists(st.integers(1, 1_000), min_size=6, max_size=6))
+    def commit_all(self, data, examples: list[int]) -> None:
+        """Every trainer tries to commit, in order (batched commits reach aggregation often)."""
+        job_id = data.draw(st.sampled_from(sorted(self.jobs)))
+        for who, ex in zip(TRAINER_IDX, examples, strict=True):
+            self._commit(job_id, who, ex)
+
+    @rule(
+        data=st.data(),
+        examples=st.lists(st.integers(1, 1_000), min_size=6, max_size=6),
+        proposal=PROPOSALS,
+    )
+    def full_round(self, data, examples: list[int], proposal: tuple[str, bool]) -> None:
+        """commit_all then propose_all: the happy path, still predicted step by step."""
+        job_id = data.draw(st.sampled_from(sorted(self.jobs)))
+        for who, ex in zip(TRAINER_IDX, examples, strict=True):
+            self._commit(job_id, who, ex)
+        for who in self.jobs[job_id]["committee"]:
+            self._propose(job_id, who, proposal)
+
+    @rule(data=st.data(), proposal=PROPOSALS)
+    def propose_all(self, data, proposal: tuple[str, bool]) -> None:
+        """Every committee member tries to propose the same result (batched `propose`s)."""
+        job_id = data.draw(st.sampled_from(sorted(self.jobs)))
+        for who in self.jobs[job_id]["committee"]:
+            self._propose(job_id, who, proposal)
+
+    @rule(data=st.data(), who=st.sampled_from([1, 2, 3, 4]), proposal=PROPOSALS)
+    def propose(self, data, who: int, proposal: tuple[str, bool]) -> None:
+        self._propose(data.draw(st.sampled_from(sorted(self.jobs))), who, proposal)
+
+    def _propose(self, job_id: int, who: int, proposal: tuple[str, bool]) -> None:
+        cfg, acct = self.jobs[job_id], ACCS[who]
+        s = self.coord.job_state(job_id)
+        label, exclude = proposal
+        committers = sorted(self.commits[(job_id, s.round)], key=addr_key)
+        excluded = committers[:1] if exclude else []
+        aggregate = h(f"{job_id}:{s.round}:{label}")
+        expect = None
+        if s.phase != Phase.AGGREGATING:
+            expect = "coordinator: round not aggregating"
+        elif self._next_ts() > s.deadline:
+            expect = "coordinator: aggregation window closed"
+        elif not self.coord.is_validator(job_id, acct.address):
+            expect = "coordinator: not a registered validator"
+        elif (job_id, s.round, acct.address) in self.proposed:
+            expect = "coordinator: already proposed"
+        r = self._do(lambda: self.coord.propose(acct, job_id, s.round, aggregate, excluded), expect)
+        if r is None:
+            return
+        self.proposed.add((job_id, s.round, acct.address))
+        key = (job_id, s.round, aggregate + b"".join(bytes.fromhex(a[2:]) for a in excluded))
+        self.votes[key] += 1
+        names = [e.name for e in self.coord.events_in(r)]
+        prop = next(e.args for e in self.coord.events_in(r) if e.name == "AggregateProposed")
+        assert prop["votes"] == self.votes[key]
+        if self.votes[key] < cfg["quorum"]:
+            assert names == ["AggregateProposed"]
+        else:
+            accepted = len(committers) - len(excluded)
+            if accepted >= cfg["min_commits"]:
+                assert "RoundFinalized" in names
+                assert self.coord.global_model(job_id) == aggregate
+            else:
+                assert "RoundFailed" in names
+
+    @rule(data=st.data(), dt=st.sampled_from([0, 1, 5, 29, 31, 59, 61, 101, 1_000]))
+    def advance(self, data, dt: int) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.jobs)))
+        if dt:
+            self.chain.increase_time(dt)
+        s = self.coord.job_state(job_id)
+        expect = None
+        if s.phase not in (Phase.OPEN, Phase.AGGREGATING):
+            expect = "coordinator: job not running"
+        elif self._next_ts() <= s.deadline:
+            expect = "coordinator: phase not expired"
+        r = self._do(lambda: self.coord.advance(ACCS[0], job_id), expect)
+        if r is not None:
+            names = [e.name for e in self.coord.events_in(r)]
+            if s.phase == Phase.OPEN and s.commits >= self.jobs[job_id]["min_commits"]:
+                assert names == ["CommitsClosed"]
+            else:
+                assert names[0] == "RoundFailed"
+
+    @rule(data=st.data(), who=st.sampled_from(PARTICIPANT_IDX))
+    def withdraw(self, data, who: int) -> None:
+        self._withdraw(data.draw(st.sampled_from(sorted(self.jobs))), who)
+
+    @rule(data=st.data())
+    def withdraw_all(self, data) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.jobs)))
+        for who in PARTICIPANT_IDX:
+            self._withdraw(job_id, who)
+
+    def _withdraw(self, job_id: int, who: int) -> None:
+        acct = ACCS[who]
+        ended = self.coord.job_state(job_id).phase in (Phase.DONE, Phase.ABORTED)
+        reward = self.coord.claimable(job_id, acct.address)
+        stake = self.coord.stake_of(job_id, acct.address) if ended else 0
+        before = self.token.balance_of(acct.address)
+        expect = "coordinator: nothing to withdraw" if reward + stake == 0 else None
+        r = self._do(lambda: self.coord.withdraw(acct, job_id), expect)
+        if r is None:
+            return
+        self.withdrawals += 1
+        ev = next(e.args for e in self.coord.events_in(r) if e.name == "Withdrawn")
+        assert (ev["reward"], ev["stake"]) == (reward, stake)
+        assert self.token.balance_of(acct.address) == before + reward + stake
+        # withdrawing again pays nothing
+        self._do(lambda: self.coord.withdraw(acct, job_id), "coordinator: nothing to withdraw")
+
+    @rule(data=st.data(), sponsor=st.sampled_from([True, True, True, False]))
+    def reclaim(self, data, sponsor: bool) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.jobs)))
+        caller = SPONSOR if sponsor else ACCS[4]
+        phase = self.coord.job_state(job_id).phase
+        expect = None
+        if not sponsor:
+            expect = "coordinator: caller is not the sponsor"
+        elif phase not in (Phase.DONE, Phase.ABORTED):
+            expect = "coordinator: job not ended"
+        elif self.coord.pool(job_id) == 0:
+            expect = "coordinator: pool is empty"
+        self._do(lambda: self.coord.reclaim(caller, job_id), expect)
+
+    # -- invariants --------------------------------------------------------------------------
+
+    @invariant()
+    def money_is_conserved(self) -> None:
+        if not hasattr(self, "jobs"):
+            return
+        holders = [a.address for a in ACCS] + [self.coord.address]
+        balances = {a: self.token.balance_of(a) for a in holders}
+        assert self.token.total_supply() == sum(balances.values()) == FUNDS * len(ACCS)
+        held = 0
+        for job_id, cfg in self.jobs.items():
+            pool = self.coord.pool(job_id)
+            n_final = sum(1 for (j, _) in self.finalized if j == job_id)
+            assert (
+                pool == cfg["reward_per_round"] * (cfg["rounds"] - n_final) - self.reclaimed[job_id]
+            )
+            held += pool
+            for k in PARTICIPANT_IDX:
+                a = ACCS[k].address
+                stake = self.coord.stake_of(job_id, a)
+                assert stake in (0, cfg["stake"])
+                claimable = self.coord.claimable(job_id, a) if k in TRAINER_IDX else 0
+                assert self.withdrawn_reward[(job_id, a)] + claimable == self._entitlement(
+                    job_id, a
+                )
+                held += stake + claimable
+        dust, bound = self._dust()
+        assert balances[self.coord.address] - held == dust
+        assert dust >= 0
+        assert dust == 0 or dust < bound
+
+    def teardown(self) -> None:
+        if hasattr(
+            self, "jobs"
+        ):  # coverage of the interesting paths, shown by --hypothesis-show-statistics
+            event(f"finalised rounds: {min(len(self.finalized), 3)}+")
+            event(f"withdrawals: {min(self.withdrawals, 3)}+")
+            event(f"reclaimed: {any(self.reclaimed.values())}")
+            event(f"successful transactions: {min(self.txs // 10 * 10, 50)}+")
+            event(f"exclusions: {bool(any(self.excluded.values()))}")
+
+
+TestCoordinatorMachine = CoordinatorMachine.TestCase
+TestCoordinatorMachine.settings = settings(
+    max_examples=EXAMPLES,
+    stateful_step_count=STEPS,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
