@@ -300,7 +300,8 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
     """
     @notice Commits this trainer's update for the open round: the Merkle root of
             its quantised update blob and the number of examples it trained on.
-            Closes the commit phase early once every registered trainer has committed.
+            Closes the commit phase early once every registered trainer has
+            committed, provided that is at least `min_commits`.
     @param job_id The job.
     @param round The round the update was trained for.
     @param commitment Merkle root of the update blob in the blob store.
@@ -326,9 +327,13 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
     job.commits += 1
     job.examples += num_examples
     log UpdateCommitted(job_id=job_id, trainer=msg.sender, round=round, commitment=commitment, num_examples=num_examples)
+    closed: bool = False
     if job.commits == job.trainers:
-        self._close_commits(job_id, job)
-    else:
+        # read the config only on this last commit, to keep the common commit cheap
+        if job.commits >= self._config[job_id].min_commits:
+            self._close_commits(job_id, job)
+            closed = True
+    if not closed:
         self._job[job_id] = packing._pack_job(job)
 
 

@@ -458,15 +458,6 @@ def test_too_few_accepted_updates_fails_the_round(world):
     assert (s.phase, s.round, s.version) == (Phase.OPEN, 2, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "coordinator.commit closes the commit phase as soon as commits == registered trainers, "
-        "even when that is below min_commits: the round enters AGGREGATING with too few commits "
-        "(DESIGN: OPEN -> AGGREGATING only with >= min commits), late registrants are shut out "
-        "and the round can only fail later as 'no quorum' / 'too few accepted updates'"
-    ),
-)
 def test_early_close_requires_min_commits(world):
     job_id = world.job(n_trainers=1, min_commits=2)
     world.commit(job_id, world.trainers[0])

@@ -163,20 +163,7 @@ def test_call_is_read_only(chain, accounts):
     assert len(chain.receipts(block)) == 1  # only the mint's block
 
 
-def test_call_simulates_a_state_changing_function_without_persisting(chain, accounts, request):
-    if isinstance(chain, InProcessChain):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason=(
-                    "InProcessChain.call runs with is_modifying=False (a STATICCALL context), "
-                    "so calling a "
-                    "state-changing function reverts 'reverted without reason'; "
-                    "eth_call on a node (RpcChain) "
-                    "executes it and discards the writes, returning the result"
-                ),
-            )
-        )
+def test_call_simulates_a_state_changing_function_without_persisting(chain, accounts):
     token = _token(chain, accounts[0])
     token.mint(accounts[0], accounts[1].address, 10)
     fn = token.abi.functions["transfer"]
@@ -341,16 +328,6 @@ def test_same_transactions_use_identical_gas_on_both_backends(side_by_side):
 
 
 @pytest.mark.anvil
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "InProcessChain charges the EIP-3860 initcode word cost (2 gas per 32-byte word) twice on "
-        "deployments: intrinsic_gas(create=True) adds it and py-evm's create computation "
-        "charges it "
-        "again, so deploy gas_used is 2*ceil(len(initcode)/32) above anvil's "
-        "(reward_token +146, coordinator +822)"
-    ),
-)
 def test_deployment_gas_is_identical_on_both_backends(side_by_side):
     local, remote = side_by_side
     assert [(label, a.gas_used) for label, a, _ in local[:2]] == [

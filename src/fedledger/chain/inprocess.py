@@ -36,7 +36,7 @@ def intrinsic_gas(data: bytes, *, create: bool = False) -> tuple[int, int]:
     tokens = zeros + 4 * nonzeros
     base = 21_000 + 4 * tokens
     if create:
-        base += 32_000 + 2 * ((len(data) + 31) // 32)
+        base += 32_000  # the EIP-3860 initcode word cost is charged by py-evm's CREATE itself
     return base, 21_000 + 10 * tokens
 
 
@@ -84,15 +84,17 @@ class InProcessChain(Chain):
         """Runs one transaction in a new block; a revert rolls back state and the block."""
         origin = to_canonical_address(sender)
         previous = self._open_block(block_number, timestamp)
-        snapshot = self._env.evm.snapshot()
         contract_address = None
         if to is None:
             self._fresh_access_lists(origin)
+            # snapshot after lock_changes(), which discards the journal's checkpoints
+            snapshot = self._env.evm.snapshot()
             address, computation = self._env.deploy(sender=origin, bytecode=data, gas=gas or TX_GAS_LIMIT)
             contract_address = to_checksum_address(bytes(address.canonical_address))
         else:
             target = to_canonical_address(to)
             self._fresh_access_lists(origin, target)
+            snapshot = self._env.evm.snapshot()
             computation = self._env.execute_code(
                 to_address=target, sender=origin, data=data, gas=gas or TX_GAS_LIMIT
             )
@@ -149,7 +151,7 @@ class InProcessChain(Chain):
         try:
             computation = self._env.execute_code(
                 to_address=to_canonical_address(to), sender=origin, data=data,
-                gas=TX_GAS_LIMIT, is_modifying=False,
+                gas=TX_GAS_LIMIT,  # may run state-changing code, like eth_call; the snapshot undoes it
             )
         finally:
             self._env.evm.revert(snapshot)
