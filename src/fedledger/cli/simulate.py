@@ -50,11 +50,10 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
     root = logging.getLogger("fedledger")
     root.handlers.clear()
     root.propagate = False
-    file_handler = logging.FileHandler(out / "run.log")
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(file_handler)
     if not args.quiet:
-        root.addHandler(RichHandler(console=console, show_time=False, show_path=False, markup=False))
+        shown = RichHandler(console=console, show_time=False, show_path=False, markup=False)
+        shown.setLevel(logging.WARNING)
+        root.addHandler(shown)
     root.setLevel(logging.INFO)
 
     chain = None
@@ -74,7 +73,8 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
     with console.status("setting up: loading data, deploying contracts, registering organisations",
                         spinner="dots") if not args.quiet else _null():
         sim = Simulation(spec, out_dir=out, chain=chain, faults=faults)
-    root.info("job %d created; %d organisations registered", sim.job_id, spec.trainers)
+    if not args.quiet:
+        console.print(f"job {sim.job_id} created; {spec.trainers} organisations registered and staked")
 
     if args.quiet:
         result = sim.run()

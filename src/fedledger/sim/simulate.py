@@ -97,6 +97,14 @@ class Simulation:
         self.spec = spec
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        # the run log is part of the evidence: rejections with their reasons
+        self._log_handler = logging.FileHandler(self.out_dir / "run.log")
+        self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self._log_handler.setLevel(logging.INFO)
+        pkg_log = logging.getLogger("fedledger")
+        pkg_log.addHandler(self._log_handler)
+        if pkg_log.getEffectiveLevel() > logging.INFO:
+            pkg_log.setLevel(logging.INFO)
         self.chain = TimedChain(chain or InProcessChain())
         self.store = LocalStore(self.out_dir / "store")
         self.faults = {f.trainer: f for f in faults}
@@ -132,6 +140,7 @@ class Simulation:
         self.job_id, _ = create_job(deployment=self.deployment, sponsor=self.sponsor, spec=spec,
                                     initial_model=self.initial_model, committee=committee)
         self.reader = JobReader(coordinator, self.job_id)
+        log.info("job %d created on %s", self.job_id, self.chain.description)
 
         self.orgs: list[Organisation] = []
         for i, (acct, idx) in enumerate(zip(trainer_accounts, parts, strict=True), start=1):
@@ -264,6 +273,8 @@ class Simulation:
             chain_seconds=self.chain.seconds, participants=self.participants, payouts=payouts,
         )
         write_run(self, result)
+        logging.getLogger("fedledger").removeHandler(self._log_handler)
+        self._log_handler.close()
         return result
 
 
