@@ -1,0 +1,86 @@
+"""The command line as a user meets it: one clear line for bad input, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fedledger.sim.simulate import SimulationResult
+
+
+def fedledger(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fedledger.cli.main", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_invalid_flag_value_names_the_field() -> None:
+    proc = fedledger("simulate", "--rounds", "0", "--quiet")
+    assert proc.returncode == 2
+    assert _one_line_error(proc) == "error: job spec: rounds: Input should be greater than or equal to 1"
+
+
+def test_invalid_spec_file_names_the_field(tmp_path: Path) -> None:
+    spec = tmp_path / "job.json"
+    spec.write_text(json.dumps({"trainers": 3, "quorum": 5}))
+    proc = fedledger("simulate", "--spec", str(spec), "--quiet")
+    assert proc.returncode == 2
+    assert "quorum (5) exceeds committee (3)" in _one_line_error(proc)
+    spec.write_text(json.dumps({"trainers": 3, "bogus": 1}))
+    proc = fedledger("simulate", "--spec", str(spec), "--quiet")
+    assert "job spec: bogus: Extra inputs are not permitted" in _one_line_error(proc)
+
+
+def test_unreachable_rpc_is_one_line() -> None:
+    proc = fedledger("simulate", "--rpc", "http://127.0.0.1:1", "--quiet", "--rounds", "1")
+    assert proc.returncode == 2
+    line = _one_line_error(proc)
+    assert line.startswith("error: cannot reach the EVM node at http://127.0.0.1:1")
+
+
+def test_unknown_fault_is_one_line() -> None:
+    proc = fedledger("simulate", "--fault", "explode@1", "--quiet")
+    assert proc.returncode == 2
+    assert "unknown fault 'explode'" in _one_line_error(proc)
+
+
+def test_audit_of_a_non_run_directory(tmp_path: Path) -> None:
+    proc = fedledger("audit", str(tmp_path))
+    assert proc.returncode == 2
+    assert "is not a run directory: spec.json is missing" in _one_line_error(proc)
+
+
+def test_audit_cli_exit_codes(clean_run: tuple[Path, SimulationResult], tmp_path: Path) -> None:
+    run, _ = clean_run
+    ok = fedledger("audit", str(run), "--report", str(tmp_path / "report.json"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "AUDIT PASSED" in ok.stdout
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["ok"] is True and len(report["lineage"]) == 3
+
+
+def test_simulate_cli_prints_the_round_table(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = fedledger("simulate", "--dataset", "digits", "--model", "logreg", "--trainers", "3",
+                     "--rounds", "2", "--partition", "iid", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "round  status" in proc.stdout
+    assert proc.stdout.count("finalized") >= 2
+    assert "final test accuracy" in proc.stdout
+    assert (out / "accuracy.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("flag", ["--trainers", "--rounds", "--dataset", "--partition", "--seed", "--alpha"])
+def test_every_documented_flag_exists(flag: str) -> None:
+    proc = fedledger("simulate", "--help")
+    assert flag in proc.stdout
