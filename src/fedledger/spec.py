@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fedledger.errors import SpecError
@@ -69,9 +69,7 @@ class JobSpec(BaseModel):
         if self.effective_quorum > committee:
             raise ValueError(f"quorum ({self.effective_quorum}) exceeds committee ({committee})")
         if self.effective_min_commits > self.trainers:
-            raise ValueError(
-                f"min_commits ({self.effective_min_commits}) exceeds trainers ({self.trainers})"
-            )
+            raise ValueError(f"min_commits ({self.effective_min_commits}) exceeds trainers ({self.trainers})")
         return self
 
     # -- derived values every party computes the same way ---------------------------------
@@ -100,9 +98,7 @@ class JobSpec(BaseModel):
     # -- canonical form --------------------------------------------------------------------
 
     def canonical_json(self) -> bytes:
-        return json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")
-        ).encode()
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
 
     def spec_hash(self) -> bytes:
         return bytes(keccak(self.canonical_json()))
@@ -135,7 +131,8 @@ class JobSpec(BaseModel):
             else:
                 data = json.loads(text)
         except ValueError as exc:
-            raise SpecError("file", f"{p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {exc}")
+            kind = p.suffix.lstrip(".") or "JSON"
+            raise SpecError("file", f"{p} is not valid {kind}: {exc}") from None
         if not isinstance(data, dict):
             raise SpecError("file", f"{p} must hold an object of spec fields")
         return cls.from_dict(data)

@@ -65,7 +65,7 @@ def test_one_flipped_byte_in_an_update_fails_naming_round_org_and_blob(run_copy:
 
 
 def test_a_missing_model_blob_fails_naming_the_version(run_copy: Path) -> None:
-    fin = [e for e in _events(run_copy) if e["name"] == "RoundFinalized"][0]
+    fin = next(e for e in _events(run_copy) if e["name"] == "RoundFinalized")
     (run_copy / "store" / f"{fin['args']['aggregate'][2:]}.safetensors").unlink()
     report = audit_run_dir(run_copy)
     assert not report.ok
@@ -73,7 +73,7 @@ def test_a_missing_model_blob_fails_naming_the_version(run_copy: Path) -> None:
 
 
 def test_a_missing_update_blob_fails(run_copy: Path) -> None:
-    commit = [e for e in _events(run_copy) if e["name"] == "UpdateCommitted"][0]
+    commit = next(e for e in _events(run_copy) if e["name"] == "UpdateCommitted")
     (run_copy / "store" / f"{commit['args']['commitment'][2:]}.safetensors").unlink()
     report = audit_run_dir(run_copy)
     assert not report.ok

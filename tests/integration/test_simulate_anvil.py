@@ -35,7 +35,7 @@ def anvil_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Simulatio
 
 
 def test_job_completes_on_anvil(anvil_run: tuple[Path, SimulationResult, str]) -> None:
-    out, result, url = anvil_run
+    out, result, _url = anvil_run
     assert [m.status for m in result.rounds] == ["finalized"] * 3
     assert [m.rejected for m in result.rounds] == [0, 1, 1]  # org-03 withholds from round 2
     assert "org-03: blob not available in the store" in (out / "run.log").read_text()

@@ -97,9 +97,7 @@ def check_same_layout(
             dtype = arr.dtype if isinstance(arr, np.ndarray) else type(arr).__name__
             raise InvalidUpdate(f"{what}: tensor '{name}': dtype {dtype} is not int64")
         if arr.shape != ref.shape:
-            raise InvalidUpdate(
-                f"{what}: tensor '{name}': shape {arr.shape} != expected {ref.shape}"
-            )
+            raise InvalidUpdate(f"{what}: tensor '{name}': shape {arr.shape} != expected {ref.shape}")
 
 
 def apply_delta(

@@ -50,9 +50,7 @@ def _mean_bigint(arrays: Sequence[np.ndarray], weights: Sequence[int], total: in
     return result
 
 
-def fedavg(
-    deltas: Sequence[Mapping[str, np.ndarray]], weights: Sequence[int]
-) -> dict[str, np.ndarray]:
+def fedavg(deltas: Sequence[Mapping[str, np.ndarray]], weights: Sequence[int]) -> dict[str, np.ndarray]:
     """Weighted mean of int64 deltas: `q = floor((2 * sum(w_i * d_i) + W) / (2 * W))`.
 
     W = sum(weights). That is the exact mean rounded to the nearest integer with halves

@@ -69,6 +69,4 @@ def validate_update(
             )
     total = sum(_sum_squares(arr) for arr in delta.values())
     if total > max_norm_q * max_norm_q:
-        raise InvalidUpdate(
-            f"L2 norm {math.isqrt(total)} exceeds the bound {max_norm_q} (fixed-point units)"
-        )
+        raise InvalidUpdate(f"L2 norm {math.isqrt(total)} exceeds the bound {max_norm_q} (fixed-point units)")

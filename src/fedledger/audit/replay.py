@@ -33,9 +33,15 @@ class Finding:
     organisation: str | None = None
 
     def line(self) -> str:
-        where = ", ".join(x for x in (
-            f"round {self.round}" if self.round is not None else "",
-            self.organisation or "", self.artefact) if x)
+        where = ", ".join(
+            x
+            for x in (
+                f"round {self.round}" if self.round is not None else "",
+                self.organisation or "",
+                self.artefact,
+            )
+            if x
+        )
         return f"{self.severity.upper()} [{self.check}] {where}: {self.message}"
 
 
@@ -66,7 +72,9 @@ def load_export(path: Path) -> dict[str, Any]:
 
 
 def _label(i: int, ev: dict[str, Any]) -> str:
-    return f"chain.json event #{i} {ev.get('name')} (block {ev.get('block_number')}, log {ev.get('log_index')})"
+    return (
+        f"chain.json event #{i} {ev.get('name')} (block {ev.get('block_number')}, log {ev.get('log_index')})"
+    )
 
 
 def reexecute(export: dict[str, Any]) -> EventSource:
@@ -79,18 +87,41 @@ def reexecute(export: dict[str, Any]) -> EventSource:
     replayed: list[Event] = []
     for tx in export["transactions"]:
         try:
-            receipt = chain.replay(sender=tx["from"], to=tx["to"], data=bytes.fromhex(tx["input"][2:]),
-                                   block_number=int(tx["block_number"]), timestamp=int(tx["timestamp"]))
+            receipt = chain.replay(
+                sender=tx["from"],
+                to=tx["to"],
+                data=bytes.fromhex(tx["input"][2:]),
+                block_number=int(tx["block_number"]),
+                timestamp=int(tx["timestamp"]),
+            )
         except (TransactionReverted, FedledgerError, ValueError, KeyError) as exc:
-            findings.append(Finding("error", "chain-export", f"transaction {tx.get('tx_hash')}",
-                                    f"does not re-execute as recorded: {exc}"))
+            findings.append(
+                Finding(
+                    "error",
+                    "chain-export",
+                    f"transaction {tx.get('tx_hash')}",
+                    f"does not re-execute as recorded: {exc}",
+                )
+            )
             continue
         if receipt.contract_address != tx.get("contract_address"):
-            findings.append(Finding("error", "chain-export", f"transaction {tx.get('tx_hash')}",
-                                    f"created {receipt.contract_address}, export says {tx.get('contract_address')}"))
+            findings.append(
+                Finding(
+                    "error",
+                    "chain-export",
+                    f"transaction {tx.get('tx_hash')}",
+                    f"created {receipt.contract_address}, export says {tx.get('contract_address')}",
+                )
+            )
         if receipt.gas_used != tx.get("gas_used"):
-            findings.append(Finding("error", "chain-export", f"transaction {tx.get('tx_hash')}",
-                                    f"re-executed gas {receipt.gas_used} != recorded {tx.get('gas_used')}"))
+            findings.append(
+                Finding(
+                    "error",
+                    "chain-export",
+                    f"transaction {tx.get('tx_hash')}",
+                    f"re-executed gas {receipt.gas_used} != recorded {tx.get('gas_used')}",
+                )
+            )
         for log in receipt.logs:
             ev = coordinator.decode(log) or token.decode(log)
             if ev is not None:
@@ -100,38 +131,76 @@ def reexecute(export: dict[str, Any]) -> EventSource:
         mine = ours.to_json()
         if mine == theirs:
             continue
-        changed = sorted(k for k in set(mine["args"]) | set(theirs.get("args", {}))
-                         if mine["args"].get(k) != theirs.get("args", {}).get(k))
+        changed = sorted(
+            k
+            for k in set(mine["args"]) | set(theirs.get("args", {}))
+            if mine["args"].get(k) != theirs.get("args", {}).get(k)
+        )
         values = ", ".join(f"{k}={mine['args'].get(k)}" for k in changed)
-        detail = (f"fields {', '.join(changed)} differ from re-execution (re-executed {values})"
-                  if changed else "differs from re-execution (name or position)")
-        findings.append(Finding("error", "chain-export", _label(i, theirs), detail,
-                                round=theirs.get("args", {}).get("round")))
+        detail = (
+            f"fields {', '.join(changed)} differ from re-execution (re-executed {values})"
+            if changed
+            else "differs from re-execution (name or position)"
+        )
+        findings.append(
+            Finding(
+                "error",
+                "chain-export",
+                _label(i, theirs),
+                detail,
+                round=theirs.get("args", {}).get("round"),
+            )
+        )
     if len(replayed) != len(exported):
-        findings.append(Finding("error", "chain-export", "chain.json events",
-                                f"{len(exported)} events exported, {len(replayed)} re-executed"))
+        findings.append(
+            Finding(
+                "error",
+                "chain-export",
+                "chain.json events",
+                f"{len(exported)} events exported, {len(replayed)} re-executed",
+            )
+        )
     return EventSource(
-        events=replayed, job_id=int(export["job_id"]), participants=dict(export.get("participants", {})),
-        coordinator=addresses["Coordinator"], token=addresses["RewardToken"],
+        events=replayed,
+        job_id=int(export["job_id"]),
+        participants=dict(export.get("participants", {})),
+        coordinator=addresses["Coordinator"],
+        token=addresses["RewardToken"],
         provenance=f"re-executed {len(export['transactions'])} transactions of the in-process chain",
-        findings=findings, transactions=len(export["transactions"]),
+        findings=findings,
+        transactions=len(export["transactions"]),
     )
 
 
 def from_export(export: dict[str, Any]) -> EventSource:
     """Events of an export that cannot be re-executed (a run against an RPC node)."""
     events = [
-        Event(name=e["name"], args=_parse_args(e["args"]), address=e["address"],
-              block_number=e["block_number"], tx_hash=e["tx_hash"], log_index=e["log_index"])
+        Event(
+            name=e["name"],
+            args=_parse_args(e["args"]),
+            address=e["address"],
+            block_number=e["block_number"],
+            tx_hash=e["tx_hash"],
+            log_index=e["log_index"],
+        )
         for e in export["events"]
     ]
     addresses = export["contracts"]
     return EventSource(
-        events=events, job_id=int(export["job_id"]), participants=dict(export.get("participants", {})),
-        coordinator=addresses["Coordinator"], token=addresses["RewardToken"],
+        events=events,
+        job_id=int(export["job_id"]),
+        participants=dict(export.get("participants", {})),
+        coordinator=addresses["Coordinator"],
+        token=addresses["RewardToken"],
         provenance="events as exported from an RPC node (not re-executable; audit the live chain with --rpc)",
-        findings=[Finding("warning", "chain-export", "chain.json",
-                          "exported from an RPC node: events are checked for consistency, not re-executed")],
+        findings=[
+            Finding(
+                "warning",
+                "chain-export",
+                "chain.json",
+                "exported from an RPC node: events are checked for consistency, not re-executed",
+            )
+        ],
         transactions=len(export["transactions"]),
     )
 
@@ -146,7 +215,9 @@ def _parse_args(args: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def from_live(coordinator: Coordinator, job_id: int, participants: dict[str, str] | None = None) -> EventSource:
+def from_live(
+    coordinator: Coordinator, job_id: int, participants: dict[str, str] | None = None
+) -> EventSource:
     """Events of one job read from a live node."""
     config = coordinator.job_config(job_id)
     if config["sponsor"] == "0x" + "00" * 20:
@@ -156,7 +227,10 @@ def from_live(coordinator: Coordinator, job_id: int, participants: dict[str, str
     events += token.events()
     events.sort(key=lambda e: (e.block_number, e.log_index))
     return EventSource(
-        events=events, job_id=job_id, participants=participants or {},
-        coordinator=coordinator.address, token=token.address,
+        events=events,
+        job_id=job_id,
+        participants=participants or {},
+        coordinator=coordinator.address,
+        token=token.address,
         provenance=f"read from {coordinator.chain.description}",
     )

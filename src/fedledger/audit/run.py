@@ -28,8 +28,15 @@ def audit_run_dir(run_dir: Path | str) -> AuditReport:
     return audit_events(source, spec, LocalStore(run / "store"))
 
 
-def audit_live(*, rpc_url: str, coordinator: str, job_id: int, store_dir: Path | str,
-               spec_path: Path | str, participants_path: Path | str | None = None) -> AuditReport:
+def audit_live(
+    *,
+    rpc_url: str,
+    coordinator: str,
+    job_id: int,
+    store_dir: Path | str,
+    spec_path: Path | str,
+    participants_path: Path | str | None = None,
+) -> AuditReport:
     """Audits a job on a live chain against a local copy of its blob store."""
     chain = RpcChain(rpc_url)
     participants = {}

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from fedledger.audit.replay import EventSource, Finding
 from fedledger.chain.contracts import Event
 from fedledger.codec.blob import decode_tensors
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import BlobIntegrityError, BlobNotFound, CodecError, StoreError
-from fedledger.audit.replay import EventSource, Finding
 from fedledger.roles.job import CommitRecord
 from fedledger.roles.validator import compute_round
 from fedledger.spec import JobSpec
@@ -52,7 +52,9 @@ class AuditReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "job_id": self.job_id, "ok": self.ok, "provenance": self.provenance,
+            "job_id": self.job_id,
+            "ok": self.ok,
+            "provenance": self.provenance,
             "checks": dict(self.checks),
             "findings": [f.__dict__ for f in self.findings],
             "lineage": [e.__dict__ for e in self.lineage],
@@ -66,18 +68,33 @@ class _Auditor:
         self.spec = spec
         self.store = store
         self.names = source.participants
-        self.report = AuditReport(job_id=source.job_id, provenance=source.provenance,
-                                  findings=list(source.findings))
+        self.report = AuditReport(
+            job_id=source.job_id, provenance=source.provenance, findings=list(source.findings)
+        )
 
     def name(self, address: str) -> str:
         return self.names.get(address, address)
 
-    def error(self, check: str, artefact: str, message: str, *, round: int | None = None,
-              org: str | None = None) -> None:
+    def error(
+        self,
+        check: str,
+        artefact: str,
+        message: str,
+        *,
+        round: int | None = None,
+        org: str | None = None,
+    ) -> None:
         self.report.findings.append(Finding("error", check, artefact, message, round, org))
 
-    def warn(self, check: str, artefact: str, message: str, *, round: int | None = None,
-             org: str | None = None) -> None:
+    def warn(
+        self,
+        check: str,
+        artefact: str,
+        message: str,
+        *,
+        round: int | None = None,
+        org: str | None = None,
+    ) -> None:
         self.report.findings.append(Finding("warning", check, artefact, message, round, org))
 
     def passed(self, check: str) -> None:
@@ -105,16 +122,21 @@ class _Auditor:
 
     def run(self) -> AuditReport:
         job = self.src.job_id
-        events = [e for e in self.src.events if e.address == self.src.coordinator
-                  and e.args.get("job_id") == job]
+        events = [
+            e for e in self.src.events if e.address == self.src.coordinator and e.args.get("job_id") == job
+        ]
         created = [e for e in events if e.name == "JobCreated"]
         if not created:
             self.error("job", "chain", f"no JobCreated event for job {job}")
             return self.report
         c = created[0].args
         if c["spec_hash"] != self.spec.spec_hash():
-            self.error("spec", "spec.json", f"spec hash 0x{self.spec.spec_hash().hex()} != on-chain "
-                       f"0x{c['spec_hash'].hex()}: this is not the spec the job was created with")
+            self.error(
+                "spec",
+                "spec.json",
+                f"spec hash 0x{self.spec.spec_hash().hex()} != on-chain "
+                f"0x{c['spec_hash'].hex()}: this is not the spec the job was created with",
+            )
         else:
             self.passed("spec")
         current = c["initial_model"]
@@ -130,14 +152,26 @@ class _Auditor:
             opened = next((e for e in evs if e.name == "RoundOpened"), None)
             if opened is not None:
                 if opened.args["global_model"] != current:
-                    self.error("lineage", f"RoundOpened event (block {opened.block_number})",
-                               f"round opened on model {commitment_hex(opened.args['global_model'])}, "
-                               f"but the last finalised model is {commitment_hex(current)}", round=r)
+                    self.error(
+                        "lineage",
+                        f"RoundOpened event (block {opened.block_number})",
+                        f"round opened on model {commitment_hex(opened.args['global_model'])}, "
+                        f"but the last finalised model is {commitment_hex(current)}",
+                        round=r,
+                    )
                 else:
                     self.passed("lineage")
-            commits = [CommitRecord(trainer=e.args["trainer"], round=r, commitment=e.args["commitment"],
-                                    num_examples=e.args["num_examples"], block_number=e.block_number)
-                       for e in evs if e.name == "UpdateCommitted"]
+            commits = [
+                CommitRecord(
+                    trainer=e.args["trainer"],
+                    round=r,
+                    commitment=e.args["commitment"],
+                    num_examples=e.args["num_examples"],
+                    block_number=e.block_number,
+                )
+                for e in evs
+                if e.name == "UpdateCommitted"
+            ]
             fin = next((e for e in evs if e.name == "RoundFinalized"), None)
             if fin is None:
                 continue
@@ -151,60 +185,119 @@ class _Auditor:
         self.check_payouts(created[0], finalized_rounds, events)
         return self.report
 
-    def check_round(self, r: int, fin: Event, commits: list[CommitRecord], excluded: list[str],
-                    model: dict[str, np.ndarray], parent: bytes) -> None:
+    def check_round(
+        self,
+        r: int,
+        fin: Event,
+        commits: list[CommitRecord],
+        excluded: list[str],
+        model: dict[str, np.ndarray],
+        parent: bytes,
+    ) -> None:
         version = int(fin.args["version"])
-        outcome = compute_round(store=self.store, spec=self.spec, job_id=self.src.job_id, round=r,
-                                version=version - 1, global_model=model, commits=commits)
+        outcome = compute_round(
+            store=self.store,
+            spec=self.spec,
+            job_id=self.src.job_id,
+            round=r,
+            version=version - 1,
+            global_model=model,
+            commits=commits,
+        )
         rejected = {x.trainer: x.reason for x in outcome.rejected}
         chain_excluded = set(excluded)
         for cm in commits:
             org = self.name(cm.trainer)
             artefact = f"update blob {commitment_hex(cm.commitment)}"
             if cm.trainer in rejected and cm.trainer not in chain_excluded:
-                self.error("update", artefact, f"accepted on chain but now invalid: {rejected[cm.trainer]}",
-                           round=r, org=org)
+                self.error(
+                    "update",
+                    artefact,
+                    f"accepted on chain but now invalid: {rejected[cm.trainer]}",
+                    round=r,
+                    org=org,
+                )
             elif cm.trainer in chain_excluded and cm.trainer not in rejected:
-                self.error("update", artefact, "excluded on chain but the update is valid",
-                           round=r, org=org)
+                self.error(
+                    "update",
+                    artefact,
+                    "excluded on chain but the update is valid",
+                    round=r,
+                    org=org,
+                )
             elif cm.trainer in rejected:
-                self.warn("update", artefact, f"excluded, as the audit confirms: {rejected[cm.trainer]}",
-                          round=r, org=org)
+                self.warn(
+                    "update",
+                    artefact,
+                    f"excluded, as the audit confirms: {rejected[cm.trainer]}",
+                    round=r,
+                    org=org,
+                )
                 self.passed("update")
             else:
                 self.passed("update")
         if outcome.aggregate != fin.args["aggregate"]:
-            self.error("aggregate", f"model version {version}",
-                       f"recomputed aggregate {commitment_hex(outcome.aggregate)} != finalised "
-                       f"{commitment_hex(fin.args['aggregate'])}", round=r)
+            self.error(
+                "aggregate",
+                f"model version {version}",
+                f"recomputed aggregate {commitment_hex(outcome.aggregate)} != finalised "
+                f"{commitment_hex(fin.args['aggregate'])}",
+                round=r,
+            )
         else:
             self.passed("aggregate")
         accepted_examples = sum(c.num_examples for c in outcome.accepted)
-        if (fin.args["accepted_commits"], fin.args["accepted_examples"]) != (len(outcome.accepted),
-                                                                             accepted_examples):
-            self.error("aggregate", f"RoundFinalized event (block {fin.block_number})",
-                       f"records {fin.args['accepted_commits']} updates / {fin.args['accepted_examples']} "
-                       f"examples, recomputed {len(outcome.accepted)} / {accepted_examples}", round=r)
-        self.report.lineage.append(LineageEntry(
-            version=version, round=r, commitment=commitment_hex(fin.args["aggregate"]),
-            parent=commitment_hex(parent),
-            contributors=[{"organisation": self.name(c.trainer), "trainer": c.trainer,
-                           "update": commitment_hex(c.commitment), "num_examples": c.num_examples}
-                          for c in commits if c.trainer not in chain_excluded],
-            excluded=[{"organisation": self.name(t), "trainer": t, "reason": rejected.get(t, "")}
-                      for t in sorted(chain_excluded)],
-        ))
+        if (fin.args["accepted_commits"], fin.args["accepted_examples"]) != (
+            len(outcome.accepted),
+            accepted_examples,
+        ):
+            self.error(
+                "aggregate",
+                f"RoundFinalized event (block {fin.block_number})",
+                f"records {fin.args['accepted_commits']} updates / {fin.args['accepted_examples']} "
+                f"examples, recomputed {len(outcome.accepted)} / {accepted_examples}",
+                round=r,
+            )
+        self.report.lineage.append(
+            LineageEntry(
+                version=version,
+                round=r,
+                commitment=commitment_hex(fin.args["aggregate"]),
+                parent=commitment_hex(parent),
+                contributors=[
+                    {
+                        "organisation": self.name(c.trainer),
+                        "trainer": c.trainer,
+                        "update": commitment_hex(c.commitment),
+                        "num_examples": c.num_examples,
+                    }
+                    for c in commits
+                    if c.trainer not in chain_excluded
+                ],
+                excluded=[
+                    {"organisation": self.name(t), "trainer": t, "reason": rejected.get(t, "")}
+                    for t in sorted(chain_excluded)
+                ],
+            )
+        )
 
-    def check_payouts(self, created: Event, rounds: list[tuple[int, Event, list[CommitRecord]]],
-                      events: list[Event]) -> None:
+    def check_payouts(
+        self,
+        created: Event,
+        rounds: list[tuple[int, Event, list[CommitRecord]]],
+        events: list[Event],
+    ) -> None:
         """Rewards by examples with floor rounding, stakes back once, pool remainder to the sponsor."""
         expected: dict[str, int] = defaultdict(int)
         paid_out = 0
         for _, fin, commits in rounds:
             reward = int(fin.args["reward"])
             paid_out += reward
-            excluded = {e.args["trainer"] for e in events
-                        if e.name == "UpdateExcluded" and e.args["round"] == fin.args["round"]}
+            excluded = {
+                e.args["trainer"]
+                for e in events
+                if e.name == "UpdateExcluded" and e.args["round"] == fin.args["round"]
+            }
             total = int(fin.args["accepted_examples"])
             for cm in commits:
                 if cm.trainer not in excluded:
@@ -222,23 +315,34 @@ class _Auditor:
             if got > due:
                 self.error("payout", "Withdrawn events", f"paid {got} reward units, earned {due}", org=org)
             elif got < due:
-                self.warn("payout", "Withdrawn events", f"{due - got} of {due} earned units not yet withdrawn",
-                          org=org)
+                self.warn(
+                    "payout",
+                    "Withdrawn events",
+                    f"{due - got} of {due} earned units not yet withdrawn",
+                    org=org,
+                )
                 self.passed("payout")
             else:
                 self.passed("payout")
             self.report.payouts[org] = {"earned": str(due), "withdrawn": str(got)}
         for account, back in stakes_back.items():
             if back > staked.get(account, 0):
-                self.error("stake", "Withdrawn events", f"stake returned {back} > staked {staked.get(account, 0)}",
-                           org=self.name(account))
+                self.error(
+                    "stake",
+                    "Withdrawn events",
+                    f"stake returned {back} > staked {staked.get(account, 0)}",
+                    org=self.name(account),
+                )
             else:
                 self.passed("stake")
         pool = int(created.args["reward_pool"])
         reclaimed = sum(int(e.args["amount"]) for e in events if e.name == "PoolReclaimed")
         if reclaimed and reclaimed != pool - paid_out:
-            self.error("pool", "PoolReclaimed event",
-                       f"sponsor reclaimed {reclaimed}, but pool {pool} − paid {paid_out} = {pool - paid_out}")
+            self.error(
+                "pool",
+                "PoolReclaimed event",
+                f"sponsor reclaimed {reclaimed}, but pool {pool} − paid {paid_out} = {pool - paid_out}",
+            )
         else:
             self.passed("pool")
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode, encode
-from eth_utils import keccak, to_checksum_address
+from eth_abi.abi import decode, encode
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 from fedledger.errors import ChainError
 
@@ -24,7 +25,7 @@ def abi_type(param: dict[str, Any]) -> str:
     t: str = param["type"]
     if t.startswith("tuple"):
         inner = ",".join(abi_type(c) for c in param["components"])
-        return f"({inner}){t[len('tuple'):]}"
+        return f"({inner}){t[len('tuple') :]}"
     return t
 
 
@@ -149,7 +150,7 @@ def decode_revert(data: bytes) -> str:
     if data[:4] == ERROR_SELECTOR:
         try:
             return str(decode(["string"], data[4:])[0])
-        except Exception:  # noqa: BLE001 - malformed revert data is itself the answer
+        except Exception:
             return f"malformed revert data 0x{data.hex()}"
     if not data:
         return "reverted without reason"

@@ -54,9 +54,7 @@ def dev_accounts(count: int, mnemonic: str = DEV_MNEMONIC) -> list[LocalAccount]
     a fresh anvil node.
     """
     Account.enable_unaudited_hdwallet_features()
-    return [
-        Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{i}") for i in range(count)
-    ]
+    return [Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{i}") for i in range(count)]
 
 
 class Chain(ABC):

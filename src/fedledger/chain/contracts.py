@@ -145,8 +145,12 @@ class Contract:
         if ev is None:
             return None
         return Event(
-            name=ev.name, args=ev.decode(list(log.topics), log.data), address=log.address,
-            block_number=log.block_number, tx_hash=log.tx_hash, log_index=log.log_index,
+            name=ev.name,
+            args=ev.decode(list(log.topics), log.data),
+            address=log.address,
+            block_number=log.block_number,
+            tx_hash=log.tx_hash,
+            log_index=log.log_index,
         )
 
     def events_in(self, receipt: Receipt) -> list[Event]:
@@ -189,12 +193,19 @@ class Coordinator(Contract):
     def register(self, account: LocalAccount, job_id: int, *, as_trainer: bool) -> Receipt:
         return self.transact(account, "register", job_id, as_trainer)
 
-    def commit(self, trainer: LocalAccount, job_id: int, round: int, commitment: bytes,
-               num_examples: int) -> Receipt:
+    def commit(
+        self, trainer: LocalAccount, job_id: int, round: int, commitment: bytes, num_examples: int
+    ) -> Receipt:
         return self.transact(trainer, "commit", job_id, round, commitment, num_examples)
 
-    def propose(self, validator: LocalAccount, job_id: int, round: int, aggregate: bytes,
-                excluded: list[str]) -> Receipt:
+    def propose(
+        self,
+        validator: LocalAccount,
+        job_id: int,
+        round: int,
+        aggregate: bytes,
+        excluded: list[str],
+    ) -> Receipt:
         ordered = sorted(excluded, key=lambda a: int(a, 16))
         return self.transact(validator, "propose", job_id, round, aggregate, ordered)
 
@@ -227,8 +238,12 @@ class Coordinator(Contract):
 
     def round_result(self, job_id: int, round: int) -> tuple[RoundStatus, int, int, bytes]:
         word, aggregate = self.read("round_result", job_id, round)
-        return (RoundStatus(word["status"]), int(word["accepted_commits"]),
-                int(word["accepted_examples"]), bytes(aggregate))
+        return (
+            RoundStatus(word["status"]),
+            int(word["accepted_commits"]),
+            int(word["accepted_examples"]),
+            bytes(aggregate),
+        )
 
     def claimable(self, job_id: int, account: str) -> int:
         return int(self.read("claimable", job_id, account))

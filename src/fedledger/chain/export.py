@@ -17,8 +17,9 @@ from fedledger.chain.inprocess import InProcessChain
 EXPORT_FORMAT = "fedledger-chain-export/1"
 
 
-def export_chain(chain: Chain, contracts: list[Contract], *, job_id: int,
-                 participants: dict[str, str]) -> dict[str, Any]:
+def export_chain(
+    chain: Chain, contracts: list[Contract], *, job_id: int, participants: dict[str, str]
+) -> dict[str, Any]:
     """Every transaction (decoded and raw) and every event of the given contracts.
 
     An export from the in-process chain can be re-executed transaction by
@@ -30,16 +31,26 @@ def export_chain(chain: Chain, contracts: list[Contract], *, job_id: int,
     names = {c.address: type(c).__name__ for c in contracts}
     transactions, events = [], []
     for r in chain.receipts():
-        fn, args = "<create>", {}
+        fn: str = "<create>"
+        args: dict[str, Any] = {}
         target = by_address.get(r.to or "")
         if target is not None:
             fn, args = target.abi.decode_calldata(r.input)
-        transactions.append({
-            "tx_hash": r.tx_hash, "block_number": r.block_number, "timestamp": r.timestamp,
-            "from": r.sender, "to": r.to, "contract": names.get(r.to or "", ""),
-            "function": fn, "args": _jsonable(args), "input": "0x" + r.input.hex(),
-            "gas_used": r.gas_used, "contract_address": r.contract_address,
-        })
+        transactions.append(
+            {
+                "tx_hash": r.tx_hash,
+                "block_number": r.block_number,
+                "timestamp": r.timestamp,
+                "from": r.sender,
+                "to": r.to,
+                "contract": names.get(r.to or "", ""),
+                "function": fn,
+                "args": _jsonable(args),
+                "input": "0x" + r.input.hex(),
+                "gas_used": r.gas_used,
+                "contract_address": r.contract_address,
+            }
+        )
         for log in r.logs:
             c = by_address.get(log.address)
             ev = c.decode(log) if c is not None else None

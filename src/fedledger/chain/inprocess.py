@@ -17,9 +17,11 @@ Transactions are not signed here; the sender is taken as given.
 from __future__ import annotations
 
 import itertools
+
 from boa.environment import Env
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_canonical_address, to_checksum_address
+from eth_utils.address import to_canonical_address, to_checksum_address
+from eth_utils.crypto import keccak
 
 from fedledger.chain.abi import decode_revert
 from fedledger.chain.base import Chain, LogEntry, Receipt
@@ -79,8 +81,16 @@ class InProcessChain(Chain):
         n = next(self._tx_counter)
         return "0x" + bytes(keccak(f"{n}:{sender}:{to}".encode() + data)).hex()
 
-    def _execute(self, sender: str, to: str | None, data: bytes, *, gas: int | None = None,
-                 block_number: int | None = None, timestamp: int | None = None) -> Receipt:
+    def _execute(
+        self,
+        sender: str,
+        to: str | None,
+        data: bytes,
+        *,
+        gas: int | None = None,
+        block_number: int | None = None,
+        timestamp: int | None = None,
+    ) -> Receipt:
         """Runs one transaction in a new block; a revert rolls back state and the block."""
         origin = to_canonical_address(sender)
         previous = self._open_block(block_number, timestamp)
@@ -109,19 +119,27 @@ class InProcessChain(Chain):
         refund = min(computation.get_gas_refund(), used // 5)
         logs: list[LogEntry] = []
         for _, address, topics, log_data in sorted(computation.get_raw_log_entries()):
-            logs.append(LogEntry(
-                address=to_checksum_address(address),
-                topics=tuple(t.to_bytes(32, "big") for t in topics),
-                data=bytes(log_data),
-                block_number=block,
-                tx_hash=tx_hash,
-                log_index=len(logs),
-            ))
+            logs.append(
+                LogEntry(
+                    address=to_checksum_address(address),
+                    topics=tuple(t.to_bytes(32, "big") for t in topics),
+                    data=bytes(log_data),
+                    block_number=block,
+                    tx_hash=tx_hash,
+                    log_index=len(logs),
+                )
+            )
         self._logs.extend(logs)
         receipt = Receipt(
-            tx_hash=tx_hash, block_number=block, timestamp=ts, sender=to_checksum_address(sender),
-            to=to_checksum_address(to) if to else None, input=data,
-            gas_used=max(used - refund, floor), logs=tuple(logs), contract_address=contract_address,
+            tx_hash=tx_hash,
+            block_number=block,
+            timestamp=ts,
+            sender=to_checksum_address(sender),
+            to=to_checksum_address(to) if to else None,
+            input=data,
+            gas_used=max(used - refund, floor),
+            logs=tuple(logs),
+            contract_address=contract_address,
         )
         self._receipts.append(receipt)
         return receipt
@@ -137,7 +155,9 @@ class InProcessChain(Chain):
     def send(self, sender: LocalAccount, to: str, data: bytes, *, gas: int | None = None) -> Receipt:
         return self._execute(sender.address, to, data, gas=gas)
 
-    def replay(self, *, sender: str, to: str | None, data: bytes, block_number: int, timestamp: int) -> Receipt:
+    def replay(
+        self, *, sender: str, to: str | None, data: bytes, block_number: int, timestamp: int
+    ) -> Receipt:
         """Re-executes a recorded transaction in its recorded block (the auditor's tool).
 
         No key is needed: this chain does not check signatures, which is also why
@@ -150,7 +170,9 @@ class InProcessChain(Chain):
         snapshot = self._env.evm.snapshot()
         try:
             computation = self._env.execute_code(
-                to_address=to_canonical_address(to), sender=origin, data=data,
+                to_address=to_canonical_address(to),
+                sender=origin,
+                data=data,
                 gas=TX_GAS_LIMIT,  # may run state-changing code, like eth_call; the snapshot undoes it
             )
         finally:
@@ -162,10 +184,7 @@ class InProcessChain(Chain):
     def get_logs(self, address: str, from_block: int = 0, to_block: int | None = None) -> list[LogEntry]:
         last = self.block_number() if to_block is None else to_block
         want = to_checksum_address(address)
-        return [
-            log for log in self._logs
-            if log.address == want and from_block <= log.block_number <= last
-        ]
+        return [log for log in self._logs if log.address == want and from_block <= log.block_number <= last]
 
     def block_number(self) -> int:
         return int(self._env.evm.patch.block_number)

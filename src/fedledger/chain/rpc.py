@@ -12,11 +12,11 @@ default 100 ms.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import requests
 from eth_account.signers.local import LocalAccount
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TransactionNotFound, Web3RPCError
 
@@ -79,7 +79,9 @@ class RpcChain(Chain):
                 return dict(self._rpc(self._w3.eth.get_transaction_receipt, tx_hash))
             except TransactionNotFound:
                 if time.monotonic() > deadline:
-                    raise ChainError(f"transaction 0x{tx_hash.hex()} not mined after {self.timeout} s") from None
+                    raise ChainError(
+                        f"transaction 0x{tx_hash.hex()} not mined after {self.timeout} s"
+                    ) from None
                 time.sleep(self.poll_interval)
 
     def _receipt(self, raw: dict[str, Any], data: bytes) -> Receipt:
@@ -94,7 +96,9 @@ class RpcChain(Chain):
             input=data,
             gas_used=int(raw["gasUsed"]),
             logs=tuple(self._log(lg) for lg in raw["logs"]),
-            contract_address=to_checksum_address(raw["contractAddress"]) if raw.get("contractAddress") else None,
+            contract_address=to_checksum_address(raw["contractAddress"])
+            if raw.get("contractAddress")
+            else None,
         )
 
     @staticmethod
@@ -109,7 +113,12 @@ class RpcChain(Chain):
         )
 
     def _transact(self, sender: LocalAccount, to: str | None, data: bytes, gas: int | None) -> Receipt:
-        tx: dict[str, Any] = {"from": sender.address, "data": data, "value": 0, "chainId": self.chain_id}
+        tx: dict[str, Any] = {
+            "from": sender.address,
+            "data": data,
+            "value": 0,
+            "chainId": self.chain_id,
+        }
         if to is not None:
             tx["to"] = to_checksum_address(to)
         if gas is None:
@@ -131,8 +140,12 @@ class RpcChain(Chain):
             # replay as a call at the parent block to recover the reason
             reason = "reverted"
             try:
-                self._w3.eth.call({k: v for k, v in tx.items() if k in ("to", "data")} | {"from": sender.address},
-                                  int(raw["blockNumber"]) - 1)
+                self._w3.eth.call(
+                    cast(
+                        Any, {k: v for k, v in tx.items() if k in ("to", "data")} | {"from": sender.address}
+                    ),
+                    int(raw["blockNumber"]) - 1,
+                )
             except (ContractLogicError, Web3RPCError, ValueError) as exc:
                 reason = _revert_reason(exc)
             raise TransactionReverted(reason)
@@ -151,7 +164,7 @@ class RpcChain(Chain):
         if sender:
             tx["from"] = sender
         try:
-            return bytes(self._rpc(self._w3.eth.call, tx))
+            return bytes(self._rpc(self._w3.eth.call, cast(Any, tx)))
         except (ContractLogicError, Web3RPCError) as exc:
             raise TransactionReverted(_revert_reason(exc)) from None
 

@@ -19,13 +19,20 @@ def run_audit(args: argparse.Namespace, console: Console) -> int:
         if missing:
             raise AuditFailure(f"--rpc needs {', '.join('--' + m for m in missing)}")
         with console.status("reading the chain and recomputing every round"):
-            report = audit_live(rpc_url=args.rpc, coordinator=args.coordinator, job_id=args.job,
-                                store_dir=args.store, spec_path=args.spec,
-                                participants_path=args.participants)
+            report = audit_live(
+                rpc_url=args.rpc,
+                coordinator=args.coordinator,
+                job_id=args.job,
+                store_dir=args.store,
+                spec_path=args.spec,
+                participants_path=args.participants,
+            )
         report_path = args.report
     else:
         if args.run_dir is None:
-            raise AuditFailure("give a run directory, or --rpc URL --coordinator ADDR --job ID --store DIR --spec FILE")
+            raise AuditFailure(
+                "give a run directory, or --rpc URL --coordinator ADDR --job ID --store DIR --spec FILE"
+            )
         with console.status("re-executing the chain and recomputing every round"):
             report = audit_run_dir(args.run_dir)
         report_path = args.report or args.run_dir / "audit.json"
@@ -45,7 +52,10 @@ def show(report: AuditReport, console: Console, *, quiet: bool = False) -> None:
             table.add_column(col)
         for e in report.lineage:
             table.add_row(
-                str(e.version), str(e.round), e.commitment[:18] + "…", e.parent[:12] + "…",
+                str(e.version),
+                str(e.round),
+                e.commitment[:18] + "…",
+                e.parent[:12] + "…",
                 ", ".join(f"{c['organisation']} ({c['num_examples']})" for c in e.contributors),
                 ", ".join(x["organisation"] for x in e.excluded) or "—",
             )

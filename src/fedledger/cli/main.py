@@ -33,8 +33,13 @@ def _add_spec_flags(p: argparse.ArgumentParser) -> None:
         kind: Any = {int: int, float: float, str: str}.get(annotation, str)  # type: ignore[arg-type]
         help_text = info.description or ""
         default = info.default
-        p.add_argument(flag, dest=name, type=kind, default=None,
-                       help=f"{help_text} (default {default})".strip())
+        p.add_argument(
+            flag,
+            dest=name,
+            type=kind,
+            default=None,
+            help=f"{help_text} (default {default})".strip(),
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,23 +50,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fedledger {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sim = sub.add_parser("simulate", help="run a consortium of organisations on one machine",
-                         description="Runs a whole federated job: every organisation trains, validates "
-                         "and is paid through the contracts; leaves an auditable run directory.")
+    sim = sub.add_parser(
+        "simulate",
+        help="run a consortium of organisations on one machine",
+        description="Runs a whole federated job: every organisation trains, validates "
+        "and is paid through the contracts; leaves an auditable run directory.",
+    )
     _add_spec_flags(sim)
     sim.add_argument("--out", type=Path, default=None, help="run directory (default runs/<name>-<seed>)")
     sim.add_argument("--rpc", default=None, help="use this JSON-RPC node instead of the in-process EVM")
-    sim.add_argument("--fault", action="append", default=[], metavar="KIND@TRAINER[:ROUND]",
-                     help="make a trainer misbehave: corrupt-blob, withhold-blob, wrong-shape, "
-                     "float-nan, huge-norm, malformed (repeatable)")
-    sim.add_argument("--threads", type=int, default=1,
-                     help="torch threads per process (default 1: measured fastest on 2 cores)")
+    sim.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND@TRAINER[:ROUND]",
+        help="make a trainer misbehave: corrupt-blob, withhold-blob, wrong-shape, "
+        "float-nan, huge-norm, malformed (repeatable)",
+    )
+    sim.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per process (default 1: measured fastest on 2 cores)",
+    )
     sim.add_argument("--quiet", action="store_true", help="no progress bar or table")
 
-    aud = sub.add_parser("audit", help="replay a job and verify every step",
-                         description="Re-executes the chain export (or reads a live chain), checks every "
-                         "blob against its commitment, recomputes every round bit for bit, checks "
-                         "payouts, and prints the lineage. Exit 1 on any discrepancy.")
+    aud = sub.add_parser(
+        "audit",
+        help="replay a job and verify every step",
+        description="Re-executes the chain export (or reads a live chain), checks every "
+        "blob against its commitment, recomputes every round bit for bit, checks "
+        "payouts, and prints the lineage. Exit 1 on any discrepancy.",
+    )
     aud.add_argument("run_dir", nargs="?", type=Path, help="run directory left by `fedledger simulate`")
     aud.add_argument("--rpc", help="audit a live chain at this JSON-RPC URL instead")
     aud.add_argument("--coordinator", help="coordinator address (with --rpc)")

@@ -16,8 +16,10 @@ from fedledger.sim.faults import Fault
 from fedledger.sim.simulate import RoundMetrics, Simulation
 from fedledger.spec import JobSpec
 
-HEADER = f"{'round':>5}  {'status':<9} {'commits':>8}  {'test acc':>8}  {'loss':>6}  " \
-         f"{'gas':>9}  {'chain s':>7}  {'round s':>7}"
+HEADER = (
+    f"{'round':>5}  {'status':<9} {'commits':>8}  {'test acc':>8}  {'loss':>6}  "
+    f"{'gas':>9}  {'chain s':>7}  {'round s':>7}"
+)
 
 
 def format_row(m: RoundMetrics) -> str:
@@ -28,8 +30,10 @@ def format_row(m: RoundMetrics) -> str:
         commits += " " * (8 - len(f"{m.accepted}/{m.commits}"))
     else:
         commits = f"{commits:>8}"
-    return (f"{m.round:>5}  {status} {commits}  {100 * m.test_accuracy:>7.2f}%  {m.test_loss:>6.3f}  "
-            f"{m.gas_used:>9,}  {m.chain_seconds:>7.2f}  {m.round_seconds:>7.2f}")
+    return (
+        f"{m.round:>5}  {status} {commits}  {100 * m.test_accuracy:>7.2f}%  {m.test_loss:>6.3f}  "
+        f"{m.gas_used:>9,}  {m.chain_seconds:>7.2f}  {m.round_seconds:>7.2f}"
+    )
 
 
 def load_spec(args: argparse.Namespace) -> JobSpec:
@@ -68,10 +72,18 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
             f"{spec.model} · {spec.rounds} rounds · {spec.aggregation} · quorum "
             f"{spec.effective_quorum}/{spec.committee_size}"
         )
-        console.print(f"[dim]chain: {chain.description if chain else 'in-process EVM'} · run directory: {out}[/]")
+        console.print(
+            f"[dim]chain: {chain.description if chain else 'in-process EVM'} · run directory: {out}[/]"
+        )
     t0 = time.perf_counter()
-    with console.status("setting up: loading data, deploying contracts, registering organisations",
-                        spinner="dots") if not args.quiet else _null():
+    with (
+        console.status(
+            "setting up: loading data, deploying contracts, registering organisations",
+            spinner="dots",
+        )
+        if not args.quiet
+        else _Null()
+    ):
         sim = Simulation(spec, out_dir=out, chain=chain, faults=faults)
     if not args.quiet:
         console.print(f"job {sim.job_id} created; {spec.trainers} organisations registered and staked")
@@ -80,8 +92,14 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
         result = sim.run()
     else:
         console.print(f"[bold]{HEADER}[/]")
-        with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True) as bar:
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
             task = bar.add_task("rounds", total=spec.rounds)
 
             def on_round(m: RoundMetrics) -> None:
@@ -104,7 +122,7 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
     return 0 if not math.isnan(acc) else 1
 
 
-class _null:
+class _Null:
     def __enter__(self) -> None:
         return None
 

@@ -40,9 +40,7 @@ def _header_bytes(header: Mapping[str, Any]) -> bytes:
     return raw + b" " * (-len(raw) % 8)
 
 
-def _build_header(
-    shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, str]
-) -> dict[str, Any]:
+def _build_header(shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, str]) -> dict[str, Any]:
     header: dict[str, Any] = {}
     offset = 0
     for name in sorted(shapes):
@@ -55,9 +53,7 @@ def _build_header(
     return header
 
 
-def encode_tensors(
-    tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None
-) -> bytes:
+def encode_tensors(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> bytes:
     """The canonical blob of `tensors` (int64 only) with optional string metadata."""
     arrays: dict[str, np.ndarray] = {}
     for name, value in tensors.items():
@@ -123,11 +119,7 @@ def _parse_entry(name: str, entry: object) -> tuple[tuple[int, ...], int, int]:
     shape, offsets = entry["shape"], entry["data_offsets"]
     if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
         raise MalformedBlob(f"tensor '{name}': shape {shape!r} is not a list of non-negative ints")
-    if (
-        not isinstance(offsets, list)
-        or len(offsets) != 2
-        or not all(_is_int(o) and o >= 0 for o in offsets)
-    ):
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_int(o) and o >= 0 for o in offsets):
         raise MalformedBlob(f"tensor '{name}': data_offsets {offsets!r} is not [begin, end]")
     begin, end = offsets
     expected = math.prod(shape) * ITEMSIZE

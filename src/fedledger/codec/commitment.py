@@ -52,9 +52,7 @@ def _node(left: bytes, right: bytes) -> bytes:
 
 def _leaves(data: bytes) -> list[bytes]:
     view = memoryview(data)
-    return [
-        _leaf(view[i * CHUNK_SIZE : (i + 1) * CHUNK_SIZE]) for i in range(num_chunks(len(data)))
-    ]
+    return [_leaf(view[i * CHUNK_SIZE : (i + 1) * CHUNK_SIZE]) for i in range(num_chunks(len(data)))]
 
 
 def _next_level(level: list[bytes]) -> list[bytes]:
@@ -88,9 +86,7 @@ def merkle_proof(data: bytes, index: int) -> list[bytes]:
     return proof
 
 
-def verify_proof(
-    root: bytes, chunk: bytes, index: int, num_chunks: int, proof: list[bytes]
-) -> bool:
+def verify_proof(root: bytes, chunk: bytes, index: int, num_chunks: int, proof: list[bytes]) -> bool:
     """True iff `chunk` is chunk `index` of a `num_chunks`-chunk blob committed to by `root`.
 
     Walks the same level sizes as `merkle_root`, so it knows where a node was promoted and
@@ -127,9 +123,7 @@ def parse_commitment(s: str) -> bytes:
         raise CodecError(f"commitment must be a hex string, got {type(s).__name__}")
     digits = s[2:] if s[:2] in ("0x", "0X") else s
     if len(digits) != 2 * HASH_SIZE:
-        raise CodecError(
-            f"commitment {s!r} must have {2 * HASH_SIZE} hex digits, has {len(digits)}"
-        )
+        raise CodecError(f"commitment {s!r} must have {2 * HASH_SIZE} hex digits, has {len(digits)}")
     try:
         return bytes.fromhex(digits)
     except ValueError:

@@ -54,8 +54,7 @@ class JobReader:
         if head < self._next_block:
             return []
         new = [
-            e for e in self.coordinator.events(self._next_block, head)
-            if e.args.get("job_id") == self.job_id
+            e for e in self.coordinator.events(self._next_block, head) if e.args.get("job_id") == self.job_id
         ]
         self._next_block = head + 1
         for e in new:
@@ -70,10 +69,15 @@ class JobReader:
             rec.version_before = a["version"]
             rec.global_model = a["global_model"]
         elif e.name == "UpdateCommitted":
-            self._round(a["round"]).commits.append(CommitRecord(
-                trainer=a["trainer"], round=a["round"], commitment=a["commitment"],
-                num_examples=a["num_examples"], block_number=e.block_number,
-            ))
+            self._round(a["round"]).commits.append(
+                CommitRecord(
+                    trainer=a["trainer"],
+                    round=a["round"],
+                    commitment=a["commitment"],
+                    num_examples=a["num_examples"],
+                    block_number=e.block_number,
+                )
+            )
         elif e.name == "AggregateProposed":
             self._round(a["round"]).proposals.append(e)
         elif e.name == "UpdateExcluded":

@@ -26,18 +26,25 @@ def to_list(names: Sequence[str], tensors: Mapping[str, np.ndarray]) -> list[np.
     return [np.asarray(tensors[n]) for n in names]
 
 
-def quantize_model(names: Sequence[str], arrays: Sequence[np.ndarray], scale_bits: int) -> dict[str, np.ndarray]:
+def quantize_model(
+    names: Sequence[str], arrays: Sequence[np.ndarray], scale_bits: int
+) -> dict[str, np.ndarray]:
     """Float weights → the fixed-point model every party agrees on."""
     return quantize(to_named(names, [np.asarray(a, dtype=np.float64) for a in arrays]), scale_bits)
 
 
-def float_weights(names: Sequence[str], model_q: Mapping[str, np.ndarray], scale_bits: int) -> list[np.ndarray]:
+def float_weights(
+    names: Sequence[str], model_q: Mapping[str, np.ndarray], scale_bits: int
+) -> list[np.ndarray]:
     """The fixed-point global model as the float arrays a client trains from."""
     return to_list(names, dequantize(model_q, scale_bits))
 
 
 def quantized_delta(
-    names: Sequence[str], new: Sequence[np.ndarray], global_q: Mapping[str, np.ndarray], scale_bits: int
+    names: Sequence[str],
+    new: Sequence[np.ndarray],
+    global_q: Mapping[str, np.ndarray],
+    scale_bits: int,
 ) -> dict[str, np.ndarray]:
     """Quantises (new − global) without a float round trip of the global model.
 

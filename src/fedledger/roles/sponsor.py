@@ -11,8 +11,14 @@ from fedledger.chain.contracts import Deployment, JobParams
 from fedledger.spec import JobSpec
 
 
-def job_params(spec: JobSpec, *, token: str, initial_model: bytes, committee: Sequence[str],
-               allowlist: Sequence[str] = ()) -> JobParams:
+def job_params(
+    spec: JobSpec,
+    *,
+    token: str,
+    initial_model: bytes,
+    committee: Sequence[str],
+    allowlist: Sequence[str] = (),
+) -> JobParams:
     """The on-chain half of a spec; the rest is bound by `spec_hash`."""
     return JobParams(
         token=token,
@@ -31,12 +37,24 @@ def job_params(spec: JobSpec, *, token: str, initial_model: bytes, committee: Se
     )
 
 
-def create_job(*, deployment: Deployment, sponsor: LocalAccount, spec: JobSpec, initial_model: bytes,
-               committee: Sequence[str], allowlist: Sequence[str] = ()) -> tuple[int, Receipt]:
+def create_job(
+    *,
+    deployment: Deployment,
+    sponsor: LocalAccount,
+    spec: JobSpec,
+    initial_model: bytes,
+    committee: Sequence[str],
+    allowlist: Sequence[str] = (),
+) -> tuple[int, Receipt]:
     """Approves the pool and creates the job; returns (job id, receipt)."""
     pool = spec.reward_per_round * spec.rounds
     if pool:
         deployment.token.approve(sponsor, deployment.coordinator.address, pool)
-    params = job_params(spec, token=deployment.token.address, initial_model=initial_model,
-                        committee=committee, allowlist=allowlist)
+    params = job_params(
+        spec,
+        token=deployment.token.address,
+        initial_model=initial_model,
+        committee=committee,
+        allowlist=allowlist,
+    )
     return deployment.coordinator.create_job(sponsor, params)

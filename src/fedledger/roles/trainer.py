@@ -43,9 +43,19 @@ class TrainerRound:
 class Trainer:
     """One organisation's trainer role."""
 
-    def __init__(self, *, name: str, account: LocalAccount, coordinator: Coordinator, store: BlobStore,
-                 client: NumPyClient, names: Sequence[str], spec: JobSpec, job_id: int,
-                 blob_hook: BlobHook | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        account: LocalAccount,
+        coordinator: Coordinator,
+        store: BlobStore,
+        client: NumPyClient,
+        names: Sequence[str],
+        spec: JobSpec,
+        job_id: int,
+        blob_hook: BlobHook | None = None,
+    ) -> None:
         self.name = name
         self.account = account
         self.coordinator = coordinator
@@ -75,10 +85,8 @@ class Trainer:
         blob = encode_tensors(delta, metadata=update_metadata(self.job_id, round, self.account.address))
         if self.blob_hook is not None:
             hooked = self.blob_hook(blob, round)
-            if hooked is None:  # withheld: committed on chain but never uploaded
-                commitment = merkle_root(blob)
-            else:
-                commitment = self.store.put(hooked)
+            # None means withheld: committed on chain but never uploaded
+            commitment = merkle_root(blob) if hooked is None else self.store.put(hooked)
         else:
             commitment = self.store.put(blob)
         receipt = self.coordinator.commit(self.account, self.job_id, round, commitment, num_examples)

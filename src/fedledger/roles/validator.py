@@ -61,7 +61,11 @@ def update_metadata(job_id: int, round: int, trainer: str) -> dict[str, str]:
 
 
 def check_update(
-    store: BlobStore, spec: JobSpec, global_model: Mapping[str, np.ndarray], job_id: int, c: CommitRecord
+    store: BlobStore,
+    spec: JobSpec,
+    global_model: Mapping[str, np.ndarray],
+    job_id: int,
+    c: CommitRecord,
 ) -> dict[str, np.ndarray]:
     """Fetches and validates one committed update; raises InvalidUpdate with the reason."""
     try:
@@ -102,22 +106,37 @@ def compute_round(
             rejected.append(Rejection(c.trainer, c.commitment, str(exc)))
             continue
         accepted.append(c)
-        updates.append(Update(trainer=c.trainer, commitment=c.commitment,
-                              num_examples=c.num_examples, delta=delta))
+        updates.append(
+            Update(trainer=c.trainer, commitment=c.commitment, num_examples=c.num_examples, delta=delta)
+        )
     if updates:
         model = get_rule(spec.aggregation).aggregate(global_model, updates)
     else:
         model = {k: np.asarray(v, dtype=np.int64) for k, v in global_model.items()}
     blob = encode_tensors(model, metadata=model_metadata(job_id, version + 1))
-    return RoundOutcome(round=round, aggregate=merkle_root(blob), blob=blob, model=model,
-                        accepted=accepted, rejected=rejected)
+    return RoundOutcome(
+        round=round,
+        aggregate=merkle_root(blob),
+        blob=blob,
+        model=model,
+        accepted=accepted,
+        rejected=rejected,
+    )
 
 
 class Validator:
     """One committee member: computes each round independently and proposes it."""
 
-    def __init__(self, *, name: str, account: LocalAccount, coordinator: Coordinator,
-                 store: BlobStore, spec: JobSpec, job_id: int) -> None:
+    def __init__(
+        self,
+        *,
+        name: str,
+        account: LocalAccount,
+        coordinator: Coordinator,
+        store: BlobStore,
+        spec: JobSpec,
+        job_id: int,
+    ) -> None:
         self.name = name
         self.account = account
         self.coordinator = coordinator
@@ -128,17 +147,39 @@ class Validator:
     def register(self) -> Receipt:
         return self.coordinator.register(self.account, self.job_id, as_trainer=False)
 
-    def process_round(self, *, round: int, version: int, global_model: Mapping[str, np.ndarray],
-                      commits: Sequence[CommitRecord], names: Mapping[str, str]) -> tuple[RoundOutcome, Receipt | None]:
+    def process_round(
+        self,
+        *,
+        round: int,
+        version: int,
+        global_model: Mapping[str, np.ndarray],
+        commits: Sequence[CommitRecord],
+        names: Mapping[str, str],
+    ) -> tuple[RoundOutcome, Receipt | None]:
         """Computes the round and proposes it unless the round has already been decided."""
-        outcome = compute_round(store=self.store, spec=self.spec, job_id=self.job_id, round=round,
-                                version=version, global_model=global_model, commits=commits)
+        outcome = compute_round(
+            store=self.store,
+            spec=self.spec,
+            job_id=self.job_id,
+            round=round,
+            version=version,
+            global_model=global_model,
+            commits=commits,
+        )
         for r in outcome.rejected:
-            log.debug("%s: round %d: rejected update %s from %s: %s", self.name, round,
-                        commitment_hex(r.commitment)[:18], names.get(r.trainer, r.trainer), r.reason)
+            log.debug(
+                "%s: round %d: rejected update %s from %s: %s",
+                self.name,
+                round,
+                commitment_hex(r.commitment)[:18],
+                names.get(r.trainer, r.trainer),
+                r.reason,
+            )
         self.store.put(outcome.blob)
         state = self.coordinator.job_state(self.job_id)
         if state.phase != Phase.AGGREGATING or state.round != round:
             return outcome, None
-        receipt = self.coordinator.propose(self.account, self.job_id, round, outcome.aggregate, outcome.excluded)
+        receipt = self.coordinator.propose(
+            self.account, self.job_id, round, outcome.aggregate, outcome.excluded
+        )
         return outcome, receipt

@@ -63,6 +63,7 @@ def _float_nan_blob(blob: bytes) -> bytes:
 
 def blob_hook(kind: str, max_norm_q: int) -> Callable[[bytes], bytes | None]:
     """The blob rewrite for a fault kind (None from the hook means: withhold)."""
+
     def hook(blob: bytes) -> bytes | None:
         if kind == "withhold-blob":
             return None
@@ -78,4 +79,5 @@ def blob_hook(kind: str, max_norm_q: int) -> Callable[[bytes], bytes | None]:
         elif kind == "huge-norm":
             tensors = {k: np.full(v.shape, max_norm_q * 1000, dtype=np.int64) for k, v in tensors.items()}
         return encode_tensors(tensors, metadata=meta)
+
     return hook

@@ -28,6 +28,7 @@ from fedledger.codec.fixedpoint import dequantize
 if TYPE_CHECKING:
     from fedledger.sim.simulate import RoundMetrics, Simulation, SimulationResult
 
+
 def write_metrics(out: Path, rows: list[RoundMetrics]) -> None:
     from dataclasses import asdict
 
@@ -70,22 +71,33 @@ def plot_metrics(path: Path, rows: list[RoundMetrics], title: str) -> None:
 def write_run(sim: Simulation, result: SimulationResult) -> None:
     out, spec = sim.out_dir, sim.spec
     (out / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
-    export = export_chain(sim.chain, [sim.deployment.coordinator, sim.deployment.token],
-                          job_id=sim.job_id, participants=sim.participants)
+    export = export_chain(
+        sim.chain,
+        [sim.deployment.coordinator, sim.deployment.token],
+        job_id=sim.job_id,
+        participants=sim.participants,
+    )
     (out / "chain.json").write_text(json.dumps(export, indent=1) + "\n")
     write_metrics(out, result.rounds)
-    plot_metrics(out / "accuracy.png", result.rounds,
-                 f"{spec.name}: {spec.trainers} organisations, {spec.dataset}, {spec.partition}")
+    plot_metrics(
+        out / "accuracy.png",
+        result.rounds,
+        f"{spec.name}: {spec.trainers} organisations, {spec.dataset}, {spec.partition}",
+    )
 
     from safetensors.numpy import save_file
 
     final_q = sim.store.get_tensors(result.final_commitment)
     final = {k: np.ascontiguousarray(v) for k, v in dequantize(final_q, spec.scale_bits).items()}
-    contributors = sorted({
-        sim.participants.get(c.trainer, c.trainer)
-        for rec in sim.reader.rounds.values() if rec.finalized is not None
-        for c in rec.commits if c.trainer not in rec.excluded
-    })
+    contributors = sorted(
+        {
+            sim.participants.get(c.trainer, c.trainer)
+            for rec in sim.reader.rounds.values()
+            if rec.finalized is not None
+            for c in rec.commits
+            if c.trainer not in rec.excluded
+        }
+    )
     card = {
         "job_id": sim.job_id,
         "coordinator": sim.deployment.coordinator.address,
@@ -96,12 +108,18 @@ def write_run(sim: Simulation, result: SimulationResult) -> None:
         "final_model_commitment": commitment_hex(result.final_commitment),
         "final_test_accuracy": result.final_accuracy,
         "contributing_organisations": contributors,
-        "dataset": spec.dataset, "partition": spec.partition, "model": spec.model,
-        "aggregation": spec.aggregation, "scale_bits": spec.scale_bits,
+        "dataset": spec.dataset,
+        "partition": spec.partition,
+        "model": spec.model,
+        "aggregation": spec.aggregation,
+        "scale_bits": spec.scale_bits,
         "payouts": {k: str(v) for k, v in result.payouts.items()},
     }
-    save_file(final, str(out / "final_model.safetensors"),
-              metadata={k: str(v) for k, v in card.items() if not isinstance(v, list | dict)})
+    save_file(
+        final,
+        str(out / "final_model.safetensors"),
+        metadata={k: str(v) for k, v in card.items() if not isinstance(v, list | dict)},
+    )
     (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
     lines = [
         f"# Model card: {spec.name}",

@@ -13,14 +13,20 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fedledger.aggregation.fedavg import fedavg
 from fedledger.aggregation.base import apply_delta
+from fedledger.aggregation.fedavg import fedavg
 from fedledger.roles.model import float_weights, quantize_model, quantized_delta
 from fedledger.spec import JobSpec
 from fedledger.training.datasets import load_dataset
 from fedledger.training.models import build_model
 from fedledger.training.partition import partition
-from fedledger.training.torch_client import TorchClient, evaluate, get_weights, set_weights, weight_names
+from fedledger.training.torch_client import (
+    TorchClient,
+    evaluate,
+    get_weights,
+    set_weights,
+    weight_names,
+)
 
 
 @dataclass
@@ -42,10 +48,18 @@ def plain_fedavg(spec: JobSpec, *, quantized: bool = False) -> PlainResult:
     model = build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)
     names = weight_names(model)
     clients = [
-        TorchClient(build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed),
-                    ds.x_train[idx], ds.y_train[idx], ds.x_test[:0], ds.y_test[:0],
-                    epochs=spec.local_epochs, batch_size=spec.batch_size, lr=spec.learning_rate,
-                    momentum=spec.momentum, seed=spec.seed + i)
+        TorchClient(
+            build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed),
+            ds.x_train[idx],
+            ds.y_train[idx],
+            ds.x_test[:0],
+            ds.y_test[:0],
+            epochs=spec.local_epochs,
+            batch_size=spec.batch_size,
+            lr=spec.learning_rate,
+            momentum=spec.momentum,
+            seed=spec.seed + i,
+        )
         for i, idx in enumerate(parts, start=1)
     ]
     weights = get_weights(model)
@@ -62,11 +76,13 @@ def plain_fedavg(spec: JobSpec, *, quantized: bool = False) -> PlainResult:
             weights = float_weights(names, global_q, spec.scale_bits)
         else:
             total = sum(counts)
-            weights = [
-                sum(np.asarray(new[k], dtype=np.float64) * n for new, n, _ in fits) / total
-                for k in range(len(weights))
-            ]
-            weights = [w.astype(np.float32) for w in weights]
+            averaged: list[np.ndarray] = []
+            for k in range(len(weights)):
+                acc_k = np.zeros(np.shape(weights[k]), dtype=np.float64)
+                for new, n, _ in fits:
+                    acc_k += np.asarray(new[k], dtype=np.float64) * n
+                averaged.append((acc_k / total).astype(np.float32))
+            weights = averaged
         set_weights(model, weights)
         loss, acc = evaluate(model, ds.x_test, ds.y_test)
         result.accuracies.append(acc)

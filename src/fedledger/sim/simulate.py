@@ -92,8 +92,14 @@ class Organisation:
 class Simulation:
     """Sets up a consortium, runs rounds until the job ends, and leaves the evidence."""
 
-    def __init__(self, spec: JobSpec, *, out_dir: Path, chain: Chain | None = None,
-                 faults: Sequence[Fault] = ()) -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        *,
+        out_dir: Path,
+        chain: Chain | None = None,
+        faults: Sequence[Fault] = (),
+    ) -> None:
         self.spec = spec
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -137,8 +143,13 @@ class Simulation:
             token.mint(self.sponsor, acct.address, spec.stake)
             token.approve(acct, coordinator.address, spec.stake)
         committee = [a.address for a in trainer_accounts[: spec.committee_size]]
-        self.job_id, _ = create_job(deployment=self.deployment, sponsor=self.sponsor, spec=spec,
-                                    initial_model=self.initial_model, committee=committee)
+        self.job_id, _ = create_job(
+            deployment=self.deployment,
+            sponsor=self.sponsor,
+            spec=spec,
+            initial_model=self.initial_model,
+            committee=committee,
+        )
         self.reader = JobReader(coordinator, self.job_id)
         log.info("job %d created on %s", self.job_id, self.chain.description)
 
@@ -146,26 +157,56 @@ class Simulation:
         for i, (acct, idx) in enumerate(zip(trainer_accounts, parts, strict=True), start=1):
             name = f"org-{i:02d}"
             model = build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)
-            client = TorchClient(model, ds.x_train[idx], ds.y_train[idx], ds.x_test[:0], ds.y_test[:0],
-                                 epochs=spec.local_epochs, batch_size=spec.batch_size,
-                                 lr=spec.learning_rate, momentum=spec.momentum, seed=spec.seed + i)
+            client = TorchClient(
+                model,
+                ds.x_train[idx],
+                ds.y_train[idx],
+                ds.x_test[:0],
+                ds.y_test[:0],
+                epochs=spec.local_epochs,
+                batch_size=spec.batch_size,
+                lr=spec.learning_rate,
+                momentum=spec.momentum,
+                seed=spec.seed + i,
+            )
             fault = self.faults.get(i)
             hook = None
             if fault is not None and fault.kind != "corrupt-blob":
                 rewrite = blob_hook(fault.kind, spec.max_update_norm_q)
                 start = fault.from_round
-                def hook(blob: bytes, r: int, rewrite=rewrite, start=start) -> bytes | None:
+
+                def hook(
+                    blob: bytes,
+                    r: int,
+                    rewrite: Callable[[bytes], bytes | None] = rewrite,
+                    start: int = start,
+                ) -> bytes | None:
                     return rewrite(blob) if r >= start else blob
-            trainer = Trainer(name=name, account=acct, coordinator=coordinator, store=self.store,
-                              client=client, names=self.names, spec=spec, job_id=self.job_id,
-                              blob_hook=hook)
+
+            trainer = Trainer(
+                name=name,
+                account=acct,
+                coordinator=coordinator,
+                store=self.store,
+                client=client,
+                names=self.names,
+                spec=spec,
+                job_id=self.job_id,
+                blob_hook=hook,
+            )
             validator = None
             if acct.address in committee:
-                validator = Validator(name=name, account=acct, coordinator=coordinator,
-                                      store=self.store, spec=spec, job_id=self.job_id)
+                validator = Validator(
+                    name=name,
+                    account=acct,
+                    coordinator=coordinator,
+                    store=self.store,
+                    spec=spec,
+                    job_id=self.job_id,
+                )
             trainer.register()
             self.orgs.append(Organisation(name, trainer, validator))
-        self.participants = {o.trainer.account.address: o.name for o in self.orgs}
+        self.participants: dict[str, str] = {str(o.trainer.account.address): o.name for o in self.orgs}
         self.participants[self.sponsor.address] = "sponsor"
 
     # -- rounds ------------------------------------------------------------------------------
@@ -211,12 +252,21 @@ class Simulation:
             for org in self.orgs:
                 if org.validator is None:
                     continue
-                outcome, _ = org.validator.process_round(round=r, version=version, global_model=global_q,
-                                                         commits=commits, names=self.participants)
+                outcome, _ = org.validator.process_round(
+                    round=r,
+                    version=version,
+                    global_model=global_q,
+                    commits=commits,
+                    names=self.participants,
+                )
                 if not reported:  # every honest validator finds the same; say it once
                     for rej in outcome.rejected:
-                        log.warning("round %d: validators reject the update of %s: %s", r,
-                                    self.participants.get(rej.trainer, rej.trainer), rej.reason)
+                        log.warning(
+                            "round %d: validators reject the update of %s: %s",
+                            r,
+                            self.participants.get(rej.trainer, rej.trainer),
+                            rej.reason,
+                        )
                     reported = True
                 state = coordinator.job_state(self.job_id)
                 if state.round != r or state.phase != Phase.AGGREGATING:
@@ -234,19 +284,30 @@ class Simulation:
             status, model_c = "failed", global_c
         acc, loss = self.evaluate(model_c)
         m = RoundMetrics(
-            round=r, version=version, status=status, commits=len(commits),
-            accepted=len(commits) - len(rec.excluded), rejected=len(rec.excluded),
-            test_accuracy=acc, test_loss=loss,
+            round=r,
+            version=version,
+            status=status,
+            commits=len(commits),
+            accepted=len(commits) - len(rec.excluded),
+            rejected=len(rec.excluded),
+            test_accuracy=acc,
+            test_loss=loss,
             train_loss=float(np.nanmean(losses)) if losses else float("nan"),
-            gas_used=self.chain.gas - gas0, transactions=self.chain.transactions - tx0,
-            chain_seconds=self.chain.seconds - chain_s0, train_seconds=train_s,
-            round_seconds=time.perf_counter() - t_round, model_commitment=commitment_hex(model_c),
+            gas_used=self.chain.gas - gas0,
+            transactions=self.chain.transactions - tx0,
+            chain_seconds=self.chain.seconds - chain_s0,
+            train_seconds=train_s,
+            round_seconds=time.perf_counter() - t_round,
+            model_commitment=commitment_hex(model_c),
         )
         self.metrics.append(m)
         return m
 
     def running(self) -> bool:
-        return self.deployment.coordinator.job_state(self.job_id).phase in (Phase.OPEN, Phase.AGGREGATING)
+        return self.deployment.coordinator.job_state(self.job_id).phase in (
+            Phase.OPEN,
+            Phase.AGGREGATING,
+        )
 
     def settle(self) -> dict[str, int]:
         """Everyone withdraws rewards and stakes; the sponsor reclaims what is left."""
@@ -267,10 +328,15 @@ class Simulation:
         payouts = self.settle()
         final = self.deployment.coordinator.global_model(self.job_id)
         result = SimulationResult(
-            out_dir=self.out_dir, job_id=self.job_id, rounds=self.metrics,
+            out_dir=self.out_dir,
+            job_id=self.job_id,
+            rounds=self.metrics,
             final_accuracy=self.metrics[-1].test_accuracy if self.metrics else float("nan"),
-            final_commitment=final, wall_seconds=time.perf_counter() - t0,
-            chain_seconds=self.chain.seconds, participants=self.participants, payouts=payouts,
+            final_commitment=final,
+            wall_seconds=time.perf_counter() - t0,
+            chain_seconds=self.chain.seconds,
+            participants=self.participants,
+            payouts=payouts,
         )
         write_run(self, result)
         logging.getLogger("fedledger").removeHandler(self._log_handler)

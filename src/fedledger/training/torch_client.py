@@ -49,9 +49,7 @@ def set_weights(model: nn.Module, weights: NDArrays) -> None:
     with torch.no_grad():
         for (name, tensor), array in zip(items, weights, strict=True):
             if tuple(array.shape) != tuple(tensor.shape):
-                raise InvalidUpdate(
-                    f"{name}: expected shape {tuple(tensor.shape)}, got {tuple(array.shape)}"
-                )
+                raise InvalidUpdate(f"{name}: expected shape {tuple(tensor.shape)}, got {tuple(array.shape)}")
             tensor.copy_(torch.from_numpy(np.asarray(array, dtype=np.float32)))
 
 
@@ -105,9 +103,7 @@ def train(
     return total / count
 
 
-def evaluate(
-    model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1024
-) -> tuple[float, float]:
+def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1024) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) over all of `x`, in eval mode with no gradients."""
     _check_data(x, y, "evaluate")
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))  # (N, *input_shape)
