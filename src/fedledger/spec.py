@@ -30,21 +30,25 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field("mnist-fedavg", min_length=1, max_length=64)
+    name: str = Field("mnist-fedavg", min_length=1, max_length=64, description="job name")
     # data and model
-    dataset: Literal["mnist", "digits", "breast_cancer", "fashion_mnist"] = "mnist"
-    partition: Literal["iid", "dirichlet", "key"] = "dirichlet"
+    dataset: Literal["mnist", "digits", "breast_cancer", "fashion_mnist"] = Field(
+        "mnist", description="offline dataset"
+    )
+    partition: Literal["iid", "dirichlet", "key"] = Field(
+        "dirichlet", description="how rows are split among trainers"
+    )
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (partition=dirichlet)")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out share no trainer sees")
-    model: Literal["cnn", "mlp", "logreg"] = "cnn"
+    model: Literal["cnn", "mlp", "logreg"] = Field("cnn", description="model architecture")
     # federation
-    trainers: int = Field(10, ge=1, le=256)
-    rounds: int = Field(20, ge=1, le=100_000)
-    local_epochs: int = Field(2, ge=1, le=100)
-    batch_size: int = Field(32, ge=1, le=65_536)
-    learning_rate: float = Field(0.05, gt=0, le=10)
-    momentum: float = Field(0.9, ge=0, lt=1)
-    aggregation: Literal["fedavg"] = "fedavg"
+    trainers: int = Field(10, ge=1, le=256, description="organisations training")
+    rounds: int = Field(20, ge=1, le=100_000, description="rounds to finalise")
+    local_epochs: int = Field(2, ge=1, le=100, description="local epochs per round")
+    batch_size: int = Field(32, ge=1, le=65_536, description="local minibatch size")
+    learning_rate: float = Field(0.05, gt=0, le=10, description="local SGD learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="local SGD momentum")
+    aggregation: Literal["fedavg"] = Field("fedavg", description="aggregation rule")
     # determinism contract
     scale_bits: int = Field(20, ge=4, le=40, description="fixed-point scale 2**scale_bits")
     max_update_norm: float = Field(
@@ -54,12 +58,12 @@ class JobSpec(BaseModel):
     min_commits: int = Field(0, ge=0, description="0 means half the trainers, rounded up")
     validators: int = Field(0, ge=0, description="committee size; 0 means every trainer")
     quorum: int = Field(0, ge=0, description="0 means two thirds of the committee, rounded up")
-    commit_window_s: int = Field(3600, ge=1)
-    aggregate_window_s: int = Field(3600, ge=1)
-    max_failures: int = Field(3, ge=0)
+    commit_window_s: int = Field(3600, ge=1, description="seconds trainers have to commit")
+    aggregate_window_s: int = Field(3600, ge=1, description="seconds validators have to reach quorum")
+    max_failures: int = Field(3, ge=0, description="failed rounds in a row before the job aborts")
     stake: int = Field(10**18, ge=0, description="token units each participant stakes")
     reward_per_round: int = Field(100 * 10**18, ge=0, description="token units paid per round")
-    seed: int = Field(0, ge=0, lt=2**32)
+    seed: int = Field(0, ge=0, lt=2**32, description="seed for split, init and shuffling")
 
     @model_validator(mode="after")
     def _check_committee(self) -> JobSpec:

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from rich.console import Console
 
@@ -30,15 +30,15 @@ def _add_spec_flags(p: argparse.ArgumentParser) -> None:
     for name, info in fields.items():
         flag = "--" + name.replace("_", "-")
         annotation = info.annotation
-        kind: Any = {int: int, float: float, str: str}.get(annotation, str)  # type: ignore[arg-type]
-        help_text = info.description or ""
-        default = info.default
+        choices = get_args(annotation) if get_origin(annotation) is Literal else None
+        kind: Any = {int: int, float: float}.get(annotation, str)  # type: ignore[arg-type]
         p.add_argument(
             flag,
             dest=name,
             type=kind,
             default=None,
-            help=f"{help_text} (default {default})".strip(),
+            choices=choices,
+            help=f"{info.description or ''} (default {info.default})".strip(),
         )
 
 
