@@ -1,0 +1,97 @@
+"""Runs every benchmark in turn and prints a Markdown summary table for the README.
+
+Runs gas.py, chain_tps.py, overhead.py and quantization.py sequentially (each in
+its own process, so one's imports and caches do not favour another), in full
+form or, with `--quick`, in their quick forms (< 3 minutes in all). Each script
+compares its figure with a baseline measured in the same run and with its bar
+from DESIGN.md "Performance bars"; this script only gathers their JSON results
+(bench/results/NAME.json, or NAME.quick.json) into one table.
+Exits non-zero only if a benchmark crashed, never because a bar was missed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from typing import Any
+
+from _common import RESULTS, ROOT, parse_args, verdict
+
+BENCHES = ("gas", "chain_tps", "overhead", "quantization")
+
+
+def rows_for(name: str, r: dict[str, Any]) -> list[list[str]]:
+    if name == "gas":
+        st = r["steady_state"]
+        plain_c, closing = st["commit|10M|in-process"], st["commit (closes phase)|10M|in-process"]
+        return [["Gas per trainer commit (steady state, 10k and 10M params)",
+                 f"{plain_c['max_gas']:,} gas ({closing['max_gas']:,} for the phase-closing "
+                 f"commit); same for 10k and 10M: {'yes' if r['constant_in_model_size'] else 'no'}",
+                 "naive struct commit ~102,000 gas (DESIGN.md)",
+                 "≤ 50,000 gas, constant in model size", verdict(r["passed"])]]
+    if name == "chain_tps":
+        m, bar = r["median"], r["bar"]["min_tps"]
+        ip, an = m["in-process"], m["anvil (RpcChain)"]
+        return [[f"Embedded chain, protocol mix ({r['trainers']} trainers × {r['rounds']} rounds)",
+                 f"{ip['mix_tps']:.0f} tx/s", f"anvil via RpcChain {an['mix_tps']:.0f} tx/s",
+                 f"≥ {bar:.0f} tx/s", verdict(ip["mix_tps"] >= bar)],
+                ["Embedded chain, ERC-20 transfers", f"{ip['transfer_tps']:.0f} tx/s",
+                 f"anvil via RpcChain {an['transfer_tps']:.0f} tx/s", f"≥ {bar:.0f} tx/s",
+                 verdict(ip["transfer_tps"] >= bar)]]
+    if name == "overhead":
+        s = r["spec"]
+        return [[f"Coordination overhead ({s['dataset']}, {s['trainers']} trainers, "
+                 f"{s['rounds']} rounds)",
+                 f"{r['simulation_wall_s']:.1f} s (×{r['ratio']:.2f}, {r['ratio'] - 1:+.0%})",
+                 f"plain FedAvg {r['plain_wall_s']:.1f} s", "≤ ×1.10",
+                 verdict(r["passed"])]]
+    if name == "quantization":
+        runs = r["runs"]
+        return [["Fixed-point accuracy cost (2^20)",
+                 f"{runs['fixed 2^20']['final_accuracy']:.4f} (cost {r['cost_points_at_20']:+.2f} pt)",
+                 f"float FedAvg {runs['float (baseline)']['final_accuracy']:.4f}",
+                 "≤ 0.2 points", verdict(abs(r["cost_points_at_20"]) <= r["bar"]["max_cost_points"])],
+                ["Fixed-point runs bit-identical", "yes" if r["deterministic"] else "no",
+                 "a second identical run", "identical commitment", verdict(r["deterministic"])]]
+    raise ValueError(name)
+
+
+def main() -> None:
+    args = parse_args(__doc__, extra=("--summary-only", "rebuild the table from saved results"))
+    times: dict[str, float] = {}
+    crashed = []
+    for name in () if args.summary_only else BENCHES:
+        cmd = [sys.executable, str(ROOT / "bench" / f"{name}.py")] + (["--quick"] if args.quick else [])
+        print(f"\n===== {name} {'(quick)' if args.quick else ''} =====", flush=True)
+        t0 = time.perf_counter()
+        rc = subprocess.call(cmd, cwd=ROOT)
+        times[name] = time.perf_counter() - t0
+        if rc != 0:
+            crashed.append(name)
+            print(f"!!! {name} exited with {rc}")
+
+    table = ["| benchmark | measured | baseline (same run) | bar | result |",
+             "|---|---|---|---|---|"]
+    for name in BENCHES:
+        if name in crashed:
+            table.append(f"| {name} | crashed | | | FAIL |")
+            continue
+        path = RESULTS / (f"{name}.quick.json" if args.quick else f"{name}.json")
+        for row in rows_for(name, json.loads(path.read_text())):
+            table.append("| " + " | ".join(row) + " |")
+    print(f"\n===== summary {'(quick forms: not the bars)' if args.quick else ''} =====\n")
+    print("\n".join(table))
+    if args.summary_only:
+        return
+    print("\nrun times: " + ", ".join(f"{n} {t:.0f} s" for n, t in times.items())
+          + f"; total {sum(times.values()):.0f} s")
+    summary = RESULTS / ("summary.quick.md" if args.quick else "summary.md")
+    summary.write_text("\n".join(table) + "\n\nrun times: "
+                       + ", ".join(f"{n} {t:.0f} s" for n, t in times.items()) + "\n")
+    sys.exit(1 if crashed else 0)
+
+
+if __name__ == "__main__":
+    main()
