@@ -307,34 +307,44 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
     @param commitment Merkle root of the update blob in the blob store.
     @param num_examples FedAvg weight of the update.
     """
-    job: packing.JobWord = packing._unpack_job(self._job[job_id])
-    assert job.phase == PHASE_OPEN, "coordinator: round not open"
-    assert round == job.round, "coordinator: wrong round"
-    assert block.timestamp <= convert(job.deadline, uint256), "coordinator: commit window closed"
+    # The hot path of the protocol: it works on the packed words in place
+    # (layout in packing.vy) instead of unpacking them, to stay cheap in gas
+    # and in EVM steps.
+    word: uint256 = self._job[job_id]
+    assert word & packing.MASK8 == convert(PHASE_OPEN, uint256), "coordinator: round not open"
+    assert (word >> packing.JOB_ROUND) & packing.MASK32 == convert(round, uint256), "coordinator: wrong round"
+    assert block.timestamp <= (word >> packing.JOB_DEADLINE) & packing.MASK64, "coordinator: commit window closed"
     assert commitment != empty(bytes32), "coordinator: empty commitment"
     assert num_examples > 0, "coordinator: no examples"
-    t: packing.TrainerWord = packing._unpack_trainer(self._trainer[job_id][msg.sender])
-    assert t.registered, "coordinator: not a registered trainer"
-    assert t.last_round != round, "coordinator: already committed"
+    tword: uint256 = self._trainer[job_id][msg.sender]
+    assert tword & 1 != 0, "coordinator: not a registered trainer"
+    last_round: uint256 = (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32
+    assert last_round != convert(round, uint256), "coordinator: already committed"
 
-    t = self._settle(job_id, t)
-    t.last_round = round
-    t.examples = num_examples
-    t.excluded = False
-    t.settled = False
-    self._trainer[job_id][msg.sender] = packing._pack_trainer(t)
+    accrued: uint256 = tword >> packing.TRAINER_ACCRUED
+    if tword & 4 == 0 and last_round != 0:
+        accrued += self._share(job_id, tword)
+        assert accrued <= packing.MASK128, "coordinator: reward overflow"
+    # registered, not excluded, not settled, this round, these examples, accrued reward
+    self._trainer[job_id][msg.sender] = (
+        1
+        | (convert(round, uint256) << packing.TRAINER_LAST_ROUND)
+        | (convert(num_examples, uint256) << packing.TRAINER_EXAMPLES)
+        | (accrued << packing.TRAINER_ACCRUED)
+    )
 
-    job.commits += 1
-    job.examples += num_examples
+    examples: uint256 = ((word >> packing.JOB_EXAMPLES) & packing.MASK64) + convert(num_examples, uint256)
+    assert examples <= packing.MASK64, "coordinator: too many examples"
+    word = word + (1 << packing.JOB_COMMITS) + (convert(num_examples, uint256) << packing.JOB_EXAMPLES)
     log UpdateCommitted(job_id=job_id, trainer=msg.sender, round=round, commitment=commitment, num_examples=num_examples)
-    closed: bool = False
-    if job.commits == job.trainers:
-        # read the config only on this last commit, to keep the common commit cheap
-        if job.commits >= self._config[job_id].min_commits:
-            self._close_commits(job_id, job)
-            closed = True
-    if not closed:
-        self._job[job_id] = packing._pack_job(job)
+    commits: uint256 = (word >> packing.JOB_COMMITS) & packing.MASK32
+    if commits == (word >> packing.JOB_TRAINERS) & packing.MASK32:
+        # every registered trainer has committed: close early, if that is enough commits
+        # (the config is read only here, to keep the common commit cheap)
+        if commits >= convert(self._config[job_id].min_commits, uint256):
+            self._close_commits(job_id, packing._unpack_job(word))
+            return
+    self._job[job_id] = word
 
 
 @external
@@ -406,13 +416,14 @@ def withdraw(job_id: uint256):
     @param job_id The job.
     """
     job: packing.JobWord = packing._unpack_job(self._job[job_id])
-    word: uint256 = self._trainer[job_id][msg.sender]
     reward: uint256 = 0
+    word: uint256 = self._trainer[job_id][msg.sender]
     if word != 0:
-        t: packing.TrainerWord = self._settle(job_id, packing._unpack_trainer(word))
-        reward = convert(t.accrued, uint256)
-        t.accrued = 0
-        self._trainer[job_id][msg.sender] = packing._pack_trainer(t)
+        # pay in 256 bits: the accrued field is 128 bits, the payout is not limited by it
+        reward = self._unpaid(job_id, word)
+        if self._resolved(job_id, word):
+            word |= 4  # the last round's share is now paid: settled
+        self._trainer[job_id][msg.sender] = word & ((1 << packing.TRAINER_ACCRUED) - 1)
     stake: uint256 = 0
     if job.phase == PHASE_DONE or job.phase == PHASE_ABORTED:
         stake = self._stake[job_id][msg.sender]
@@ -506,10 +517,7 @@ def claimable(job_id: uint256, account: address) -> uint256:
     @param account The trainer.
     @return uint256 Token amount.
     """
-    word: uint256 = self._trainer[job_id][account]
-    if word == 0:
-        return 0
-    return convert(self._settle(job_id, packing._unpack_trainer(word)).accrued, uint256)
+    return self._unpaid(job_id, self._trainer[job_id][account])
 
 
 @external
@@ -549,25 +557,44 @@ def is_validator(job_id: uint256, account: address) -> bool:
 
 @internal
 @view
-def _settle(job_id: uint256, t: packing.TrainerWord) -> packing.TrainerWord:
+def _share(job_id: uint256, tword: uint256) -> uint256:
     """
-    @dev Adds the trainer's share of the round it last committed to, once that
-         round has an outcome. Idempotent through the `settled` bit.
+    @dev The trainer's reward for the round it last committed to: zero until
+         that round has an outcome, and zero if it failed or excluded the update.
     """
-    if t.settled or t.last_round == 0:
-        return t
-    r: packing.RoundWord = packing._unpack_round(self._round[job_id][t.last_round])
-    if r.status == ROUND_PENDING:
-        return t
-    result: packing.TrainerWord = t
-    result.settled = True
-    if r.status == ROUND_FINALIZED and not t.excluded:
-        share: uint256 = (
-            self._config[job_id].reward_per_round * convert(t.examples, uint256)
-            // convert(r.accepted_examples, uint256)
-        )
-        result.accrued = t.accrued + convert(share, uint128)
-    return result
+    rword: uint256 = self._round[job_id][convert((tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32, uint32)]
+    if rword & packing.MASK8 != convert(ROUND_FINALIZED, uint256) or tword & 2 != 0:
+        return 0
+    return (
+        self._config[job_id].reward_per_round
+        * ((tword >> packing.TRAINER_EXAMPLES) & packing.MASK64)
+        // ((rword >> packing.ROUND_ACCEPTED_EXAMPLES) & packing.MASK64)
+    )
+
+
+@internal
+@view
+def _resolved(job_id: uint256, tword: uint256) -> bool:
+    """
+    @dev Whether the round the trainer last committed to has an outcome that
+         is not yet settled into its accrued reward.
+    """
+    last_round: uint256 = (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32
+    if tword & 4 != 0 or last_round == 0:
+        return False
+    return self._round[job_id][convert(last_round, uint32)] & packing.MASK8 != convert(ROUND_PENDING, uint256)
+
+
+@internal
+@view
+def _unpaid(job_id: uint256, tword: uint256) -> uint256:
+    """
+    @dev Accrued reward plus the share of the last round, if it is resolved.
+    """
+    reward: uint256 = tword >> packing.TRAINER_ACCRUED
+    if self._resolved(job_id, tword):
+        reward += self._share(job_id, tword)
+    return reward
 
 
 @internal

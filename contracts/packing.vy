@@ -16,6 +16,17 @@
         Round word:    status 0..7 | accepted_commits 8..39 | accepted_examples 40..103
 """
 
+# Bit offsets of the fields, for hot paths that update a word in place.
+JOB_ROUND: constant(uint256) = 8
+JOB_DEADLINE: constant(uint256) = 40
+JOB_COMMITS: constant(uint256) = 104
+JOB_TRAINERS: constant(uint256) = 136
+JOB_EXAMPLES: constant(uint256) = 168
+TRAINER_LAST_ROUND: constant(uint256) = 3
+TRAINER_EXAMPLES: constant(uint256) = 35
+TRAINER_ACCRUED: constant(uint256) = 99
+ROUND_ACCEPTED_EXAMPLES: constant(uint256) = 40
+
 MASK8: constant(uint256) = 2**8 - 1
 MASK24: constant(uint256) = 2**24 - 1
 MASK32: constant(uint256) = 2**32 - 1

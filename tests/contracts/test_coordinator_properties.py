@@ -239,7 +239,8 @@ class CoordinatorMachine(RuleBasedStateMachine):
         )
         if r is not None:
             after = self.coord.job_state(job_id)
-            closed = s.commits + 1 == s.trainers
+            min_commits = int(self.coord.job_config(job_id)["min_commits"])
+            closed = s.commits + 1 == s.trainers and s.commits + 1 >= min_commits
             assert after.phase == (Phase.AGGREGATING if closed else Phase.OPEN)
 
     @rule(data=st.data(), examples=st.lists(st.integers(1, 1_000), min_size=6, max_size=6))

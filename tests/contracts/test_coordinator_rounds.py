@@ -463,3 +463,34 @@ def test_early_close_requires_min_commits(world):
     world.commit(job_id, world.trainers[0])
     # with 1 of the 2 required commits the window must stay open for more trainers
     assert world.coord.job_state(job_id).phase == Phase.OPEN
+
+
+def test_total_examples_cannot_overflow_the_job_word(world):
+    """The per-round example total is 64 bits of the job word; a sum past it must not spill."""
+    job_id = world.job(n_trainers=3)
+    big = 2**63
+    world.commit(job_id, world.trainers[0], examples=big)
+    with pytest.raises(TransactionReverted) as e:
+        world.commit(job_id, world.trainers[1], examples=big)
+    assert e.value.reason == "coordinator: too many examples"
+    world.commit(job_id, world.trainers[1], examples=big - 1)  # exactly 2**64 - 1 fits
+    assert world.coord.job_state(job_id).examples == 2**64 - 1
+
+
+def test_accrued_reward_cannot_overflow_the_trainer_word(world):
+    """Accrued rewards are 128 bits of the trainer word; a reward that would pass them reverts."""
+    reward = 2**127 + 1
+    world.token.mint(world.sponsor, world.sponsor.address, reward * 3)
+    job_id = world.job(n_trainers=1, rounds=3, min_commits=1, quorum=1, reward_per_round=reward)
+    t = world.trainers[0]
+    world.commit(job_id, t)
+    world.finalize(job_id)
+    world.commit(job_id, t)  # settles round 1: accrued = 2**127 + 1
+    world.finalize(job_id)
+    with pytest.raises(TransactionReverted) as e:
+        world.commit(job_id, t)  # settling round 2 would need 2**128 + 2
+    assert e.value.reason == "coordinator: reward overflow"
+    # withdrawing pays in 256 bits, so the trainer still gets both rounds in full
+    paid = only(world.d, world.coord.withdraw(t, job_id), "Withdrawn")
+    assert paid["reward"] == 2 * reward
+    world.commit(job_id, t)  # and, its word emptied, it can carry on
