@@ -175,7 +175,8 @@ class Validator:
                 names.get(r.trainer, r.trainer),
                 r.reason,
             )
-        self.store.put(outcome.blob)
+        if not self.store.has(outcome.aggregate):  # another validator may have stored it
+            self.store.put(outcome.blob)
         state = self.coordinator.job_state(self.job_id)
         if state.phase != Phase.AGGREGATING or state.round != round:
             return outcome, None

@@ -33,6 +33,7 @@ from fedledger.sim.faults import Fault, blob_hook
 from fedledger.sim.outputs import write_run
 from fedledger.sim.timing import TimedChain
 from fedledger.spec import JobSpec
+from fedledger.store.cached import VerifiedCache
 from fedledger.store.local import LocalStore
 from fedledger.training.datasets import Dataset, load_dataset
 from fedledger.training.models import build_model
@@ -112,7 +113,10 @@ class Simulation:
         if pkg_log.getEffectiveLevel() > logging.INFO:
             pkg_log.setLevel(logging.INFO)
         self.chain = TimedChain(chain or InProcessChain())
-        self.store = LocalStore(self.out_dir / "store")
+        self.disk = LocalStore(self.out_dir / "store")
+        # all parties share one process here: each blob is hash-checked by its first
+        # reader, then served verified to the rest (see store/cached.py)
+        self.store = VerifiedCache(self.disk)
         self.faults = {f.trainer: f for f in faults}
         for f in faults:
             if not 1 <= f.trainer <= spec.trainers:
@@ -233,7 +237,7 @@ class Simulation:
             losses.append(result.loss)
             fault = self.faults.get(i)
             if fault and fault.kind == "corrupt-blob" and r >= fault.from_round and result.commitment:
-                path = self.store.path_for(result.commitment)
+                path = self.disk.path_for(result.commitment)
                 data = bytearray(path.read_bytes())
                 data[-1] ^= 0xFF
                 path.write_bytes(bytes(data))

@@ -1,0 +1,79 @@
+"""A store wrapper that keeps verified copies, for many readers in one process.
+
+Content addressing makes a verified copy valid forever: bytes that once hashed to
+their commitment always will. So a process in which many parties read the same
+blobs (the simulator, where every validator fetches every update) can verify
+each blob once and hand the verified bytes to every later reader, as each
+validator on its own machine would keep its own verified download.
+
+Only a read that passed the hash check fills the cache, never a `put`: a blob
+corrupted in the store after upload is still caught by its first reader. An
+auditor uses a plain store and re-hashes everything.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+
+from fedledger.store.base import BlobStore, check_commitment
+
+DEFAULT_BUDGET = 256 * 1024 * 1024
+
+
+class VerifiedCache(BlobStore):
+    """Wraps a store; `get` returns a verified copy from memory when it has one (LRU by bytes)."""
+
+    def __init__(self, inner: BlobStore, *, max_bytes: int = DEFAULT_BUDGET) -> None:
+        self.inner = inner
+        self.max_bytes = max_bytes
+        self._cache: OrderedDict[bytes, bytes] = OrderedDict()
+        self._size = 0
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, commitment: bytes) -> bytes:
+        commitment = check_commitment(commitment)
+        cached = self._cache.get(commitment)
+        if cached is not None:
+            self._cache.move_to_end(commitment)
+            self.hits += 1
+            return cached
+        data = self.inner.get(commitment)  # raises unless the bytes hash to the commitment
+        self.misses += 1
+        if len(data) <= self.max_bytes:
+            self._cache[commitment] = data
+            self._size += len(data)
+            while self._size > self.max_bytes:
+                _, evicted = self._cache.popitem(last=False)
+                self._size -= len(evicted)
+        return data
+
+    def put(self, data: bytes) -> bytes:
+        return self.inner.put(data)
+
+    def has(self, commitment: bytes) -> bool:
+        return commitment in self._cache or self.inner.has(commitment)
+
+    def delete(self, commitment: bytes) -> None:
+        self._forget(commitment)
+        self.inner.delete(commitment)
+
+    def _forget(self, commitment: bytes) -> None:
+        dropped = self._cache.pop(commitment, None)
+        if dropped is not None:
+            self._size -= len(dropped)
+
+    # raw primitives delegate, so the base class's helpers work unchanged
+    def _read(self, commitment: bytes) -> bytes | None:
+        return self.inner._read(commitment)
+
+    def _write(self, commitment: bytes, data: bytes) -> None:
+        self.inner._write(commitment, data)
+
+    def _remove(self, commitment: bytes) -> bool:
+        self._forget(commitment)
+        return self.inner._remove(commitment)
+
+    def _list(self) -> Iterator[bytes]:
+        return self.inner._list()
