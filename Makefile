@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 ANVIL  := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 ARGS   ?=
 
-.PHONY: setup simulate test test-all lint typecheck bench clean
+.PHONY: setup simulate test test-all lint typecheck bench contracts clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,9 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+contracts: $(STAMP)
+	$(BIN)/python -m fedledger.chain.artifacts
 
 bench: $(STAMP) $(ANVIL)
 	$(BIN)/python bench/run_all.py

@@ -20,6 +20,11 @@ from Crypto.Hash import keccak as _keccak
 
 from fedledger.errors import CodecError
 
+try:  # safe-pysha3's C keccak has half pycryptodome's per-call overhead (2.4 vs 5.0 ms a 434 kB root)
+    from sha3 import keccak_256 as _fast_keccak
+except ImportError:  # pragma: no cover - the dependency is declared; this keeps a broken install working
+    _fast_keccak = None
+
 CHUNK_SIZE = 4096
 HASH_SIZE = 32
 _LEAF = b"\x00"
@@ -39,13 +44,18 @@ def chunk_at(data: bytes, index: int) -> bytes:
 
 
 def _leaf(chunk: bytes | memoryview) -> bytes:
-    # pycryptodome directly (the backend eth_utils.keccak wraps): it hashes the memoryview
-    # slice without a 4 KiB copy and skips eth_hash's per-call overhead (~2x on 80 MB).
+    # hashes the memoryview slice without a 4 KiB copy
+    if _fast_keccak is not None:
+        h = _fast_keccak(_LEAF)
+        h.update(chunk)
+        return bytes(h.digest())
     digest: bytes = _keccak.new(digest_bits=256, data=_LEAF).update(chunk).digest()
     return digest
 
 
 def _node(left: bytes, right: bytes) -> bytes:
+    if _fast_keccak is not None:
+        return bytes(_fast_keccak(_NODE + left + right).digest())
     digest: bytes = _keccak.new(digest_bits=256, data=_NODE + left + right).digest()
     return digest
 
