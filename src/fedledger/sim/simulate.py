@@ -256,7 +256,7 @@ class Simulation:
             for org in self.orgs:
                 if org.validator is None:
                     continue
-                outcome, _ = org.validator.process_round(
+                outcome, receipt = org.validator.process_round(
                     round=r,
                     version=version,
                     global_model=global_q,
@@ -272,9 +272,13 @@ class Simulation:
                             rej.reason,
                         )
                     reported = True
-                state = coordinator.job_state(self.job_id)
-                if state.round != r or state.phase != Phase.AGGREGATING:
+                # the proposal's own receipt says whether it decided the round
+                decided = receipt is None or any(
+                    e.name in ("RoundFinalized", "RoundFailed") for e in coordinator.events_in(receipt)
+                )
+                if decided:
                     break
+            state = coordinator.job_state(self.job_id)
             if state.phase == Phase.AGGREGATING and state.round == r:
                 self.chain.increase_time(self.spec.aggregate_window_s + 1)
                 coordinator.advance(self.sponsor, self.job_id)
