@@ -75,8 +75,9 @@ def _shipped(name: str) -> Artifact | None:
     if not path.exists():
         return None
     data = json.loads(path.read_text())
-    return Artifact(name=name, abi=data["abi"], bytecode=bytes.fromhex(data["bytecode"]),
-                    source_hash=data["source_hash"])
+    return Artifact(
+        name=name, abi=data["abi"], bytecode=bytes.fromhex(data["bytecode"]), source_hash=data["source_hash"]
+    )
 
 
 @functools.cache
@@ -100,8 +101,13 @@ def write_artifacts() -> list[Path]:
     for name in CONTRACTS:
         a = compile_contract(name)
         path = COMPILED_DIR / f"{name}.json"
-        data = {"name": name, "vyper": vyper.__version__, "source_hash": a.source_hash,
-                "abi": a.abi, "bytecode": a.bytecode.hex()}
+        data = {
+            "name": name,
+            "vyper": vyper.__version__,
+            "source_hash": a.source_hash,
+            "abi": a.abi,
+            "bytecode": a.bytecode.hex(),
+        }
         path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
         written.append(path)
     return written

@@ -16,16 +16,12 @@ import numpy as np
 from fedledger.aggregation.base import apply_delta
 from fedledger.aggregation.fedavg import fedavg
 from fedledger.roles.model import float_weights, quantize_model, quantized_delta
+from fedledger.sim.consortium import build_consortium
 from fedledger.spec import JobSpec
-from fedledger.training.datasets import load_dataset
-from fedledger.training.models import build_model
-from fedledger.training.partition import partition
 from fedledger.training.torch_client import (
-    TorchClient,
     evaluate,
     get_weights,
     set_weights,
-    weight_names,
 )
 
 
@@ -43,25 +39,13 @@ class PlainResult:
 def plain_fedavg(spec: JobSpec, *, quantized: bool = False) -> PlainResult:
     """Runs `spec.rounds` rounds of FedAvg weighted by examples, every trainer every round."""
     t0 = time.perf_counter()
-    ds = load_dataset(spec.dataset, test_fraction=spec.test_fraction, seed=spec.seed)
-    parts = partition(ds, spec.trainers, spec.partition, alpha=spec.alpha, seed=spec.seed)
-    model = build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)
-    names = weight_names(model)
-    clients = [
-        TorchClient(
-            build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed),
-            ds.x_train[idx],
-            ds.y_train[idx],
-            ds.x_test[:0],
-            ds.y_test[:0],
-            epochs=spec.local_epochs,
-            batch_size=spec.batch_size,
-            lr=spec.learning_rate,
-            momentum=spec.momentum,
-            seed=spec.seed + i,
-        )
-        for i, idx in enumerate(parts, start=1)
-    ]
+    consortium = build_consortium(spec)
+    ds, model, names, clients = (
+        consortium.dataset,
+        consortium.initial_model,
+        consortium.names,
+        consortium.clients,
+    )
     weights = get_weights(model)
     global_q = quantize_model(names, weights, spec.scale_bits)
     if quantized:

@@ -29,21 +29,18 @@ from fedledger.roles.model import float_weights, quantize_model
 from fedledger.roles.sponsor import create_job
 from fedledger.roles.trainer import Trainer
 from fedledger.roles.validator import Validator, model_metadata
+from fedledger.sim.consortium import build_consortium
 from fedledger.sim.faults import Fault, blob_hook
 from fedledger.sim.outputs import write_run
 from fedledger.sim.timing import TimedChain
 from fedledger.spec import JobSpec
 from fedledger.store.cached import VerifiedCache
 from fedledger.store.local import LocalStore
-from fedledger.training.datasets import Dataset, load_dataset
-from fedledger.training.models import build_model
-from fedledger.training.partition import partition
+from fedledger.training.datasets import Dataset
 from fedledger.training.torch_client import (
-    TorchClient,
     evaluate,
     get_weights,
     set_weights,
-    weight_names,
 )
 
 log = logging.getLogger("fedledger.sim")
@@ -124,16 +121,16 @@ class Simulation:
         self.accounts = dev_accounts(spec.trainers + 1)
         self.sponsor = self.accounts[0]
         self.metrics: list[RoundMetrics] = []
-        self.dataset: Dataset = load_dataset(spec.dataset, test_fraction=spec.test_fraction, seed=spec.seed)
         self._setup()
 
     # -- setup -------------------------------------------------------------------------------
 
     def _setup(self) -> None:
-        spec, ds = self.spec, self.dataset
-        parts = partition(ds, spec.trainers, spec.partition, alpha=spec.alpha, seed=spec.seed)
-        init = build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)
-        self.names = weight_names(init)
+        spec = self.spec
+        consortium = build_consortium(spec)
+        self.dataset: Dataset = consortium.dataset
+        init = consortium.initial_model
+        self.names = consortium.names
         self.eval_model = init
         initial_q = quantize_model(self.names, get_weights(init), spec.scale_bits)
         self.initial_model = self.store.put(encode_tensors(initial_q, metadata=model_metadata(0, 0)))
@@ -158,21 +155,8 @@ class Simulation:
         log.info("job %d created on %s", self.job_id, self.chain.description)
 
         self.orgs: list[Organisation] = []
-        for i, (acct, idx) in enumerate(zip(trainer_accounts, parts, strict=True), start=1):
+        for i, (acct, client) in enumerate(zip(trainer_accounts, consortium.clients, strict=True), start=1):
             name = f"org-{i:02d}"
-            model = build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)
-            client = TorchClient(
-                model,
-                ds.x_train[idx],
-                ds.y_train[idx],
-                ds.x_test[:0],
-                ds.y_test[:0],
-                epochs=spec.local_epochs,
-                batch_size=spec.batch_size,
-                lr=spec.learning_rate,
-                momentum=spec.momentum,
-                seed=spec.seed + i,
-            )
             fault = self.faults.get(i)
             hook = None
             if fault is not None and fault.kind != "corrupt-blob":
