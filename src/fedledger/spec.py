@@ -60,7 +60,9 @@ class JobSpec(BaseModel):
     quorum: int = Field(0, ge=0, description="0 means two thirds of the committee, rounded up")
     commit_window_s: int = Field(3600, ge=1, description="seconds trainers have to commit")
     aggregate_window_s: int = Field(3600, ge=1, description="seconds validators have to reach quorum")
-    max_failures: int = Field(3, ge=0, description="failed rounds in a row before the job aborts")
+    max_failures: int = Field(
+        3, ge=0, description="failed rounds in a row tolerated; one more aborts the job"
+    )
     stake: int = Field(10**18, ge=0, description="token units each participant stakes")
     reward_per_round: int = Field(100 * 10**18, ge=0, description="token units paid per round")
     seed: int = Field(0, ge=0, lt=2**32, description="seed for split, init and shuffling")

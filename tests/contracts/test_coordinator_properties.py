@@ -122,9 +122,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
                         None,
                     )
                 for k in (4, 5, 6):
-                    self._do(
-                        lambda k=k, j=job_id: self.coord.register(ACCS[k], j, as_trainer=True), None
-                    )
+                    self._do(lambda k=k, j=job_id: self.coord.register(ACCS[k], j, as_trainer=True), None)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -152,9 +150,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 self.excluded[(a["job_id"], a["round"])].add(a["trainer"])
             elif ev.name == "RoundFinalized":
                 key = (a["job_id"], a["round"])
-                accepted = {
-                    t: ex for t, ex in self.commits[key].items() if t not in self.excluded[key]
-                }
+                accepted = {t: ex for t, ex in self.commits[key].items() if t not in self.excluded[key]}
                 assert a["accepted_commits"] == len(accepted)
                 assert a["accepted_examples"] == sum(accepted.values())
                 assert a["reward"] == self.jobs[a["job_id"]]["reward_per_round"]
@@ -232,9 +228,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
         elif t.last_round == s.round:
             expect = "coordinator: already committed"
         r = self._do(
-            lambda: self.coord.commit(
-                acct, job_id, s.round, h(f"{job_id}:{s.round}:{who}"), examples
-            ),
+            lambda: self.coord.commit(acct, job_id, s.round, h(f"{job_id}:{s.round}:{who}"), examples),
             expect,
         )
         if r is not None:
@@ -382,18 +376,14 @@ class CoordinatorMachine(RuleBasedStateMachine):
         for job_id, cfg in self.jobs.items():
             pool = self.coord.pool(job_id)
             n_final = sum(1 for (j, _) in self.finalized if j == job_id)
-            assert (
-                pool == cfg["reward_per_round"] * (cfg["rounds"] - n_final) - self.reclaimed[job_id]
-            )
+            assert pool == cfg["reward_per_round"] * (cfg["rounds"] - n_final) - self.reclaimed[job_id]
             held += pool
             for k in PARTICIPANT_IDX:
                 a = ACCS[k].address
                 stake = self.coord.stake_of(job_id, a)
                 assert stake in (0, cfg["stake"])
                 claimable = self.coord.claimable(job_id, a) if k in TRAINER_IDX else 0
-                assert self.withdrawn_reward[(job_id, a)] + claimable == self._entitlement(
-                    job_id, a
-                )
+                assert self.withdrawn_reward[(job_id, a)] + claimable == self._entitlement(job_id, a)
                 held += stake + claimable
         dust, bound = self._dust()
         assert balances[self.coord.address] - held == dust
@@ -401,9 +391,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
         assert dust == 0 or dust < bound
 
     def teardown(self) -> None:
-        if hasattr(
-            self, "jobs"
-        ):  # coverage of the interesting paths, shown by --hypothesis-show-statistics
+        if hasattr(self, "jobs"):  # coverage of the interesting paths, shown by --hypothesis-show-statistics
             event(f"finalised rounds: {min(len(self.finalized), 3)}+")
             event(f"withdrawals: {min(self.withdrawals, 3)}+")
             event(f"reclaimed: {any(self.reclaimed.values())}")

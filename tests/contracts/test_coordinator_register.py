@@ -88,9 +88,7 @@ def test_non_member_cannot_register_as_validator(world):
     assert e.value.reason == "coordinator: not a committee member"
 
 
-@pytest.mark.parametrize(
-    ("first", "second"), [(True, True), (False, False), (False, True), (True, False)]
-)
+@pytest.mark.parametrize(("first", "second"), [(True, True), (False, False), (False, True), (True, False)])
 def test_already_registered(world, first, second):
     job_id = world.create()
     who = world.validators[0] if not (first and second) else world.trainers[0]

@@ -72,9 +72,7 @@ def test_failed_round_pays_nothing(world):
     world.expire(job_id)
     world.coord.advance(world.outsider, job_id)  # too few commits
     assert world.coord.claimable(job_id, world.trainers[0].address) == 0
-    _round(
-        world, job_id, (10, 20, 30)
-    )  # round 2 is finalised, not counted to the trainers of round 1
+    _round(world, job_id, (10, 20, 30))  # round 2 is finalised, not counted to the trainers of round 1
     world.expire(job_id)
     assert world.coord.claimable(job_id, world.trainers[0].address) == 1666
     assert world.coord.pool(job_id) == 10_000

@@ -29,8 +29,6 @@ def test_revert_strings_are_found():
 
 
 def test_every_revert_string_is_tested():
-    tests = "\n".join(
-        p.read_text() for p in HERE.rglob("*.py") if p.resolve() != Path(__file__).resolve()
-    )
+    tests = "\n".join(p.read_text() for p in HERE.rglob("*.py") if p.resolve() != Path(__file__).resolve())
     missing = sorted(s for s in _revert_strings() if f'"{s}"' not in tests)
     assert not missing, f"revert strings without a test in tests/contracts: {missing}"

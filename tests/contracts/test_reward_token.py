@@ -91,9 +91,7 @@ def test_transfer_from_spends_allowance(token, accounts):
     token.mint(accounts[0], owner.address, 100)
     token.approve(owner, spender.address, 30)
     r = token.transact(spender, "transferFrom", owner.address, to.address, 20)
-    assert _ev(token, r) == [
-        ("Transfer", {"sender": owner.address, "receiver": to.address, "value": 20})
-    ]
+    assert _ev(token, r) == [("Transfer", {"sender": owner.address, "receiver": to.address, "value": 20})]
     assert token.read("allowance", owner.address, spender.address) == 10
     assert token.balance_of(to.address) == 20
     with pytest.raises(TransactionReverted) as e:

@@ -11,8 +11,16 @@ from fedledger.sim.faults import Fault
 from fedledger.sim.simulate import Simulation, SimulationResult
 from fedledger.spec import JobSpec
 
-SMALL = dict(dataset="digits", model="mlp", trainers=4, rounds=3, local_epochs=3,
-             learning_rate=0.05, partition="iid", name="e2e")
+SMALL = dict(
+    dataset="digits",
+    model="mlp",
+    trainers=4,
+    rounds=3,
+    local_epochs=3,
+    learning_rate=0.05,
+    partition="iid",
+    name="e2e",
+)
 
 
 def small_spec(**overrides: object) -> JobSpec:
@@ -38,6 +46,11 @@ def run_copy(clean_run: tuple[Path, SimulationResult], tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def faulty_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SimulationResult]:
     out = tmp_path_factory.mktemp("runs") / "faulty"
-    faults = [Fault.parse("huge-norm@2"), Fault.parse("corrupt-blob@3:2"), Fault.parse("float-nan@4:3")]
-    result = Simulation(small_spec(trainers=6, min_commits=3), out_dir=out, faults=faults).run()
+    faults = [
+        Fault.parse("huge-norm@2"),
+        Fault.parse("corrupt-blob@3:2"),
+        Fault.parse("float-blob@4:3"),
+        Fault.parse("nan-weights@5:3"),
+    ]
+    result = Simulation(small_spec(trainers=7, min_commits=3), out_dir=out, faults=faults).run()
     return out, result

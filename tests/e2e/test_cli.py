@@ -13,8 +13,13 @@ from fedledger.sim.simulate import SimulationResult
 
 
 def fedledger(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "fedledger.cli.main", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "fedledger.cli.main", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 def _one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
@@ -71,8 +76,21 @@ def test_audit_cli_exit_codes(clean_run: tuple[Path, SimulationResult], tmp_path
 
 def test_simulate_cli_prints_the_round_table(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = fedledger("simulate", "--dataset", "digits", "--model", "logreg", "--trainers", "3",
-                     "--rounds", "2", "--partition", "iid", "--out", str(out))
+    proc = fedledger(
+        "simulate",
+        "--dataset",
+        "digits",
+        "--model",
+        "logreg",
+        "--trainers",
+        "3",
+        "--rounds",
+        "2",
+        "--partition",
+        "iid",
+        "--out",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "round  status" in proc.stdout
     assert proc.stdout.count("finalized") >= 2
@@ -84,3 +102,58 @@ def test_simulate_cli_prints_the_round_table(tmp_path: Path) -> None:
 def test_every_documented_flag_exists(flag: str) -> None:
     proc = fedledger("simulate", "--help")
     assert flag in proc.stdout
+
+
+def test_an_aborted_job_says_so_and_exits_1(tmp_path: Path) -> None:
+    out = tmp_path / "aborted"
+    proc = fedledger(
+        "simulate",
+        "--dataset",
+        "digits",
+        "--model",
+        "logreg",
+        "--trainers",
+        "3",
+        "--rounds",
+        "3",
+        "--partition",
+        "iid",
+        "--min-commits",
+        "3",
+        "--max-failures",
+        "0",
+        "--fault",
+        "withhold-blob@1",
+        "--out",
+        str(out),
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "job aborted after 1 failed rounds in a row (max_failures=0)" in proc.stdout
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["outcome"] == "aborted" and card["rounds_finalized"] == 0
+
+
+def test_a_run_directory_is_never_mixed(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = [
+        "simulate",
+        "--dataset",
+        "digits",
+        "--model",
+        "logreg",
+        "--trainers",
+        "3",
+        "--rounds",
+        "1",
+        "--partition",
+        "iid",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
+    assert fedledger(*args).returncode == 0
+    again = fedledger(*args)
+    assert again.returncode == 2
+    assert "is not empty; choose another --out or pass --force" in _one_line_error(again)
+    assert fedledger(*args, "--force").returncode == 0
+    assert json.loads((out / "model_card.json").read_text())["outcome"] == "completed"

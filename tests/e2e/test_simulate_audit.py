@@ -23,8 +23,17 @@ def _errors(report) -> list[str]:
 
 def test_run_directory_holds_the_evidence(clean_run: tuple[Path, SimulationResult]) -> None:
     run, result = clean_run
-    for name in ("spec.json", "chain.json", "metrics.json", "metrics.csv", "accuracy.png",
-                 "final_model.safetensors", "model_card.json", "MODEL_CARD.md", "run.log"):
+    for name in (
+        "spec.json",
+        "chain.json",
+        "metrics.json",
+        "metrics.csv",
+        "accuracy.png",
+        "final_model.safetensors",
+        "model_card.json",
+        "MODEL_CARD.md",
+        "run.log",
+    ):
         assert (run / name).exists(), name
     card = json.loads((run / "model_card.json").read_text())
     assert card["rounds_finalized"] == 3
@@ -82,8 +91,9 @@ def test_a_missing_update_blob_fails(run_copy: Path) -> None:
 
 def test_an_edited_event_fails_naming_the_event(run_copy: Path) -> None:
     export = json.loads((run_copy / "chain.json").read_text())
-    target = next(i for i, e in enumerate(export["events"])
-                  if e["name"] == "RoundFinalized" and e["args"]["round"] == 2)
+    target = next(
+        i for i, e in enumerate(export["events"]) if e["name"] == "RoundFinalized" and e["args"]["round"] == 2
+    )
     export["events"][target]["args"]["aggregate"] = "0x" + "ab" * 32
     (run_copy / "chain.json").write_text(json.dumps(export))
     report = audit_run_dir(run_copy)
@@ -116,10 +126,13 @@ def test_bad_updates_are_rejected_and_rounds_finalise_without_them(
     assert [m.status for m in result.rounds] == ["finalized"] * 3
     # org-02 from round 1, org-03 from round 2, org-04 from round 3
     assert [m.rejected for m in result.rounds] == [1, 2, 3]
+    assert [m.commits for m in result.rounds] == [7, 7, 6]  # org-05's training diverged in round 3
     log = (run / "run.log").read_text()
     assert "org-02: tensor" in log and "exceeds the norm bound" in log
     assert "org-03: blob does not match its commitment (fails its hash)" in log
     assert "org-04: malformed blob" in log
+    assert "org-05: round 3: not committing" in log and "NaN" in log
+    assert "exceeds the norm bound 100" in log  # in the spec's units, not fixed-point
     assert result.payouts["org-02"] == 10**18  # stake back, no reward
     report = audit_run_dir(run)
     assert report.ok, _errors(report)

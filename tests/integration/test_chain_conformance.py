@@ -110,9 +110,7 @@ def test_send_returns_receipt_with_decoded_logs(chain, accounts):
 
 def test_log_indexes_count_within_a_transaction(chain, deployed, accounts):
     coord = deployed.coordinator
-    job_id, r = coord.create_job(
-        accounts[0], _params(deployed.token.address, [accounts[1].address])
-    )
+    job_id, r = coord.create_job(accounts[0], _params(deployed.token.address, [accounts[1].address]))
     assert [lg.log_index for lg in r.logs][:3] == [r.logs[0].log_index + i for i in range(3)]
     assert [e.name for e in deployed.token.events_in(r)] == ["Transfer"]
     assert [e.name for e in coord.events_in(r)] == ["JobCreated", "RoundOpened"]
@@ -167,9 +165,7 @@ def test_call_simulates_a_state_changing_function_without_persisting(chain, acco
     token = _token(chain, accounts[0])
     token.mint(accounts[0], accounts[1].address, 10)
     fn = token.abi.functions["transfer"]
-    out = chain.call(
-        token.address, fn.encode_call(accounts[2].address, 3), sender=accounts[1].address
-    )
+    out = chain.call(token.address, fn.encode_call(accounts[2].address, 3), sender=accounts[1].address)
     assert fn.decode_result(out) is True
     assert token.balance_of(accounts[1].address) == 10
     assert token.balance_of(accounts[2].address) == 0
@@ -211,9 +207,7 @@ def test_increase_time_moves_timestamps_and_deadlines(chain, deployed, accounts)
         _params(deployed.token.address, [accounts[1].address], commit_window=1_000, min_commits=1),
     )
     deadline = coord.job_state(job_id).deadline
-    assert (
-        deadline == r.timestamp + 1_000
-    )  # block.timestamp seen by the contract == receipt timestamp
+    assert deadline == r.timestamp + 1_000  # block.timestamp seen by the contract == receipt timestamp
     coord.register(accounts[2], job_id, as_trainer=True)
     coord.register(accounts[3], job_id, as_trainer=True)
     coord.commit(accounts[2], job_id, 1, h("u"), 5)

@@ -18,8 +18,18 @@ from fedledger.spec import JobSpec
 
 pytestmark = pytest.mark.anvil
 
-SPEC = JobSpec.from_dict(dict(dataset="digits", model="logreg", trainers=4, rounds=3, local_epochs=2,
-                              partition="iid", name="anvil-e2e", min_commits=2))
+SPEC = JobSpec.from_dict(
+    dict(
+        dataset="digits",
+        model="logreg",
+        trainers=4,
+        rounds=3,
+        local_epochs=2,
+        partition="iid",
+        name="anvil-e2e",
+        min_commits=2,
+    )
+)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +37,9 @@ def anvil_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Simulatio
     node = AnvilNode(accounts=10)  # a pristine node: the job is the only one on it
     out = tmp_path_factory.mktemp("anvil") / "run"
     try:
-        result = Simulation(SPEC, out_dir=out, chain=RpcChain(node.url),
-                            faults=[Fault.parse("withhold-blob@3:2")]).run()
+        result = Simulation(
+            SPEC, out_dir=out, chain=RpcChain(node.url), faults=[Fault.parse("withhold-blob@3:2")]
+        ).run()
         yield out, result, node.url
     finally:
         node.stop()
@@ -50,16 +61,22 @@ def test_live_audit_passes(anvil_run: tuple[Path, SimulationResult, str]) -> Non
     export = json.loads((out / "chain.json").read_text())
     participants = out / "participants.json"
     participants.write_text(json.dumps(export["participants"]))
-    report = audit_live(rpc_url=url, coordinator=export["contracts"]["Coordinator"],
-                        job_id=result.job_id, store_dir=out / "store", spec_path=out / "spec.json",
-                        participants_path=participants)
+    report = audit_live(
+        rpc_url=url,
+        coordinator=export["contracts"]["Coordinator"],
+        job_id=result.job_id,
+        store_dir=out / "store",
+        spec_path=out / "spec.json",
+        participants_path=participants,
+    )
     assert report.ok, [f.line() for f in report.findings]
     assert report.checks["aggregate"] == 3
     assert report.lineage[-1].commitment == "0x" + result.final_commitment.hex()
 
 
-def test_live_audit_catches_a_tampered_store(anvil_run: tuple[Path, SimulationResult, str],
-                                             tmp_path: Path) -> None:
+def test_live_audit_catches_a_tampered_store(
+    anvil_run: tuple[Path, SimulationResult, str], tmp_path: Path
+) -> None:
     out, result, url = anvil_run
     import shutil
 
@@ -70,8 +87,13 @@ def test_live_audit_catches_a_tampered_store(anvil_run: tuple[Path, SimulationRe
     data[-3] ^= 0x40
     victim.write_bytes(bytes(data))
     export = json.loads((out / "chain.json").read_text())
-    report = audit_live(rpc_url=url, coordinator=export["contracts"]["Coordinator"],
-                        job_id=result.job_id, store_dir=store, spec_path=out / "spec.json")
+    report = audit_live(
+        rpc_url=url,
+        coordinator=export["contracts"]["Coordinator"],
+        job_id=result.job_id,
+        store_dir=store,
+        spec_path=out / "spec.json",
+    )
     assert not report.ok
     assert any("model version 3" in f.artefact and "fails its hash" in f.message for f in report.findings)
 
@@ -87,16 +109,49 @@ def test_live_audit_cli(anvil_run: tuple[Path, SimulationResult, str]) -> None:
     out, result, url = anvil_run
     export = json.loads((out / "chain.json").read_text())
     proc = subprocess.run(
-        [sys.executable, "-m", "fedledger.cli.main", "audit", "--rpc", url,
-         "--coordinator", export["contracts"]["Coordinator"], "--job", str(result.job_id),
-         "--store", str(out / "store"), "--spec", str(out / "spec.json"), "--quiet"],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "fedledger.cli.main",
+            "audit",
+            "--rpc",
+            url,
+            "--coordinator",
+            export["contracts"]["Coordinator"],
+            "--job",
+            str(result.job_id),
+            "--store",
+            str(out / "store"),
+            "--spec",
+            str(out / "spec.json"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "AUDIT PASSED" in proc.stdout
     wrong = subprocess.run(
-        [sys.executable, "-m", "fedledger.cli.main", "audit", "--rpc", url,
-         "--coordinator", export["contracts"]["Coordinator"], "--job", "99",
-         "--store", str(out / "store"), "--spec", str(out / "spec.json")],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "fedledger.cli.main",
+            "audit",
+            "--rpc",
+            url,
+            "--coordinator",
+            export["contracts"]["Coordinator"],
+            "--job",
+            "99",
+            "--store",
+            str(out / "store"),
+            "--spec",
+            str(out / "spec.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert wrong.returncode == 2
     assert "job 99 does not exist" in wrong.stderr and "Traceback" not in wrong.stderr

@@ -22,8 +22,9 @@ def test_shipped_artifact_matches_a_fresh_compile(name: str) -> None:
 def test_stale_artifact_is_never_used(monkeypatch: pytest.MonkeyPatch) -> None:
     artifacts.load_artifact.cache_clear()
     monkeypatch.setattr(artifacts, "sources_hash", lambda root=None: "edited")
-    monkeypatch.setattr(artifacts, "compile_contract",
-                        lambda name: artifacts.Artifact(name, [], b"\x00", "edited"))
+    monkeypatch.setattr(
+        artifacts, "compile_contract", lambda name: artifacts.Artifact(name, [], b"\x00", "edited")
+    )
     try:
         assert artifacts.load_artifact("coordinator").bytecode == b"\x00"
     finally:

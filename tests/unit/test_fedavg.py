@@ -73,8 +73,7 @@ def test_two_independent_aggregations_give_identical_bytes(
     global_model = _random_deltas(99, 1, 50, 2**30)[0]
     deltas = _random_deltas(1, 7, 50, 2**20)
     updates = [
-        Update(f"0x{i:040x}", bytes([i]) * 32, num_examples=10 + 3 * i, delta=d)
-        for i, d in enumerate(deltas)
+        Update(f"0x{i:040x}", bytes([i]) * 32, num_examples=10 + 3 * i, delta=d) for i, d in enumerate(deltas)
     ]
     first = encode_tensors(FedAvg().aggregate(global_model, updates))
 
@@ -123,9 +122,7 @@ def test_overflow_falls_back_instead_of_wrapping() -> None:
 @settings(max_examples=50)
 @given(
     st.lists(
-        st.tuples(
-            st.integers(1, 1000), st.lists(st.integers(-(10**9), 10**9), min_size=3, max_size=3)
-        ),
+        st.tuples(st.integers(1, 1000), st.lists(st.integers(-(10**9), 10**9), min_size=3, max_size=3)),
         min_size=1,
         max_size=8,
     )
@@ -159,9 +156,7 @@ def test_fedavg_rule_applies_delta() -> None:
         ([{"w": i64(1)}, {"w": np.ones(1)}], [1, 1], "dtype float64 is not int64"),
     ],
 )
-def test_fedavg_rejects(
-    deltas: list[dict[str, np.ndarray]], weights: list[int], match: str
-) -> None:
+def test_fedavg_rejects(deltas: list[dict[str, np.ndarray]], weights: list[int], match: str) -> None:
     with pytest.raises(InvalidUpdate, match=match):
         fedavg(deltas, weights)
 

@@ -25,9 +25,7 @@ def test_registry_matches_spec() -> None:
         ("breast_cancer", (30,), 2, 569),
     ],
 )
-def test_shapes_and_disjoint_split(
-    name: str, shape: tuple[int, ...], classes: int, rows: int
-) -> None:
+def test_shapes_and_disjoint_split(name: str, shape: tuple[int, ...], classes: int, rows: int) -> None:
     ds = load_dataset(name, test_fraction=0.2, seed=0)
     assert ds.input_shape == shape
     assert ds.num_classes == classes

@@ -56,9 +56,7 @@ def test_not_an_array() -> None:
 def test_wrong_shape() -> None:
     d = delta()
     d["conv1.weight"] = np.zeros((16, 1, 5, 5), dtype=np.int64)
-    with pytest.raises(
-        InvalidUpdate, match=r"tensor 'conv1.weight': shape \(16, 1, 5, 5\) != expected"
-    ):
+    with pytest.raises(InvalidUpdate, match=r"tensor 'conv1.weight': shape \(16, 1, 5, 5\) != expected"):
         validate_update(d, REFERENCE, 1000)
 
 

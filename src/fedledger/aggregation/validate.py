@@ -49,14 +49,25 @@ def l2_norm_q(delta: Mapping[str, np.ndarray]) -> int:
 
 
 def validate_update(
-    delta: Mapping[str, np.ndarray], reference: Mapping[str, np.ndarray], max_norm_q: int
+    delta: Mapping[str, np.ndarray],
+    reference: Mapping[str, np.ndarray],
+    max_norm_q: int,
+    *,
+    scale_bits: int | None = None,
 ) -> None:
     """Raises InvalidUpdate with the reason if `delta` does not fit `reference` or the bound.
 
     `reference` is the global model (or any tensors with its names and shapes); extra or
     missing names, non-int64 dtypes, wrong shapes and an L2 norm above `max_norm_q` (the
-    spec's `max_update_norm_q`) are all rejected.
+    spec's `max_update_norm_q`) are all rejected. With `scale_bits`, reasons quote magnitudes
+    in the spec's own (dequantised) units; the decision itself is exact integer arithmetic.
     """
+
+    def units(q: int) -> str:
+        return str(q) if scale_bits is None else f"{q / (1 << scale_bits):.6g}"
+
+    unit_note = " (fixed-point units)" if scale_bits is None else ""
+
     if isinstance(max_norm_q, bool) or not isinstance(max_norm_q, int) or max_norm_q < 0:
         raise SpecError("max_update_norm", f"norm bound {max_norm_q!r} must be an int >= 0")
     check_same_layout(delta, reference, "update")
@@ -65,8 +76,11 @@ def validate_update(
         peak = max_abs(arr)
         if peak > max_norm_q:
             raise InvalidUpdate(
-                f"tensor '{name}': element of magnitude {peak} exceeds the norm bound {max_norm_q}"
+                f"tensor '{name}': element of magnitude {units(peak)} exceeds the norm bound "
+                f"{units(max_norm_q)}"
             )
     total = sum(_sum_squares(arr) for arr in delta.values())
     if total > max_norm_q * max_norm_q:
-        raise InvalidUpdate(f"L2 norm {math.isqrt(total)} exceeds the bound {max_norm_q} (fixed-point units)")
+        raise InvalidUpdate(
+            f"L2 norm {units(math.isqrt(total))} exceeds the bound {units(max_norm_q)}{unit_note}"
+        )

@@ -47,16 +47,16 @@ def show(report: AuditReport, console: Console, *, quiet: bool = False) -> None:
         console.print(f"[bold]audit of job {report.job_id}[/] — {report.provenance}")
         checks = ", ".join(f"{n} {k}" for k, n in sorted(report.checks.items()))
         console.print(f"checks passed: {checks}")
-        table = Table(title="lineage", show_lines=False)
-        for col in ("version", "round", "model commitment", "from", "contributors", "excluded"):
-            table.add_column(col)
+        table = Table(title="lineage (every contributor and update commitment: audit.json)")
+        for col in ("version", "round", "model", "from", "orgs · examples", "excluded"):
+            table.add_column(col, no_wrap=col != "excluded")
         for e in report.lineage:
             table.add_row(
                 str(e.version),
                 str(e.round),
                 e.commitment[:18] + "…",
                 e.parent[:12] + "…",
-                ", ".join(f"{c['organisation']} ({c['num_examples']})" for c in e.contributors),
+                f"{len(e.contributors)} · {sum(c['num_examples'] for c in e.contributors):,}",
                 ", ".join(x["organisation"] for x in e.excluded) or "—",
             )
         console.print(table)

@@ -57,15 +57,19 @@ def build_parser() -> argparse.ArgumentParser:
         "and is paid through the contracts; leaves an auditable run directory.",
     )
     _add_spec_flags(sim)
-    sim.add_argument("--out", type=Path, default=None, help="run directory (default runs/<name>-<seed>)")
+    sim.add_argument(
+        "--out", type=Path, default=None, help="run directory (default runs/<name>-seed<seed>-<timestamp>)"
+    )
+    sim.add_argument("--force", action="store_true", help="replace --out if it already holds a run")
     sim.add_argument("--rpc", default=None, help="use this JSON-RPC node instead of the in-process EVM")
     sim.add_argument(
         "--fault",
         action="append",
         default=[],
-        metavar="KIND@TRAINER[:ROUND]",
-        help="make a trainer misbehave: corrupt-blob, withhold-blob, wrong-shape, "
-        "float-nan, huge-norm, malformed (repeatable)",
+        metavar="KIND@TRAINER[:FROM_ROUND]",
+        help="make trainer TRAINER (1-based) misbehave from round FROM_ROUND (default 1) on; kinds: "
+        "corrupt-blob, withhold-blob, wrong-shape, float-blob, huge-norm, malformed, nan-weights "
+        "(repeatable)",
     )
     sim.add_argument(
         "--threads",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -12,24 +13,22 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fedledger.errors import SpecError
 from fedledger.sim.faults import Fault
 from fedledger.sim.simulate import RoundMetrics, Simulation
 from fedledger.spec import JobSpec
 
 HEADER = (
-    f"{'round':>5}  {'status':<9} {'commits':>8}  {'test acc':>8}  {'loss':>6}  "
+    f"{'round':>5}  {'status':<9} {'accepted':>8}  {'test acc':>8}  {'loss':>6}  "
     f"{'gas':>9}  {'chain s':>7}  {'round s':>7}"
 )
 
 
 def format_row(m: RoundMetrics) -> str:
     status = "[green]finalized[/]" if m.status == "finalized" else "[red]failed   [/]"
-    commits = f"{m.accepted}/{m.commits}"
-    if m.rejected:
-        commits = f"[yellow]{commits}[/]"
-        commits += " " * (8 - len(f"{m.accepted}/{m.commits}"))
-    else:
-        commits = f"{commits:>8}"
+    text = f"{m.accepted}/{m.commits}"
+    pad = " " * max(0, 8 - len(text))  # pad outside the markup so columns stay aligned
+    commits = f"{pad}[yellow]{text}[/]" if m.rejected else f"{pad}{text}"
     return (
         f"{m.round:>5}  {status} {commits}  {100 * m.test_accuracy:>7.2f}%  {m.test_loss:>6.3f}  "
         f"{m.gas_used:>9,}  {m.chain_seconds:>7.2f}  {m.round_seconds:>7.2f}"
@@ -39,14 +38,26 @@ def format_row(m: RoundMetrics) -> str:
 def load_spec(args: argparse.Namespace) -> JobSpec:
     base = JobSpec.load(args.spec) if args.spec else JobSpec()
     overrides = {name: getattr(args, name) for name in JobSpec.model_fields}
-    return base.with_overrides(**overrides)
+    named = args.name is not None or (args.spec is not None and "name" in base.model_fields_set)
+    spec = base.with_overrides(**overrides)
+    if not named:  # a default name that says what the job is, not always "mnist-fedavg"
+        spec = spec.with_overrides(name=f"{spec.dataset}-{spec.aggregation}")
+    return spec
+
+
+def prepare_out(out: Path, *, force: bool) -> None:
+    """A run directory is evidence: never mix two runs in one."""
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            raise SpecError("out", f"run directory {out} is not empty; choose another --out or pass --force")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
 
 
 def run_simulate(args: argparse.Namespace, console: Console) -> int:
     spec = load_spec(args)
     faults = [Fault.parse(f) for f in args.fault]
     out = args.out or Path("runs") / f"{spec.name}-seed{spec.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    out.mkdir(parents=True, exist_ok=True)
     from fedledger.training.torch_client import configure_torch
 
     configure_torch(args.threads)
@@ -65,6 +76,7 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
         from fedledger.chain.rpc import RpcChain
 
         chain = RpcChain(args.rpc)
+    prepare_out(out, force=args.force)  # only once the chain is reachable: no empty run directories
     if not args.quiet:
         console.print(
             f"[bold]fedledger simulate[/]  {spec.trainers} organisations · {spec.dataset} "
@@ -112,14 +124,22 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
     finalized = sum(1 for m in result.rounds if m.status == "finalized")
     gas = sum(m.gas_used for m in result.rounds)
     acc = result.final_accuracy
+    failed = len(result.rounds) - finalized
+    if result.outcome == "aborted":
+        console.print(
+            f"[bold red]job aborted[/] after {spec.max_failures + 1} failed rounds in a row "
+            f"(max_failures={spec.max_failures}); {finalized} of {spec.rounds} rounds finalised"
+        )
     console.print(
         f"[bold]done[/] in {wall:.1f} s ({result.chain_seconds:.1f} s on chain) · "
-        f"{finalized} rounds finalised · final test accuracy [bold]{100 * acc:.2f}%[/] · "
-        f"{gas:,} gas"
+        f"{finalized} round{'s' if finalized != 1 else ''} finalised"
+        + (f", {failed} failed" if failed else "")
+        + f" · final test accuracy [bold]{100 * acc:.2f}%[/] · {gas:,} gas"
     )
     console.print(f"final model {result.final_commitment.hex()[:16]}… → {out / 'final_model.safetensors'}")
-    console.print(f"plot: {out / 'accuracy.png'} · verify: [bold]fedledger audit {out}[/]")
-    return 0 if not math.isnan(acc) else 1
+    cli = "fedledger" if shutil.which("fedledger") else ".venv/bin/fedledger"
+    console.print(f"plot: {out / 'accuracy.png'} · verify: [bold]{cli} audit {out}[/]")
+    return 0 if result.outcome == "completed" and not math.isnan(acc) else 1
 
 
 class _Null:

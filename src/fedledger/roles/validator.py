@@ -81,7 +81,7 @@ def check_update(
     expected = update_metadata(job_id, c.round, c.trainer)
     if meta != expected:
         raise InvalidUpdate(f"blob metadata {meta} does not match the commit {expected}")
-    validate_update(delta, global_model, spec.max_update_norm_q)
+    validate_update(delta, global_model, spec.max_update_norm_q, scale_bits=spec.scale_bits)
     return delta
 
 

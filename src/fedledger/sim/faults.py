@@ -15,14 +15,16 @@ import numpy as np
 
 from fedledger.codec.blob import decode_blob, encode_tensors
 from fedledger.errors import SpecError
+from fedledger.training.client import Config, Metrics, NDArrays, NumPyClient
 
 FAULT_KINDS = {
     "corrupt-blob": "stored bytes differ from the committed ones (fails its hash)",
     "withhold-blob": "commits but never uploads the blob",
     "wrong-shape": "a tensor with the wrong shape",
-    "float-nan": "a float32 tensor full of NaN instead of int64",
+    "float-blob": "a float32 tensor (of NaNs) where int64 is required",
     "huge-norm": "an update 1000x over the norm bound",
     "malformed": "bytes that are not a tensor blob at all",
+    "nan-weights": "local training diverges to NaN (the trainer must refuse to commit)",
 }
 
 
@@ -69,7 +71,7 @@ def blob_hook(kind: str, max_norm_q: int) -> Callable[[bytes], bytes | None]:
             return None
         if kind == "malformed":
             return b"not a tensor blob " + blob[:64]
-        if kind == "float-nan":
+        if kind == "float-blob":
             return _float_nan_blob(blob)
         tensors, meta = decode_blob(blob)
         if kind == "wrong-shape":
@@ -81,3 +83,26 @@ def blob_hook(kind: str, max_norm_q: int) -> Callable[[bytes], bytes | None]:
         return encode_tensors(tensors, metadata=meta)
 
     return hook
+
+
+class NaNClient(NumPyClient):
+    """A client whose training diverges from `from_round` on: every weight comes back NaN."""
+
+    def __init__(self, inner: NumPyClient, from_round: int) -> None:
+        self.inner = inner
+        self.from_round = from_round
+
+    def get_parameters(self, config: Config) -> NDArrays:
+        return self.inner.get_parameters(config)
+
+    def parameter_names(self) -> list[str]:
+        return self.inner.parameter_names()
+
+    def fit(self, parameters: NDArrays, config: Config) -> tuple[NDArrays, int, Metrics]:
+        new, n, metrics = self.inner.fit(parameters, config)
+        if int(config.get("round", 0)) >= self.from_round:
+            new = [np.full_like(a, np.nan) for a in new]
+        return new, n, metrics
+
+    def evaluate(self, parameters: NDArrays, config: Config) -> tuple[float, int, Metrics]:
+        return self.inner.evaluate(parameters, config)

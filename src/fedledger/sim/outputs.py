@@ -103,6 +103,7 @@ def write_run(sim: Simulation, result: SimulationResult) -> None:
         "coordinator": sim.deployment.coordinator.address,
         "chain": sim.chain.description,
         "spec_hash": "0x" + spec.spec_hash().hex(),
+        "outcome": result.outcome,
         "rounds_finalized": sum(1 for m in result.rounds if m.status == "finalized"),
         "rounds_failed": sum(1 for m in result.rounds if m.status != "finalized"),
         "final_model_commitment": commitment_hex(result.final_commitment),
@@ -112,6 +113,9 @@ def write_run(sim: Simulation, result: SimulationResult) -> None:
         "partition": spec.partition,
         "model": spec.model,
         "aggregation": spec.aggregation,
+        "committee": spec.committee_size,
+        "quorum": spec.effective_quorum,
+        "min_commits": spec.effective_min_commits,
         "scale_bits": spec.scale_bits,
         "payouts": {k: str(v) for k, v in result.payouts.items()},
     }
@@ -120,13 +124,17 @@ def write_run(sim: Simulation, result: SimulationResult) -> None:
         str(out / "final_model.safetensors"),
         metadata={k: str(v) for k, v in card.items() if not isinstance(v, list | dict)},
     )
+    (out / "final_model.safetensors").chmod(0o644)  # safetensors writes 0600; the card is public
     (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
     lines = [
         f"# Model card: {spec.name}",
         "",
         f"- Job id: {sim.job_id} on coordinator `{card['coordinator']}` ({card['chain']})",
         f"- Spec hash: `{card['spec_hash']}`",
-        f"- Rounds: {card['rounds_finalized']} finalised, {card['rounds_failed']} failed",
+        f"- Outcome: job {result.outcome}; rounds: {card['rounds_finalized']} finalised, "
+        f"{card['rounds_failed']} failed",
+        f"- Quorum {spec.effective_quorum} of a committee of {spec.committee_size}; "
+        f"at least {spec.effective_min_commits} accepted updates per round",
         f"- Final model commitment (Merkle root of the committed fixed-point model): "
         f"`{card['final_model_commitment']}`",
         f"- Final test accuracy on held-out data no trainer saw: {100 * result.final_accuracy:.2f}%",

@@ -30,12 +30,13 @@ from fedledger.roles.sponsor import create_job
 from fedledger.roles.trainer import Trainer
 from fedledger.roles.validator import Validator, model_metadata
 from fedledger.sim.consortium import build_consortium
-from fedledger.sim.faults import Fault, blob_hook
+from fedledger.sim.faults import Fault, NaNClient, blob_hook
 from fedledger.sim.outputs import write_run
 from fedledger.sim.timing import TimedChain
 from fedledger.spec import JobSpec
 from fedledger.store.cached import VerifiedCache
 from fedledger.store.local import LocalStore
+from fedledger.training.client import NumPyClient
 from fedledger.training.datasets import Dataset
 from fedledger.training.torch_client import (
     evaluate,
@@ -76,6 +77,7 @@ class SimulationResult:
     final_commitment: bytes
     wall_seconds: float
     chain_seconds: float
+    outcome: str = "completed"  # "completed" (every round finalised) or "aborted" (too many failures)
     participants: dict[str, str] = field(default_factory=dict)
     payouts: dict[str, int] = field(default_factory=dict)
 
@@ -155,11 +157,16 @@ class Simulation:
         log.info("job %d created on %s", self.job_id, self.chain.description)
 
         self.orgs: list[Organisation] = []
-        for i, (acct, client) in enumerate(zip(trainer_accounts, consortium.clients, strict=True), start=1):
+        for i, (acct, torch_client) in enumerate(
+            zip(trainer_accounts, consortium.clients, strict=True), start=1
+        ):
+            client: NumPyClient = torch_client
             name = f"org-{i:02d}"
             fault = self.faults.get(i)
+            if fault is not None and fault.kind == "nan-weights":
+                client = NaNClient(client, fault.from_round)
             hook = None
-            if fault is not None and fault.kind != "corrupt-blob":
+            if fault is not None and fault.kind not in ("corrupt-blob", "nan-weights"):
                 rewrite = blob_hook(fault.kind, spec.max_update_norm_q)
                 start = fault.from_round
 
@@ -318,6 +325,8 @@ class Simulation:
             if on_round is not None:
                 on_round(m)
         payouts = self.settle()
+        phase = self.deployment.coordinator.job_state(self.job_id).phase
+        outcome = "completed" if phase == Phase.DONE else "aborted"
         final = self.deployment.coordinator.global_model(self.job_id)
         result = SimulationResult(
             out_dir=self.out_dir,
@@ -327,6 +336,7 @@ class Simulation:
             final_commitment=final,
             wall_seconds=time.perf_counter() - t0,
             chain_seconds=self.chain.seconds,
+            outcome=outcome,
             participants=self.participants,
             payouts=payouts,
         )
