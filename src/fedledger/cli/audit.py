@@ -54,8 +54,8 @@ def show(report: AuditReport, console: Console, *, quiet: bool = False) -> None:
             table.add_row(
                 str(e.version),
                 str(e.round),
-                e.commitment[:18] + "…",
-                e.parent[:12] + "…",
+                e.commitment[:12] + "…",
+                e.parent[:10] + "…",
                 f"{len(e.contributors)} · {sum(c['num_examples'] for c in e.contributors):,}",
                 ", ".join(x["organisation"] for x in e.excluded) or "—",
             )
