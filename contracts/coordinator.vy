@@ -359,10 +359,11 @@ def propose(job_id: uint256, round: uint32, aggregate: bytes32, excluded: DynArr
     @param aggregate Merkle root of the new global model blob.
     @param excluded Rejected committers, strictly ascending.
     """
-    job: packing.JobWord = packing._unpack_job(self._job[job_id])
-    assert job.phase == PHASE_AGGREGATING, "coordinator: round not aggregating"
-    assert round == job.round, "coordinator: wrong round"
-    assert block.timestamp <= convert(job.deadline, uint256), "coordinator: aggregation window closed"
+    # checks read the packed job word in place; it is unpacked only to finalise
+    word: uint256 = self._job[job_id]
+    assert word & packing.MASK8 == convert(PHASE_AGGREGATING, uint256), "coordinator: round not aggregating"
+    assert (word >> packing.JOB_ROUND) & packing.MASK32 == convert(round, uint256), "coordinator: wrong round"
+    assert block.timestamp <= (word >> packing.JOB_DEADLINE) & packing.MASK64, "coordinator: aggregation window closed"
     assert aggregate != empty(bytes32), "coordinator: empty aggregate"
     vword: uint256 = self._validator[job_id][msg.sender]
     assert (vword & 2) != 0, "coordinator: not a registered validator"
@@ -373,8 +374,8 @@ def propose(job_id: uint256, round: uint32, aggregate: bytes32, excluded: DynArr
     for trainer: address in excluded:
         assert convert(trainer, uint256) > convert(previous, uint256), "coordinator: excluded not sorted"
         previous = trainer
-        t: packing.TrainerWord = packing._unpack_trainer(self._trainer[job_id][trainer])
-        assert t.last_round == round, "coordinator: excluded not a committer"
+        last_round: uint256 = (self._trainer[job_id][trainer] >> packing.TRAINER_LAST_ROUND) & packing.MASK32
+        assert last_round == convert(round, uint256), "coordinator: excluded not a committer"
 
     proposal: bytes32 = keccak256(abi_encode(aggregate, excluded))
     votes: uint32 = self._votes[job_id][round][proposal] + 1
@@ -384,7 +385,7 @@ def propose(job_id: uint256, round: uint32, aggregate: bytes32, excluded: DynArr
         proposal=proposal, excluded=excluded, votes=votes,
     )
     if votes == self._config[job_id].quorum:
-        self._finalize(job_id, job, aggregate, proposal, excluded)
+        self._finalize(job_id, packing._unpack_job(word), aggregate, proposal, excluded)
 
 
 @external
