@@ -75,19 +75,15 @@ class _Auditor:
     def name(self, address: str) -> str:
         return self.names.get(address, address)
 
-    def error(
-        self,
-        check: str,
-        artefact: str,
-        message: str,
-        *,
-        round: int | None = None,
-        org: str | None = None,
-    ) -> None:
-        self.report.findings.append(Finding("error", check, artefact, message, round, org))
+    def error(self, check: str, artefact: str, message: str, **where: Any) -> None:
+        self._find("error", check, artefact, message, **where)
 
-    def warn(
+    def warn(self, check: str, artefact: str, message: str, **where: Any) -> None:
+        self._find("warning", check, artefact, message, **where)
+
+    def _find(
         self,
+        severity: str,
         check: str,
         artefact: str,
         message: str,
@@ -95,7 +91,7 @@ class _Auditor:
         round: int | None = None,
         org: str | None = None,
     ) -> None:
-        self.report.findings.append(Finding("warning", check, artefact, message, round, org))
+        self.report.findings.append(Finding(severity, check, artefact, message, round, org))
 
     def passed(self, check: str) -> None:
         self.report.checks[check] += 1

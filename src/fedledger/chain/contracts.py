@@ -47,7 +47,7 @@ class Event:
     def to_json(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "args": {k: _jsonable(v) for k, v in self.args.items()},
+            "args": {k: jsonable(v) for k, v in self.args.items()},
             "address": self.address,
             "block_number": self.block_number,
             "tx_hash": self.tx_hash,
@@ -55,13 +55,14 @@ class Event:
         }
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
+    """Decoded ABI values as JSON: bytes as 0x-hex, tuples as lists."""
     if isinstance(v, bytes):
         return "0x" + v.hex()
-    if isinstance(v, list):
-        return [_jsonable(x) for x in v]
+    if isinstance(v, list | tuple):
+        return [jsonable(x) for x in v]
     if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
+        return {k: jsonable(x) for k, x in v.items()}
     return v
 
 

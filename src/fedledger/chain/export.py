@@ -11,7 +11,7 @@ from typing import Any
 
 from fedledger.chain.artifacts import load_artifact
 from fedledger.chain.base import Chain
-from fedledger.chain.contracts import Contract
+from fedledger.chain.contracts import Contract, jsonable
 from fedledger.chain.inprocess import InProcessChain
 
 EXPORT_FORMAT = "fedledger-chain-export/1"
@@ -45,7 +45,7 @@ def export_chain(
                 "to": r.to,
                 "contract": names.get(r.to or "", ""),
                 "function": fn,
-                "args": _jsonable(args),
+                "args": jsonable(args),
                 "input": "0x" + r.input.hex(),
                 "gas_used": r.gas_used,
                 "contract_address": r.contract_address,
@@ -70,13 +70,3 @@ def export_chain(
         "transactions": transactions,
         "events": events,
     }
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return "0x" + v.hex()
-    if isinstance(v, list | tuple):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    return v

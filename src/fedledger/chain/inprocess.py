@@ -16,6 +16,7 @@ Transactions are not signed here; the sender is taken as given.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 
 from boa.environment import Env
@@ -184,7 +185,9 @@ class InProcessChain(Chain):
     def get_logs(self, address: str, from_block: int = 0, to_block: int | None = None) -> list[LogEntry]:
         last = self.block_number() if to_block is None else to_block
         want = to_checksum_address(address)
-        return [log for log in self._logs if log.address == want and from_block <= log.block_number <= last]
+        start = bisect.bisect_left(self._logs, from_block, key=lambda log: log.block_number)
+        stop = bisect.bisect_right(self._logs, last, key=lambda log: log.block_number)
+        return [log for log in self._logs[start:stop] if log.address == want]
 
     def block_number(self) -> int:
         return int(self._env.evm.patch.block_number)

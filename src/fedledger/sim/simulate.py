@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -344,7 +344,3 @@ class Simulation:
         logging.getLogger("fedledger").removeHandler(self._log_handler)
         self._log_handler.close()
         return result
-
-
-def metrics_rows(metrics: Sequence[RoundMetrics]) -> list[dict[str, object]]:
-    return [asdict(m) for m in metrics]

@@ -72,9 +72,13 @@ class BlobStore(ABC):
             )
         return data
 
+    def _contains(self, commitment: bytes) -> bool:
+        """Whether a blob is stored; backends override when they can tell without reading it."""
+        return self._read(commitment) is not None
+
     def has(self, commitment: bytes) -> bool:
         """Whether something is stored under `commitment` (not checked; `get` checks)."""
-        return self._read(check_commitment(commitment)) is not None
+        return self._contains(check_commitment(commitment))
 
     def commitments(self) -> Iterator[bytes]:
         """Every stored commitment, in sorted order so listings are reproducible."""

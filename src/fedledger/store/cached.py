@@ -68,6 +68,9 @@ class VerifiedCache(BlobStore):
     def _read(self, commitment: bytes) -> bytes | None:
         return self.inner._read(commitment)
 
+    def _contains(self, commitment: bytes) -> bool:
+        return self.inner._contains(commitment)
+
     def _write(self, commitment: bytes, data: bytes) -> None:
         self.inner._write(commitment, data)
 

@@ -43,6 +43,9 @@ class LocalStore(BlobStore):
         except OSError as exc:
             raise StoreError(f"cannot read {self.path_for(commitment)}: {exc.strerror}") from None
 
+    def _contains(self, commitment: bytes) -> bool:
+        return self.path_for(commitment).is_file()
+
     def _write(self, commitment: bytes, data: bytes) -> None:
         target = self.path_for(commitment)
         tmp_name = ""
