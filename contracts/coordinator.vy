@@ -8,7 +8,9 @@
         holds the sponsor's reward pool and every participant's stake, accepts
         one update commitment per trainer per round, finalises a round when a
         quorum of the committee proposes the same aggregate, and pays the round
-        reward to the accepted committers by number of examples.
+        reward to the accepted committers by number of examples. The quorum's
+        proposal also flags provably bad updates: each flag slashes part of the
+        trainer's stake into the reward pool, and enough flags eject it.
         Every state change emits an event: the event log is the audit trail.
 @dev    Gas: a steady-state commit touches one job word and one trainer word
         (see `packing.vy`) and emits one event, so it costs the same for any
@@ -54,6 +56,8 @@ struct JobParams:
     max_failures: uint32
     stake: uint256
     reward_per_round: uint256
+    slash_bps: uint16
+    max_flags: uint16
     committee: DynArray[address, MAX_COMMITTEE]
     allowlist: DynArray[address, MAX_ALLOWLIST]
 
@@ -71,6 +75,8 @@ struct JobConfig:
     max_failures: uint32
     stake: uint256
     reward_per_round: uint256
+    slash_bps: uint16
+    max_flags: uint16
     use_allowlist: bool
 
 
@@ -124,6 +130,7 @@ event AggregateProposed:
     aggregate: bytes32
     proposal: bytes32
     excluded: DynArray[address, MAX_EXCLUDED]
+    flags: uint256
     votes: uint32
 
 
@@ -131,6 +138,21 @@ event UpdateExcluded:
     job_id: indexed(uint256)
     trainer: indexed(address)
     round: uint32
+
+
+event TrainerSlashed:
+    job_id: indexed(uint256)
+    trainer: indexed(address)
+    round: uint32
+    amount: uint256
+    flags: uint16
+
+
+event TrainerEjected:
+    job_id: indexed(uint256)
+    trainer: indexed(address)
+    round: uint32
+    flags: uint16
 
 
 event RoundFinalized:
@@ -218,6 +240,7 @@ def create_job(params: JobParams) -> uint256:
     assert params.commit_window > 0 and params.aggregate_window > 0, "coordinator: window is zero"
     assert params.spec_hash != empty(bytes32), "coordinator: spec hash is zero"
     assert params.initial_model != empty(bytes32), "coordinator: initial model is zero"
+    assert params.slash_bps <= 10000, "coordinator: slash above stake"
 
     job_id: uint256 = self.job_count + 1
     self.job_count = job_id
@@ -241,6 +264,8 @@ def create_job(params: JobParams) -> uint256:
         max_failures=params.max_failures,
         stake=params.stake,
         reward_per_round=params.reward_per_round,
+        slash_bps=params.slash_bps,
+        max_flags=params.max_flags,
         use_allowlist=len(params.allowlist) > 0,
     )
     pool: uint256 = params.reward_per_round * convert(params.rounds, uint256)
@@ -278,6 +303,7 @@ def register(job_id: uint256, as_trainer: bool):
     is_member: bool = (vword & 1) != 0
     assert as_trainer or is_member, "coordinator: not a committee member"
     t: packing.TrainerWord = packing._unpack_trainer(self._trainer[job_id][msg.sender])
+    assert not t.ejected, "coordinator: trainer ejected"
     assert not t.registered and (vword & 2) == 0, "coordinator: already registered"
     cfg_stake: uint256 = self._config[job_id].stake
     if as_trainer:
@@ -317,20 +343,24 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
     assert commitment != empty(bytes32), "coordinator: empty commitment"
     assert num_examples > 0, "coordinator: no examples"
     tword: uint256 = self._trainer[job_id][msg.sender]
-    assert tword & 1 != 0, "coordinator: not a registered trainer"
+    if tword & 1 == 0:
+        assert (tword >> packing.TRAINER_EJECTED) & 1 == 0, "coordinator: trainer ejected"
+        raise "coordinator: not a registered trainer"
     last_round: uint256 = (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32
     assert last_round != convert(round, uint256), "coordinator: already committed"
 
-    accrued: uint256 = tword >> packing.TRAINER_ACCRUED
+    accrued: uint256 = (tword >> packing.TRAINER_ACCRUED) & packing.MASK128
     if tword & 4 == 0 and last_round != 0:
         accrued += self._share(job_id, tword)
         assert accrued <= packing.MASK128, "coordinator: reward overflow"
-    # registered, not excluded, not settled, this round, these examples, accrued reward
+    # registered, not excluded, not settled, this round, these examples, accrued
+    # reward, and the flag count kept as it was
     self._trainer[job_id][msg.sender] = (
         1
         | (convert(round, uint256) << packing.TRAINER_LAST_ROUND)
         | (convert(num_examples, uint256) << packing.TRAINER_EXAMPLES)
         | (accrued << packing.TRAINER_ACCRUED)
+        | ((tword >> packing.TRAINER_FLAGS) << packing.TRAINER_FLAGS)
     )
 
     examples: uint256 = ((word >> packing.JOB_EXAMPLES) & packing.MASK64) + convert(num_examples, uint256)
@@ -348,16 +378,24 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
 
 
 @external
-def propose(job_id: uint256, round: uint32, aggregate: bytes32, excluded: DynArray[address, MAX_EXCLUDED]):
+def propose(
+    job_id: uint256,
+    round: uint32,
+    aggregate: bytes32,
+    excluded: DynArray[address, MAX_EXCLUDED],
+    flags: uint256,
+):
     """
     @notice A committee validator proposes the round's result: the Merkle root of
-            the new global model and the committers whose updates it rejected
-            (sorted ascending). The round finalises as soon as `quorum`
-            validators propose the identical result.
+            the new global model, the committers whose updates it left out
+            (sorted ascending) and which of those it flags as misbehaving. The
+            round finalises as soon as `quorum` validators propose the
+            identical result; a flag set that differs is a different proposal.
     @param job_id The job.
     @param round The aggregating round.
     @param aggregate Merkle root of the new global model blob.
-    @param excluded Rejected committers, strictly ascending.
+    @param excluded Committers left out of the aggregate, strictly ascending.
+    @param flags Bit i set: `excluded[i]` is flagged, to be slashed.
     """
     # checks read the packed job word in place; it is unpacked only to finalise
     word: uint256 = self._job[job_id]
@@ -376,16 +414,17 @@ def propose(job_id: uint256, round: uint32, aggregate: bytes32, excluded: DynArr
         previous = trainer
         last_round: uint256 = (self._trainer[job_id][trainer] >> packing.TRAINER_LAST_ROUND) & packing.MASK32
         assert last_round == convert(round, uint256), "coordinator: excluded not a committer"
+    assert flags >> len(excluded) == 0, "coordinator: flag outside excluded"
 
-    proposal: bytes32 = keccak256(abi_encode(aggregate, excluded))
+    proposal: bytes32 = keccak256(abi_encode(aggregate, excluded, flags))
     votes: uint32 = self._votes[job_id][round][proposal] + 1
     self._votes[job_id][round][proposal] = votes
     log AggregateProposed(
         job_id=job_id, validator=msg.sender, round=round, aggregate=aggregate,
-        proposal=proposal, excluded=excluded, votes=votes,
+        proposal=proposal, excluded=excluded, flags=flags, votes=votes,
     )
     if votes == self._config[job_id].quorum:
-        self._finalize(job_id, packing._unpack_job(word), aggregate, proposal, excluded)
+        self._finalize(job_id, packing._unpack_job(word), aggregate, proposal, excluded, flags)
 
 
 @external
@@ -424,7 +463,8 @@ def withdraw(job_id: uint256):
         reward = self._unpaid(job_id, word)
         if self._resolved(job_id, word):
             word |= 4  # the last round's share is now paid: settled
-        self._trainer[job_id][msg.sender] = word & ((1 << packing.TRAINER_ACCRUED) - 1)
+        # accrued is paid: clear it, keep everything else (flags, ejection)
+        self._trainer[job_id][msg.sender] = word & ~(packing.MASK128 << packing.TRAINER_ACCRUED)
     stake: uint256 = 0
     if job.phase == PHASE_DONE or job.phase == PHASE_ABORTED:
         stake = self._stake[job_id][msg.sender]
@@ -592,7 +632,7 @@ def _unpaid(job_id: uint256, tword: uint256) -> uint256:
     """
     @dev Accrued reward plus the share of the last round, if it is resolved.
     """
-    reward: uint256 = tword >> packing.TRAINER_ACCRUED
+    reward: uint256 = (tword >> packing.TRAINER_ACCRUED) & packing.MASK128
     if self._resolved(job_id, tword):
         reward += self._share(job_id, tword)
     return reward
@@ -638,22 +678,41 @@ def _finalize(
     aggregate: bytes32,
     proposal: bytes32,
     excluded: DynArray[address, MAX_EXCLUDED],
+    flags: uint256,
 ):
     """
-    @dev Applies the quorum's result: marks excluded updates, records the round
-         outcome, moves the round reward out of the pool and opens the next
-         round (or completes the job).
+    @dev Applies the quorum's result: marks excluded updates, slashes and
+         perhaps ejects flagged trainers (even if the round then fails: the
+         quorum has judged the updates), records the round outcome, moves the
+         round reward out of the pool and opens the next round (or completes
+         the job).
     """
+    result: packing.JobWord = job
     accepted_examples: uint64 = job.examples
+    slash: uint256 = self._config[job_id].stake * convert(self._config[job_id].slash_bps, uint256) // 10000
+    max_flags: uint16 = self._config[job_id].max_flags
+    i: uint256 = 0
     for trainer: address in excluded:
         t: packing.TrainerWord = packing._unpack_trainer(self._trainer[job_id][trainer])
         t.excluded = True
         accepted_examples -= t.examples
-        self._trainer[job_id][trainer] = packing._pack_trainer(t)
         log UpdateExcluded(job_id=job_id, trainer=trainer, round=job.round)
+        if (flags >> i) & 1 != 0:
+            t.flags += 1
+            amount: uint256 = min(slash, self._stake[job_id][trainer])
+            self._stake[job_id][trainer] -= amount
+            self._pool[job_id] += amount
+            log TrainerSlashed(job_id=job_id, trainer=trainer, round=job.round, amount=amount, flags=t.flags)
+            if max_flags > 0 and t.flags >= max_flags and t.registered:
+                t.registered = False
+                t.ejected = True
+                result.trainers -= 1
+                log TrainerEjected(job_id=job_id, trainer=trainer, round=job.round, flags=t.flags)
+        self._trainer[job_id][trainer] = packing._pack_trainer(t)
+        i += 1
     accepted_commits: uint32 = job.commits - convert(len(excluded), uint32)
     if accepted_commits < self._config[job_id].min_commits:
-        self._fail(job_id, job, "too few accepted updates")
+        self._fail(job_id, result, "too few accepted updates")
         return
 
     reward: uint256 = self._config[job_id].reward_per_round
@@ -668,7 +727,6 @@ def _finalize(
     self._round_model[job_id][job.round] = aggregate
     self._global_model[job_id] = aggregate
     self._failures[job_id] = 0
-    result: packing.JobWord = job
     result.version += 1
     log RoundFinalized(
         job_id=job_id, round=job.round, version=result.version, aggregate=aggregate,

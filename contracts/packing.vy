@@ -12,7 +12,8 @@
                        commits 104..135 | trainers 136..167 | examples 168..231 |
                        version 232..255
         Trainer word:  registered 0 | excluded 1 | settled 2 | last_round 3..34 |
-                       examples 35..98 | accrued 99..226
+                       examples 35..98 | accrued 99..226 | flags 227..242 |
+                       ejected 243
         Round word:    status 0..7 | accepted_commits 8..39 | accepted_examples 40..103
 """
 
@@ -25,9 +26,12 @@ JOB_EXAMPLES: constant(uint256) = 168
 TRAINER_LAST_ROUND: constant(uint256) = 3
 TRAINER_EXAMPLES: constant(uint256) = 35
 TRAINER_ACCRUED: constant(uint256) = 99
+TRAINER_FLAGS: constant(uint256) = 227
+TRAINER_EJECTED: constant(uint256) = 243
 ROUND_ACCEPTED_EXAMPLES: constant(uint256) = 40
 
 MASK8: constant(uint256) = 2**8 - 1
+MASK16: constant(uint256) = 2**16 - 1
 MASK24: constant(uint256) = 2**24 - 1
 MASK32: constant(uint256) = 2**32 - 1
 MASK64: constant(uint256) = 2**64 - 1
@@ -51,6 +55,8 @@ struct TrainerWord:
     last_round: uint32
     examples: uint64
     accrued: uint128
+    flags: uint16
+    ejected: bool
 
 
 struct RoundWord:
@@ -112,6 +118,8 @@ def _unpack_trainer(word: uint256) -> TrainerWord:
         last_round=convert((word >> 3) & MASK32, uint32),
         examples=convert((word >> 35) & MASK64, uint64),
         accrued=convert((word >> 99) & MASK128, uint128),
+        flags=convert((word >> 227) & MASK16, uint16),
+        ejected=(word >> 243) & 1 != 0,
     )
 
 
@@ -130,10 +138,13 @@ def _pack_trainer(t: TrainerWord) -> uint256:
         word |= 2
     if t.settled:
         word |= 4
+    if t.ejected:
+        word |= 1 << 243
     return (
         word
         | (convert(t.examples, uint256) << 35)
         | (convert(t.accrued, uint256) << 99)
+        | (convert(t.flags, uint256) << 227)
     )
 
 

@@ -21,7 +21,7 @@ from fedledger.errors import SpecError
 
 DATASETS = ("mnist", "digits", "breast_cancer", "fashion_mnist")
 PARTITIONS = ("iid", "dirichlet", "key")
-AGGREGATIONS = ("fedavg",)
+AGGREGATIONS = ("fedavg", "median", "trimmed_mean", "krum", "multikrum", "clipped_fedavg", "fltrust")
 MODELS = ("cnn", "mlp", "logreg")
 
 
@@ -48,7 +48,34 @@ class JobSpec(BaseModel):
     batch_size: int = Field(32, ge=1, le=65_536, description="local minibatch size")
     learning_rate: float = Field(0.05, gt=0, le=10, description="local SGD learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="local SGD momentum")
-    aggregation: Literal["fedavg"] = Field("fedavg", description="aggregation rule")
+    aggregation: Literal[
+        "fedavg", "median", "trimmed_mean", "krum", "multikrum", "clipped_fedavg", "fltrust"
+    ] = Field("fedavg", description="aggregation rule")
+    trim_fraction: float = Field(
+        0.2, ge=0, lt=0.5, description="trimmed_mean: share of values cut at each end per coordinate"
+    )
+    byzantine: int = Field(
+        2, ge=0, le=100, description="krum, multikrum: trainers assumed Byzantine (f); needs n >= 2f+3"
+    )
+    krum_keep: int = Field(0, ge=0, description="multikrum: updates averaged (m); 0 means n - f")
+    clip_norm: float = Field(
+        0.0, ge=0, description="clipped_fedavg: L2 clip bound; 0 means the round's median update norm"
+    )
+    root_examples: int = Field(
+        100, ge=1, le=10_000, description="fltrust: rows of the sponsor's root dataset, held out of the split"
+    )
+    root_dataset: str = Field(
+        "", max_length=66, description="fltrust: keccak256 of the root dataset (simulate fills it in)"
+    )
+    # flags and penalties
+    flag_cosine: float = Field(
+        0.0, ge=-1, le=1, description="robust rules flag updates whose cosine with their aggregate is below"
+    )
+    flag_norm_ratio: float = Field(
+        5.0, ge=0, description="robust rules flag updates longer than this times the median norm; 0: off"
+    )
+    slash_fraction: float = Field(0.1, ge=0, le=1, description="share of the stake slashed per flag")
+    max_flags: int = Field(3, ge=0, le=65_535, description="flags that eject a trainer; 0 never ejects")
     # determinism contract
     scale_bits: int = Field(20, ge=4, le=40, description="fixed-point scale 2**scale_bits")
     max_update_norm: float = Field(
@@ -76,6 +103,19 @@ class JobSpec(BaseModel):
             raise ValueError(f"quorum ({self.effective_quorum}) exceeds committee ({committee})")
         if self.effective_min_commits > self.trainers:
             raise ValueError(f"min_commits ({self.effective_min_commits}) exceeds trainers ({self.trainers})")
+        need = self.rule_min_updates
+        if need > self.trainers:
+            raise ValueError(
+                f"{self.aggregation} with byzantine={self.byzantine} needs n >= 2f+3 = {need} updates a "
+                f"round, but the job has {self.trainers} trainers: add trainers or lower byzantine"
+            )
+        if self.min_commits and self.min_commits < need:
+            raise ValueError(
+                f"{self.aggregation} with byzantine={self.byzantine} needs n >= 2f+3 = {need} updates a "
+                f"round; min_commits={self.min_commits} would let rounds finalise with fewer"
+            )
+        if self.aggregation == "multikrum" and self.krum_keep > self.trainers:
+            raise ValueError(f"krum_keep ({self.krum_keep}) exceeds trainers ({self.trainers})")
         return self
 
     # -- derived values every party computes the same way ---------------------------------
@@ -89,8 +129,18 @@ class JobSpec(BaseModel):
         return self.quorum or -(-2 * self.committee_size // 3)
 
     @property
+    def rule_min_updates(self) -> int:
+        """Fewest updates the aggregation rule needs: Krum's n >= 2f + 3, otherwise 1."""
+        return 2 * self.byzantine + 3 if self.aggregation in ("krum", "multikrum") else 1
+
+    @property
     def effective_min_commits(self) -> int:
-        return self.min_commits or -(-self.trainers // 2)
+        return self.min_commits or max(-(-self.trainers // 2), self.rule_min_updates)
+
+    @property
+    def slash_bps(self) -> int:
+        """slash_fraction in basis points, from the decimal text of the float (exact)."""
+        return int(Decimal(repr(self.slash_fraction)) * 10_000)
 
     @property
     def scale(self) -> int:

@@ -42,6 +42,8 @@ def job_params(token: str, committee: list[str], **overrides: Any) -> JobParams:
         max_failures=1,
         stake=1_000,
         reward_per_round=10_000,
+        slash_bps=1_000,
+        max_flags=2,
         committee=committee,
         allowlist=[],
     )
@@ -128,6 +130,7 @@ class World:
         aggregate: bytes | None = None,
         excluded: list[str] | None = None,
         validators: list[LocalAccount] | None = None,
+        flagged: list[str] | None = None,
     ) -> Receipt:
         """Proposes the same result from validators until quorum; returns the last receipt."""
         rnd = self.coord.job_state(job_id).round
@@ -135,7 +138,7 @@ class World:
         agg = aggregate or h(f"agg:{job_id}:{rnd}")
         receipt = None
         for v in (validators or self.validators)[:quorum]:
-            receipt = self.coord.propose(v, job_id, rnd, agg, excluded or [])
+            receipt = self.coord.propose(v, job_id, rnd, agg, excluded or [], flagged or [])
         assert receipt is not None
         return receipt
 

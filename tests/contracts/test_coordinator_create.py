@@ -119,6 +119,8 @@ def test_create_job_pulls_pool_and_emits(world):
         "max_failures": 1,
         "stake": 1_000,
         "reward_per_round": 10_000,
+        "slash_bps": 1_000,
+        "max_flags": 2,
         "use_allowlist": False,
     }
 

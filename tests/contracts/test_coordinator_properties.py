@@ -1,8 +1,8 @@
 """Stateful property test of the coordinator against a Python model of its money.
 
 Random sequences of register / commit / propose (agreeing or dissenting, with or
-without exclusions) / advance with time jumps / withdraw / reclaim across one or
-two jobs. Every action's outcome (success or the exact revert string) is
+without exclusions and flags) / advance with time jumps / withdraw / reclaim across
+one or two jobs. Every action's outcome (success or the exact revert string) is
 predicted from the public views, and after every step:
 
 - the token's totalSupply equals the sum of all balances;
@@ -12,7 +12,9 @@ predicted from the public views, and after every step:
 - for every account, rewards withdrawn + claimable equals its entitlement:
   floor shares of the rounds finalised with its update accepted — so no reward
   for failed/pending/excluded rounds and no double payout;
-- each pool equals funding - finalised rewards - reclaimed.
+- each pool equals funding - finalised rewards - reclaimed + slashed stakes;
+- each stake equals the deposit less its slashes (the spec's share, capped at what
+  is left), until it is withdrawn; a trainer is ejected at exactly `max_flags`.
 
 FEDLEDGER_PROPERTY_EXAMPLES scales the run (default 12 examples x up to 50 steps, < 60 s).
 """
@@ -50,6 +52,8 @@ JOBS = [
         max_failures=1,
         stake=7,
         reward_per_round=1_000,
+        slash_bps=6_000,  # 4 of 7, then the 3 left: the cap is exercised
+        max_flags=3,
         commit_window=100,
         aggregate_window=50,
         allowlist=[],
@@ -62,14 +66,16 @@ JOBS = [
         max_failures=0,
         stake=0,
         reward_per_round=777,
+        slash_bps=10_000,
+        max_flags=1,
         commit_window=60,
         aggregate_window=30,
         allowlist=[1, 4, 5, 6],
     ),
 ]
 
-# (aggregate label, exclude the lowest committer): mostly agreeing proposals
-PROPOSALS = st.sampled_from([("A", False), ("A", False), ("A", True), ("B", False)])
+# (aggregate label, what happens to the lowest committer: 0 nothing, 1 excluded, 2 flagged)
+PROPOSALS = st.sampled_from([("A", 0), ("A", 0), ("A", 1), ("A", 2), ("B", 0), ("B", 2)])
 
 
 class CoordinatorMachine(RuleBasedStateMachine):
@@ -96,6 +102,8 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 max_failures=cfg["max_failures"],
                 stake=cfg["stake"],
                 reward_per_round=cfg["reward_per_round"],
+                slash_bps=cfg["slash_bps"],
+                max_flags=cfg["max_flags"],
                 committee=[ACCS[k].address for k in cfg["committee"]],
                 allowlist=[ACCS[k].address for k in cfg["allowlist"]],
             )
@@ -112,6 +120,9 @@ class CoordinatorMachine(RuleBasedStateMachine):
         self.proposed: set[tuple[int, int, str]] = set()
         self.withdrawn_reward: dict[tuple[int, str], int] = defaultdict(int)
         self.reclaimed: dict[int, int] = defaultdict(int)
+        self.slashed: dict[tuple[int, str], int] = defaultdict(int)
+        self.flags: dict[tuple[int, str], int] = defaultdict(int)
+        self.ejected: set[tuple[int, str]] = set()
         self.withdrawals = 0
         self.txs = 0
         if preregister:
@@ -161,6 +172,18 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 self.withdrawn_reward[(a["job_id"], a["account"])] += a["reward"]
             elif ev.name == "PoolReclaimed":
                 self.reclaimed[a["job_id"]] += a["amount"]
+            elif ev.name == "TrainerSlashed":
+                key = (a["job_id"], a["trainer"])
+                cfg = self.jobs[a["job_id"]]
+                left = cfg["stake"] - self.slashed[key]
+                assert a["amount"] == min(cfg["stake"] * cfg["slash_bps"] // 10_000, left)
+                self.slashed[key] += a["amount"]
+                self.flags[key] += 1
+                assert a["flags"] == self.flags[key]
+            elif ev.name == "TrainerEjected":
+                key = (a["job_id"], a["trainer"])
+                assert self.flags[key] == self.jobs[a["job_id"]]["max_flags"] and key not in self.ejected
+                self.ejected.add(key)
 
     def _next_ts(self) -> int:
         return self.chain.timestamp() + self.chain.block_time
@@ -202,6 +225,8 @@ class CoordinatorMachine(RuleBasedStateMachine):
             expect = "coordinator: job not running"
         elif not as_trainer and not is_member:
             expect = "coordinator: not a committee member"
+        elif (job_id, acct.address) in self.ejected:
+            expect = "coordinator: trainer ejected"
         elif self.coord.trainer_state(job_id, acct.address).registered or self.coord.is_validator(
             job_id, acct.address
         ):
@@ -223,6 +248,8 @@ class CoordinatorMachine(RuleBasedStateMachine):
             expect = "coordinator: round not open"
         elif self._next_ts() > s.deadline:
             expect = "coordinator: commit window closed"
+        elif (job_id, acct.address) in self.ejected:
+            expect = "coordinator: trainer ejected"
         elif not t.registered:
             expect = "coordinator: not a registered trainer"
         elif t.last_round == s.round:
@@ -249,7 +276,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
         examples=st.lists(st.integers(1, 1_000), min_size=6, max_size=6),
         proposal=PROPOSALS,
     )
-    def full_round(self, data, examples: list[int], proposal: tuple[str, bool]) -> None:
+    def full_round(self, data, examples: list[int], proposal: tuple[str, int]) -> None:
         """commit_all then propose_all: the happy path, still predicted step by step."""
         job_id = data.draw(st.sampled_from(sorted(self.jobs)))
         for who, ex in zip(TRAINER_IDX, examples, strict=True):
@@ -258,22 +285,23 @@ class CoordinatorMachine(RuleBasedStateMachine):
             self._propose(job_id, who, proposal)
 
     @rule(data=st.data(), proposal=PROPOSALS)
-    def propose_all(self, data, proposal: tuple[str, bool]) -> None:
+    def propose_all(self, data, proposal: tuple[str, int]) -> None:
         """Every committee member tries to propose the same result (batched `propose`s)."""
         job_id = data.draw(st.sampled_from(sorted(self.jobs)))
         for who in self.jobs[job_id]["committee"]:
             self._propose(job_id, who, proposal)
 
     @rule(data=st.data(), who=st.sampled_from([1, 2, 3, 4]), proposal=PROPOSALS)
-    def propose(self, data, who: int, proposal: tuple[str, bool]) -> None:
+    def propose(self, data, who: int, proposal: tuple[str, int]) -> None:
         self._propose(data.draw(st.sampled_from(sorted(self.jobs))), who, proposal)
 
-    def _propose(self, job_id: int, who: int, proposal: tuple[str, bool]) -> None:
+    def _propose(self, job_id: int, who: int, proposal: tuple[str, int]) -> None:
         cfg, acct = self.jobs[job_id], ACCS[who]
         s = self.coord.job_state(job_id)
-        label, exclude = proposal
+        label, mode = proposal
         committers = sorted(self.commits[(job_id, s.round)], key=addr_key)
-        excluded = committers[:1] if exclude else []
+        excluded = committers[:1] if mode else []
+        flagged = excluded if mode == 2 else []
         aggregate = h(f"{job_id}:{s.round}:{label}")
         expect = None
         if s.phase != Phase.AGGREGATING:
@@ -284,11 +312,11 @@ class CoordinatorMachine(RuleBasedStateMachine):
             expect = "coordinator: not a registered validator"
         elif (job_id, s.round, acct.address) in self.proposed:
             expect = "coordinator: already proposed"
-        r = self._do(lambda: self.coord.propose(acct, job_id, s.round, aggregate, excluded), expect)
+        r = self._do(lambda: self.coord.propose(acct, job_id, s.round, aggregate, excluded, flagged), expect)
         if r is None:
             return
         self.proposed.add((job_id, s.round, acct.address))
-        key = (job_id, s.round, aggregate + b"".join(bytes.fromhex(a[2:]) for a in excluded))
+        key = (job_id, s.round, aggregate + b"".join(bytes.fromhex(a[2:]) for a in excluded) + bytes([mode]))
         self.votes[key] += 1
         names = [e.name for e in self.coord.events_in(r)]
         prop = next(e.args for e in self.coord.events_in(r) if e.name == "AggregateProposed")
@@ -376,12 +404,14 @@ class CoordinatorMachine(RuleBasedStateMachine):
         for job_id, cfg in self.jobs.items():
             pool = self.coord.pool(job_id)
             n_final = sum(1 for (j, _) in self.finalized if j == job_id)
-            assert pool == cfg["reward_per_round"] * (cfg["rounds"] - n_final) - self.reclaimed[job_id]
+            slashed = sum(v for (j, _), v in self.slashed.items() if j == job_id)
+            funded = cfg["reward_per_round"] * (cfg["rounds"] - n_final)
+            assert pool == funded - self.reclaimed[job_id] + slashed
             held += pool
             for k in PARTICIPANT_IDX:
                 a = ACCS[k].address
                 stake = self.coord.stake_of(job_id, a)
-                assert stake in (0, cfg["stake"])
+                assert stake in (0, cfg["stake"] - self.slashed[(job_id, a)])
                 claimable = self.coord.claimable(job_id, a) if k in TRAINER_IDX else 0
                 assert self.withdrawn_reward[(job_id, a)] + claimable == self._entitlement(job_id, a)
                 held += stake + claimable
@@ -397,6 +427,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
             event(f"reclaimed: {any(self.reclaimed.values())}")
             event(f"successful transactions: {min(self.txs // 10 * 10, 50)}+")
             event(f"exclusions: {bool(any(self.excluded.values()))}")
+            event(f"slashes: {min(len(self.flags), 2)}+, ejections: {min(len(self.ejected), 1)}+")
 
 
 TestCoordinatorMachine = CoordinatorMachine.TestCase

@@ -352,22 +352,26 @@ def test_propose_reverts(world):
     t0, t1 = world.trainers[0].address, world.trainers[1].address
     lo, hi = sorted([t0, t1], key=addr_key)
     cases = [
-        ((v0, job_id, 2, h("A"), []), "coordinator: wrong round"),
-        ((v0, job_id, 1, ZERO32, []), "coordinator: empty aggregate"),
+        ((v0, job_id, 2, h("A"), [], 0), "coordinator: wrong round"),
+        ((v0, job_id, 1, ZERO32, [], 0), "coordinator: empty aggregate"),
         # committee member that never registered
-        ((world.validators[2], job_id, 1, h("A"), []), "coordinator: not a registered validator"),
+        ((world.validators[2], job_id, 1, h("A"), [], 0), "coordinator: not a registered validator"),
         # a registered trainer outside the committee
-        ((world.trainers[0], job_id, 1, h("A"), []), "coordinator: not a registered validator"),
-        ((v0, job_id, 1, h("A"), [hi, lo]), "coordinator: excluded not sorted"),
-        ((v0, job_id, 1, h("A"), [lo, lo]), "coordinator: excluded not sorted"),
+        ((world.trainers[0], job_id, 1, h("A"), [], 0), "coordinator: not a registered validator"),
+        ((v0, job_id, 1, h("A"), [hi, lo], 0), "coordinator: excluded not sorted"),
+        ((v0, job_id, 1, h("A"), [lo, lo], 0), "coordinator: excluded not sorted"),
         (
-            (v0, job_id, 1, h("A"), [world.trainers[4].address]),
+            (v0, job_id, 1, h("A"), [world.trainers[4].address], 0),
             "coordinator: excluded not a committer",
         ),
         (
-            (v0, job_id, 1, h("A"), [world.validators[1].address]),
+            (v0, job_id, 1, h("A"), [world.validators[1].address], 0),
             "coordinator: excluded not a committer",
         ),
+        # flags are a bitmask over `excluded`: no bit may point past its end
+        ((v0, job_id, 1, h("A"), [], 1), "coordinator: flag outside excluded"),
+        ((v0, job_id, 1, h("A"), [lo], 2), "coordinator: flag outside excluded"),
+        ((v0, job_id, 1, h("A"), [lo, hi], 1 << 255), "coordinator: flag outside excluded"),
     ]
     for args, reason in cases:
         with pytest.raises(TransactionReverted) as e:

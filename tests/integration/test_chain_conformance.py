@@ -47,6 +47,8 @@ def _params(token: str, committee: list[str], **kw) -> JobParams:
         max_failures=1,
         stake=10,
         reward_per_round=1_000,
+        slash_bps=0,
+        max_flags=0,
         committee=committee,
         allowlist=[],
     )

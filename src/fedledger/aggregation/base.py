@@ -20,7 +20,14 @@ from fedledger.errors import InvalidUpdate, SpecError
 
 #: Modules that define the built-in rules; imported lazily by `get_rule` so that importing
 #: this module alone is enough to look up any built-in rule.
-BUILTIN_RULE_MODULES = ("fedledger.aggregation.fedavg",)
+BUILTIN_RULE_MODULES = (
+    "fedledger.aggregation.fedavg",
+    "fedledger.aggregation.median",
+    "fedledger.aggregation.trimmed_mean",
+    "fedledger.aggregation.krum",
+    "fedledger.aggregation.clipped",
+    "fedledger.aggregation.fltrust",
+)
 
 
 @dataclass(frozen=True)
@@ -31,18 +38,52 @@ class Update:
     commitment: bytes
     num_examples: int
     delta: Mapping[str, np.ndarray]
+    #: Position in commit order (block, then log index): decides which of two identical
+    #: updates came first. Defaults keep hand-built updates in address order.
+    order: int = 0
+
+
+@dataclass(frozen=True)
+class RoundAggregate:
+    """What a rule made of a round: the new model, whose updates it used, whom it flags.
+
+    `used` updates are paid; an update neither used nor flagged (say, one Krum did not
+    select) is excluded from the reward but not penalised; a flagged one is excluded and
+    its trainer slashed on chain, so a rule flags only what it can justify to an auditor.
+    """
+
+    model: dict[str, np.ndarray]
+    used: tuple[str, ...]
+    flagged: Mapping[str, str]  # trainer -> reason
 
 
 class AggregationRule(ABC):
     """A named, deterministic way to turn a round's updates into the next global model."""
 
     name: ClassVar[str]
+    #: Fewest updates the rule needs per round; the spec check enforces it up front.
+    min_updates: int = 1
 
     @abstractmethod
-    def aggregate(
-        self, global_model: Mapping[str, np.ndarray], updates: Sequence[Update]
-    ) -> dict[str, np.ndarray]:
-        """The NEW global model (int64), not a delta."""
+    def aggregate(self, global_model: Mapping[str, np.ndarray], updates: Sequence[Update]) -> RoundAggregate:
+        """The NEW global model (int64, not a delta), the updates in it and the flags."""
+
+
+def ordered_updates(updates: Sequence[Update], global_model: Mapping[str, np.ndarray]) -> list[Update]:
+    """Updates sorted by trainer, refusing duplicates and layouts unlike the global model.
+
+    Sorting first means the input order provably cannot change any rule's result.
+    """
+    if not updates:
+        raise InvalidUpdate("no updates to aggregate")
+    ordered = sorted(updates, key=lambda u: (u.trainer.lower(), u.trainer))
+    seen: set[str] = set()
+    for u in ordered:
+        if u.trainer.lower() in seen:
+            raise InvalidUpdate(f"trainer {u.trainer} has more than one update")
+        seen.add(u.trainer.lower())
+        check_same_layout(u.delta, global_model, f"update from {u.trainer}")
+    return ordered
 
 
 RULES: dict[str, type[AggregationRule]] = {}

@@ -12,29 +12,24 @@ import numpy as np
 
 from fedledger.aggregation.base import (
     AggregationRule,
+    RoundAggregate,
     Update,
     apply_delta,
     check_same_layout,
     max_abs,
+    ordered_updates,
     register_rule,
 )
+from fedledger.aggregation.stats import INT64_SAFE_BOUND, div_half_up
 from fedledger.errors import InvalidUpdate
-
-#: The int64 path is taken only when every partial sum provably stays below this.
-INT64_SAFE_BOUND = 2**62
 
 
 def _mean_int64(arrays: Sequence[np.ndarray], weights: Sequence[int], total: int) -> np.ndarray:
-    """Round-half-up weighted mean; caller guarantees max|d| * W < 2**62, so nothing wraps."""
-    shape = arrays[0].shape
-    w_total = np.int64(total)
+    """Caller guarantees max|d| * W < 2**62, so no partial sum wraps."""
     acc = np.zeros(arrays[0].size, dtype=np.int64)  # (n,) flat, so 0-d tensors stay arrays
     for arr, w in zip(arrays, weights, strict=True):
         acc += np.int64(w) * arr.reshape(-1)
-    quotient = acc // w_total  # (n,) floor division
-    remainder = acc - quotient * w_total  # (n,) in [0, W)
-    # floor((2S + W) / 2W) == S // W + (2r >= W); `r >= W - r` avoids doubling.
-    return (quotient + (remainder >= w_total - remainder)).reshape(shape)
+    return div_half_up(acc, total).reshape(arrays[0].shape)
 
 
 def _mean_bigint(arrays: Sequence[np.ndarray], weights: Sequence[int], total: int) -> np.ndarray:
@@ -42,11 +37,8 @@ def _mean_bigint(arrays: Sequence[np.ndarray], weights: Sequence[int], total: in
     acc = np.zeros(arrays[0].size, dtype=object)  # (n,) flat Python ints
     for arr, w in zip(arrays, weights, strict=True):
         acc = acc + arr.reshape(-1).astype(object) * int(w)
-    quotient = acc // total  # (n,) Python floor division
-    remainder = acc - quotient * total  # (n,) in [0, W)
-    rounded = quotient + (remainder >= total - remainder).astype(object)
     # |mean| <= max|d| <= 2**63 - 1 and rounding cannot pass an integer bound: fits int64.
-    result: np.ndarray = np.asarray(rounded, dtype=np.int64).reshape(arrays[0].shape)
+    result: np.ndarray = np.asarray(div_half_up(acc, total), dtype=np.int64).reshape(arrays[0].shape)
     return result
 
 
@@ -84,24 +76,16 @@ def fedavg(deltas: Sequence[Mapping[str, np.ndarray]], weights: Sequence[int]) -
 
 @register_rule
 class FedAvg(AggregationRule):
-    """new global = global + fedavg(deltas weighted by num_examples)."""
+    """new global = global + fedavg(deltas weighted by num_examples); it flags nothing.
+
+    FedAvg trusts every valid update: the baseline the robust rules are measured against.
+    """
 
     name = "fedavg"
 
-    def aggregate(
-        self, global_model: Mapping[str, np.ndarray], updates: Sequence[Update]
-    ) -> dict[str, np.ndarray]:
-        if not updates:
-            raise InvalidUpdate("no updates to aggregate")
-        # Sorted by trainer so the input order provably cannot matter, even for future
-        # variants whose arithmetic is not order-free as exact integer sums are.
-        ordered = sorted(updates, key=lambda u: (u.trainer.lower(), u.trainer))
-        seen: set[str] = set()
-        for u in ordered:
-            if u.trainer.lower() in seen:
-                raise InvalidUpdate(f"trainer {u.trainer} has more than one update")
-            seen.add(u.trainer.lower())
-        for u in ordered:
-            check_same_layout(u.delta, global_model, f"update from {u.trainer}")
+    def aggregate(self, global_model: Mapping[str, np.ndarray], updates: Sequence[Update]) -> RoundAggregate:
+        ordered = ordered_updates(updates, global_model)
         mean = fedavg([u.delta for u in ordered], [u.num_examples for u in ordered])
-        return apply_delta(global_model, mean)
+        return RoundAggregate(
+            model=apply_delta(global_model, mean), used=tuple(u.trainer for u in ordered), flagged={}
+        )

@@ -13,33 +13,13 @@ from collections.abc import Mapping
 import numpy as np
 
 from fedledger.aggregation.base import check_same_layout, max_abs
+from fedledger.aggregation.stats import dot
 from fedledger.errors import InvalidUpdate, SpecError
-
-#: Elements squared and summed per int64 partial sum (fewer when values are large).
-CHUNK = 4096
-_INT64_MAX = 2**63 - 1
 
 
 def _sum_squares(arr: np.ndarray) -> int:
-    """Exact sum of x**2 over an int64 array.
-
-    Partial sums are int64 over chunks short enough that they cannot wrap (chunk * max|x|**2
-    <= 2**63 - 1) and are added up as Python ints. Values above ~3e9 (whose squares alone
-    exceed int64) fall back to Python-int arithmetic, which is slow but exact.
-    """
-    flat = arr.reshape(-1)  # (n,)
-    peak = max_abs(flat)
-    if peak == 0:
-        return 0
-    per_chunk = min(CHUNK, _INT64_MAX // (peak * peak))
-    if per_chunk == 0:
-        as_int = flat.astype(object)  # (n,) Python ints
-        return int((as_int * as_int).sum())
-    pad = -flat.size % per_chunk
-    padded = np.concatenate([flat, np.zeros(pad, dtype=np.int64)])  # (n + pad,)
-    squares = (padded * padded).reshape(-1, per_chunk)  # (chunks, per_chunk), each < 2**63
-    partial = squares.sum(axis=1)  # (chunks,) each <= 2**63 - 1 by choice of per_chunk
-    return sum(int(p) for p in partial.tolist())
+    """Exact sum of x**2 over an int64 array (see `stats.dot`)."""
+    return dot(arr, arr)
 
 
 def l2_norm_q(delta: Mapping[str, np.ndarray]) -> int:

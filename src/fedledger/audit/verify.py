@@ -20,7 +20,7 @@ from fedledger.codec.blob import decode_tensors
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import BlobIntegrityError, BlobNotFound, CodecError, StoreError
 from fedledger.roles.job import CommitRecord
-from fedledger.roles.validator import compute_round
+from fedledger.roles.validator import Rejection, compute_round
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
 
@@ -71,6 +71,10 @@ class _Auditor:
         self.report = AuditReport(
             job_id=source.job_id, provenance=source.provenance, findings=list(source.findings)
         )
+        self.sponsor = ""  # FLTrust's root trainer; set from JobCreated
+        self.stakes: dict[str, int] = {}  # stake each account holds after slashes so far
+        self.slashed_total = 0
+        self.flag_counts: dict[str, int] = defaultdict(int)
 
     def name(self, address: str) -> str:
         return self.names.get(address, address)
@@ -126,6 +130,8 @@ class _Auditor:
             self.error("job", "chain", f"no JobCreated event for job {job}")
             return self.report
         c = created[0].args
+        self.sponsor = str(c["sponsor"])
+        self.stakes = {e.args["account"]: int(e.args["stake"]) for e in events if e.name == "Registered"}
         if c["spec_hash"] != self.spec.spec_hash():
             self.error(
                 "spec",
@@ -164,41 +170,47 @@ class _Auditor:
                     commitment=e.args["commitment"],
                     num_examples=e.args["num_examples"],
                     block_number=e.block_number,
+                    log_index=e.log_index,
                 )
                 for e in evs
                 if e.name == "UpdateCommitted"
             ]
             fin = next((e for e in evs if e.name == "RoundFinalized"), None)
-            if fin is None:
-                continue
             excluded = [e.args["trainer"] for e in evs if e.name == "UpdateExcluded"]
-            finalized_rounds.append((r, fin, commits))
-            new = fin.args["aggregate"]
+            if fin is None and not excluded:
+                continue  # failed before any quorum: nothing was judged
             if model is not None:
-                self.check_round(r, fin, commits, excluded, model, current)
-            model = self.load_model(new, f"model version {fin.args['version']}", r)
-            current = new
+                version = int(opened.args["version"]) if opened is not None else 0
+                self.check_round(r, fin, commits, excluded, evs, model, current, version)
+            if fin is not None:
+                finalized_rounds.append((r, fin, commits))
+                new = fin.args["aggregate"]
+                model = self.load_model(new, f"model version {fin.args['version']}", r)
+                current = new
         self.check_payouts(created[0], finalized_rounds, events)
         return self.report
 
     def check_round(
         self,
         r: int,
-        fin: Event,
+        fin: Event | None,
         commits: list[CommitRecord],
         excluded: list[str],
+        evs: list[Event],
         model: dict[str, np.ndarray],
         parent: bytes,
+        version_before: int,
     ) -> None:
-        version = int(fin.args["version"])
+        """Re-derives the round's exclusions, flags and penalties, and if it finalised, its model."""
         outcome = compute_round(
             store=self.store,
             spec=self.spec,
             job_id=self.src.job_id,
             round=r,
-            version=version - 1,
+            version=version_before,
             global_model=model,
             commits=commits,
+            root_trainer=self.sponsor,
         )
         rejected = {x.trainer: x.reason for x in outcome.rejected}
         chain_excluded = set(excluded)
@@ -232,6 +244,10 @@ class _Auditor:
                 self.passed("update")
             else:
                 self.passed("update")
+        self.check_flags(r, outcome.rejected, evs)
+        if fin is None:
+            return
+        version = int(fin.args["version"])
         if outcome.aggregate != fin.args["aggregate"]:
             self.error(
                 "aggregate",
@@ -276,6 +292,61 @@ class _Auditor:
                 ],
             )
         )
+
+    def check_flags(self, r: int, rejected: list[Rejection], evs: list[Event]) -> None:
+        """Flags as the audit derives them, slash amounts by the spec, ejection at max_flags."""
+        derived = {x.trainer: x.reason for x in rejected if x.flagged}
+        slashed = {e.args["trainer"]: e for e in evs if e.name == "TrainerSlashed"}
+        ejected = {e.args["trainer"] for e in evs if e.name == "TrainerEjected"}
+        for trainer in sorted(set(derived) | set(slashed), key=lambda a: int(a, 16)):
+            org = self.name(trainer)
+            if trainer not in slashed:
+                self.error(
+                    "flag",
+                    "AggregateProposed flags",
+                    f"not flagged on chain, but: {derived[trainer]}",
+                    round=r,
+                    org=org,
+                )
+                continue
+            if trainer not in derived:
+                self.error(
+                    "flag",
+                    "TrainerSlashed event",
+                    "flagged and slashed, but the audit finds nothing wrong with its update",
+                    round=r,
+                    org=org,
+                )
+            else:
+                self.passed("flag")
+            ev = slashed[trainer]
+            held = self.stakes.get(trainer, 0)
+            due = min(self.spec.stake * self.spec.slash_bps // 10_000, held)
+            if int(ev.args["amount"]) != due:
+                self.error(
+                    "slash",
+                    f"TrainerSlashed event (block {ev.block_number})",
+                    f"slashed {ev.args['amount']}, the spec's fraction of the stake left is {due}",
+                    round=r,
+                    org=org,
+                )
+            else:
+                self.passed("slash")
+            self.stakes[trainer] = held - int(ev.args["amount"])
+            self.slashed_total += int(ev.args["amount"])
+            self.flag_counts[trainer] += 1
+            must_eject = self.spec.max_flags > 0 and self.flag_counts[trainer] == self.spec.max_flags
+            if must_eject != (trainer in ejected):
+                what = "not ejected" if must_eject else "ejected"
+                self.error(
+                    "eject",
+                    "TrainerEjected events",
+                    f"{what} after {self.flag_counts[trainer]} flags (max_flags {self.spec.max_flags})",
+                    round=r,
+                    org=org,
+                )
+            elif must_eject:
+                self.passed("eject")
 
     def check_payouts(
         self,
@@ -322,22 +393,24 @@ class _Auditor:
                 self.passed("payout")
             self.report.payouts[org] = {"earned": str(due), "withdrawn": str(got)}
         for account, back in stakes_back.items():
-            if back > staked.get(account, 0):
+            left = self.stakes.get(account, staked.get(account, 0))
+            if back > left:
                 self.error(
                     "stake",
                     "Withdrawn events",
-                    f"stake returned {back} > staked {staked.get(account, 0)}",
+                    f"stake returned {back} > staked {staked.get(account, 0)} less slashes = {left}",
                     org=self.name(account),
                 )
             else:
                 self.passed("stake")
-        pool = int(created.args["reward_pool"])
+        pool = int(created.args["reward_pool"]) + self.slashed_total
         reclaimed = sum(int(e.args["amount"]) for e in events if e.name == "PoolReclaimed")
         if reclaimed and reclaimed != pool - paid_out:
             self.error(
                 "pool",
                 "PoolReclaimed event",
-                f"sponsor reclaimed {reclaimed}, but pool {pool} − paid {paid_out} = {pool - paid_out}",
+                f"sponsor reclaimed {reclaimed}, but pool {pool} (slashes included) − paid {paid_out} "
+                f"= {pool - paid_out}",
             )
         else:
             self.passed("pool")

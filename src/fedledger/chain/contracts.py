@@ -7,6 +7,7 @@ name per concept.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -81,6 +82,8 @@ class JobParams:
     max_failures: int
     stake: int
     reward_per_round: int
+    slash_bps: int
+    max_flags: int
     committee: list[str]
     allowlist: list[str]
 
@@ -104,6 +107,8 @@ class TrainerState:
     last_round: int
     examples: int
     accrued: int
+    flags: int
+    ejected: bool
 
 
 class Contract:
@@ -181,6 +186,17 @@ class RewardToken(Contract):
         return int(self.read("totalSupply"))
 
 
+def flag_mask(excluded: Sequence[str], flagged: Sequence[str]) -> int:
+    """Bit i set iff excluded[i] is flagged: how `propose` carries flags on chain."""
+    position = {a.lower(): i for i, a in enumerate(excluded)}
+    mask = 0
+    for a in flagged:
+        if a.lower() not in position:
+            raise ValueError(f"flagged trainer {a} is not in the excluded list")
+        mask |= 1 << position[a.lower()]
+    return mask
+
+
 class Coordinator(Contract):
     artifact_name = "coordinator"
 
@@ -206,9 +222,12 @@ class Coordinator(Contract):
         round: int,
         aggregate: bytes,
         excluded: list[str],
+        flagged: Sequence[str] = (),
     ) -> Receipt:
+        """`flagged` must be a subset of `excluded`; it becomes the bitmask over sorted `excluded`."""
         ordered = sorted(excluded, key=lambda a: int(a, 16))
-        return self.transact(validator, "propose", job_id, round, aggregate, ordered)
+        mask = flag_mask(ordered, flagged)
+        return self.transact(validator, "propose", job_id, round, aggregate, ordered, mask)
 
     def advance(self, caller: LocalAccount, job_id: int) -> Receipt:
         return self.transact(caller, "advance", job_id)

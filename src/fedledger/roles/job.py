@@ -21,6 +21,7 @@ class CommitRecord:
     commitment: bytes
     num_examples: int
     block_number: int
+    log_index: int = 0
 
 
 @dataclass
@@ -35,6 +36,8 @@ class RoundRecord:
     finalized: Event | None = None
     failed: Event | None = None
     excluded: list[str] = field(default_factory=list)
+    slashed: list[Event] = field(default_factory=list)
+    ejected: list[str] = field(default_factory=list)
     gas_used: int = 0
 
 
@@ -76,12 +79,17 @@ class JobReader:
                     commitment=a["commitment"],
                     num_examples=a["num_examples"],
                     block_number=e.block_number,
+                    log_index=e.log_index,
                 )
             )
         elif e.name == "AggregateProposed":
             self._round(a["round"]).proposals.append(e)
         elif e.name == "UpdateExcluded":
             self._round(a["round"]).excluded.append(a["trainer"])
+        elif e.name == "TrainerSlashed":
+            self._round(a["round"]).slashed.append(e)
+        elif e.name == "TrainerEjected":
+            self._round(a["round"]).ejected.append(a["trainer"])
         elif e.name == "RoundFinalized":
             self._round(a["round"]).finalized = e
         elif e.name == "RoundFailed":

@@ -32,6 +32,8 @@ def job_params(
         max_failures=spec.max_failures,
         stake=spec.stake,
         reward_per_round=spec.reward_per_round,
+        slash_bps=spec.slash_bps,
+        max_flags=spec.max_flags,
         committee=list(committee),
         allowlist=list(allowlist),
     )

@@ -11,11 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from fedledger.aggregation.base import Update, get_rule
+from fedledger.aggregation.base import AggregationRule, Update, get_rule
+from fedledger.aggregation.screen import Screen
+from fedledger.aggregation.stats import exact_fraction
 from fedledger.aggregation.validate import validate_update
 from fedledger.chain.base import Receipt
 from fedledger.chain.contracts import Coordinator, Phase
@@ -31,9 +34,12 @@ log = logging.getLogger("fedledger.validator")
 
 @dataclass(frozen=True)
 class Rejection:
+    """An update left out of the aggregate; a flagged one also costs its trainer stake."""
+
     trainer: str
     commitment: bytes
     reason: str
+    flagged: bool = True
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,10 @@ class RoundOutcome:
     @property
     def excluded(self) -> list[str]:
         return sorted({r.trainer for r in self.rejected}, key=lambda a: int(a, 16))
+
+    @property
+    def flagged(self) -> list[str]:
+        return sorted({r.trainer for r in self.rejected if r.flagged}, key=lambda a: int(a, 16))
 
 
 def model_metadata(job_id: int, version: int) -> dict[str, str]:
@@ -85,6 +95,28 @@ def check_update(
     return delta
 
 
+def rule_for(spec: JobSpec, *, root_trainer: str = "") -> AggregationRule:
+    """The spec's aggregation rule with its parameters and flagging thresholds.
+
+    `root_trainer` is the account whose committed update FLTrust trusts: the sponsor.
+    """
+    if spec.aggregation == "fedavg":
+        return get_rule("fedavg")
+    screen = Screen(
+        min_cosine=exact_fraction(spec.flag_cosine),
+        max_norm_ratio=exact_fraction(spec.flag_norm_ratio) or None,
+    )
+    params: dict[str, dict[str, object]] = {
+        "median": {},
+        "trimmed_mean": {"trim_fraction": spec.trim_fraction},
+        "krum": {"byzantine": spec.byzantine},
+        "multikrum": {"byzantine": spec.byzantine, "keep": spec.krum_keep},
+        "clipped_fedavg": {"clip_norm_q": int(Decimal(repr(spec.clip_norm)) * spec.scale)},
+        "fltrust": {"root_trainer": root_trainer},
+    }
+    return get_rule(spec.aggregation, screen=screen, **params[spec.aggregation])
+
+
 def compute_round(
     *,
     store: BlobStore,
@@ -94,23 +126,49 @@ def compute_round(
     version: int,
     global_model: Mapping[str, np.ndarray],
     commits: Sequence[CommitRecord],
+    root_trainer: str = "",
 ) -> RoundOutcome:
-    """Validates every commit of `round` and aggregates the accepted ones into version+1."""
-    accepted: list[CommitRecord] = []
+    """Validates every commit of `round` and aggregates the accepted ones into version+1.
+
+    Updates that fail validation are flagged; of the valid ones, the rule flags what it
+    can justify and leaves out (unflagged) what it merely did not use.
+    """
     rejected: list[Rejection] = []
     updates: list[Update] = []
+    by_trainer: dict[str, CommitRecord] = {}
     for c in sorted(commits, key=lambda c: int(c.trainer, 16)):
         try:
             delta = check_update(store, spec, global_model, job_id, c)
         except InvalidUpdate as exc:
             rejected.append(Rejection(c.trainer, c.commitment, str(exc)))
             continue
-        accepted.append(c)
+        by_trainer[c.trainer] = c
         updates.append(
-            Update(trainer=c.trainer, commitment=c.commitment, num_examples=c.num_examples, delta=delta)
+            Update(
+                trainer=c.trainer,
+                commitment=c.commitment,
+                num_examples=c.num_examples,
+                delta=delta,
+                order=(c.block_number << 32) | c.log_index,
+            )
         )
+    accepted: list[CommitRecord] = []
     if updates:
-        model = get_rule(spec.aggregation).aggregate(global_model, updates)
+        result = rule_for(spec, root_trainer=root_trainer).aggregate(global_model, updates)
+        model = result.model
+        used = set(result.used)
+        for trainer, c in by_trainer.items():
+            if trainer in result.flagged:
+                reason = f"{spec.aggregation}: {result.flagged[trainer]}"
+                rejected.append(Rejection(trainer, c.commitment, reason))
+            elif trainer in used:
+                accepted.append(c)
+            else:
+                reason = f"not used by {spec.aggregation} this round"
+                if trainer.lower() == root_trainer.lower():
+                    reason = "the root update: FLTrust's reference, not aggregated"
+                rejected.append(Rejection(trainer, c.commitment, reason, flagged=False))
+        rejected.sort(key=lambda r: int(r.trainer, 16))
     else:
         model = {k: np.asarray(v, dtype=np.int64) for k, v in global_model.items()}
     blob = encode_tensors(model, metadata=model_metadata(job_id, version + 1))
@@ -136,8 +194,10 @@ class Validator:
         store: BlobStore,
         spec: JobSpec,
         job_id: int,
+        root_trainer: str = "",
     ) -> None:
         self.name = name
+        self.root_trainer = root_trainer
         self.account = account
         self.coordinator = coordinator
         self.store = store
@@ -165,6 +225,7 @@ class Validator:
             version=version,
             global_model=global_model,
             commits=commits,
+            root_trainer=self.root_trainer,
         )
         for r in outcome.rejected:
             log.debug(
@@ -181,6 +242,6 @@ class Validator:
         if state.phase != Phase.AGGREGATING or state.round != round:
             return outcome, None
         receipt = self.coordinator.propose(
-            self.account, self.job_id, round, outcome.aggregate, outcome.excluded
+            self.account, self.job_id, round, outcome.aggregate, outcome.excluded, outcome.flagged
         )
         return outcome, receipt
