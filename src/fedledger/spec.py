@@ -72,7 +72,7 @@ class JobSpec(BaseModel):
         0.0, ge=-1, le=1, description="robust rules flag updates whose cosine with their aggregate is below"
     )
     flag_norm_ratio: float = Field(
-        5.0, ge=0, description="robust rules flag updates longer than this times the median norm; 0: off"
+        8.0, ge=0, description="robust rules flag updates longer than this times the median norm; 0: off"
     )
     slash_fraction: float = Field(0.1, ge=0, le=1, description="share of the stake slashed per flag")
     max_flags: int = Field(3, ge=0, le=65_535, description="flags that eject a trainer; 0 never ejects")

@@ -47,9 +47,9 @@ class Update:
 class RoundAggregate:
     """What a rule made of a round: the new model, whose updates it used, whom it flags.
 
-    `used` updates are paid; an update neither used nor flagged (say, one Krum did not
-    select) is excluded from the reward but not penalised; a flagged one is excluded and
-    its trainer slashed on chain, so a rule flags only what it can justify to an auditor.
+    A flagged update is excluded and its trainer slashed on chain, so a rule flags only
+    what it can justify to an auditor. An update merely not `used` (one Krum did not
+    select) is neither: its trainer acted in good faith.
     """
 
     model: dict[str, np.ndarray]

@@ -21,7 +21,7 @@ from fedledger.aggregation.base import (
     register_rule,
 )
 from fedledger.aggregation.screen import Screen, aggregate_screened
-from fedledger.aggregation.stats import column_blocks
+from fedledger.aggregation.stats import coordinate_median
 from fedledger.errors import InvalidUpdate
 
 
@@ -29,7 +29,7 @@ def median(deltas: Sequence[Mapping[str, np.ndarray]], weights: Sequence[int]) -
     """Coordinate-wise median of int64 deltas; weights are ignored (the signature is FedAvg's).
 
     With an even count the median is the mean of the two middle values, halves rounded
-    up: floor((lo + hi + 1) / 2), computed as lo + (hi - lo + 1) // 2 so it cannot wrap.
+    up: floor((lo + hi + 1) / 2) (see `stats.coordinate_median`).
     """
     if not deltas:
         raise InvalidUpdate("no updates to aggregate")
@@ -37,16 +37,7 @@ def median(deltas: Sequence[Mapping[str, np.ndarray]], weights: Sequence[int]) -
         raise InvalidUpdate(f"{len(deltas)} deltas but {len(weights)} weights")
     for i, d in enumerate(deltas):
         check_same_layout(d, deltas[0], f"delta {i}")
-    n = len(deltas)
-    out = {name: np.empty(arr.size, dtype=np.int64) for name, arr in deltas[0].items()}
-    for name, cols, stack in column_blocks(deltas):
-        s = np.sort(stack, axis=0)  # (n, c)
-        if n % 2:
-            out[name][cols] = s[n // 2]
-        else:
-            lo, hi = s[n // 2 - 1], s[n // 2]  # (c,) each, hi >= lo
-            out[name][cols] = lo + ((hi - lo + 1) >> 1)
-    return {name: out[name].reshape(arr.shape) for name, arr in deltas[0].items()}
+    return coordinate_median(deltas)
 
 
 @register_rule

@@ -5,12 +5,17 @@ auditor with exact integers, relative to the rule's own robust aggregate of the 
 
 - an empty update (the global model resubmitted: free riding), provable from the blob;
 - a copy of an update committed earlier (a Sybil or a free rider copying), provable;
-- an update pointing away from the robust aggregate (cosine below `min_cosine`);
+- an update pointing away from the robust aggregate (cosine below `min_cosine`), if it
+  is at least half the round's median norm: a tiny update from a trainer with little
+  data is noisy in direction and harmless in effect, and must not cost its stake;
 - an update far longer than the round's typical one (norm above `max_norm_ratio` times
   the lower median norm), the signature of scaling and model-replacement attacks.
 
-The thresholds are spec fields; docs/design.md records how their defaults were measured
-to flag no honest trainer on non-IID MNIST.
+Every rule screens against the same reference, the coordinate-wise median of the round's
+updates: the most robust statistic the rules share, and one a single attacker cannot
+steer (Krum's one selected update would make every honest update at an angle to it look
+suspect). The thresholds are spec fields; docs/design.md records how their defaults
+were measured to flag no honest trainer on non-IID MNIST.
 """
 
 from __future__ import annotations
@@ -24,7 +29,13 @@ from fractions import Fraction
 import numpy as np
 
 from fedledger.aggregation.base import RoundAggregate, Update, apply_delta
-from fedledger.aggregation.stats import apply_delta_or_keep, lower_median, model_dot, squared_norm
+from fedledger.aggregation.stats import (
+    apply_delta_or_keep,
+    coordinate_median,
+    lower_median,
+    model_dot,
+    squared_norm,
+)
 
 Delta = dict[str, np.ndarray]
 #: A rule's core: (updates) -> (aggregate delta, trainers whose updates it used).
@@ -36,7 +47,9 @@ class Screen:
     """Flagging thresholds; a threshold of None turns its test off."""
 
     min_cosine: Fraction | None = Fraction(0)
-    max_norm_ratio: Fraction | None = Fraction(5)
+    max_norm_ratio: Fraction | None = Fraction(8)
+    #: The cosine test applies only to updates at least this long relative to the median.
+    cosine_min_norm_ratio: Fraction = Fraction(1, 2)
 
 
 def _fingerprint(delta: Mapping[str, np.ndarray]) -> bytes:
@@ -76,10 +89,13 @@ def screen_updates(
         if norms2[u.trainer] == 0 and u.trainer not in flagged:
             flagged[u.trainer] = "empty update: the global model resubmitted"
     ref2 = squared_norm(reference)
+    typical2 = lower_median(list(norms2.values()))
     if screen.min_cosine is not None and ref2 > 0:
+        k = screen.cosine_min_norm_ratio
         for u in updates:
             n2 = norms2[u.trainer]
-            if u.trainer in flagged or n2 == 0:
+            # skip empty updates and those shorter than k * median: n2 * q^2 < p^2 * typical2
+            if u.trainer in flagged or n2 == 0 or n2 * k.denominator**2 < k.numerator**2 * typical2:
                 continue
             d = model_dot(u.delta, reference)
             if _cosine_below(d, n2, ref2, screen.min_cosine):
@@ -88,7 +104,6 @@ def screen_updates(
                     f"points away from the robust aggregate: cosine {cos:.3f} < {float(screen.min_cosine):g}"
                 )
     if screen.max_norm_ratio is not None:
-        typical2 = lower_median(list(norms2.values()))
         r = screen.max_norm_ratio
         for u in updates:
             n2 = norms2[u.trainer]
@@ -107,17 +122,17 @@ def aggregate_screened(
     screen: Screen | None,
     combine: Combine,
 ) -> RoundAggregate:
-    """Aggregate, flag against that aggregate, and aggregate again without the flagged.
+    """Flag against the coordinate-wise median, then aggregate the unflagged with the rule.
 
-    The second pass matters: a robust statistic tolerates outliers, but it is better
-    still without them. Nothing flagged means one pass. Everything flagged leaves the
-    model unchanged (and the chain fails the round for too few accepted updates).
+    A robust rule tolerates outliers, but it is better still without them. Everything
+    flagged leaves the model unchanged (and the chain fails the round for too few
+    accepted updates).
     """
-    delta, used = combine(ordered)
-    flagged = screen_updates(ordered, delta, screen) if screen is not None else {}
-    if flagged:
-        kept = [u for u in ordered if u.trainer not in flagged]
-        if not kept:
-            return RoundAggregate(model=apply_delta_or_keep(global_model, None), used=(), flagged=flagged)
-        delta, used = combine(kept)
+    flagged: dict[str, str] = {}
+    if screen is not None:
+        flagged = screen_updates(ordered, coordinate_median([u.delta for u in ordered]), screen)
+    kept = [u for u in ordered if u.trainer not in flagged]
+    if not kept:
+        return RoundAggregate(model=apply_delta_or_keep(global_model, None), used=(), flagged=flagged)
+    delta, used = combine(kept)
     return RoundAggregate(model=apply_delta(global_model, delta), used=used, flagged=flagged)

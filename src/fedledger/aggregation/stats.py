@@ -113,3 +113,25 @@ def apply_delta_or_keep(
     if delta is None:
         return {k: np.asarray(v, dtype=np.int64) for k, v in global_model.items()}
     return apply_delta(global_model, delta)
+
+
+def coordinate_median(deltas: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Coordinate-wise median of same-layout int64 deltas, halves rounded up.
+
+    Even counts take floor((lo + hi + 1) / 2) as lo + (hi - lo + 1) // 2, in Python ints
+    whenever hi - lo could wrap int64. The robust reference every screen measures against.
+    """
+    n = len(deltas)
+    out = {name: np.empty(arr.size, dtype=np.int64) for name, arr in deltas[0].items()}
+    for name, cols, stack in column_blocks(deltas):
+        s = np.sort(stack, axis=0)  # (n, c)
+        if n % 2:
+            out[name][cols] = s[n // 2]
+            continue
+        lo, hi = s[n // 2 - 1], s[n // 2]  # (c,) each, hi >= lo
+        if max_abs(s) < INT64_SAFE_BOUND // 2:
+            out[name][cols] = lo + ((hi - lo + 1) >> 1)
+        else:
+            lo_big, hi_big = lo.astype(object), hi.astype(object)
+            out[name][cols] = np.asarray(lo_big + (hi_big - lo_big + 1) // 2, dtype=np.int64)
+    return {name: out[name].reshape(arr.shape) for name, arr in deltas[0].items()}

@@ -245,6 +245,7 @@ class _Auditor:
             else:
                 self.passed("update")
         self.check_flags(r, outcome.rejected, evs)
+        flagged_on_chain = {e.args["trainer"] for e in evs if e.name == "TrainerSlashed"}
         if fin is None:
             return
         version = int(fin.args["version"])
@@ -287,7 +288,12 @@ class _Auditor:
                     if c.trainer not in chain_excluded
                 ],
                 excluded=[
-                    {"organisation": self.name(t), "trainer": t, "reason": rejected.get(t, "")}
+                    {
+                        "organisation": self.name(t),
+                        "trainer": t,
+                        "reason": rejected.get(t, ""),
+                        "flagged": t in flagged_on_chain,
+                    }
                     for t in sorted(chain_excluded)
                 ],
             )

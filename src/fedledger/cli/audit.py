@@ -57,7 +57,8 @@ def show(report: AuditReport, console: Console, *, quiet: bool = False) -> None:
                 e.commitment[:12] + "…",
                 e.parent[:10] + "…",
                 f"{len(e.contributors)} · {sum(c['num_examples'] for c in e.contributors):,}",
-                ", ".join(x["organisation"] for x in e.excluded) or "—",
+                ", ".join(x["organisation"] + (" (flagged)" if x.get("flagged") else "") for x in e.excluded)
+                or "—",
             )
         console.print(table)
     for f in report.findings:

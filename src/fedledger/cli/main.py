@@ -71,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
         "(repeatable)",
     )
     sim.add_argument(
+        "--attack",
+        default=None,
+        choices=["label-flip", "sign-flip", "gaussian", "backdoor", "free-ride", "sybil"],
+        help="make a share of the trainers (--malicious) Byzantine with this attack",
+    )
+    sim.add_argument(
+        "--malicious",
+        type=float,
+        default=0.2,
+        metavar="FRACTION",
+        help="share of trainers playing --attack, the last ones by number (default 0.2)",
+    )
+    sim.add_argument(
         "--threads",
         type=int,
         default=1,

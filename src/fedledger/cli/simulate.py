@@ -14,12 +14,13 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fedledger.errors import SpecError
+from fedledger.sim.attacks import ATTACKS, Attack
 from fedledger.sim.faults import Fault
 from fedledger.sim.simulate import RoundMetrics, Simulation
 from fedledger.spec import JobSpec
 
 HEADER = (
-    f"{'round':>5}  {'status':<9} {'accepted':>8}  {'test acc':>8}  {'loss':>6}  "
+    f"{'round':>5}  {'status':<9} {'accepted':>8}  {'flagged':>7}  {'test acc':>8}  {'loss':>6}  "
     f"{'gas':>9}  {'chain s':>7}  {'round s':>7}"
 )
 
@@ -29,8 +30,9 @@ def format_row(m: RoundMetrics) -> str:
     text = f"{m.accepted}/{m.commits}"
     pad = " " * max(0, 8 - len(text))  # pad outside the markup so columns stay aligned
     commits = f"{pad}[yellow]{text}[/]" if m.rejected else f"{pad}{text}"
+    flagged = f"{'':>6}[red]{m.flagged}[/]" if m.flagged else f"{0:>7}"
     return (
-        f"{m.round:>5}  {status} {commits}  {100 * m.test_accuracy:>7.2f}%  {m.test_loss:>6.3f}  "
+        f"{m.round:>5}  {status} {commits}  {flagged}  {100 * m.test_accuracy:>7.2f}%  {m.test_loss:>6.3f}  "
         f"{m.gas_used:>9,}  {m.chain_seconds:>7.2f}  {m.round_seconds:>7.2f}"
     )
 
@@ -57,6 +59,7 @@ def prepare_out(out: Path, *, force: bool) -> None:
 def run_simulate(args: argparse.Namespace, console: Console) -> int:
     spec = load_spec(args)
     faults = [Fault.parse(f) for f in args.fault]
+    attack = Attack(args.attack, args.malicious) if args.attack else None
     out = args.out or Path("runs") / f"{spec.name}-seed{spec.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     from fedledger.training.torch_client import configure_torch
 
@@ -96,9 +99,12 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
         if not args.quiet
         else _Null()
     ):
-        sim = Simulation(spec, out_dir=out, chain=chain, faults=faults)
+        sim = Simulation(spec, out_dir=out, chain=chain, faults=faults, attack=attack)
     if not args.quiet:
         console.print(f"job {sim.job_id} created; {spec.trainers} organisations registered and staked")
+        if attack is not None:
+            bad = ", ".join(sim.malicious_names) or "none"
+            console.print(f"[red]attack[/] {attack.kind}: {ATTACKS[attack.kind]} · malicious: {bad}")
 
     if args.quiet:
         result = sim.run()
@@ -136,6 +142,14 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
         + (f", {failed} failed" if failed else "")
         + f" · final test accuracy [bold]{100 * acc:.2f}%[/] · {gas:,} gas"
     )
+    if result.flags:
+        flagged = ", ".join(
+            f"{org} ×{n}" + (" (ejected)" if org in result.ejected else "")
+            for org, n in sorted(result.flags.items())
+        )
+        console.print(f"[red]flagged and slashed[/]: {flagged}")
+    if attack is not None and attack.kind == "backdoor":
+        console.print(f"backdoor success on the final model: {100 * result.backdoor_success:.1f}%")
     console.print(f"final model {result.final_commitment.hex()[:16]}… → {out / 'final_model.safetensors'}")
     cli = "fedledger" if shutil.which("fedledger") else ".venv/bin/fedledger"
     console.print(f"plot: {out / 'accuracy.png'} · verify: [bold]{cli} audit {out}[/]")

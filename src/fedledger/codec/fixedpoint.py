@@ -54,7 +54,7 @@ def quantize(tensors: Mapping[str, np.ndarray], scale_bits: int) -> dict[str, np
                 f"tensor '{name}': value {worst!r} at scale 2**{scale_bits} does not fit "
                 f"in int64 with margin (|q| >= 2**62)"
             )
-        out[name] = np.rint(scaled).astype(np.int64)
+        out[name] = np.asarray(np.rint(scaled), dtype=np.int64)  # 0-d stays an array
     return out
 
 

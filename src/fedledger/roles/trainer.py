@@ -17,7 +17,7 @@ from fedledger.chain.base import Receipt
 from fedledger.chain.contracts import Coordinator
 from fedledger.codec.blob import encode_tensors
 from fedledger.codec.commitment import merkle_root
-from fedledger.errors import CodecError
+from fedledger.errors import CodecError, TransactionReverted
 from fedledger.roles.model import float_weights, quantized_delta
 from fedledger.roles.validator import update_metadata
 from fedledger.spec import JobSpec
@@ -70,7 +70,14 @@ class Trainer:
         return self.coordinator.register(self.account, self.job_id, as_trainer=True)
 
     def run_round(self, round: int, global_commitment: bytes) -> TrainerRound:
-        """Trains one round and commits; a trainer that cannot produce a valid update skips."""
+        """Trains one round and commits; a trainer that cannot produce a valid update skips.
+
+        An ejected trainer does not train at all; one whose round closed while it trained
+        (the others all committed first) keeps its update and says so.
+        """
+        if self.coordinator.trainer_state(self.job_id, self.account.address).ejected:
+            log.info("%s: round %d: ejected from job %d, not training", self.name, round, self.job_id)
+            return TrainerRound(round, None, 0, float("nan"), 0.0, None)
         global_q = self.store.get_tensors(global_commitment)
         params = float_weights(self.names, global_q, self.spec.scale_bits)
         t0 = time.perf_counter()
@@ -89,5 +96,11 @@ class Trainer:
             commitment = merkle_root(blob) if hooked is None else self.store.put(hooked)
         else:
             commitment = self.store.put(blob)
-        receipt = self.coordinator.commit(self.account, self.job_id, round, commitment, num_examples)
+        try:
+            receipt = self.coordinator.commit(self.account, self.job_id, round, commitment, num_examples)
+        except TransactionReverted as exc:
+            if exc.reason not in ("coordinator: round not open", "coordinator: commit window closed"):
+                raise
+            log.warning("%s: round %d: too late to commit (%s)", self.name, round, exc.reason)
+            return TrainerRound(round, None, num_examples, loss, train_s, None)
         return TrainerRound(round, commitment, num_examples, loss, train_s, receipt)

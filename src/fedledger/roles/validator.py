@@ -103,7 +103,9 @@ def rule_for(spec: JobSpec, *, root_trainer: str = "") -> AggregationRule:
     if spec.aggregation == "fedavg":
         return get_rule("fedavg")
     screen = Screen(
-        min_cosine=exact_fraction(spec.flag_cosine),
+        # FLTrust already ignores updates at an angle to its root update (trust 0); on
+        # non-IID data honest updates often are, so that alone is no proof of malice
+        min_cosine=None if spec.aggregation == "fltrust" else exact_fraction(spec.flag_cosine),
         max_norm_ratio=exact_fraction(spec.flag_norm_ratio) or None,
     )
     params: dict[str, dict[str, object]] = {
@@ -130,8 +132,8 @@ def compute_round(
 ) -> RoundOutcome:
     """Validates every commit of `round` and aggregates the accepted ones into version+1.
 
-    Updates that fail validation are flagged; of the valid ones, the rule flags what it
-    can justify and leaves out (unflagged) what it merely did not use.
+    Updates that fail validation are flagged; of the valid ones the rule flags what it
+    can justify. Every other valid update is accepted (and paid), used by the rule or not.
     """
     rejected: list[Rejection] = []
     updates: list[Update] = []
@@ -156,18 +158,17 @@ def compute_round(
     if updates:
         result = rule_for(spec, root_trainer=root_trainer).aggregate(global_model, updates)
         model = result.model
-        used = set(result.used)
         for trainer, c in by_trainer.items():
             if trainer in result.flagged:
                 reason = f"{spec.aggregation}: {result.flagged[trainer]}"
                 rejected.append(Rejection(trainer, c.commitment, reason))
-            elif trainer in used:
-                accepted.append(c)
-            else:
-                reason = f"not used by {spec.aggregation} this round"
-                if trainer.lower() == root_trainer.lower():
-                    reason = "the root update: FLTrust's reference, not aggregated"
+            elif root_trainer and trainer.lower() == root_trainer.lower():
+                reason = "the root update: FLTrust's reference, not aggregated or paid"
                 rejected.append(Rejection(trainer, c.commitment, reason, flagged=False))
+            else:
+                # valid and unflagged: paid, whether or not this rule's statistic used it
+                # (Krum picks one update; the others did nothing wrong)
+                accepted.append(c)
         rejected.sort(key=lambda r: int(r.trainer, 16))
     else:
         model = {k: np.asarray(v, dtype=np.int64) for k, v in global_model.items()}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+from eth_utils.crypto import keccak
 from torch import nn
 
 from fedledger.spec import JobSpec
@@ -23,26 +25,78 @@ class Consortium:
     initial_model: nn.Module  # also the evaluation model
     names: list[str]  # parameter names, in client order
     clients: list[TorchClient]  # clients[i] belongs to organisation i + 1
+    parts: list[np.ndarray]  # parts[i]: organisation i + 1's rows of dataset.x_train
+    root: TorchClient | None = None  # FLTrust: the sponsor's client on the root dataset
+    root_hash: str = ""  # keccak256 of the root dataset, for the spec
+
+
+def make_client(spec: JobSpec, ds: Dataset, x: np.ndarray, y: np.ndarray, seed: int) -> TorchClient:
+    """A seeded trainer client with the spec's model and training settings."""
+    return TorchClient(
+        build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed),
+        x,
+        y,
+        ds.x_test[:0],
+        ds.y_test[:0],
+        epochs=spec.local_epochs,
+        batch_size=spec.batch_size,
+        lr=spec.learning_rate,
+        momentum=spec.momentum,
+        seed=seed,
+    )
+
+
+def dataset_hash(x: np.ndarray, y: np.ndarray) -> str:
+    """keccak256 over the rows' float32 inputs and int64 labels, little-endian."""
+    data = np.ascontiguousarray(x, dtype="<f4").tobytes() + np.ascontiguousarray(y, dtype="<i8").tobytes()
+    return "0x" + bytes(keccak(data)).hex()
 
 
 def build_consortium(spec: JobSpec) -> Consortium:
-    """Loads the data, splits it among `spec.trainers` and gives each a seeded client."""
+    """Loads the data, splits it among `spec.trainers` and gives each a seeded client.
+
+    For FLTrust, `root_examples` seeded rows are first held out of the trainers' pool as
+    the sponsor's root dataset.
+    """
     ds = load_dataset(spec.dataset, test_fraction=spec.test_fraction, seed=spec.seed)
-    parts = partition(ds, spec.trainers, spec.partition, alpha=spec.alpha, seed=spec.seed)
+    pool = np.arange(len(ds.y_train))
+    root = None
+    root_hash = ""
+    if spec.aggregation == "fltrust":
+        order = np.random.default_rng([spec.seed, 0xF17]).permutation(len(pool))
+        root_rows, pool = np.sort(order[: spec.root_examples]), np.sort(order[spec.root_examples :])
+        rx, ry = ds.x_train[root_rows], ds.y_train[root_rows]
+        root = make_client(spec, ds, rx, ry, seed=spec.seed)
+        root_hash = dataset_hash(rx, ry)
+    pool_ds = ds if root is None else _subset(ds, pool)
+    parts = [
+        pool[idx]
+        for idx in partition(pool_ds, spec.trainers, spec.partition, alpha=spec.alpha, seed=spec.seed)
+    ]
     init = build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)
     clients = [
-        TorchClient(
-            build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed),
-            ds.x_train[idx],
-            ds.y_train[idx],
-            ds.x_test[:0],
-            ds.y_test[:0],
-            epochs=spec.local_epochs,
-            batch_size=spec.batch_size,
-            lr=spec.learning_rate,
-            momentum=spec.momentum,
-            seed=spec.seed + i,
-        )
+        make_client(spec, ds, ds.x_train[idx], ds.y_train[idx], seed=spec.seed + i)
         for i, idx in enumerate(parts, start=1)
     ]
-    return Consortium(dataset=ds, initial_model=init, names=weight_names(init), clients=clients)
+    return Consortium(
+        dataset=ds,
+        initial_model=init,
+        names=weight_names(init),
+        clients=clients,
+        parts=parts,
+        root=root,
+        root_hash=root_hash,
+    )
+
+
+def _subset(ds: Dataset, rows: np.ndarray) -> Dataset:
+    return Dataset(
+        name=ds.name,
+        x_train=ds.x_train[rows],
+        y_train=ds.y_train[rows],
+        x_test=ds.x_test,
+        y_test=ds.y_test,
+        num_classes=ds.num_classes,
+        input_shape=ds.input_shape,
+        groups_train=None if ds.groups_train is None else ds.groups_train[rows],
+    )

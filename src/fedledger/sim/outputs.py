@@ -118,6 +118,11 @@ def write_run(sim: Simulation, result: SimulationResult) -> None:
         "min_commits": spec.effective_min_commits,
         "scale_bits": spec.scale_bits,
         "payouts": {k: str(v) for k, v in result.payouts.items()},
+        "flagged": {
+            org: {"flags": n, "slashed": str(result.slashed.get(org, 0))} for org, n in result.flags.items()
+        },
+        "ejected": result.ejected,
+        "attack": None if sim.attack is None else {"kind": sim.attack.kind, "malicious": result.malicious},
     }
     save_file(
         final,
@@ -140,6 +145,9 @@ def write_run(sim: Simulation, result: SimulationResult) -> None:
         f"- Final test accuracy on held-out data no trainer saw: {100 * result.final_accuracy:.2f}%",
         f"- Data: {spec.dataset}, {spec.partition} partition over {spec.trainers} organisations",
         f"- Contributing organisations: {', '.join(contributors)}",
+        "- Flagged and slashed: "
+        + (", ".join(f"{org} ({n}x)" for org, n in sorted(result.flags.items())) or "nobody")
+        + (f"; ejected: {', '.join(result.ejected)}" if result.ejected else ""),
         "",
         "`final_model.safetensors` holds float32 weights dequantised from the committed model;",
         f"verify everything with `fedledger audit {out}`.",

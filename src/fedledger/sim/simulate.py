@@ -29,6 +29,7 @@ from fedledger.roles.model import float_weights, quantize_model
 from fedledger.roles.sponsor import create_job
 from fedledger.roles.trainer import Trainer
 from fedledger.roles.validator import Validator, model_metadata
+from fedledger.sim.attacks import Attack, add_trigger, apply_attack, backdoor_success
 from fedledger.sim.consortium import build_consortium
 from fedledger.sim.faults import Fault, NaNClient, blob_hook
 from fedledger.sim.outputs import write_run
@@ -41,6 +42,7 @@ from fedledger.training.datasets import Dataset
 from fedledger.training.torch_client import (
     evaluate,
     get_weights,
+    predict,
     set_weights,
 )
 
@@ -57,6 +59,7 @@ class RoundMetrics:
     commits: int
     accepted: int
     rejected: int
+    flagged: int
     test_accuracy: float
     test_loss: float
     train_loss: float
@@ -66,6 +69,7 @@ class RoundMetrics:
     train_seconds: float
     round_seconds: float
     model_commitment: str
+    backdoor_success: float = float("nan")  # only computed under the backdoor attack
 
 
 @dataclass
@@ -80,6 +84,11 @@ class SimulationResult:
     outcome: str = "completed"  # "completed" (every round finalised) or "aborted" (too many failures)
     participants: dict[str, str] = field(default_factory=dict)
     payouts: dict[str, int] = field(default_factory=dict)
+    malicious: list[str] = field(default_factory=list)  # organisation names
+    flags: dict[str, int] = field(default_factory=dict)  # organisation -> times flagged
+    slashed: dict[str, int] = field(default_factory=dict)  # organisation -> stake units slashed
+    ejected: list[str] = field(default_factory=list)
+    backdoor_success: float = float("nan")  # of the final model, whatever the attack
 
 
 @dataclass
@@ -99,8 +108,10 @@ class Simulation:
         out_dir: Path,
         chain: Chain | None = None,
         faults: Sequence[Fault] = (),
+        attack: Attack | None = None,
     ) -> None:
         self.spec = spec
+        self.attack = attack
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # the run log is part of the evidence: rejections with their reasons
@@ -128,8 +139,19 @@ class Simulation:
     # -- setup -------------------------------------------------------------------------------
 
     def _setup(self) -> None:
+        consortium = build_consortium(self.spec)
+        if consortium.root is not None:  # FLTrust: the spec binds the root dataset by hash
+            if self.spec.root_dataset and self.spec.root_dataset != consortium.root_hash:
+                raise SpecError(
+                    "root_dataset",
+                    f"{self.spec.root_dataset} is not the hash of this root dataset ({consortium.root_hash})",
+                )
+            self.spec = self.spec.with_overrides(root_dataset=consortium.root_hash)
         spec = self.spec
-        consortium = build_consortium(spec)
+        clients: list[NumPyClient] = list(consortium.clients)
+        self.malicious: list[int] = []
+        if self.attack is not None:
+            clients, self.malicious = apply_attack(consortium, spec, self.attack)
         self.dataset: Dataset = consortium.dataset
         init = consortium.initial_model
         self.names = consortium.names
@@ -155,12 +177,25 @@ class Simulation:
         )
         self.reader = JobReader(coordinator, self.job_id)
         log.info("job %d created on %s", self.job_id, self.chain.description)
+        self.root_trainer: Trainer | None = None
+        if consortium.root is not None:
+            # FLTrust's reference update: the sponsor trains on the root dataset and commits
+            token.mint(self.sponsor, self.sponsor.address, spec.stake)
+            token.approve(self.sponsor, coordinator.address, spec.stake)
+            self.root_trainer = Trainer(
+                name="sponsor",
+                account=self.sponsor,
+                coordinator=coordinator,
+                store=self.store,
+                client=consortium.root,
+                names=self.names,
+                spec=spec,
+                job_id=self.job_id,
+            )
+            self.root_trainer.register()
 
         self.orgs: list[Organisation] = []
-        for i, (acct, torch_client) in enumerate(
-            zip(trainer_accounts, consortium.clients, strict=True), start=1
-        ):
-            client: NumPyClient = torch_client
+        for i, (acct, client) in enumerate(zip(trainer_accounts, clients, strict=True), start=1):
             name = f"org-{i:02d}"
             fault = self.faults.get(i)
             if fault is not None and fault.kind == "nan-weights":
@@ -198,11 +233,13 @@ class Simulation:
                     store=self.store,
                     spec=spec,
                     job_id=self.job_id,
+                    root_trainer=self.sponsor.address if consortium.root is not None else "",
                 )
             trainer.register()
             self.orgs.append(Organisation(name, trainer, validator))
         self.participants: dict[str, str] = {str(o.trainer.account.address): o.name for o in self.orgs}
         self.participants[self.sponsor.address] = "sponsor"
+        self.malicious_names = [f"org-{i:02d}" for i in self.malicious]
 
     # -- rounds ------------------------------------------------------------------------------
 
@@ -212,6 +249,13 @@ class Simulation:
         set_weights(self.eval_model, float_weights(self.names, model_q, self.spec.scale_bits))
         loss, acc = evaluate(self.eval_model, self.dataset.x_test, self.dataset.y_test)
         return acc, loss
+
+    def backdoor_success(self, commitment: bytes) -> float:
+        """Share of triggered non-target test images the model assigns the backdoor's label."""
+        model_q = self.store.get_tensors(commitment)
+        set_weights(self.eval_model, float_weights(self.names, model_q, self.spec.scale_bits))
+        x, y = add_trigger(self.dataset.x_test), self.dataset.y_test
+        return backdoor_success(predict(self.eval_model, x), y)
 
     def run_round(self) -> RoundMetrics:
         coordinator = self.deployment.coordinator
@@ -232,6 +276,8 @@ class Simulation:
                 data = bytearray(path.read_bytes())
                 data[-1] ^= 0xFF
                 path.write_bytes(bytes(data))
+        if self.root_trainer is not None:
+            self.root_trainer.run_round(r, global_c)
 
         state = coordinator.job_state(self.job_id)
         if state.phase == Phase.OPEN and state.round == r:
@@ -289,6 +335,7 @@ class Simulation:
             commits=len(commits),
             accepted=len(commits) - len(rec.excluded),
             rejected=len(rec.excluded),
+            flagged=len(rec.slashed),
             test_accuracy=acc,
             test_loss=loss,
             train_loss=float(np.nanmean(losses)) if losses else float("nan"),
@@ -299,6 +346,8 @@ class Simulation:
             round_seconds=time.perf_counter() - t_round,
             model_commitment=commitment_hex(model_c),
         )
+        if self.attack is not None and self.attack.kind == "backdoor":
+            m.backdoor_success = self.backdoor_success(model_c)
         self.metrics.append(m)
         return m
 
@@ -328,6 +377,15 @@ class Simulation:
         phase = self.deployment.coordinator.job_state(self.job_id).phase
         outcome = "completed" if phase == Phase.DONE else "aborted"
         final = self.deployment.coordinator.global_model(self.job_id)
+        flags: dict[str, int] = {}
+        slashed: dict[str, int] = {}
+        ejected: list[str] = []
+        for rec in self.reader.rounds.values():
+            for e in rec.slashed:
+                org = self.participants.get(e.args["trainer"], e.args["trainer"])
+                flags[org] = flags.get(org, 0) + 1
+                slashed[org] = slashed.get(org, 0) + int(e.args["amount"])
+            ejected += [self.participants.get(t, t) for t in rec.ejected]
         result = SimulationResult(
             out_dir=self.out_dir,
             job_id=self.job_id,
@@ -339,6 +397,11 @@ class Simulation:
             outcome=outcome,
             participants=self.participants,
             payouts=payouts,
+            malicious=self.malicious_names,
+            flags=flags,
+            slashed=slashed,
+            ejected=ejected,
+            backdoor_success=self.backdoor_success(final),
         )
         write_run(self, result)
         logging.getLogger("fedledger").removeHandler(self._log_handler)

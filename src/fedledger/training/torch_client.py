@@ -119,6 +119,17 @@ def evaluate(model: nn.Module, x: np.ndarray, y: np.ndarray, batch_size: int = 1
     return loss_sum / len(xt), correct / len(xt)
 
 
+def predict(model: nn.Module, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Predicted class per row of `x`, (N,) int64, in eval mode with no gradients."""
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))  # (N, *input_shape)
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(xt), batch_size):
+            out.append(model(xt[start : start + batch_size]).argmax(dim=1).numpy())  # (B,)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
 class TorchClient(NumPyClient):
     """A `NumPyClient` over one torch model and one trainer's data.
 
