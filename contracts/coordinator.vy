@@ -155,6 +155,14 @@ event TrainerEjected:
     flags: uint16
 
 
+event ValidatorSlashed:
+    job_id: indexed(uint256)
+    validator: indexed(address)
+    round: uint32
+    proposal: bytes32
+    amount: uint256
+
+
 event RoundFinalized:
     job_id: indexed(uint256)
     round: uint32
@@ -211,6 +219,7 @@ _stake: HashMap[uint256, HashMap[address, uint256]]
 _round: HashMap[uint256, HashMap[uint32, uint256]]
 _round_model: HashMap[uint256, HashMap[uint32, bytes32]]
 _votes: HashMap[uint256, HashMap[uint32, HashMap[bytes32, uint32]]]
+_proposal_of: HashMap[uint256, HashMap[uint32, HashMap[address, bytes32]]]
 _global_model: HashMap[uint256, bytes32]
 _failures: HashMap[uint256, uint32]
 _pool: HashMap[uint256, uint256]
@@ -419,12 +428,37 @@ def propose(
     proposal: bytes32 = keccak256(abi_encode(aggregate, excluded, flags))
     votes: uint32 = self._votes[job_id][round][proposal] + 1
     self._votes[job_id][round][proposal] = votes
+    self._proposal_of[job_id][round][msg.sender] = proposal
     log AggregateProposed(
         job_id=job_id, validator=msg.sender, round=round, aggregate=aggregate,
         proposal=proposal, excluded=excluded, flags=flags, votes=votes,
     )
     if votes == self._config[job_id].quorum:
         self._finalize(job_id, packing._unpack_job(word), aggregate, proposal, excluded, flags)
+
+
+@external
+def report_dissent(job_id: uint256, round: uint32, validator: address):
+    """
+    @notice Slashes a validator whose proposal for a finalised round differed
+            from the quorum's: it proposed a result the honest majority did
+            not compute. Anyone may report, once per validator and round.
+    @param job_id The job.
+    @param round A finalised round.
+    @param validator The dissenting validator.
+    """
+    assert self._round[job_id][round] & packing.MASK8 == convert(ROUND_FINALIZED, uint256), "coordinator: round not finalized"
+    proposal: bytes32 = self._proposal_of[job_id][round][validator]
+    assert proposal != empty(bytes32), "coordinator: no proposal to dispute"
+    assert self._votes[job_id][round][proposal] < self._config[job_id].quorum, "coordinator: proposal agreed with quorum"
+    self._proposal_of[job_id][round][validator] = empty(bytes32)
+    amount: uint256 = min(
+        self._config[job_id].stake * convert(self._config[job_id].slash_bps, uint256) // 10000,
+        self._stake[job_id][validator],
+    )
+    self._stake[job_id][validator] -= amount
+    self._pool[job_id] += amount
+    log ValidatorSlashed(job_id=job_id, validator=validator, round=round, proposal=proposal, amount=amount)
 
 
 @external

@@ -101,8 +101,6 @@ class JobSpec(BaseModel):
             raise ValueError(f"validators ({committee}) exceeds trainers ({self.trainers})")
         if self.effective_quorum > committee:
             raise ValueError(f"quorum ({self.effective_quorum}) exceeds committee ({committee})")
-        if self.effective_min_commits > self.trainers:
-            raise ValueError(f"min_commits ({self.effective_min_commits}) exceeds trainers ({self.trainers})")
         need = self.rule_min_updates
         if need > self.trainers:
             raise ValueError(
@@ -116,6 +114,8 @@ class JobSpec(BaseModel):
             )
         if self.aggregation == "multikrum" and self.krum_keep > self.trainers:
             raise ValueError(f"krum_keep ({self.krum_keep}) exceeds trainers ({self.trainers})")
+        if self.effective_min_commits > self.trainers:
+            raise ValueError(f"min_commits ({self.effective_min_commits}) exceeds trainers ({self.trainers})")
         return self
 
     # -- derived values every party computes the same way ---------------------------------

@@ -168,3 +168,46 @@ def test_flag_mask_helper():
     assert flag_mask(ex, ["0x03", "0x01"]) == 0b101
     with pytest.raises(ValueError, match="not in the excluded list"):
         flag_mask(ex, ["0x04"])
+
+
+# -- dissenting validators ---------------------------------------------------------------
+
+
+def test_a_validator_whose_proposal_lost_is_slashed_once(world):
+    job_id = world.job(n_trainers=3, quorum=2, stake=1_000, slash_bps=2_000, rounds=2)
+    _commit_all(world, job_id)
+    v0, v1, v2 = world.validators[:3]
+    world.coord.propose(v0, job_id, 1, h("forged"), [])
+    world.coord.propose(v1, job_id, 1, h("A"), [])
+    with pytest.raises(TransactionReverted) as e:  # not finalised yet: nothing to dispute
+        world.coord.report_dissent(world.outsider, job_id, 1, v0.address)
+    assert e.value.reason == "coordinator: round not finalized"
+    world.coord.propose(v2, job_id, 1, h("A"), [])
+    pool = world.coord.pool(job_id)
+    r = world.coord.report_dissent(world.outsider, job_id, 1, v0.address)
+    ev = only(world.d, r, "ValidatorSlashed")
+    assert (ev["validator"], ev["round"], ev["amount"]) == (v0.address, 1, 200)
+    assert world.coord.stake_of(job_id, v0.address) == 800
+    assert world.coord.pool(job_id) == pool + 200
+    cases = [
+        (v0.address, "coordinator: no proposal to dispute"),  # already reported
+        (v1.address, "coordinator: proposal agreed with quorum"),
+        (world.trainers[0].address, "coordinator: no proposal to dispute"),  # never proposed
+    ]
+    for who, reason in cases:
+        with pytest.raises(TransactionReverted) as e:
+            world.coord.report_dissent(world.outsider, job_id, 1, who)
+        assert e.value.reason == reason
+
+
+def test_dissent_in_a_failed_round_is_not_punished(world):
+    """No quorum, no truth to dissent from."""
+    job_id = world.job(n_trainers=3, quorum=2, max_failures=2)
+    _commit_all(world, job_id)
+    world.coord.propose(world.validators[0], job_id, 1, h("A"), [])
+    world.coord.propose(world.validators[1], job_id, 1, h("B"), [])
+    world.expire(job_id)
+    world.coord.advance(world.outsider, job_id)
+    with pytest.raises(TransactionReverted) as e:
+        world.coord.report_dissent(world.outsider, job_id, 1, world.validators[0].address)
+    assert e.value.reason == "coordinator: round not finalized"

@@ -123,6 +123,8 @@ class CoordinatorMachine(RuleBasedStateMachine):
         self.slashed: dict[tuple[int, str], int] = defaultdict(int)
         self.flags: dict[tuple[int, str], int] = defaultdict(int)
         self.ejected: set[tuple[int, str]] = set()
+        self.proposal_of: dict[tuple[int, int, str], tuple] = {}
+        self.dissent_reported: set[tuple[int, int, str]] = set()
         self.withdrawals = 0
         self.txs = 0
         if preregister:
@@ -180,6 +182,12 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 self.slashed[key] += a["amount"]
                 self.flags[key] += 1
                 assert a["flags"] == self.flags[key]
+            elif ev.name == "ValidatorSlashed":
+                key = (a["job_id"], a["validator"])
+                cfg = self.jobs[a["job_id"]]
+                left = cfg["stake"] - self.slashed[key]
+                assert a["amount"] == min(cfg["stake"] * cfg["slash_bps"] // 10_000, left)
+                self.slashed[key] += a["amount"]
             elif ev.name == "TrainerEjected":
                 key = (a["job_id"], a["trainer"])
                 assert self.flags[key] == self.jobs[a["job_id"]]["max_flags"] and key not in self.ejected
@@ -318,6 +326,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
         self.proposed.add((job_id, s.round, acct.address))
         key = (job_id, s.round, aggregate + b"".join(bytes.fromhex(a[2:]) for a in excluded) + bytes([mode]))
         self.votes[key] += 1
+        self.proposal_of[(job_id, s.round, acct.address)] = key
         names = [e.name for e in self.coord.events_in(r)]
         prop = next(e.args for e in self.coord.events_in(r) if e.name == "AggregateProposed")
         assert prop["votes"] == self.votes[key]
@@ -330,6 +339,38 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 assert self.coord.global_model(job_id) == aggregate
             else:
                 assert "RoundFailed" in names
+
+    @rule(data=st.data(), examples=st.lists(st.integers(1, 1_000), min_size=6, max_size=6))
+    def contested_round(self, data, examples: list[int]) -> None:
+        """One committee member proposes another result, the rest agree; then it is reported."""
+        job_id = data.draw(st.sampled_from(sorted(self.jobs)))
+        for who, ex in zip(TRAINER_IDX, examples, strict=True):
+            self._commit(job_id, who, ex)
+        rnd = self.coord.job_state(job_id).round
+        liar, *rest = self.jobs[job_id]["committee"]
+        self._propose(job_id, liar, ("B", 0))
+        for who in rest:
+            self._propose(job_id, who, ("A", 0))
+        self._report(job_id, rnd, liar)
+
+    @rule(data=st.data(), who=st.sampled_from([1, 2, 3]))
+    def report_dissent(self, data, who: int) -> None:
+        job_id = data.draw(st.sampled_from(sorted(self.jobs)))
+        rnd = data.draw(st.integers(1, max(1, self.coord.job_state(job_id).round)))
+        self._report(job_id, rnd, who)
+
+    def _report(self, job_id: int, rnd: int, who: int) -> None:
+        addr = ACCS[who].address
+        key = self.proposal_of.get((job_id, rnd, addr))
+        expect = None
+        if (job_id, rnd) not in self.finalized:
+            expect = "coordinator: round not finalized"
+        elif key is None or (job_id, rnd, addr) in self.dissent_reported:
+            expect = "coordinator: no proposal to dispute"
+        elif self.votes[key] >= self.jobs[job_id]["quorum"]:
+            expect = "coordinator: proposal agreed with quorum"
+        if self._do(lambda: self.coord.report_dissent(ACCS[7], job_id, rnd, addr), expect) is not None:
+            self.dissent_reported.add((job_id, rnd, addr))
 
     @rule(data=st.data(), dt=st.sampled_from([0, 1, 5, 29, 31, 59, 61, 101, 1_000]))
     def advance(self, data, dt: int) -> None:
@@ -428,6 +469,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
             event(f"successful transactions: {min(self.txs // 10 * 10, 50)}+")
             event(f"exclusions: {bool(any(self.excluded.values()))}")
             event(f"slashes: {min(len(self.flags), 2)}+, ejections: {min(len(self.ejected), 1)}+")
+            event(f"dissent reported: {bool(self.dissent_reported)}")
 
 
 TestCoordinatorMachine = CoordinatorMachine.TestCase

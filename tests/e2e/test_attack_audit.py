@@ -13,6 +13,7 @@ from fedledger.audit.replay import from_export, load_export
 from fedledger.audit.run import audit_run_dir
 from fedledger.audit.verify import audit_events
 from fedledger.sim.attacks import Attack
+from fedledger.sim.faults import Fault
 from fedledger.sim.simulate import Simulation, SimulationResult
 from fedledger.spec import JobSpec
 from fedledger.store.local import LocalStore
@@ -80,3 +81,42 @@ def test_audit_names_a_missed_ejection(attacked_run: tuple[Path, SimulationResul
     report = audit_events(src, JobSpec.load(run / "spec.json"), LocalStore(run / "store"))
     errors = [f for f in report.findings if f.severity == "error"]
     assert any(f.check == "eject" and "not ejected after 3 flags" in f.message for f in errors), errors
+
+
+def test_fltrust_run_audits_with_the_sponsor_root_update(tmp_path: Path) -> None:
+    """FLTrust: the sponsor commits the root update each round; it is excluded, never flagged or paid."""
+    spec = small_spec(trainers=5, rounds=2, aggregation="fltrust", root_examples=60)
+    result = Simulation(spec, out_dir=tmp_path / "run", attack=Attack("gaussian", 0.2)).run()
+    written = JobSpec.load(tmp_path / "run" / "spec.json")
+    assert written.root_dataset.startswith("0x") and len(written.root_dataset) == 66
+    assert result.outcome == "completed"
+    assert result.flags == {"org-05": 2}  # the Gaussian attacker, by the norm test
+    report = audit_run_dir(tmp_path / "run")
+    assert report.ok, [f.line() for f in report.findings if f.severity == "error"]
+    for entry in report.lineage:
+        root = [x for x in entry.excluded if x["organisation"] == "sponsor"]
+        assert len(root) == 1 and not root[0]["flagged"] and "root update" in root[0]["reason"]
+    # a spec naming another root dataset is refused before anything is deployed
+    wrong = spec.with_overrides(root_dataset="0x" + "00" * 32)
+    with pytest.raises(Exception, match="is not the hash of this root dataset"):
+        Simulation(wrong, out_dir=tmp_path / "wrong")
+
+
+def test_a_lying_validator_is_outvoted_reported_and_slashed(tmp_path: Path) -> None:
+    spec = small_spec(rounds=2, slash_fraction=0.5)
+    sim = Simulation(spec, out_dir=tmp_path / "run", faults=[Fault.parse("lying-validator@1")])
+    result = sim.run()
+    assert result.outcome == "completed"  # three honest validators still make the quorum of 3
+    events = json.loads((tmp_path / "run" / "chain.json").read_text())["events"]
+    slashed = [e["args"] for e in events if e["name"] == "ValidatorSlashed"]
+    liar = sim.orgs[0].trainer.account.address
+    assert [(a["validator"], a["round"]) for a in slashed] == [(liar, 1), (liar, 2)]
+    # half the stake, then half of what was left is capped by the deposit: 0.5 + 0.5
+    assert sum(int(a["amount"]) for a in slashed) == spec.stake
+    report = audit_run_dir(tmp_path / "run")
+    assert report.ok, [f.line() for f in report.findings if f.severity == "error"]
+    assert report.checks["dissent"] == 2
+    with pytest.raises(Exception, match="is not a validator"):
+        Simulation(
+            small_spec(validators=2), out_dir=tmp_path / "x", faults=[Fault.parse("lying-validator@3")]
+        )

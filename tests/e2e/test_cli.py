@@ -53,6 +53,20 @@ def test_unreachable_rpc_is_one_line() -> None:
     assert line.startswith("error: cannot reach the EVM node at http://127.0.0.1:1")
 
 
+def test_krum_without_enough_trainers_fails_the_spec_check_up_front() -> None:
+    proc = fedledger("simulate", "--aggregation", "krum", "--trainers", "6", "--quiet")
+    assert proc.returncode == 2
+    line = _one_line_error(proc)
+    assert "krum with byzantine=2 needs n >= 2f+3 = 7 updates a round" in line
+    assert "add trainers or lower byzantine" in line
+
+
+def test_bad_malicious_fraction_is_one_line() -> None:
+    proc = fedledger("simulate", "--attack", "sign-flip", "--malicious", "1.5", "--quiet")
+    assert proc.returncode == 2
+    assert "malicious fraction 1.5 must be in [0, 1)" in _one_line_error(proc)
+
+
 def test_unknown_fault_is_one_line() -> None:
     proc = fedledger("simulate", "--fault", "explode@1", "--quiet")
     assert proc.returncode == 2
@@ -98,7 +112,11 @@ def test_simulate_cli_prints_the_round_table(tmp_path: Path) -> None:
     assert (out / "accuracy.png").stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("flag", ["--trainers", "--rounds", "--dataset", "--partition", "--seed", "--alpha"])
+@pytest.mark.parametrize(
+    "flag",
+    ["--trainers", "--rounds", "--dataset", "--partition", "--seed", "--alpha", "--aggregation",
+     "--trim-fraction", "--byzantine", "--slash-fraction", "--max-flags", "--attack", "--malicious"],
+)
 def test_every_documented_flag_exists(flag: str) -> None:
     proc = fedledger("simulate", "--help")
     assert flag in proc.stdout

@@ -133,7 +133,10 @@ def test_bad_updates_are_rejected_and_rounds_finalise_without_them(
     assert "org-04: malformed blob" in log
     assert "org-05: round 3: not committing" in log and "NaN" in log
     assert "exceeds the norm bound 100" in log  # in the spec's units, not fixed-point
-    assert result.payouts["org-02"] == 10**18  # stake back, no reward
+    # no reward; 10% of the stake slashed per flag, three flags, then ejected
+    assert result.flags == {"org-02": 3, "org-03": 2, "org-04": 1}
+    assert result.ejected == ["org-02"]
+    assert result.payouts["org-02"] == 10**18 * 7 // 10
     report = audit_run_dir(run)
     assert report.ok, _errors(report)
     confirmed = [f for f in report.findings if f.check == "update"]

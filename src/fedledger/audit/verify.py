@@ -245,6 +245,7 @@ class _Auditor:
             else:
                 self.passed("update")
         self.check_flags(r, outcome.rejected, evs)
+        self.check_dissent(r, fin, evs)
         flagged_on_chain = {e.args["trainer"] for e in evs if e.name == "TrainerSlashed"}
         if fin is None:
             return
@@ -353,6 +354,46 @@ class _Auditor:
                 )
             elif must_eject:
                 self.passed("eject")
+
+    def check_dissent(self, r: int, fin: Event | None, evs: list[Event]) -> None:
+        """A slashed validator must have proposed something other than the quorum's result."""
+        winner = fin.args["proposal"] if fin is not None else None
+        proposed = {e.args["validator"]: e.args["proposal"] for e in evs if e.name == "AggregateProposed"}
+        slashed = {e.args["validator"]: e for e in evs if e.name == "ValidatorSlashed"}
+        for v, ev in slashed.items():
+            org = self.name(v)
+            if winner is None or proposed.get(v) in (None, winner):
+                self.error(
+                    "dissent",
+                    f"ValidatorSlashed event (block {ev.block_number})",
+                    "validator slashed, but it proposed the quorum's result",
+                    round=r,
+                    org=org,
+                )
+                continue
+            held = self.stakes.get(v, 0)
+            due = min(self.spec.stake * self.spec.slash_bps // 10_000, held)
+            if int(ev.args["amount"]) != due:
+                self.error(
+                    "dissent",
+                    f"ValidatorSlashed event (block {ev.block_number})",
+                    f"slashed {ev.args['amount']}, the spec's fraction of the stake left is {due}",
+                    round=r,
+                    org=org,
+                )
+            else:
+                self.passed("dissent")
+            self.stakes[v] = held - int(ev.args["amount"])
+            self.slashed_total += int(ev.args["amount"])
+        for v, p in proposed.items():
+            if winner is not None and p != winner and v not in slashed:
+                self.warn(
+                    "dissent",
+                    "AggregateProposed events",
+                    "proposed a result the quorum did not reach; nobody reported it",
+                    round=r,
+                    org=self.name(v),
+                )
 
     def check_payouts(
         self,

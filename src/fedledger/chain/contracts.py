@@ -229,6 +229,9 @@ class Coordinator(Contract):
         mask = flag_mask(ordered, flagged)
         return self.transact(validator, "propose", job_id, round, aggregate, ordered, mask)
 
+    def report_dissent(self, caller: LocalAccount, job_id: int, round: int, validator: str) -> Receipt:
+        return self.transact(caller, "report_dissent", job_id, round, validator)
+
     def advance(self, caller: LocalAccount, job_id: int) -> Receipt:
         return self.transact(caller, "advance", job_id)
 

@@ -38,6 +38,7 @@ class RoundRecord:
     excluded: list[str] = field(default_factory=list)
     slashed: list[Event] = field(default_factory=list)
     ejected: list[str] = field(default_factory=list)
+    validators_slashed: list[Event] = field(default_factory=list)
     gas_used: int = 0
 
 
@@ -88,12 +89,28 @@ class JobReader:
             self._round(a["round"]).excluded.append(a["trainer"])
         elif e.name == "TrainerSlashed":
             self._round(a["round"]).slashed.append(e)
+        elif e.name == "ValidatorSlashed":
+            self._round(a["round"]).validators_slashed.append(e)
         elif e.name == "TrainerEjected":
             self._round(a["round"]).ejected.append(a["trainer"])
         elif e.name == "RoundFinalized":
             self._round(a["round"]).finalized = e
         elif e.name == "RoundFailed":
             self._round(a["round"]).failed = e
+
+    def dissenters(self, round: int) -> list[str]:
+        """Validators whose proposal for a finalised round lost to the quorum's, not yet slashed."""
+        self.poll()
+        rec = self._round(round)
+        if rec.finalized is None:
+            return []
+        winner = rec.finalized.args["proposal"]
+        done = {e.args["validator"] for e in rec.validators_slashed}
+        return [
+            p.args["validator"]
+            for p in rec.proposals
+            if p.args["proposal"] != winner and p.args["validator"] not in done
+        ]
 
     def _round(self, r: int) -> RoundRecord:
         return self.rounds.setdefault(r, RoundRecord(round=r))

@@ -9,7 +9,7 @@ small amount of I/O around it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -196,9 +196,12 @@ class Validator:
         spec: JobSpec,
         job_id: int,
         root_trainer: str = "",
+        aggregate_hook: Callable[[bytes], bytes] | None = None,
     ) -> None:
         self.name = name
         self.root_trainer = root_trainer
+        # the simulator's lying validator: proposes hook(aggregate) instead of the aggregate
+        self.aggregate_hook = aggregate_hook
         self.account = account
         self.coordinator = coordinator
         self.store = store
@@ -242,7 +245,10 @@ class Validator:
         state = self.coordinator.job_state(self.job_id)
         if state.phase != Phase.AGGREGATING or state.round != round:
             return outcome, None
+        aggregate = (
+            outcome.aggregate if self.aggregate_hook is None else self.aggregate_hook(outcome.aggregate)
+        )
         receipt = self.coordinator.propose(
-            self.account, self.job_id, round, outcome.aggregate, outcome.excluded, outcome.flagged
+            self.account, self.job_id, round, aggregate, outcome.excluded, outcome.flagged
         )
         return outcome, receipt

@@ -25,6 +25,7 @@ FAULT_KINDS = {
     "huge-norm": "an update 1000x over the norm bound",
     "malformed": "bytes that are not a tensor blob at all",
     "nan-weights": "local training diverges to NaN (the trainer must refuse to commit)",
+    "lying-validator": "as a validator, proposes a model it did not compute (slashed once reported)",
 }
 
 

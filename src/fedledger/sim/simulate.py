@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from eth_utils.crypto import keccak
 
 from fedledger.chain.base import Chain, dev_accounts
 from fedledger.chain.contracts import Deployment, Phase, deploy_contracts
@@ -131,6 +132,9 @@ class Simulation:
         for f in faults:
             if not 1 <= f.trainer <= spec.trainers:
                 raise SpecError("fault", f"trainer {f.trainer} is outside 1..{spec.trainers}")
+            if f.kind == "lying-validator" and f.trainer > spec.committee_size:
+                committee = f"the committee is 1..{spec.committee_size}"
+                raise SpecError("fault", f"trainer {f.trainer} is not a validator ({committee})")
         self.accounts = dev_accounts(spec.trainers + 1)
         self.sponsor = self.accounts[0]
         self.metrics: list[RoundMetrics] = []
@@ -201,7 +205,7 @@ class Simulation:
             if fault is not None and fault.kind == "nan-weights":
                 client = NaNClient(client, fault.from_round)
             hook = None
-            if fault is not None and fault.kind not in ("corrupt-blob", "nan-weights"):
+            if fault is not None and fault.kind not in ("corrupt-blob", "nan-weights", "lying-validator"):
                 rewrite = blob_hook(fault.kind, spec.max_update_norm_q)
                 start = fault.from_round
 
@@ -225,6 +229,14 @@ class Simulation:
                 blob_hook=hook,
             )
             validator = None
+            liar = None
+            if fault is not None and fault.kind == "lying-validator":
+                start = fault.from_round
+
+                def liar(aggregate: bytes, start: int = start) -> bytes:
+                    r = coordinator.job_state(self.job_id).round
+                    return bytes(keccak(b"forged" + aggregate)) if r >= start else aggregate
+
             if acct.address in committee:
                 validator = Validator(
                     name=name,
@@ -234,6 +246,7 @@ class Simulation:
                     spec=spec,
                     job_id=self.job_id,
                     root_trainer=self.sponsor.address if consortium.root is not None else "",
+                    aggregate_hook=liar,
                 )
             trainer.register()
             self.orgs.append(Organisation(name, trainer, validator))
@@ -320,6 +333,14 @@ class Simulation:
                 self.chain.increase_time(self.spec.aggregate_window_s + 1)
                 coordinator.advance(self.sponsor, self.job_id)
 
+        # anyone may report a validator that proposed what the quorum did not: the sponsor does
+        for dissenter in self.reader.dissenters(r):
+            log.warning(
+                "round %d: reporting %s, whose proposal lost to the quorum's",
+                r,
+                self.participants.get(dissenter, dissenter),
+            )
+            coordinator.report_dissent(self.sponsor, self.job_id, r, dissenter)
         self.reader.poll()
         rec = self.reader.rounds[r]
         if rec.finalized is not None:
