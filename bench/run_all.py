@@ -1,6 +1,7 @@
 """Runs every benchmark in turn and prints a Markdown summary table for the README.
 
-Runs gas.py, chain_tps.py, overhead.py and quantization.py sequentially (each in
+Runs gas.py, chain_tps.py, overhead.py, quantization.py, flag_gas.py and robustness.py
+sequentially (each in
 its own process, so one's imports and caches do not favour another), in full
 form or, with `--quick`, in their quick forms (< 3 minutes in all). Each script
 compares its figure with a baseline measured in the same run and with its bar
@@ -19,42 +20,96 @@ from typing import Any
 
 from _common import RESULTS, ROOT, parse_args, verdict
 
-BENCHES = ("gas", "chain_tps", "overhead", "quantization")
+BENCHES = ("gas", "chain_tps", "overhead", "quantization", "flag_gas", "robustness")
 
 
 def rows_for(name: str, r: dict[str, Any]) -> list[list[str]]:
     if name == "gas":
         st = r["steady_state"]
         plain_c, closing = st["commit|10M|in-process"], st["commit (closes phase)|10M|in-process"]
-        return [["Gas per trainer commit (steady state, 10k and 10M params)",
-                 f"{plain_c['max_gas']:,} gas ({closing['max_gas']:,} for the phase-closing "
-                 f"commit); same for 10k and 10M: {'yes' if r['constant_in_model_size'] else 'no'}",
-                 "naive struct commit ~102,000 gas (DESIGN.md)",
-                 "≤ 50,000 gas, constant in model size", verdict(r["passed"])]]
+        return [
+            [
+                "Gas per trainer commit (steady state, 10k and 10M params)",
+                f"{plain_c['max_gas']:,} gas ({closing['max_gas']:,} for the phase-closing "
+                f"commit); same for 10k and 10M: {'yes' if r['constant_in_model_size'] else 'no'}",
+                "naive struct commit ~102,000 gas (DESIGN.md)",
+                "≤ 50,000 gas, constant in model size",
+                verdict(r["passed"]),
+            ]
+        ]
     if name == "chain_tps":
         m, bar = r["median"], r["bar"]["min_tps"]
         ip, an = m["in-process"], m["anvil (RpcChain)"]
-        return [[f"Embedded chain, protocol mix ({r['trainers']} trainers × {r['rounds']} rounds)",
-                 f"{ip['mix_tps']:.0f} tx/s", f"anvil via RpcChain {an['mix_tps']:.0f} tx/s",
-                 f"≥ {bar:.0f} tx/s", verdict(ip["mix_tps"] >= bar)],
-                ["Embedded chain, ERC-20 transfers", f"{ip['transfer_tps']:.0f} tx/s",
-                 f"anvil via RpcChain {an['transfer_tps']:.0f} tx/s", f"≥ {bar:.0f} tx/s",
-                 verdict(ip["transfer_tps"] >= bar)]]
+        return [
+            [
+                f"Embedded chain, protocol mix ({r['trainers']} trainers × {r['rounds']} rounds)",
+                f"{ip['mix_tps']:.0f} tx/s",
+                f"anvil via RpcChain {an['mix_tps']:.0f} tx/s",
+                f"≥ {bar:.0f} tx/s",
+                verdict(ip["mix_tps"] >= bar),
+            ],
+            [
+                "Embedded chain, ERC-20 transfers",
+                f"{ip['transfer_tps']:.0f} tx/s",
+                f"anvil via RpcChain {an['transfer_tps']:.0f} tx/s",
+                f"≥ {bar:.0f} tx/s",
+                verdict(ip["transfer_tps"] >= bar),
+            ],
+        ]
     if name == "overhead":
         s = r["spec"]
-        return [[f"Coordination overhead ({s['dataset']}, {s['trainers']} trainers, "
-                 f"{s['rounds']} rounds)",
-                 f"{r['simulation_wall_s']:.1f} s (×{r['ratio']:.2f}, {r['ratio'] - 1:+.0%})",
-                 f"plain FedAvg {r['plain_wall_s']:.1f} s", "≤ ×1.10",
-                 verdict(r["passed"])]]
+        return [
+            [
+                f"Coordination overhead ({s['dataset']}, {s['trainers']} trainers, {s['rounds']} rounds)",
+                f"{r['simulation_wall_s']:.1f} s (×{r['ratio']:.2f}, {r['ratio'] - 1:+.0%})",
+                f"plain FedAvg {r['plain_wall_s']:.1f} s",
+                "≤ ×1.10",
+                verdict(r["passed"]),
+            ]
+        ]
     if name == "quantization":
         runs = r["runs"]
-        return [["Fixed-point accuracy cost (2^20)",
-                 f"{runs['fixed 2^20']['final_accuracy']:.4f} (cost {r['cost_points_at_20']:+.2f} pt)",
-                 f"float FedAvg {runs['float (baseline)']['final_accuracy']:.4f}",
-                 "≤ 0.2 points", verdict(abs(r["cost_points_at_20"]) <= r["bar"]["max_cost_points"])],
-                ["Fixed-point runs bit-identical", "yes" if r["deterministic"] else "no",
-                 "a second identical run", "identical commitment", verdict(r["deterministic"])]]
+        return [
+            [
+                "Fixed-point accuracy cost (2^20)",
+                f"{runs['fixed 2^20']['final_accuracy']:.4f} (cost {r['cost_points_at_20']:+.2f} pt)",
+                f"float FedAvg {runs['float (baseline)']['final_accuracy']:.4f}",
+                "≤ 0.2 points",
+                verdict(abs(r["cost_points_at_20"]) <= r["bar"]["max_cost_points"]),
+            ],
+            [
+                "Fixed-point runs bit-identical",
+                "yes" if r["deterministic"] else "no",
+                "a second identical run",
+                "identical commitment",
+                verdict(r["deterministic"]),
+            ],
+        ]
+    if name == "flag_gas":
+        fin = r["finalisation"]
+        return [
+            [
+                f"Finalisation carrying {f} flags (of {int(f) + 10} commits)",
+                f"{v['flagged']:,} gas ({v['per_flag']:,.0f} per flag)",
+                f"same list excluded, unflagged: {v['excluded_only']:,}; none excluded: {v['none']:,}",
+                "printed (issue 3)",
+                "—",
+            ]
+            for f, v in fin.items()
+        ]
+    if name == "robustness":
+        grid = f"{r['wall_s'] / 60:.1f} min on {r['workers']} workers"
+        rows = [[f"Robustness grid: {len(r['cells'])} runs", grid, "", "≤ 20 min (full grid)",
+                 verdict(r["quick"] or r["wall_s"] <= 1200)]]
+        clean = [c for c in r["checks"] if c["bar"].startswith("clean run")]
+        rows.append([f"Clean runs ({len(clean)} rules): honest trainers slashed",
+                     ", ".join(c["detail"] for c in clean[:1]) + " in each", "", "0",
+                     verdict(all(c["passed"] for c in clean))])
+        for c in r["checks"]:
+            if c not in clean:
+                rows.append([c["bar"], c["detail"], "clean FedAvg, same run", "issue 3",
+                             verdict(c["passed"])])
+        return rows
     raise ValueError(name)
 
 
@@ -72,8 +127,7 @@ def main() -> None:
             crashed.append(name)
             print(f"!!! {name} exited with {rc}")
 
-    table = ["| benchmark | measured | baseline (same run) | bar | result |",
-             "|---|---|---|---|---|"]
+    table = ["| benchmark | measured | baseline (same run) | bar | result |", "|---|---|---|---|---|"]
     for name in BENCHES:
         if name in crashed:
             table.append(f"| {name} | crashed | | | FAIL |")
@@ -85,11 +139,15 @@ def main() -> None:
     print("\n".join(table))
     if args.summary_only:
         return
-    print("\nrun times: " + ", ".join(f"{n} {t:.0f} s" for n, t in times.items())
-          + f"; total {sum(times.values()):.0f} s")
+    print(
+        "\nrun times: "
+        + ", ".join(f"{n} {t:.0f} s" for n, t in times.items())
+        + f"; total {sum(times.values()):.0f} s"
+    )
     summary = RESULTS / ("summary.quick.md" if args.quick else "summary.md")
-    summary.write_text("\n".join(table) + "\n\nrun times: "
-                       + ", ".join(f"{n} {t:.0f} s" for n, t in times.items()) + "\n")
+    summary.write_text(
+        "\n".join(table) + "\n\nrun times: " + ", ".join(f"{n} {t:.0f} s" for n, t in times.items()) + "\n"
+    )
     sys.exit(1 if crashed else 0)
 
 
