@@ -141,6 +141,16 @@ def check_same_layout(
             raise InvalidUpdate(f"{what}: tensor '{name}': shape {arr.shape} != expected {ref.shape}")
 
 
+def check_inputs(deltas: Sequence[Mapping[str, np.ndarray]], weights: Sequence[int]) -> None:
+    """InvalidUpdate unless there are deltas, one weight each, all laid out like the first."""
+    if not deltas:
+        raise InvalidUpdate("no updates to aggregate")
+    if len(deltas) != len(weights):
+        raise InvalidUpdate(f"{len(deltas)} deltas but {len(weights)} weights")
+    for i, d in enumerate(deltas):
+        check_same_layout(d, deltas[0], f"delta {i}")
+
+
 def apply_delta(
     global_model: Mapping[str, np.ndarray], delta: Mapping[str, np.ndarray]
 ) -> dict[str, np.ndarray]:

@@ -15,7 +15,7 @@ from fedledger.aggregation.base import (
     RoundAggregate,
     Update,
     apply_delta,
-    check_same_layout,
+    check_inputs,
     max_abs,
     ordered_updates,
     register_rule,
@@ -50,10 +50,7 @@ def fedavg(deltas: Sequence[Mapping[str, np.ndarray]], weights: Sequence[int]) -
     in int64 when max|d| * W < 2**62 (so no partial sum can wrap), otherwise in Python ints.
     Exact sums do not depend on the order of the inputs. Key order follows `deltas[0]`.
     """
-    if not deltas:
-        raise InvalidUpdate("no updates to aggregate")
-    if len(deltas) != len(weights):
-        raise InvalidUpdate(f"{len(deltas)} deltas but {len(weights)} weights")
+    check_inputs(deltas, weights)
     for i, w in enumerate(weights):
         if isinstance(w, bool) or not isinstance(w, int | np.integer) or w < 0:
             raise InvalidUpdate(f"weight {i} is {w!r}; weights must be non-negative integers")
@@ -61,8 +58,6 @@ def fedavg(deltas: Sequence[Mapping[str, np.ndarray]], weights: Sequence[int]) -
     if total == 0:
         raise InvalidUpdate("weights sum to 0; nothing to average")
     reference = deltas[0]
-    for i, delta in enumerate(deltas):
-        check_same_layout(delta, reference, f"delta {i}")
     out: dict[str, np.ndarray] = {}
     for name in reference:
         arrays = [d[name] for d in deltas]

@@ -16,14 +16,14 @@ from fedledger.aggregation.base import (
     AggregationRule,
     RoundAggregate,
     Update,
-    check_same_layout,
+    check_inputs,
     ordered_updates,
     register_rule,
 )
 from fedledger.aggregation.fedavg import fedavg
 from fedledger.aggregation.screen import Screen, aggregate_screened
 from fedledger.aggregation.stats import squared_distance
-from fedledger.errors import InvalidUpdate, SpecError
+from fedledger.errors import SpecError
 
 
 def krum_min_updates(byzantine: int) -> int:
@@ -60,12 +60,7 @@ def multikrum(
     keep: int = 0,
 ) -> dict[str, np.ndarray]:
     """FedAvg of the `keep` best-scored deltas (keep=0: n - f); keep=1 is Krum itself."""
-    if not deltas:
-        raise InvalidUpdate("no updates to aggregate")
-    if len(deltas) != len(weights):
-        raise InvalidUpdate(f"{len(deltas)} deltas but {len(weights)} weights")
-    for i, d in enumerate(deltas):
-        check_same_layout(d, deltas[0], f"delta {i}")
+    check_inputs(deltas, weights)
     m = keep or max(1, len(deltas) - byzantine)
     chosen = multikrum_select(deltas, byzantine, m)
     return fedavg([deltas[i] for i in chosen], [weights[i] for i in chosen])

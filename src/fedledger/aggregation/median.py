@@ -16,13 +16,12 @@ from fedledger.aggregation.base import (
     AggregationRule,
     RoundAggregate,
     Update,
-    check_same_layout,
+    check_inputs,
     ordered_updates,
     register_rule,
 )
 from fedledger.aggregation.screen import Screen, aggregate_screened
 from fedledger.aggregation.stats import coordinate_median
-from fedledger.errors import InvalidUpdate
 
 
 def median(deltas: Sequence[Mapping[str, np.ndarray]], weights: Sequence[int]) -> dict[str, np.ndarray]:
@@ -31,12 +30,7 @@ def median(deltas: Sequence[Mapping[str, np.ndarray]], weights: Sequence[int]) -
     With an even count the median is the mean of the two middle values, halves rounded
     up: floor((lo + hi + 1) / 2) (see `stats.coordinate_median`).
     """
-    if not deltas:
-        raise InvalidUpdate("no updates to aggregate")
-    if len(deltas) != len(weights):
-        raise InvalidUpdate(f"{len(deltas)} deltas but {len(weights)} weights")
-    for i, d in enumerate(deltas):
-        check_same_layout(d, deltas[0], f"delta {i}")
+    check_inputs(deltas, weights)
     return coordinate_median(deltas)
 
 

@@ -17,14 +17,14 @@ from fedledger.aggregation.base import (
     AggregationRule,
     RoundAggregate,
     Update,
-    check_same_layout,
+    check_inputs,
     max_abs,
     ordered_updates,
     register_rule,
 )
 from fedledger.aggregation.screen import Screen, aggregate_screened
 from fedledger.aggregation.stats import INT64_SAFE_BOUND, column_blocks, div_half_up, exact_fraction
-from fedledger.errors import InvalidUpdate, SpecError
+from fedledger.errors import SpecError
 
 
 def trim_count(n: int, trim_fraction: Fraction) -> int:
@@ -41,12 +41,7 @@ def trimmed_mean(
     beta = trim_fraction if isinstance(trim_fraction, Fraction) else exact_fraction(trim_fraction)
     if not 0 <= beta < Fraction(1, 2):
         raise SpecError("trim_fraction", f"{float(beta):g} must be in [0, 0.5)")
-    if not deltas:
-        raise InvalidUpdate("no updates to aggregate")
-    if len(deltas) != len(weights):
-        raise InvalidUpdate(f"{len(deltas)} deltas but {len(weights)} weights")
-    for i, d in enumerate(deltas):
-        check_same_layout(d, deltas[0], f"delta {i}")
+    check_inputs(deltas, weights)
     n = len(deltas)
     k = trim_count(n, beta)
     kept = n - 2 * k

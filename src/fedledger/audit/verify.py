@@ -326,21 +326,7 @@ class _Auditor:
                 )
             else:
                 self.passed("flag")
-            ev = slashed[trainer]
-            held = self.stakes.get(trainer, 0)
-            due = min(self.spec.stake * self.spec.slash_bps // 10_000, held)
-            if int(ev.args["amount"]) != due:
-                self.error(
-                    "slash",
-                    f"TrainerSlashed event (block {ev.block_number})",
-                    f"slashed {ev.args['amount']}, the spec's fraction of the stake left is {due}",
-                    round=r,
-                    org=org,
-                )
-            else:
-                self.passed("slash")
-            self.stakes[trainer] = held - int(ev.args["amount"])
-            self.slashed_total += int(ev.args["amount"])
+            self.check_slash("slash", slashed[trainer], trainer, r)
             self.flag_counts[trainer] += 1
             must_eject = self.spec.max_flags > 0 and self.flag_counts[trainer] == self.spec.max_flags
             if must_eject != (trainer in ejected):
@@ -354,6 +340,24 @@ class _Auditor:
                 )
             elif must_eject:
                 self.passed("eject")
+
+    def check_slash(self, check: str, ev: Event, account: str, r: int) -> None:
+        """The spec's share of the deposit, capped at the stake left; then books it."""
+        held = self.stakes.get(account, 0)
+        due = min(self.spec.stake * self.spec.slash_bps // 10_000, held)
+        amount = int(ev.args["amount"])
+        if amount != due:
+            self.error(
+                check,
+                f"{ev.name} event (block {ev.block_number})",
+                f"slashed {amount}, the spec's fraction of the stake left is {due}",
+                round=r,
+                org=self.name(account),
+            )
+        else:
+            self.passed(check)
+        self.stakes[account] = held - amount
+        self.slashed_total += amount
 
     def check_dissent(self, r: int, fin: Event | None, evs: list[Event]) -> None:
         """A slashed validator must have proposed something other than the quorum's result."""
@@ -371,20 +375,7 @@ class _Auditor:
                     org=org,
                 )
                 continue
-            held = self.stakes.get(v, 0)
-            due = min(self.spec.stake * self.spec.slash_bps // 10_000, held)
-            if int(ev.args["amount"]) != due:
-                self.error(
-                    "dissent",
-                    f"ValidatorSlashed event (block {ev.block_number})",
-                    f"slashed {ev.args['amount']}, the spec's fraction of the stake left is {due}",
-                    round=r,
-                    org=org,
-                )
-            else:
-                self.passed("dissent")
-            self.stakes[v] = held - int(ev.args["amount"])
-            self.slashed_total += int(ev.args["amount"])
+            self.check_slash("dissent", ev, v, r)
         for v, p in proposed.items():
             if winner is not None and p != winner and v not in slashed:
                 self.warn(

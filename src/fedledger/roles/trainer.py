@@ -65,6 +65,7 @@ class Trainer:
         self.spec = spec
         self.job_id = job_id
         self.blob_hook = blob_hook
+        self.ejected = False
 
     def register(self) -> Receipt:
         return self.coordinator.register(self.account, self.job_id, as_trainer=True)
@@ -72,10 +73,11 @@ class Trainer:
     def run_round(self, round: int, global_commitment: bytes) -> TrainerRound:
         """Trains one round and commits; a trainer that cannot produce a valid update skips.
 
-        An ejected trainer does not train at all; one whose round closed while it trained
-        (the others all committed first) keeps its update and says so.
+        A trainer the chain has ejected stops training; one whose round closed while it
+        trained (the others all committed first) keeps its update and says so. Ejection is
+        learnt from a refused commit, so the common path costs no extra chain read.
         """
-        if self.coordinator.trainer_state(self.job_id, self.account.address).ejected:
+        if self.ejected:
             log.info("%s: round %d: ejected from job %d, not training", self.name, round, self.job_id)
             return TrainerRound(round, None, 0, float("nan"), 0.0, None)
         global_q = self.store.get_tensors(global_commitment)
@@ -99,7 +101,14 @@ class Trainer:
         try:
             receipt = self.coordinator.commit(self.account, self.job_id, round, commitment, num_examples)
         except TransactionReverted as exc:
-            if exc.reason not in ("coordinator: round not open", "coordinator: commit window closed"):
+            late = exc.reason in ("coordinator: round not open", "coordinator: commit window closed")
+            if exc.reason == "coordinator: trainer ejected" or (
+                late and self.coordinator.trainer_state(self.job_id, self.account.address).ejected
+            ):
+                self.ejected = True
+                log.warning("%s: round %d: ejected from job %d", self.name, round, self.job_id)
+                return TrainerRound(round, None, num_examples, loss, train_s, None)
+            if not late:
                 raise
             log.warning("%s: round %d: too late to commit (%s)", self.name, round, exc.reason)
             return TrainerRound(round, None, num_examples, loss, train_s, None)

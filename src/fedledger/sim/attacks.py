@@ -16,7 +16,7 @@ import numpy as np
 from fedledger.errors import SpecError
 from fedledger.sim.consortium import Consortium, make_client
 from fedledger.spec import JobSpec
-from fedledger.training.client import Config, Metrics, NDArrays, NumPyClient
+from fedledger.training.client import ClientWrapper, Config, Metrics, NDArrays, NumPyClient
 
 ATTACKS = {
     "label-flip": "trains on flipped labels (y -> C-1-y)",
@@ -60,22 +60,13 @@ class Attack:
         return list(range(trainers - k + 1, trainers + 1))
 
 
-class _UpdateAttack(NumPyClient):
+class _UpdateAttack(ClientWrapper):
     """Wraps an honest client and rewrites the update it returns."""
 
     def __init__(self, inner: NumPyClient, spec: JobSpec, seed: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.bound = spec.max_update_norm * NORM_BUDGET
         self.rng = np.random.default_rng(seed)
-
-    def get_parameters(self, config: Config) -> NDArrays:
-        return self.inner.get_parameters(config)
-
-    def parameter_names(self) -> list[str]:
-        return self.inner.parameter_names()
-
-    def evaluate(self, parameters: NDArrays, config: Config) -> tuple[float, int, Metrics]:
-        return self.inner.evaluate(parameters, config)
 
     def fit(self, parameters: NDArrays, config: Config) -> tuple[NDArrays, int, Metrics]:
         new, n, metrics = self.inner.fit(parameters, config)
@@ -120,21 +111,12 @@ class Boost(_UpdateAttack):
         return [self.factor * d for d in delta]
 
 
-class ClaimExamples(NumPyClient):
+class ClaimExamples(ClientWrapper):
     """Trains like `inner` but claims `examples` (a Sybil identity's own small share)."""
 
     def __init__(self, inner: NumPyClient, examples: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.examples = examples
-
-    def get_parameters(self, config: Config) -> NDArrays:
-        return self.inner.get_parameters(config)
-
-    def parameter_names(self) -> list[str]:
-        return self.inner.parameter_names()
-
-    def evaluate(self, parameters: NDArrays, config: Config) -> tuple[float, int, Metrics]:
-        return self.inner.evaluate(parameters, config)
 
     def fit(self, parameters: NDArrays, config: Config) -> tuple[NDArrays, int, Metrics]:
         new, _, metrics = self.inner.fit(parameters, config)

@@ -15,7 +15,7 @@ import numpy as np
 
 from fedledger.codec.blob import decode_blob, encode_tensors
 from fedledger.errors import SpecError
-from fedledger.training.client import Config, Metrics, NDArrays, NumPyClient
+from fedledger.training.client import ClientWrapper, Config, Metrics, NDArrays, NumPyClient
 
 FAULT_KINDS = {
     "corrupt-blob": "stored bytes differ from the committed ones (fails its hash)",
@@ -86,24 +86,15 @@ def blob_hook(kind: str, max_norm_q: int) -> Callable[[bytes], bytes | None]:
     return hook
 
 
-class NaNClient(NumPyClient):
+class NaNClient(ClientWrapper):
     """A client whose training diverges from `from_round` on: every weight comes back NaN."""
 
     def __init__(self, inner: NumPyClient, from_round: int) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.from_round = from_round
-
-    def get_parameters(self, config: Config) -> NDArrays:
-        return self.inner.get_parameters(config)
-
-    def parameter_names(self) -> list[str]:
-        return self.inner.parameter_names()
 
     def fit(self, parameters: NDArrays, config: Config) -> tuple[NDArrays, int, Metrics]:
         new, n, metrics = self.inner.fit(parameters, config)
         if int(config.get("round", 0)) >= self.from_round:
             new = [np.full_like(a, np.nan) for a in new]
         return new, n, metrics
-
-    def evaluate(self, parameters: NDArrays, config: Config) -> tuple[float, int, Metrics]:
-        return self.inner.evaluate(parameters, config)

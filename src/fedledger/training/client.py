@@ -37,3 +37,25 @@ class NumPyClient(ABC):
     def parameter_names(self) -> list[str]:
         """A name per parameter position; override when the model has real names."""
         return [f"param_{i:04d}" for i in range(len(self.get_parameters({})))]
+
+
+class ClientWrapper(NumPyClient):
+    """Delegates everything to `inner`; subclasses override what they change (usually `fit`).
+
+    The simulator's faults and attacks are such wrappers around an honest client.
+    """
+
+    def __init__(self, inner: NumPyClient) -> None:
+        self.inner = inner
+
+    def get_parameters(self, config: Config) -> NDArrays:
+        return self.inner.get_parameters(config)
+
+    def parameter_names(self) -> list[str]:
+        return self.inner.parameter_names()
+
+    def fit(self, parameters: NDArrays, config: Config) -> tuple[NDArrays, int, Metrics]:
+        return self.inner.fit(parameters, config)
+
+    def evaluate(self, parameters: NDArrays, config: Config) -> tuple[float, int, Metrics]:
+        return self.inner.evaluate(parameters, config)
