@@ -1,1 +1,1 @@
-"""incentives layer (see DESIGN in docs/)."""
+"""Contribution scoring, score consensus and the reward split: who added how much value."""
