@@ -67,6 +67,19 @@ class JobSpec(BaseModel):
     root_dataset: str = Field(
         "", max_length=66, description="fltrust: keccak256 of the root dataset (simulate fills it in)"
     )
+    # contribution scoring
+    scoring: Literal["none", "loo", "gtg", "exact"] = Field(
+        "none", description="contribution scores per round: leave-one-out, GTG-Shapley or exact Shapley"
+    )
+    scoring_utility: Literal["linear", "accuracy"] = Field(
+        "linear", description="coalition utility: first-order loss decrease (fast) or evaluated accuracy"
+    )
+    validation_examples: int = Field(
+        300, ge=10, le=100_000, description="rows held out of the split as the scoring validation set"
+    )
+    validation_dataset: str = Field(
+        "", max_length=66, description="keccak256 of the scoring validation set (simulate fills it in)"
+    )
     # flags and penalties
     flag_cosine: float = Field(
         0.0, ge=-1, le=1, description="robust rules flag updates whose cosine with their aggregate is below"

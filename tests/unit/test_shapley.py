@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 
 from fedledger.codec.fixedpoint import quantize
 from fedledger.incentives.shapley import exact_shapley, gtg_shapley, leave_one_out
-from fedledger.incentives.utility import coalition_utility
+from fedledger.incentives.utility import coalition_utility, linear_prefix, linear_utility
 from fedledger.training.datasets import load_dataset
 
 
@@ -98,3 +98,16 @@ def test_monte_carlo_ranks_like_exact_shapley_at_ten_trainers(seed: int) -> None
     # the free rider earns (about) nothing; clean data outranks label noise
     assert abs(est.values[6]) <= 0.01 + 0.2 * max(abs(v) for v in est.values)
     assert min(est.values[0], est.values[1]) > max(est.values[2], est.values[3])
+
+
+def test_linear_utility_prefix_fast_path_gives_the_same_estimate() -> None:
+    rng = np.random.default_rng(3)
+    p = rng.normal(size=12).tolist()
+    w = rng.integers(1, 100, size=12).tolist()
+    u = linear_utility(p, w)
+    assert u(frozenset()) == 0.0
+    assert u(frozenset({0, 1})) == pytest.approx(-(w[0] * p[0] + w[1] * p[1]) / (w[0] + w[1]))
+    slow = gtg_shapley(12, u, seed=5, eps=1e-6)
+    fast = gtg_shapley(12, u, seed=5, eps=1e-6, prefix=linear_prefix(p, w))
+    assert fast.permutations == slow.permutations
+    assert fast.values == pytest.approx(slow.values, abs=1e-12)

@@ -10,7 +10,7 @@ coalitions to evaluate and how to combine the values. Trainers are indices 0..n-
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -81,6 +81,7 @@ def gtg_shapley(
     max_permutations: int | None = None,
     tolerance: float = 0.01,
     min_permutations: int | None = None,
+    prefix: Callable[[Sequence[int]], np.ndarray] | None = None,
 ) -> ShapleyEstimate:
     """Guided, truncated Monte Carlo Shapley (GTG-Shapley).
 
@@ -93,6 +94,9 @@ def gtg_shapley(
     - Stops when the mean relative change of the estimate over the last n permutations is
       below `tolerance` (after at least `min_permutations`, default 2n), or at
       `max_permutations` (default 50n).
+
+    `prefix(order)`, if given, returns U of every prefix of `order` at once (length n):
+    a utility with running sums (the linear one) scores a permutation in O(n) that way.
     """
     u = CachedUtility(utility)
     everyone = frozenset(range(n))
@@ -103,24 +107,35 @@ def gtg_shapley(
     max_p = max_permutations or 50 * n
     min_p = min_permutations or 2 * n
     total = np.zeros(n)
+    evaluated = 0
     history: list[np.ndarray] = []
     k = 0
     for k in range(1, max_p + 1):
         rest = [int(x) for x in rng.permutation(n) if x != (k - 1) % n]
         order = [(k - 1) % n, *rest]
-        coalition: frozenset[int] = frozenset()
-        prev = empty
-        for i in order:
-            if abs(full - prev) < eps:
-                break  # truncated: the rest add (about) nothing
-            coalition = coalition | {i}
-            value = u(coalition)
-            total[i] += value - prev
-            prev = value
+        if prefix is not None:
+            values = np.concatenate([[empty], prefix(order)])  # (n + 1,) U of each prefix
+            marginal = np.diff(values)  # (n,)
+            # within-permutation truncation: once a prefix is within eps of U(N), the rest count 0
+            close = np.flatnonzero(np.abs(full - values[:-1]) < eps)
+            if close.size:
+                marginal[close[0] :] = 0.0
+            total[np.asarray(order)] += marginal
+            evaluated += n if not close.size else int(close[0])
+        else:
+            coalition: frozenset[int] = frozenset()
+            prev = empty
+            for i in order:
+                if abs(full - prev) < eps:
+                    break  # truncated: the rest add (about) nothing
+                coalition = coalition | {i}
+                value = u(coalition)
+                total[i] += value - prev
+                prev = value
         history.append(total / k)
         if k >= min_p and k > n:
             now, before = history[-1], history[-1 - n]
             scale = np.abs(now).sum() or 1.0
             if float(np.abs(now - before).sum()) / scale < tolerance:
                 break
-    return ShapleyEstimate([float(v) for v in total / k], k, u.evaluations, truncated=False)
+    return ShapleyEstimate([float(v) for v in total / k], k, u.evaluations + evaluated, truncated=False)

@@ -28,6 +28,8 @@ class Consortium:
     parts: list[np.ndarray]  # parts[i]: organisation i + 1's rows of dataset.x_train
     root: TorchClient | None = None  # FLTrust: the sponsor's client on the root dataset
     root_hash: str = ""  # keccak256 of the root dataset, for the spec
+    validation: tuple[np.ndarray, np.ndarray] | None = None  # scoring: (x, y) held out
+    validation_hash: str = ""
 
 
 def make_client(spec: JobSpec, ds: Dataset, x: np.ndarray, y: np.ndarray, seed: int) -> TorchClient:
@@ -68,7 +70,17 @@ def build_consortium(spec: JobSpec) -> Consortium:
         rx, ry = ds.x_train[root_rows], ds.y_train[root_rows]
         root = make_client(spec, ds, rx, ry, seed=spec.seed)
         root_hash = dataset_hash(rx, ry)
-    pool_ds = ds if root is None else _subset(ds, pool)
+    validation = None
+    validation_hash = ""
+    if spec.scoring != "none":
+        order = np.random.default_rng([spec.seed, 0x5C0]).permutation(len(pool))
+        val_rows, pool = (
+            pool[np.sort(order[: spec.validation_examples])],
+            pool[np.sort(order[spec.validation_examples :])],
+        )
+        validation = (ds.x_train[val_rows], ds.y_train[val_rows])
+        validation_hash = dataset_hash(*validation)
+    pool_ds = ds if len(pool) == len(ds.y_train) else _subset(ds, pool)
     parts = [
         pool[idx]
         for idx in partition(pool_ds, spec.trainers, spec.partition, alpha=spec.alpha, seed=spec.seed)
@@ -86,6 +98,8 @@ def build_consortium(spec: JobSpec) -> Consortium:
         parts=parts,
         root=root,
         root_hash=root_hash,
+        validation=validation,
+        validation_hash=validation_hash,
     )
 
 

@@ -22,11 +22,12 @@ from eth_utils.crypto import keccak
 from fedledger.chain.base import Chain, dev_accounts
 from fedledger.chain.contracts import Deployment, Phase, deploy_contracts
 from fedledger.chain.inprocess import InProcessChain
-from fedledger.codec.blob import encode_tensors
+from fedledger.codec.blob import decode_blob, encode_tensors
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import SpecError
-from fedledger.roles.job import JobReader
+from fedledger.roles.job import CommitRecord, JobReader
 from fedledger.roles.model import float_weights, quantize_model
+from fedledger.roles.scorer import RoundScores, score_round
 from fedledger.roles.sponsor import create_job
 from fedledger.roles.trainer import Trainer
 from fedledger.roles.validator import Validator, model_metadata
@@ -40,6 +41,7 @@ from fedledger.store.cached import VerifiedCache
 from fedledger.store.local import LocalStore
 from fedledger.training.client import NumPyClient
 from fedledger.training.datasets import Dataset
+from fedledger.training.models import build_model
 from fedledger.training.torch_client import (
     evaluate,
     get_weights,
@@ -71,6 +73,7 @@ class RoundMetrics:
     round_seconds: float
     model_commitment: str
     backdoor_success: float = float("nan")  # only computed under the backdoor attack
+    scoring_seconds: float = 0.0  # contribution scoring of the round (one validator's)
 
 
 @dataclass
@@ -90,6 +93,7 @@ class SimulationResult:
     slashed: dict[str, int] = field(default_factory=dict)  # organisation -> stake units slashed
     ejected: list[str] = field(default_factory=list)
     backdoor_success: float = float("nan")  # of the final model, whatever the attack
+    scores: list[RoundScores] = field(default_factory=list)  # per finalised round, if scoring
 
 
 @dataclass
@@ -151,6 +155,16 @@ class Simulation:
                     f"{self.spec.root_dataset} is not the hash of this root dataset ({consortium.root_hash})",
                 )
             self.spec = self.spec.with_overrides(root_dataset=consortium.root_hash)
+        if consortium.validation is not None:  # scoring: the spec binds the validation set by hash
+            if self.spec.validation_dataset and self.spec.validation_dataset != consortium.validation_hash:
+                raise SpecError(
+                    "validation_dataset",
+                    f"{self.spec.validation_dataset} is not the hash of this validation set "
+                    f"({consortium.validation_hash})",
+                )
+            self.spec = self.spec.with_overrides(validation_dataset=consortium.validation_hash)
+        self.validation = consortium.validation
+        self.scores: list[RoundScores] = []
         spec = self.spec
         clients: list[NumPyClient] = list(consortium.clients)
         self.malicious: list[int] = []
@@ -160,6 +174,9 @@ class Simulation:
         init = consortium.initial_model
         self.names = consortium.names
         self.eval_model = init
+        self.score_model = build_model(
+            spec.model, self.dataset.input_shape, self.dataset.num_classes, seed=spec.seed
+        )
         initial_q = quantize_model(self.names, get_weights(init), spec.scale_bits)
         self.initial_model = self.store.put(encode_tensors(initial_q, metadata=model_metadata(0, 0)))
 
@@ -270,6 +287,29 @@ class Simulation:
         x, y = add_trigger(self.dataset.x_test), self.dataset.y_test
         return backdoor_success(predict(self.eval_model, x), y)
 
+    def score(
+        self, r: int, commits: Sequence[CommitRecord], excluded: set[str], global_c: bytes
+    ) -> RoundScores:
+        """One validator's contribution scores for a finalised round's accepted updates."""
+        assert self.validation is not None
+        accepted = sorted((c for c in commits if c.trainer not in excluded), key=lambda c: int(c.trainer, 16))
+        deltas = [decode_blob(self.store.get(c.commitment))[0] for c in accepted]
+        return score_round(
+            round=r,
+            method=self.spec.scoring,
+            trainers=[self.participants.get(c.trainer, c.trainer) for c in accepted],
+            deltas=deltas,
+            weights=[c.num_examples for c in accepted],
+            global_model=self.store.get_tensors(global_c),
+            names=self.names,
+            scale_bits=self.spec.scale_bits,
+            model=self.score_model,
+            x_val=self.validation[0],
+            y_val=self.validation[1],
+            seed=self.spec.seed + r,
+            utility=self.spec.scoring_utility,
+        )
+
     def run_round(self) -> RoundMetrics:
         coordinator = self.deployment.coordinator
         t_round = time.perf_counter()
@@ -369,6 +409,10 @@ class Simulation:
         )
         if self.attack is not None and self.attack.kind == "backdoor":
             m.backdoor_success = self.backdoor_success(model_c)
+        if self.validation is not None and rec.finalized is not None:
+            scored = self.score(r, commits, set(rec.excluded), global_c)
+            m.scoring_seconds = scored.seconds
+            self.scores.append(scored)
         self.metrics.append(m)
         return m
 
@@ -423,6 +467,7 @@ class Simulation:
             slashed=slashed,
             ejected=ejected,
             backdoor_success=self.backdoor_success(final),
+            scores=self.scores,
         )
         write_run(self, result)
         logging.getLogger("fedledger").removeHandler(self._log_handler)
