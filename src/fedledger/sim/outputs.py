@@ -68,6 +68,44 @@ def plot_metrics(path: Path, rows: list[RoundMetrics], title: str) -> None:
     plt.close(fig)
 
 
+def contribution_totals(result: SimulationResult) -> dict[str, float]:
+    """Each organisation's summed contribution score over the scored rounds (0 if never scored)."""
+    totals: dict[str, float] = {name: 0.0 for name in result.payouts}
+    for s in result.scores:
+        for org, v in zip(s.trainers, s.values, strict=True):
+            totals[org] = totals.get(org, 0.0) + v
+    return totals
+
+
+def write_scores(out: Path, result: SimulationResult) -> None:
+    """scores.csv (round, organisation, score) and contributions.png (totals beside payouts)."""
+    with (out / "scores.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["round", "method", "utility", "organisation", "score", "evaluations", "seconds"])
+        for s in result.scores:
+            for org, v in zip(s.trainers, s.values, strict=True):
+                w.writerow([s.round, s.method, s.utility, org, f"{v:.6g}", s.evaluations, f"{s.seconds:.4f}"])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    totals = contribution_totals(result)
+    orgs = sorted(totals)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), dpi=120)
+    colors = ["tab:red" if o in result.malicious or totals[o] <= 0 else "tab:blue" for o in orgs]
+    ax1.bar(orgs, [totals[o] for o in orgs], color=colors)
+    ax1.axhline(0, color="black", lw=0.8)
+    ax1.set_title(f"contribution ({result.scores[0].method}, {result.scores[0].utility} utility), summed")
+    ax2.bar(orgs, [result.payouts.get(o, 0) / 1e18 for o in orgs], color="tab:green")
+    ax2.set_title("paid out (reward + stake back, tokens)")
+    for ax in (ax1, ax2):
+        ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    fig.savefig(out / "contributions.png")
+    plt.close(fig)
+
+
 def write_run(sim: Simulation, result: SimulationResult) -> None:
     out, spec = sim.out_dir, sim.spec
     (out / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
@@ -79,6 +117,8 @@ def write_run(sim: Simulation, result: SimulationResult) -> None:
     )
     (out / "chain.json").write_text(json.dumps(export, indent=1) + "\n")
     write_metrics(out, result.rounds)
+    if result.scores:
+        write_scores(out, result)
     plot_metrics(
         out / "accuracy.png",
         result.rounds,
@@ -122,6 +162,9 @@ def write_run(sim: Simulation, result: SimulationResult) -> None:
             org: {"flags": n, "slashed": str(result.slashed.get(org, 0))} for org, n in result.flags.items()
         },
         "ejected": result.ejected,
+        "contribution": {k: round(v, 6) for k, v in contribution_totals(result).items()}
+        if result.scores
+        else {},
         "attack": None if sim.attack is None else {"kind": sim.attack.kind, "malicious": result.malicious},
     }
     save_file(

@@ -1,0 +1,34 @@
+"""Contribution scores in a run: saved, charted, and ordered by the trainers' real value."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+from conftest import small_spec
+
+from fedledger.audit.run import audit_run_dir
+from fedledger.sim.attacks import Attack
+from fedledger.sim.simulate import Simulation
+from fedledger.spec import JobSpec
+
+
+def test_free_riders_contribute_least_and_the_run_still_audits(tmp_path: Path) -> None:
+    spec = small_spec(trainers=6, rounds=3, scoring="gtg", validation_examples=120)
+    result = Simulation(spec, out_dir=tmp_path / "run", attack=Attack("free-ride", 0.34)).run()
+    run = tmp_path / "run"
+    assert result.malicious == ["org-05", "org-06"]
+    assert len(result.scores) == 3 and all(s.seconds < 5 for s in result.scores)
+    rows = list(csv.DictReader((run / "scores.csv").open()))
+    assert len(rows) == 3 * 6 and {r["method"] for r in rows} == {"gtg"}
+    card = json.loads((run / "model_card.json").read_text())
+    contribution = card["contribution"]
+    honest = [contribution[f"org-0{i}"] for i in range(1, 5)]
+    # an empty update adds nothing and dilutes FedAvg: below every honest trainer
+    assert max(contribution["org-05"], contribution["org-06"]) < min(honest)
+    assert (run / "contributions.png").stat().st_size > 10_000
+    written = JobSpec.load(run / "spec.json")
+    assert written.validation_dataset.startswith("0x") and len(written.validation_dataset) == 66
+    report = audit_run_dir(run)
+    assert report.ok, [f.line() for f in report.findings if f.severity == "error"]
