@@ -16,11 +16,15 @@ predicted from the public views, and after every step:
 - each stake equals the deposit less its slashes (the spec's share, capped at what
   is left), until it is withdrawn; a trainer is ejected at exactly `max_flags`.
 
-FEDLEDGER_PROPERTY_EXAMPLES scales the run (default 12 examples x up to 50 steps, < 60 s).
+FEDLEDGER_PROPERTY_EXAMPLES scales the run (default 12 examples x up to 50 steps, < 60 s);
+with FEDLEDGER_PROPERTY_REPORT=FILE every example appends its counts (steps checked,
+transactions, finalised rounds, slashes, dissent reports) to FILE as JSON lines, which
+bench/conservation.py sums to show how many steps the invariants held for.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections import defaultdict
 
@@ -438,6 +442,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
     def money_is_conserved(self) -> None:
         if not hasattr(self, "jobs"):
             return
+        self.steps = getattr(self, "steps", 0) + 1
         holders = [a.address for a in ACCS] + [self.coord.address]
         balances = {a: self.token.balance_of(a) for a in holders}
         assert self.token.total_supply() == sum(balances.values()) == FUNDS * len(ACCS)
@@ -462,6 +467,23 @@ class CoordinatorMachine(RuleBasedStateMachine):
         assert dust == 0 or dust < bound
 
     def teardown(self) -> None:
+        report = os.environ.get("FEDLEDGER_PROPERTY_REPORT")
+        if report and hasattr(self, "jobs"):
+            with open(report, "a") as f:
+                f.write(
+                    json.dumps(
+                        {
+                            "steps": getattr(self, "steps", 0),
+                            "transactions": self.txs,
+                            "finalized_rounds": len(self.finalized),
+                            "slashes": sum(self.flags.values()),
+                            "ejections": len(self.ejected),
+                            "dissent_reports": len(self.dissent_reported),
+                            "withdrawals": self.withdrawals,
+                        }
+                    )
+                    + "\n"
+                )
         if hasattr(self, "jobs"):  # coverage of the interesting paths, shown by --hypothesis-show-statistics
             event(f"finalised rounds: {min(len(self.finalized), 3)}+")
             event(f"withdrawals: {min(self.withdrawals, 3)}+")
