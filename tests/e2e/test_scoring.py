@@ -32,3 +32,17 @@ def test_free_riders_contribute_least_and_the_run_still_audits(tmp_path: Path) -
     assert written.validation_dataset.startswith("0x") and len(written.validation_dataset) == 66
     report = audit_run_dir(run)
     assert report.ok, [f.line() for f in report.findings if f.severity == "error"]
+
+
+def test_trainers_of_different_value_are_scored_in_that_order(tmp_path: Path) -> None:
+    spec = small_spec(trainers=6, rounds=4, scoring="gtg")
+    profiles = [("label-noise", 3), ("duplicate", 4), ("tiny", 5), ("free-ride", 6)]
+    result = Simulation(spec, out_dir=tmp_path / "run", profiles=profiles).run()
+    c = json.loads((tmp_path / "run" / "model_card.json").read_text())["contribution"]
+    clean = min(c["org-01"], c["org-02"])
+    # clean data beats noisy labels and tiny data; the free rider comes last, below zero:
+    # an empty update only dilutes the average
+    assert clean > max(c["org-03"], c["org-05"]) > min(c["org-03"], c["org-05"]) > c["org-06"]
+    assert c["org-06"] < 0
+    assert c["org-04"] > c["org-03"]  # a copy of clean data still beats noisy labels
+    assert not result.flags  # none of this is misbehaviour: FedAvg flags nobody

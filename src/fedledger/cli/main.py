@@ -84,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of trainers playing --attack, the last ones by number (default 0.2)",
     )
     sim.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="KIND@TRAINER",
+        help="give trainer TRAINER data of a different value, to watch --scoring rank it; kinds: "
+        "label-noise, duplicate, tiny, free-ride (repeatable)",
+    )
+    sim.add_argument(
         "--threads",
         type=int,
         default=1,

@@ -14,7 +14,7 @@ from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from fedledger.errors import SpecError
-from fedledger.sim.attacks import ATTACKS, Attack
+from fedledger.sim.attacks import ATTACKS, Attack, parse_profile
 from fedledger.sim.faults import Fault
 from fedledger.sim.simulate import RoundMetrics, Simulation
 from fedledger.spec import JobSpec
@@ -60,6 +60,7 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
     spec = load_spec(args)
     faults = [Fault.parse(f) for f in args.fault]
     attack = Attack(args.attack, args.malicious) if args.attack else None
+    profiles = [parse_profile(p) for p in args.profile]
     out = args.out or Path("runs") / f"{spec.name}-seed{spec.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     from fedledger.training.torch_client import configure_torch
 
@@ -99,7 +100,7 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
         if not args.quiet
         else _Null()
     ):
-        sim = Simulation(spec, out_dir=out, chain=chain, faults=faults, attack=attack)
+        sim = Simulation(spec, out_dir=out, chain=chain, faults=faults, attack=attack, profiles=profiles)
     if not args.quiet:
         console.print(f"job {sim.job_id} created; {spec.trainers} organisations registered and staked")
         if attack is not None:

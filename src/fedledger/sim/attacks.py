@@ -166,6 +166,49 @@ def apply_attack(
     return clients, bad
 
 
+#: Trainers of different real value, for contribution scoring (not attacks: none is flagged).
+PROFILES = {
+    "label-noise": "half of its labels replaced by random ones",
+    "duplicate": "holds a copy of trainer 1's data instead of its own",
+    "tiny": "keeps only 10 of its rows",
+    "free-ride": "resubmits the global model, claiming its examples",
+}
+
+
+def parse_profile(text: str) -> tuple[str, int]:
+    """KIND@TRAINER, e.g. `label-noise@3`."""
+    kind, _, who = text.partition("@")
+    if kind not in PROFILES or not who.isdigit():
+        raise SpecError("profile", f"{text!r} is not KIND@TRAINER with KIND one of {', '.join(PROFILES)}")
+    return kind, int(who)
+
+
+def apply_profiles(
+    consortium: Consortium, spec: JobSpec, clients: list[NumPyClient], profiles: list[tuple[str, int]]
+) -> list[NumPyClient]:
+    """`clients` with the profiled trainers' data (or behaviour) changed."""
+    ds = consortium.dataset
+    out = list(clients)
+    rng = np.random.default_rng([spec.seed, 0xDA7A])
+    for kind, i in profiles:
+        if not 1 <= i <= spec.trainers:
+            raise SpecError("profile", f"trainer {i} is outside 1..{spec.trainers}")
+        rows = consortium.parts[i - 1]
+        x, y = ds.x_train[rows], ds.y_train[rows].copy()
+        if kind == "label-noise":
+            noisy = rng.random(len(y)) < 0.5
+            y[noisy] = rng.integers(0, ds.num_classes, int(noisy.sum()))
+            out[i - 1] = make_client(spec, ds, x, y, spec.seed + i)
+        elif kind == "duplicate":
+            first = consortium.parts[0]
+            out[i - 1] = make_client(spec, ds, ds.x_train[first], ds.y_train[first], spec.seed + i)
+        elif kind == "tiny":
+            out[i - 1] = make_client(spec, ds, x[:10], y[:10], spec.seed + i)
+        elif kind == "free-ride":
+            out[i - 1] = FreeRide(out[i - 1], len(rows))
+    return out
+
+
 def backdoor_success(predict: np.ndarray, labels: np.ndarray) -> float:
     """Share of triggered test images whose true label is not the target that hit the target."""
     mask = labels != BACKDOOR_TARGET

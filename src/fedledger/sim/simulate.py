@@ -31,7 +31,7 @@ from fedledger.roles.scorer import RoundScores, score_round
 from fedledger.roles.sponsor import create_job
 from fedledger.roles.trainer import Trainer
 from fedledger.roles.validator import Validator, model_metadata
-from fedledger.sim.attacks import Attack, add_trigger, apply_attack, backdoor_success
+from fedledger.sim.attacks import Attack, add_trigger, apply_attack, apply_profiles, backdoor_success
 from fedledger.sim.consortium import build_consortium
 from fedledger.sim.faults import Fault, NaNClient, blob_hook
 from fedledger.sim.outputs import write_run
@@ -114,9 +114,11 @@ class Simulation:
         chain: Chain | None = None,
         faults: Sequence[Fault] = (),
         attack: Attack | None = None,
+        profiles: Sequence[tuple[str, int]] = (),
     ) -> None:
         self.spec = spec
         self.attack = attack
+        self.profiles = list(profiles)
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # the run log is part of the evidence: rejections with their reasons
@@ -170,6 +172,8 @@ class Simulation:
         self.malicious: list[int] = []
         if self.attack is not None:
             clients, self.malicious = apply_attack(consortium, spec, self.attack)
+        if self.profiles:
+            clients = apply_profiles(consortium, spec, clients, self.profiles)
         self.dataset: Dataset = consortium.dataset
         init = consortium.initial_model
         self.names = consortium.names
