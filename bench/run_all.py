@@ -1,7 +1,7 @@
 """Runs every benchmark in turn and prints a Markdown summary table for the README.
 
-Runs gas.py, chain_tps.py, overhead.py, quantization.py, flag_gas.py and robustness.py
-sequentially (each in
+Runs gas.py, chain_tps.py, overhead.py, quantization.py, flag_gas.py, robustness.py,
+scoring.py and conservation.py sequentially (each in
 its own process, so one's imports and caches do not favour another), in full
 form or, with `--quick`, in their quick forms (< 3 minutes in all). Each script
 compares its figure with a baseline measured in the same run and with its bar
@@ -20,7 +20,9 @@ from typing import Any
 
 from _common import RESULTS, ROOT, parse_args, verdict
 
-BENCHES = ("gas", "chain_tps", "overhead", "quantization", "flag_gas", "robustness")
+BENCHES = (
+    "gas", "chain_tps", "overhead", "quantization", "flag_gas", "robustness", "scoring", "conservation",
+)
 
 
 def rows_for(name: str, r: dict[str, Any]) -> list[list[str]]:
@@ -110,6 +112,20 @@ def rows_for(name: str, r: dict[str, Any]) -> list[list[str]]:
                 rows.append([c["bar"], c["detail"], "clean FedAvg, same run", "issue 3",
                              verdict(c["passed"])])
         return rows
+    if name == "scoring":
+        sizes = r["sizes"]
+        shares = " / ".join(f"{v['share']:.1%}" for v in sizes.values())
+        ten = sizes["10"]
+        base = (f"exact Shapley on evaluated accuracy: {ten['accuracy_exact_s']:.0f} s a round"
+                if "accuracy_exact_s" in ten else "")
+        return [[f"Scoring share of round time ({' / '.join(sizes)} trainers)", shares, base, "≤ 10%",
+                 verdict(r["passed"])]]
+    if name == "conservation":
+        t = r["totals"]
+        return [["Token conservation (stateful property test)",
+                 f"{t.get('steps', 0):,} steps, {t.get('transactions', 0):,} transactions",
+                 "Python model of every balance", f"≥ {r['target_steps']:,} steps, no violation",
+                 verdict(r["passed"])]]
     raise ValueError(name)
 
 
