@@ -175,3 +175,32 @@ def test_a_run_directory_is_never_mixed(tmp_path: Path) -> None:
     assert "is not empty; choose another --out or pass --force" in _one_line_error(again)
     assert fedledger(*args, "--force").returncode == 0
     assert json.loads((out / "model_card.json").read_text())["outcome"] == "completed"
+
+
+def test_store_serve_runs_a_blob_server(tmp_path: Path) -> None:
+    from fedledger.chain.base import dev_accounts
+    from fedledger.store.http import HttpStore
+
+    org = dev_accounts(1)[0]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fedledger.cli.main", "store", "serve", "--dir", str(tmp_path / "b"),
+         "--port", "0", "--writer", org.address],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "serving blobs from" in line
+        url = line.split(" at ")[1].split(" ")[0]
+        c = HttpStore(url, org).put(b"served")
+        assert HttpStore(url).get(c) == b"served"
+        assert (tmp_path / "b").exists()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_store_serve_bad_writer_is_one_line(tmp_path: Path) -> None:
+    proc = fedledger("store", "serve", "--dir", str(tmp_path), "--writer", "not-an-address")
+    assert proc.returncode == 2
+    assert "--writer 'not-an-address' is not an Ethereum address" in _one_line_error(proc)

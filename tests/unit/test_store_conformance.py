@@ -8,16 +8,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fedledger.chain.base import dev_accounts
 from fedledger.codec.commitment import commitment_hex, merkle_root
 from fedledger.errors import BlobIntegrityError, BlobNotFound, MalformedBlob, StoreError
 from fedledger.store.base import BlobStore
+from fedledger.store.http import BlobServer, HttpStore
 from fedledger.store.local import LocalStore
 from fedledger.store.memory import MemoryStore
 
 Tamper = Callable[[bytes, bytes], None]
 
 
-@pytest.fixture(params=["memory", "local"])
+WRITER = dev_accounts(1)[0]
+
+
+@pytest.fixture(params=["memory", "local", "http"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[BlobStore, Tamper]]:
     """A fresh store and a function that overwrites a blob's raw bytes behind its back."""
     if request.param == "memory":
@@ -27,13 +32,23 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Bl
             mem._blobs[c] = data
 
         yield mem, tamper_memory
-    else:
+    elif request.param == "local":
         local = LocalStore(tmp_path / "blobs" / "nested")
 
         def tamper_disk(c: bytes, data: bytes) -> None:
             local.path_for(c).write_bytes(data)
 
         yield local, tamper_disk
+    else:  # a real HTTP server on loopback; the operator tampers with its disk
+        server = BlobServer(tmp_path / "served", writers=[WRITER.address]).start()
+
+        def tamper_server(c: bytes, data: bytes) -> None:
+            server.store.path_for(c).write_bytes(data)
+
+        try:
+            yield HttpStore(server.url, WRITER), tamper_server
+        finally:
+            server.stop()
 
 
 @pytest.fixture

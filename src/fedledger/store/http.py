@@ -1,0 +1,217 @@
+"""Blobs over HTTP: a content-addressed server each organisation runs, and its client.
+
+The server (`fedledger store serve`) keeps blobs in a `LocalStore` and answers
+`GET/HEAD /blobs/<commitment>` to anyone, `GET /blobs` with the list, and
+`PUT/DELETE /blobs/<commitment>` only when signed by an allowed key: an EIP-191
+signature over "fedledger-store:<METHOD>:<commitment>" from one of the organisation's
+addresses. Integrity needs no trust in the server: the client re-hashes every read
+(`BlobStore.get`), and the server refuses an upload whose bytes do not hash to the
+address it is put under. Standard library only, so any node can run it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.messages import encode_defunct
+from eth_account.signers.local import LocalAccount
+
+from fedledger.codec.commitment import HASH_SIZE, commitment_hex, merkle_root
+from fedledger.errors import StoreError
+from fedledger.store.base import BlobStore
+from fedledger.store.local import LocalStore
+
+log = logging.getLogger("fedledger.store")
+MAX_BLOB = 1 << 30  # 1 GiB: larger uploads are refused before they are read
+
+
+def signed_message(method: str, commitment: bytes) -> str:
+    return f"fedledger-store:{method}:{commitment_hex(commitment)}"
+
+
+def _parse(path: str) -> bytes | None:
+    """The commitment in /blobs/<0x hex>, or None."""
+    prefix = "/blobs/"
+    if not path.startswith(prefix):
+        return None
+    text = path[len(prefix) :].removeprefix("0x")
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return raw if len(raw) == HASH_SIZE else None
+
+
+class BlobServer:
+    """A `LocalStore` served over HTTP on `host:port` (port 0 picks a free one)."""
+
+    def __init__(
+        self, root: Path | str, writers: Iterable[str], *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.store = LocalStore(root)
+        self.writers = {w.lower() for w in writers}
+        store, writers_ = self.store, self.writers
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, fmt: str, *args: object) -> None:
+                log.debug("%s %s", self.address_string(), fmt % args)
+
+            def _reply(self, code: int, body: bytes = b"", kind: str = "application/octet-stream") -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def _error(self, code: int, message: str) -> None:
+                self._reply(code, json.dumps({"error": message}).encode(), "application/json")
+
+            def _signer_ok(self, method: str, commitment: bytes) -> bool:
+                signature = self.headers.get("X-Fedledger-Signature", "")
+                try:
+                    signer = Account.recover_message(
+                        encode_defunct(text=signed_message(method, commitment)), signature=signature
+                    )
+                except Exception:  # any malformed signature is simply not authorised
+                    return False
+                return str(signer).lower() in writers_
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/") == "/blobs":
+                    body = json.dumps([commitment_hex(c) for c in store.commitments()]).encode()
+                    self._reply(200, body, "application/json")
+                    return
+                c = _parse(self.path)
+                if c is None:
+                    self._error(404, f"no such path {self.path}; use /blobs/<commitment>")
+                    return
+                data = store._read(c)
+                if data is None:
+                    self._error(404, f"no blob under commitment {commitment_hex(c)}")
+                else:
+                    self._reply(200, data)
+
+            def do_HEAD(self) -> None:
+                c = _parse(self.path)
+                self._reply(200 if c is not None and store._contains(c) else 404)
+
+            def do_PUT(self) -> None:
+                c = _parse(self.path)
+                length = int(self.headers.get("Content-Length", "0"))
+                if c is None:
+                    self._error(404, f"no such path {self.path}")
+                    return
+                if length > MAX_BLOB:
+                    self._error(413, f"blob of {length} bytes is over the {MAX_BLOB}-byte limit")
+                    return
+                data = self.rfile.read(length)
+                if not self._signer_ok("PUT", c):
+                    self._error(403, "upload not signed by an allowed key")
+                    return
+                if merkle_root(data) != c:
+                    self._error(400, f"bytes do not hash to {commitment_hex(c)}")
+                    return
+                store._write(c, data)
+                self._reply(201)
+
+            def do_DELETE(self) -> None:
+                c = _parse(self.path)
+                if c is None or not self._signer_ok("DELETE", c):
+                    self._error(403, "delete not signed by an allowed key")
+                    return
+                self._reply(204 if store._remove(c) else 404)
+
+        self.httpd = ThreadingHTTPServer((host, port), Handler)
+        self.url = f"http://{host}:{self.httpd.server_address[1]}"
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> BlobServer:
+        """Serves in a background thread (tests, simulations); `serve_forever` for the CLI."""
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class HttpStore(BlobStore):
+    """A `BlobStore` on a `BlobServer`; `account` signs uploads and deletes."""
+
+    def __init__(self, url: str, account: LocalAccount | None = None, *, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.account = account
+        self.timeout = timeout
+
+    def _request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> Any:
+        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers or {})
+        try:
+            return urllib.request.urlopen(req, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            return exc
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise StoreError(f"blob store at {self.url} is unreachable: {reason}") from None
+
+    def _signed(self, method: str, commitment: bytes) -> dict[str, str]:
+        if self.account is None:
+            raise StoreError(f"{method} on {self.url} needs a signing key; this HttpStore has none")
+        signature = self.account.sign_message(encode_defunct(text=signed_message(method, commitment)))
+        return {"X-Fedledger-Signature": "0x" + bytes(signature.signature).hex()}
+
+    @staticmethod
+    def _why(resp: Any) -> str:
+        try:
+            return str(json.loads(resp.read())["error"])
+        except Exception:
+            return f"HTTP {resp.status}"
+
+    def _read(self, commitment: bytes) -> bytes | None:
+        with self._request("GET", f"/blobs/{commitment_hex(commitment)}") as resp:
+            if resp.status == 404:
+                return None
+            if resp.status != 200:
+                raise StoreError(f"blob store at {self.url}: {self._why(resp)}")
+            return bytes(resp.read())
+
+    def _contains(self, commitment: bytes) -> bool:
+        with self._request("HEAD", f"/blobs/{commitment_hex(commitment)}") as resp:
+            return bool(resp.status == 200)
+
+    def _write(self, commitment: bytes, data: bytes) -> None:
+        headers = self._signed("PUT", commitment) | {"Content-Type": "application/octet-stream"}
+        with self._request("PUT", f"/blobs/{commitment_hex(commitment)}", data, headers) as resp:
+            if resp.status != 201:
+                raise StoreError(f"blob store at {self.url} refused the upload: {self._why(resp)}")
+
+    def _remove(self, commitment: bytes) -> bool:
+        with self._request(
+            "DELETE", f"/blobs/{commitment_hex(commitment)}", None, self._signed("DELETE", commitment)
+        ) as resp:
+            if resp.status == 403:
+                raise StoreError(f"blob store at {self.url} refused the delete: {self._why(resp)}")
+            return bool(resp.status == 204)
+
+    def _list(self) -> Iterator[bytes]:
+        with self._request("GET", "/blobs") as resp:
+            if resp.status != 200:
+                raise StoreError(f"blob store at {self.url}: {self._why(resp)}")
+            return iter([bytes.fromhex(h.removeprefix("0x")) for h in json.loads(resp.read())])
