@@ -179,6 +179,10 @@ class RpcChain(Chain):
     def block_number(self) -> int:
         return int(self._rpc(lambda: self._w3.eth.block_number))
 
+    def code_at(self, address: str) -> bytes:
+        """The contract code at `address` (empty: no contract there on this chain)."""
+        return bytes(self._rpc(self._w3.eth.get_code, to_checksum_address(address)))
+
     def timestamp(self) -> int:
         return int(self._rpc(self._w3.eth.get_block, "latest")["timestamp"])
 

@@ -116,6 +116,53 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--report", type=Path, help="write the JSON report here (default RUN_DIR/audit.json)")
     aud.add_argument("--quiet", action="store_true", help="print only the verdict and findings")
 
+    dev = sub.add_parser(
+        "devnet",
+        help="start a local anvil node with the contracts deployed",
+        description="Starts anvil (installed by `npm ci`), deploys the reward token and coordinator "
+        "from dev:0, mints tokens to every development account, prints the addresses, and runs "
+        "until Ctrl-C.",
+    )
+    dev.add_argument("--port", type=int, default=8545, help="RPC port (default 8545)")
+    dev.add_argument("--accounts", type=int, default=10, help="funded development accounts (default 10)")
+    dev.add_argument("--out", type=Path, help="also write the addresses here as JSON")
+
+    job = sub.add_parser("job", help="create and inspect jobs on any RPC chain")
+    job_sub = job.add_subparsers(dest="job_command", required=True)
+    for name, text in (
+        ("create", "create a job from a spec"),
+        ("status", "one job's state"),
+        ("list", "every job"),
+    ):
+        p = job_sub.add_parser(name, help=text)
+        p.add_argument("--rpc", required=True, help="JSON-RPC URL of the chain")
+        p.add_argument("--coordinator", required=True, help="coordinator contract address")
+        if name == "status":
+            p.add_argument("--job", type=int, required=True, help="job id")
+        if name == "create":
+            p.add_argument("--spec", type=Path, required=True, help="JSON or TOML job spec")
+            p.add_argument("--token", required=True, help="reward token address (the pool is pulled from it)")
+            p.add_argument(
+                "--key",
+                required=True,
+                help="sponsor key: dev:N or an encrypted keystore file "
+                "(passphrase from $FEDLEDGER_PASSPHRASE or a prompt)",
+            )
+            p.add_argument(
+                "--committee",
+                action="append",
+                default=[],
+                required=True,
+                metavar="ADDRESS",
+                help="a validator of the committee (repeat for each)",
+            )
+            p.add_argument(
+                "--store",
+                required=True,
+                help="blob store for the initial model: a directory or an "
+                "http(s) URL of `fedledger store serve`",
+            )
+
     store = sub.add_parser("store", help="content-addressed blob storage")
     store_sub = store.add_subparsers(dest="store_command", required=True)
     serve = store_sub.add_parser(
@@ -176,6 +223,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_audit(args, console)
         if args.command == "store":
             return run_store_serve(args)
+        if args.command in ("devnet", "job"):
+            from fedledger.cli.network import run_devnet, run_job
+
+            return run_devnet(args, console) if args.command == "devnet" else run_job(args, console)
     except FedledgerError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         return 2

@@ -1,0 +1,185 @@
+"""Presentation of `fedledger devnet` and `fedledger job create | status | list`."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import time
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from rich.console import Console
+from rich.table import Table
+
+from fedledger.chain.base import dev_accounts
+from fedledger.chain.contracts import Coordinator, Phase
+from fedledger.chain.rpc import RpcChain
+from fedledger.errors import ChainError, SpecError, StoreError
+from fedledger.store.base import BlobStore
+from fedledger.store.http import HttpStore
+from fedledger.store.local import LocalStore
+
+PASSPHRASE_ENV = "FEDLEDGER_PASSPHRASE"
+
+
+def load_key(spec: str) -> LocalAccount:
+    """`dev:N` (development key N) or a path to an encrypted Ethereum keystore file.
+
+    The keystore's passphrase comes from $FEDLEDGER_PASSPHRASE, else a prompt.
+    """
+    if spec.startswith("dev:"):
+        try:
+            return dev_accounts(int(spec[4:]) + 1)[-1]
+        except ValueError:
+            raise SpecError("key", f"{spec!r}: dev keys are dev:0, dev:1, …") from None
+    path = Path(spec)
+    try:
+        keystore = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SpecError("key", f"cannot read keystore {path}: {exc}") from None
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    if passphrase is None:
+        passphrase = getpass.getpass(f"passphrase for {path}: ")
+    try:
+        account: LocalAccount = Account.from_key(Account.decrypt(keystore, passphrase))
+        return account
+    except ValueError:
+        raise SpecError(
+            "key", f"keystore {path} did not unlock: wrong passphrase (set ${PASSPHRASE_ENV})"
+        ) from None
+
+
+def open_store(where: str, account: LocalAccount | None) -> BlobStore:
+    return HttpStore(where, account) if where.startswith(("http://", "https://")) else LocalStore(where)
+
+
+def coordinator_at(rpc: str, address: str) -> Coordinator:
+    chain = RpcChain(rpc)
+    if not chain.code_at(address):
+        raise ChainError(
+            f"no contract at {address} on the node at {rpc} (chain id {chain.chain_id}): "
+            "wrong address or wrong chain?"
+        )
+    return Coordinator(chain, address)
+
+
+def run_devnet(args: argparse.Namespace, console: Console) -> int:
+    from fedledger.roles.devnet import start_devnet
+
+    with console.status("starting anvil and deploying the contracts", spinner="dots"):
+        net = start_devnet(port=args.port, accounts=args.accounts)
+    info = net.describe()
+    if args.out:
+        Path(args.out).write_text(json.dumps(info, indent=2) + "\n")
+    console.print(f"[bold]devnet[/] anvil at [bold]{info['rpc']}[/] (chain id {info['chain_id']})")
+    console.print(f"coordinator {info['coordinator']}\ntoken       {info['token']} (minter: account 0)")
+    table = Table(title=f"funded development accounts ({net.funds / 1e18:,.0f} tokens each; keys dev:N)")
+    table.add_column("key")
+    table.add_column("address")
+    for i, a in enumerate(net.accounts):
+        table.add_row(f"dev:{i}", a.address)
+    console.print(table)
+    if args.out:
+        console.print(f"addresses written to {args.out}")
+    console.print("[dim]development keys are public: never use them on a real network. Ctrl-C stops.[/]")
+    try:
+        while net.node._proc.poll() is None:
+            time.sleep(0.5)
+        console.print("[red]anvil exited[/]")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        net.stop()
+
+
+def run_job(args: argparse.Namespace, console: Console) -> int:
+    coordinator = coordinator_at(args.rpc, args.coordinator)
+    if args.job_command == "list":
+        table = Table(title=f"jobs on {args.coordinator}")
+        for col in ("job", "phase", "round", "version", "rounds", "trainers", "quorum", "pool"):
+            table.add_column(col)
+        for job in range(1, coordinator.job_count() + 1):
+            s, cfg = coordinator.job_state(job), coordinator.job_config(job)
+            table.add_row(
+                str(job),
+                s.phase.name,
+                str(s.round),
+                str(s.version),
+                str(cfg["rounds"]),
+                str(s.trainers),
+                str(cfg["quorum"]),
+                f"{coordinator.pool(job) / 1e18:,.2f}",
+            )
+        console.print(table)
+        return 0
+    if args.job_command == "status":
+        if not 1 <= args.job <= coordinator.job_count():
+            raise ChainError(
+                f"job {args.job} does not exist on {args.coordinator} ({coordinator.job_count()} jobs)"
+            )
+        s, cfg = coordinator.job_state(args.job), coordinator.job_config(args.job)
+        console.print(
+            f"[bold]job {args.job}[/]: {s.phase.name}, round {s.round}, "
+            f"model version {s.version} of {cfg['rounds']}"
+        )
+        console.print(f"  commits this round {s.commits} of {s.trainers} trainers ({s.examples:,} examples)")
+        if s.phase in (Phase.OPEN, Phase.AGGREGATING):
+            left = s.deadline - coordinator.chain.timestamp()
+            console.print(f"  phase deadline in {left} s (anyone may advance it after)")
+        console.print(f"  global model {coordinator.global_model(args.job).hex()}")
+        console.print(
+            f"  quorum {cfg['quorum']}, min commits {cfg['min_commits']}, stake {cfg['stake']}, "
+            f"reward/round {cfg['reward_per_round']}, slash {cfg['slash_bps'] / 100:g}%, "
+            f"eject at {cfg['max_flags']} flags"
+        )
+        console.print(
+            f"  spec hash 0x{bytes(cfg['spec_hash']).hex()} · sponsor {cfg['sponsor']} · "
+            f"pool {coordinator.pool(args.job)}"
+        )
+        return 0
+    return create_job_cli(args, console, coordinator)
+
+
+def create_job_cli(args: argparse.Namespace, console: Console, coordinator: Coordinator) -> int:
+    from fedledger.chain.contracts import Deployment, RewardToken
+    from fedledger.codec.blob import encode_tensors
+    from fedledger.roles.model import quantize_model
+    from fedledger.roles.sponsor import create_job
+    from fedledger.roles.validator import model_metadata
+    from fedledger.spec import JobSpec
+    from fedledger.training.datasets import load_dataset
+    from fedledger.training.models import build_model
+    from fedledger.training.torch_client import get_weights, weight_names
+
+    spec = JobSpec.load(args.spec)
+    sponsor = load_key(args.key)
+    if len(args.committee) != spec.committee_size:
+        raise SpecError(
+            "committee",
+            f"the spec's committee has {spec.committee_size} members; {len(args.committee)} given",
+        )
+    store = open_store(args.store, sponsor)
+    ds = load_dataset(spec.dataset, test_fraction=spec.test_fraction, seed=spec.seed)
+    init = build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)
+    model_q = quantize_model(weight_names(init), get_weights(init), spec.scale_bits)
+    try:
+        initial = store.put(encode_tensors(model_q, metadata=model_metadata(0, 0)))
+    except StoreError as exc:
+        raise StoreError(f"cannot store the initial model: {exc}") from None
+    token = RewardToken(coordinator.chain, args.token)
+    job_id, _ = create_job(
+        deployment=Deployment(token=token, coordinator=coordinator),
+        sponsor=sponsor,
+        spec=spec,
+        initial_model=initial,
+        committee=args.committee,
+    )
+    console.print(
+        f"job [bold]{job_id}[/] created by {sponsor.address}: spec hash 0x{spec.spec_hash().hex()}, "
+        f"initial model 0x{initial.hex()} in {args.store}"
+    )
+    return 0
