@@ -113,8 +113,8 @@ def test_devnet_then_create_and_inspect_a_job(tmp_path: Path) -> None:
 def test_keystore_unlocks_only_with_its_passphrase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from eth_account import Account
 
-    from fedledger.cli.network import load_key
     from fedledger.errors import SpecError
+    from fedledger.roles.keys import load_key
 
     org = dev_accounts(2)[1]
     key = tmp_path / "key.json"

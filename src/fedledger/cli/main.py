@@ -163,6 +163,17 @@ def build_parser() -> argparse.ArgumentParser:
                 "http(s) URL of `fedledger store serve`",
             )
 
+    node = sub.add_parser(
+        "node",
+        help="run one organisation's trainer/validator against a live job",
+        description="Runs an organisation's roles from a TOML config (rpc, coordinator, job, key, spec, "
+        "organisation, store, peers): registers if needed, then trains, commits, validates, proposes "
+        "and advances as the chain's state asks, until the job ends; then withdraws. Safe to kill "
+        "and restart at any moment: it resumes from the chain.",
+    )
+    node.add_argument("--config", type=Path, required=True, help="the node's TOML file")
+    node.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+
     store = sub.add_parser("store", help="content-addressed blob storage")
     store_sub = store.add_subparsers(dest="store_command", required=True)
     serve = store_sub.add_parser(
@@ -223,6 +234,14 @@ def main(argv: list[str] | None = None) -> int:
             return run_audit(args, console)
         if args.command == "store":
             return run_store_serve(args)
+        if args.command == "node":
+            from fedledger.roles.node import Node, NodeConfig
+            from fedledger.training.torch_client import configure_torch
+
+            configure_torch(args.threads)
+            logging.getLogger("fedledger").setLevel(logging.INFO)
+            Node(NodeConfig.load(args.config)).run()
+            return 0
         if args.command in ("devnet", "job"):
             from fedledger.cli.network import run_devnet, run_job
 

@@ -3,57 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
 import time
 from pathlib import Path
 
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from rich.console import Console
 from rich.table import Table
 
-from fedledger.chain.base import dev_accounts
 from fedledger.chain.contracts import Coordinator, Phase
 from fedledger.chain.rpc import RpcChain
 from fedledger.errors import ChainError, SpecError, StoreError
-from fedledger.store.base import BlobStore
-from fedledger.store.http import HttpStore
-from fedledger.store.local import LocalStore
-
-PASSPHRASE_ENV = "FEDLEDGER_PASSPHRASE"
-
-
-def load_key(spec: str) -> LocalAccount:
-    """`dev:N` (development key N) or a path to an encrypted Ethereum keystore file.
-
-    The keystore's passphrase comes from $FEDLEDGER_PASSPHRASE, else a prompt.
-    """
-    if spec.startswith("dev:"):
-        try:
-            return dev_accounts(int(spec[4:]) + 1)[-1]
-        except ValueError:
-            raise SpecError("key", f"{spec!r}: dev keys are dev:0, dev:1, …") from None
-    path = Path(spec)
-    try:
-        keystore = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise SpecError("key", f"cannot read keystore {path}: {exc}") from None
-    passphrase = os.environ.get(PASSPHRASE_ENV)
-    if passphrase is None:
-        passphrase = getpass.getpass(f"passphrase for {path}: ")
-    try:
-        account: LocalAccount = Account.from_key(Account.decrypt(keystore, passphrase))
-        return account
-    except ValueError:
-        raise SpecError(
-            "key", f"keystore {path} did not unlock: wrong passphrase (set ${PASSPHRASE_ENV})"
-        ) from None
-
-
-def open_store(where: str, account: LocalAccount | None) -> BlobStore:
-    return HttpStore(where, account) if where.startswith(("http://", "https://")) else LocalStore(where)
+from fedledger.roles.keys import load_key
+from fedledger.store.http import open_store
 
 
 def coordinator_at(rpc: str, address: str) -> Coordinator:

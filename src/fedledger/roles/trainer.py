@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 
 from fedledger.chain.base import Receipt
-from fedledger.chain.contracts import Coordinator
+from fedledger.chain.contracts import Coordinator, Phase
 from fedledger.codec.blob import encode_tensors
 from fedledger.codec.commitment import merkle_root
 from fedledger.errors import CodecError, TransactionReverted
@@ -102,6 +102,11 @@ class Trainer:
             receipt = self.coordinator.commit(self.account, self.job_id, round, commitment, num_examples)
         except TransactionReverted as exc:
             late = exc.reason in ("coordinator: round not open", "coordinator: commit window closed")
+            if not late and exc.reason == "reverted":
+                # a node that packs racing transactions into one block cannot always replay the
+                # reason; if the round moved on meanwhile, that is what happened
+                state = self.coordinator.job_state(self.job_id)
+                late = state.round != round or state.phase != Phase.OPEN
             if exc.reason == "coordinator: trainer ejected" or (
                 late and self.coordinator.trainer_state(self.job_id, self.account.address).ejected
             ):

@@ -14,9 +14,9 @@ from fractions import Fraction
 import numpy as np
 
 from fedledger.errors import SpecError
-from fedledger.sim.consortium import Consortium, make_client
 from fedledger.spec import JobSpec
 from fedledger.training.client import ClientWrapper, Config, Metrics, NDArrays, NumPyClient
+from fedledger.training.consortium import Consortium, make_client
 
 ATTACKS = {
     "label-flip": "trains on flipped labels (y -> C-1-y)",

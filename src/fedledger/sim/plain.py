@@ -16,8 +16,8 @@ import numpy as np
 from fedledger.aggregation.base import apply_delta
 from fedledger.aggregation.fedavg import fedavg
 from fedledger.roles.model import float_weights, quantize_model, quantized_delta
-from fedledger.sim.consortium import build_consortium
 from fedledger.spec import JobSpec
+from fedledger.training.consortium import build_consortium
 from fedledger.training.torch_client import (
     evaluate,
     get_weights,

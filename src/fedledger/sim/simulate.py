@@ -32,7 +32,6 @@ from fedledger.roles.sponsor import create_job
 from fedledger.roles.trainer import Trainer
 from fedledger.roles.validator import Validator, model_metadata
 from fedledger.sim.attacks import Attack, add_trigger, apply_attack, apply_profiles, backdoor_success
-from fedledger.sim.consortium import build_consortium
 from fedledger.sim.faults import Fault, NaNClient, blob_hook
 from fedledger.sim.outputs import write_run
 from fedledger.sim.timing import TimedChain
@@ -40,6 +39,7 @@ from fedledger.spec import JobSpec
 from fedledger.store.cached import VerifiedCache
 from fedledger.store.local import LocalStore
 from fedledger.training.client import NumPyClient
+from fedledger.training.consortium import build_consortium
 from fedledger.training.datasets import Dataset
 from fedledger.training.models import build_model
 from fedledger.training.torch_client import (

@@ -215,3 +215,8 @@ class HttpStore(BlobStore):
             if resp.status != 200:
                 raise StoreError(f"blob store at {self.url}: {self._why(resp)}")
             return iter([bytes.fromhex(h.removeprefix("0x")) for h in json.loads(resp.read())])
+
+
+def open_store(where: str, account: LocalAccount | None = None) -> BlobStore:
+    """A store from a location: an http(s) URL of `fedledger store serve`, else a directory."""
+    return HttpStore(where, account) if where.startswith(("http://", "https://")) else LocalStore(where)

@@ -1,0 +1,43 @@
+"""Signing keys for organisations' processes: development keys or encrypted keystores."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+
+from fedledger.chain.base import dev_accounts
+from fedledger.errors import SpecError
+
+PASSPHRASE_ENV = "FEDLEDGER_PASSPHRASE"
+
+
+def load_key(spec: str) -> LocalAccount:
+    """`dev:N` (development key N) or a path to an encrypted Ethereum keystore file.
+
+    The keystore's passphrase comes from $FEDLEDGER_PASSPHRASE, else a prompt.
+    """
+    if spec.startswith("dev:"):
+        try:
+            return dev_accounts(int(spec[4:]) + 1)[-1]
+        except ValueError:
+            raise SpecError("key", f"{spec!r}: dev keys are dev:0, dev:1, …") from None
+    path = Path(spec)
+    try:
+        keystore = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SpecError("key", f"cannot read keystore {path}: {exc}") from None
+    passphrase = os.environ.get(PASSPHRASE_ENV)
+    if passphrase is None:
+        passphrase = getpass.getpass(f"passphrase for {path}: ")
+    try:
+        account: LocalAccount = Account.from_key(Account.decrypt(keystore, passphrase))
+        return account
+    except ValueError:
+        raise SpecError(
+            "key", f"keystore {path} did not unlock: wrong passphrase (set ${PASSPHRASE_ENV})"
+        ) from None
