@@ -81,7 +81,13 @@ def test_three_organisation_processes_complete_a_job_that_audits(tmp_path: Path)
             )
         outputs = []
         for p in procs:
-            out, _ = p.communicate(timeout=240)
+            try:
+                out, _ = p.communicate(timeout=90)
+            except subprocess.TimeoutExpired:
+                for q in procs:
+                    q.kill()
+                logs = "\n---\n".join(q.communicate()[0][-1500:] for q in procs)
+                pytest.fail("a node hung; the nodes' logs:\n" + logs)
             outputs.append(out)
             assert p.returncode == 0, out[-3000:]
         coord = net.deployment.coordinator

@@ -25,6 +25,10 @@ from fedledger.chain.base import Chain, LogEntry, Receipt
 from fedledger.errors import ChainError, ChainUnavailable, TransactionReverted
 
 GAS_MARGIN = 1.25
+#: Flat headroom on top of the estimate: between estimate and inclusion another party's
+#: transaction can make ours the one that closes a phase or finalises a round, which costs
+#: more (a commit 40k -> 48k; a propose 67k -> 150k+). Unused gas is not charged.
+GAS_HEADROOM = 200_000
 
 
 def _unreachable(url: str, exc: Exception) -> ChainUnavailable:
@@ -123,7 +127,7 @@ class RpcChain(Chain):
             tx["to"] = to_checksum_address(to)
         if gas is None:
             try:
-                gas = int(self._rpc(self._w3.eth.estimate_gas, tx) * GAS_MARGIN)
+                gas = int(self._rpc(self._w3.eth.estimate_gas, tx) * GAS_MARGIN) + GAS_HEADROOM
             except (ContractLogicError, Web3RPCError, ValueError) as exc:
                 raise TransactionReverted(_revert_reason(exc)) from None
         price = int(self._rpc(lambda: self._w3.eth.gas_price))
