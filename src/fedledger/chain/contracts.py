@@ -200,6 +200,25 @@ def flag_mask(excluded: Sequence[str], flagged: Sequence[str]) -> int:
 class Coordinator(Contract):
     artifact_name = "coordinator"
 
+    @classmethod
+    def connect(cls, rpc_url: str, address: str) -> Coordinator:
+        """The coordinator at `address` on the node at `rpc_url`; ChainError if no contract is there."""
+        from fedledger.chain.rpc import RpcChain
+
+        chain = RpcChain(rpc_url)
+        if not chain.code_at(address):
+            raise ChainError(
+                f"no contract at {address} on the node at {rpc_url} (chain id {chain.chain_id}): "
+                "wrong address or wrong chain?"
+            )
+        return cls(chain, address)
+
+    def check_job(self, job_id: int) -> None:
+        """ChainError unless job `job_id` exists here."""
+        count = self.job_count()
+        if not 1 <= job_id <= count:
+            raise ChainError(f"job {job_id} does not exist on {self.address} ({count} jobs)")
+
     # -- transactions ----------------------------------------------------------------------
 
     def create_job(self, sponsor: LocalAccount, params: JobParams) -> tuple[int, Receipt]:

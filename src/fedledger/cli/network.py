@@ -11,20 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from fedledger.chain.contracts import Coordinator, Phase
-from fedledger.chain.rpc import RpcChain
-from fedledger.errors import ChainError, SpecError, StoreError
+from fedledger.errors import SpecError, StoreError
 from fedledger.roles.keys import load_key
 from fedledger.store.http import open_store
-
-
-def coordinator_at(rpc: str, address: str) -> Coordinator:
-    chain = RpcChain(rpc)
-    if not chain.code_at(address):
-        raise ChainError(
-            f"no contract at {address} on the node at {rpc} (chain id {chain.chain_id}): "
-            "wrong address or wrong chain?"
-        )
-    return Coordinator(chain, address)
 
 
 def run_devnet(args: argparse.Namespace, console: Console) -> int:
@@ -58,7 +47,7 @@ def run_devnet(args: argparse.Namespace, console: Console) -> int:
 
 
 def run_job(args: argparse.Namespace, console: Console) -> int:
-    coordinator = coordinator_at(args.rpc, args.coordinator)
+    coordinator = Coordinator.connect(args.rpc, args.coordinator)
     if args.job_command == "list":
         table = Table(title=f"jobs on {args.coordinator}")
         for col in ("job", "phase", "round", "version", "rounds", "trainers", "quorum", "pool"):
@@ -78,10 +67,7 @@ def run_job(args: argparse.Namespace, console: Console) -> int:
         console.print(table)
         return 0
     if args.job_command == "status":
-        if not 1 <= args.job <= coordinator.job_count():
-            raise ChainError(
-                f"job {args.job} does not exist on {args.coordinator} ({coordinator.job_count()} jobs)"
-            )
+        coordinator.check_job(args.job)
         s, cfg = coordinator.job_state(args.job), coordinator.job_config(args.job)
         console.print(
             f"[bold]job {args.job}[/]: {s.phase.name}, round {s.round}, "

@@ -18,8 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fedledger.chain.contracts import Coordinator, Phase
-from fedledger.chain.rpc import RpcChain
-from fedledger.errors import ChainError, ChainUnavailable, SpecError, TransactionReverted
+from fedledger.errors import ChainUnavailable, SpecError, TransactionReverted
 from fedledger.roles.job import JobReader
 from fedledger.roles.keys import load_key
 from fedledger.roles.trainer import Trainer
@@ -71,12 +70,9 @@ class NodeConfig(BaseModel):
 class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
-        self.chain = RpcChain(config.rpc)
-        self.coordinator = Coordinator(self.chain, config.coordinator)
-        if not self.chain.code_at(config.coordinator):
-            raise ChainError(f"no contract at {config.coordinator} on {config.rpc}: wrong address or chain?")
-        if not 1 <= config.job <= self.coordinator.job_count():
-            raise ChainError(f"job {config.job} does not exist on {config.coordinator}")
+        self.coordinator = Coordinator.connect(config.rpc, config.coordinator)
+        self.coordinator.check_job(config.job)
+        self.chain = self.coordinator.chain
         self.account = load_key(config.key)
         self.spec = JobSpec.load(config.spec)
         on_chain = bytes(self.coordinator.job_config(config.job)["spec_hash"])
