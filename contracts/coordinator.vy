@@ -11,13 +11,20 @@
         reward to the accepted committers by number of examples. The quorum's
         proposal also flags provably bad updates: each flag slashes part of the
         trainer's stake into the reward pool, and enough flags eject it.
+        In a scored job each validator also posts a contribution score per
+        committer; the round reward is split by the stake-weighted median of
+        the quorum's scores, so no single validator decides who is paid, and
+        validators whose scores stay near that consensus share a fee. Each
+        trainer's consensus scores, rounds and flags build an on-chain
+        reputation that a job may require to join.
         Every state change emits an event: the event log is the audit trail.
 @dev    Gas: a steady-state commit touches one job word and one trainer word
         (see `packing.vy`) and emits one event, so it costs the same for any
         model size. Rewards are not pushed: a trainer's share of the round it
         last committed to is settled lazily on its next commit or withdrawal.
-        Rounding: a share is floor(reward * examples / accepted_examples); the
-        dust (< accepted_commits wei per round) stays in the contract.
+        Rounding: a share is floor(reward * weight / accepted_weight), where the
+        weight is the trainer's examples or, in a scored job, its consensus
+        score; the dust (< accepted_commits wei per round) stays in the contract.
         Several jobs share one deployment; a new contract version serves new
         jobs while old ones stay auditable where they ran.
 """
@@ -42,6 +49,11 @@ ROUND_FAILED: constant(uint8) = 2
 MAX_COMMITTEE: constant(uint256) = 128
 MAX_EXCLUDED: constant(uint256) = 256
 MAX_ALLOWLIST: constant(uint256) = 256
+# Scores: 16 bits per committer, 16 to a word, in commit order; 0..SCORE_ONE,
+# where SCORE_ONE is the round's best contribution as the validator measured it.
+MAX_SCORE_WORDS: constant(uint256) = 256
+MAX_COMMITS: constant(uint256) = 16 * MAX_SCORE_WORDS
+SCORE_ONE: constant(uint256) = 10000
 
 
 struct JobParams:
@@ -58,6 +70,10 @@ struct JobParams:
     reward_per_round: uint256
     slash_bps: uint16
     max_flags: uint16
+    scored: bool
+    validator_fee_bps: uint16
+    score_tolerance: uint16
+    min_reputation: uint16
     committee: DynArray[address, MAX_COMMITTEE]
     allowlist: DynArray[address, MAX_ALLOWLIST]
 
@@ -77,6 +93,10 @@ struct JobConfig:
     reward_per_round: uint256
     slash_bps: uint16
     max_flags: uint16
+    scored: bool
+    validator_fee_bps: uint16
+    score_tolerance: uint16
+    min_reputation: uint16
     use_allowlist: bool
 
 
@@ -131,6 +151,7 @@ event AggregateProposed:
     proposal: bytes32
     excluded: DynArray[address, MAX_EXCLUDED]
     flags: uint256
+    scores: DynArray[uint256, MAX_SCORE_WORDS]
     votes: uint32
 
 
@@ -163,6 +184,20 @@ event ValidatorSlashed:
     amount: uint256
 
 
+event ScoresSettled:
+    job_id: indexed(uint256)
+    round: uint32
+    scores: DynArray[uint256, MAX_SCORE_WORDS]
+    total: uint64
+
+
+event ValidatorRewarded:
+    job_id: indexed(uint256)
+    validator: indexed(address)
+    round: uint32
+    amount: uint256
+
+
 event RoundFinalized:
     job_id: indexed(uint256)
     round: uint32
@@ -170,7 +205,7 @@ event RoundFinalized:
     aggregate: bytes32
     proposal: bytes32
     accepted_commits: uint32
-    accepted_examples: uint64
+    accepted_weight: uint64
     reward: uint256
 
 
@@ -197,7 +232,18 @@ event Withdrawn:
     job_id: indexed(uint256)
     account: indexed(address)
     reward: uint256
+    fees: uint256
     stake: uint256
+
+
+event ReputationUpdated:
+    account: indexed(address)
+    job_id: indexed(uint256)
+    score: uint16
+    rounds: uint64
+    scored_rounds: uint64
+    flags: uint64
+    jobs: uint64
 
 
 event PoolReclaimed:
@@ -223,6 +269,13 @@ _proposal_of: HashMap[uint256, HashMap[uint32, HashMap[address, bytes32]]]
 _global_model: HashMap[uint256, bytes32]
 _failures: HashMap[uint256, uint32]
 _pool: HashMap[uint256, uint256]
+_committee: HashMap[uint256, DynArray[address, MAX_COMMITTEE]]
+# a validator's scores for the round it last proposed (overwritten each round)
+_scores: HashMap[uint256, HashMap[address, HashMap[uint256, uint256]]]
+# the consensus scores of each finalised round of a scored job
+_consensus: HashMap[uint256, HashMap[uint32, HashMap[uint256, uint256]]]
+_fees: HashMap[uint256, HashMap[address, uint256]]
+_reputation: HashMap[address, uint256]
 
 
 @deploy
@@ -250,6 +303,10 @@ def create_job(params: JobParams) -> uint256:
     assert params.spec_hash != empty(bytes32), "coordinator: spec hash is zero"
     assert params.initial_model != empty(bytes32), "coordinator: initial model is zero"
     assert params.slash_bps <= 10000, "coordinator: slash above stake"
+    assert params.reward_per_round <= packing.MASK128, "coordinator: reward too large"
+    assert params.validator_fee_bps <= 10000, "coordinator: fee above reward"
+    assert params.scored or params.validator_fee_bps == 0, "coordinator: fee needs scores"
+    assert convert(params.min_reputation, uint256) <= SCORE_ONE, "coordinator: reputation above maximum"
 
     job_id: uint256 = self.job_count + 1
     self.job_count = job_id
@@ -257,6 +314,7 @@ def create_job(params: JobParams) -> uint256:
         assert v != empty(address), "coordinator: validator is zero"
         assert self._validator[job_id][v] == 0, "coordinator: duplicate validator"
         self._validator[job_id][v] = 1
+    self._committee[job_id] = params.committee
     for a: address in params.allowlist:
         self._allowed[job_id][a] = True
 
@@ -275,6 +333,10 @@ def create_job(params: JobParams) -> uint256:
         reward_per_round=params.reward_per_round,
         slash_bps=params.slash_bps,
         max_flags=params.max_flags,
+        scored=params.scored,
+        validator_fee_bps=params.validator_fee_bps,
+        score_tolerance=params.score_tolerance,
+        min_reputation=params.min_reputation,
         use_allowlist=len(params.allowlist) > 0,
     )
     pool: uint256 = params.reward_per_round * convert(params.rounds, uint256)
@@ -318,6 +380,10 @@ def register(job_id: uint256, as_trainer: bool):
     if as_trainer:
         if self._config[job_id].use_allowlist:
             assert self._allowed[job_id][msg.sender], "coordinator: not on allowlist"
+        min_reputation: uint16 = self._config[job_id].min_reputation
+        if min_reputation > 0:
+            rep: packing.Reputation = packing._unpack_reputation(self._reputation[msg.sender])
+            assert rep.scored_rounds > 0 and rep.score >= min_reputation, "coordinator: reputation too low"
         t.registered = True
         self._trainer[job_id][msg.sender] = packing._pack_trainer(t)
         job.trainers += 1
@@ -357,23 +423,28 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
         raise "coordinator: not a registered trainer"
     last_round: uint256 = (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32
     assert last_round != convert(round, uint256), "coordinator: already committed"
+    slot: uint256 = (word >> packing.JOB_COMMITS) & packing.MASK32
+    assert slot < MAX_COMMITS, "coordinator: round is full"
 
-    accrued: uint256 = (tword >> packing.TRAINER_ACCRUED) & packing.MASK128
     if tword & 4 == 0 and last_round != 0:
-        accrued += self._share(job_id, tword)
-        assert accrued <= packing.MASK128, "coordinator: reward overflow"
-    # registered, not excluded, not settled, this round, these examples, accrued
-    # reward, and the flag count kept as it was
+        share: uint256 = 0
+        tword, share = self._settled(job_id, tword)
+        if share > 0:
+            accrued: uint256 = ((tword >> packing.TRAINER_ACCRUED) & packing.MASK96) + share
+            assert accrued <= packing.MASK96, "coordinator: reward overflow"
+            tword = (tword & ~(packing.MASK96 << packing.TRAINER_ACCRUED)) | (accrued << packing.TRAINER_ACCRUED)
+    # registered, not excluded, not settled, this round, these examples, this
+    # slot, the accrued reward, and the record (flags, score, rounds) kept
     self._trainer[job_id][msg.sender] = (
         1
         | (convert(round, uint256) << packing.TRAINER_LAST_ROUND)
         | (convert(num_examples, uint256) << packing.TRAINER_EXAMPLES)
-        | (accrued << packing.TRAINER_ACCRUED)
-        | ((tword >> packing.TRAINER_FLAGS) << packing.TRAINER_FLAGS)
+        | (slot << packing.TRAINER_SLOT)
+        | ((tword >> packing.TRAINER_ACCRUED) << packing.TRAINER_ACCRUED)
     )
 
-    examples: uint256 = ((word >> packing.JOB_EXAMPLES) & packing.MASK64) + convert(num_examples, uint256)
-    assert examples <= packing.MASK64, "coordinator: too many examples"
+    # at most MAX_COMMITS commits of 48 bits each: the job word's 64-bit sum cannot overflow
+    assert convert(num_examples, uint256) <= packing.MASK48, "coordinator: too many examples"
     word = word + (1 << packing.JOB_COMMITS) + (convert(num_examples, uint256) << packing.JOB_EXAMPLES)
     log UpdateCommitted(job_id=job_id, trainer=msg.sender, round=round, commitment=commitment, num_examples=num_examples)
     commits: uint256 = (word >> packing.JOB_COMMITS) & packing.MASK32
@@ -393,6 +464,7 @@ def propose(
     aggregate: bytes32,
     excluded: DynArray[address, MAX_EXCLUDED],
     flags: uint256,
+    scores: DynArray[uint256, MAX_SCORE_WORDS],
 ):
     """
     @notice A committee validator proposes the round's result: the Merkle root of
@@ -400,11 +472,18 @@ def propose(
             (sorted ascending) and which of those it flags as misbehaving. The
             round finalises as soon as `quorum` validators propose the
             identical result; a flag set that differs is a different proposal.
+            In a scored job it also posts its contribution score for every
+            committer. Scores are not part of the proposal: honest validators
+            may measure slightly differently, and the stake-weighted median
+            over the quorum settles them.
     @param job_id The job.
     @param round The aggregating round.
     @param aggregate Merkle root of the new global model blob.
     @param excluded Committers left out of the aggregate, strictly ascending.
     @param flags Bit i set: `excluded[i]` is flagged, to be slashed.
+    @param scores 16 bits per committer in commit order (lane i of word k is
+           the committer in slot 16k+i), each 0..SCORE_ONE, zero for excluded
+           updates; empty unless the job is scored.
     """
     # checks read the packed job word in place; it is unpacked only to finalise
     word: uint256 = self._job[job_id]
@@ -417,12 +496,31 @@ def propose(
     assert convert(vword >> 2, uint32) != round, "coordinator: already proposed"
     self._validator[job_id][msg.sender] = (vword & 3) | (convert(round, uint256) << 2)
 
+    scored: bool = self._config[job_id].scored
+    if scored:
+        commits: uint256 = (word >> packing.JOB_COMMITS) & packing.MASK32
+        assert len(scores) == (commits + 15) // 16, "coordinator: wrong number of scores"
+        tail: uint256 = commits % 16
+        if tail != 0:
+            assert scores[len(scores) - 1] >> (16 * tail) == 0, "coordinator: score for a non-committer"
+        for k: uint256 in range(len(scores), bound=MAX_SCORE_WORDS):
+            w: uint256 = scores[k]
+            for lane: uint256 in range(16):
+                assert (w >> (16 * lane)) & packing.MASK16 <= SCORE_ONE, "coordinator: score out of range"
+            self._scores[job_id][msg.sender][k] = w
+    else:
+        assert len(scores) == 0, "coordinator: job is not scored"
+
     previous: address = empty(address)
     for trainer: address in excluded:
         assert convert(trainer, uint256) > convert(previous, uint256), "coordinator: excluded not sorted"
         previous = trainer
-        last_round: uint256 = (self._trainer[job_id][trainer] >> packing.TRAINER_LAST_ROUND) & packing.MASK32
+        tword: uint256 = self._trainer[job_id][trainer]
+        last_round: uint256 = (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32
         assert last_round == convert(round, uint256), "coordinator: excluded not a committer"
+        if scored:
+            slot: uint256 = (tword >> packing.TRAINER_SLOT) & packing.MASK12
+            assert (scores[slot >> 4] >> ((slot & 15) << 4)) & packing.MASK16 == 0, "coordinator: score for an excluded update"
     assert flags >> len(excluded) == 0, "coordinator: flag outside excluded"
 
     proposal: bytes32 = keccak256(abi_encode(aggregate, excluded, flags))
@@ -431,10 +529,10 @@ def propose(
     self._proposal_of[job_id][round][msg.sender] = proposal
     log AggregateProposed(
         job_id=job_id, validator=msg.sender, round=round, aggregate=aggregate,
-        proposal=proposal, excluded=excluded, flags=flags, votes=votes,
+        proposal=proposal, excluded=excluded, flags=flags, scores=scores, votes=votes,
     )
     if votes == self._config[job_id].quorum:
-        self._finalize(job_id, packing._unpack_job(word), aggregate, proposal, excluded, flags)
+        self._finalize(job_id, packing._unpack_job(word), aggregate, proposal, excluded, flags, scored)
 
 
 @external
@@ -490,22 +588,33 @@ def withdraw(job_id: uint256):
     @param job_id The job.
     """
     job: packing.JobWord = packing._unpack_job(self._job[job_id])
+    ended: bool = job.phase == PHASE_DONE or job.phase == PHASE_ABORTED
     reward: uint256 = 0
+    folded: bool = False
     word: uint256 = self._trainer[job_id][msg.sender]
     if word != 0:
-        # pay in 256 bits: the accrued field is 128 bits, the payout is not limited by it
-        reward = self._unpaid(job_id, word)
-        if self._resolved(job_id, word):
-            word |= 4  # the last round's share is now paid: settled
-        # accrued is paid: clear it, keep everything else (flags, ejection)
-        self._trainer[job_id][msg.sender] = word & ~(packing.MASK128 << packing.TRAINER_ACCRUED)
+        # pay in 256 bits: the accrued field is 96 bits, the payout is not limited by it
+        share: uint256 = 0
+        word, share = self._settled(job_id, word)
+        reward = ((word >> packing.TRAINER_ACCRUED) & packing.MASK96) + share
+        # accrued is paid: clear it, keep everything else (record, ejection)
+        word &= ~(packing.MASK96 << packing.TRAINER_ACCRUED)
+        if ended and (word >> packing.TRAINER_FOLDED) & 1 == 0:
+            self._fold(job_id, msg.sender, word)
+            word |= 1 << packing.TRAINER_FOLDED
+            folded = True
+        self._trainer[job_id][msg.sender] = word
+    fees: uint256 = self._fees[job_id][msg.sender]
+    self._fees[job_id][msg.sender] = 0
     stake: uint256 = 0
-    if job.phase == PHASE_DONE or job.phase == PHASE_ABORTED:
+    if ended:
         stake = self._stake[job_id][msg.sender]
         self._stake[job_id][msg.sender] = 0
-    assert reward + stake > 0, "coordinator: nothing to withdraw"
-    assert extcall IERC20(self._config[job_id].token).transfer(msg.sender, reward + stake), "coordinator: transfer failed"
-    log Withdrawn(job_id=job_id, account=msg.sender, reward=reward, stake=stake)
+    amount: uint256 = reward + fees + stake
+    assert amount > 0 or folded, "coordinator: nothing to withdraw"
+    if amount > 0:
+        assert extcall IERC20(self._config[job_id].token).transfer(msg.sender, amount), "coordinator: transfer failed"
+    log Withdrawn(job_id=job_id, account=msg.sender, reward=reward, fees=fees, stake=stake)
 
 
 @external
@@ -587,12 +696,58 @@ def round_result(job_id: uint256, round: uint32) -> (packing.RoundWord, bytes32)
 @view
 def claimable(job_id: uint256, account: address) -> uint256:
     """
-    @notice Reward `withdraw` would pay now, stake excluded.
+    @notice Reward and validator fees `withdraw` would pay now, stake excluded.
     @param job_id The job.
-    @param account The trainer.
+    @param account The trainer or validator.
     @return uint256 Token amount.
     """
-    return self._unpaid(job_id, self._trainer[job_id][account])
+    reward: uint256 = 0
+    word: uint256 = self._trainer[job_id][account]
+    if word != 0:
+        share: uint256 = 0
+        word, share = self._settled(job_id, word)
+        reward = ((word >> packing.TRAINER_ACCRUED) & packing.MASK96) + share
+    return reward + self._fees[job_id][account]
+
+
+@external
+@view
+def fees_of(job_id: uint256, account: address) -> uint256:
+    """
+    @notice Validator fees earned in a job and not yet withdrawn.
+    @param job_id The job.
+    @param account The validator.
+    @return uint256 Token amount.
+    """
+    return self._fees[job_id][account]
+
+
+@external
+@view
+def consensus_score(job_id: uint256, round: uint32, slot: uint256) -> uint256:
+    """
+    @notice The consensus score of the committer in `slot` of a finalised
+            round of a scored job (0..SCORE_ONE).
+    @param job_id The job.
+    @param round The round.
+    @param slot The commit's position in the round, from 0.
+    @return uint256 The score.
+    """
+    return (self._consensus[job_id][round][slot >> 4] >> ((slot & 15) << 4)) & packing.MASK16
+
+
+@external
+@view
+def reputation(account: address) -> packing.Reputation:
+    """
+    @notice An account's record over the jobs it has withdrawn from after they
+            ended: mean consensus score (0..SCORE_ONE, weighted by scored
+            rounds), finalised rounds committed to, flags, and jobs. The
+            current job's running record is in `trainer_state`.
+    @param account The account.
+    @return packing.Reputation The record.
+    """
+    return packing._unpack_reputation(self._reputation[account])
 
 
 @external
@@ -632,44 +787,149 @@ def is_validator(job_id: uint256, account: address) -> bool:
 
 @internal
 @view
-def _share(job_id: uint256, tword: uint256) -> uint256:
+def _settled(job_id: uint256, tword: uint256) -> (uint256, uint256):
     """
-    @dev The trainer's reward for the round it last committed to: zero until
-         that round has an outcome, and zero if it failed or excluded the update.
+    @dev Settles the round the trainer last committed to, if it has an outcome
+         and is not settled yet. Returns the trainer word marked settled with
+         its record updated (one more finalised round; in a scored job the
+         score EMA moves a quarter of the way to this round's consensus score),
+         and the round's share of the reward (nothing if the round failed or
+         excluded the update), which the caller adds to what it pays or accrues.
     """
-    rword: uint256 = self._round[job_id][convert((tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32, uint32)]
-    if rword & packing.MASK8 != convert(ROUND_FINALIZED, uint256) or tword & 2 != 0:
-        return 0
-    return (
-        self._config[job_id].reward_per_round
-        * ((tword >> packing.TRAINER_EXAMPLES) & packing.MASK64)
-        // ((rword >> packing.ROUND_ACCEPTED_EXAMPLES) & packing.MASK64)
+    last_round: uint256 = (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32
+    if tword & 4 != 0 or last_round == 0:
+        return tword, 0
+    rword: uint256 = self._round[job_id][convert(last_round, uint32)]
+    status: uint256 = rword & packing.MASK8
+    if status == convert(ROUND_PENDING, uint256):
+        return tword, 0
+    word: uint256 = tword | 4
+    if status != convert(ROUND_FINALIZED, uint256):
+        return word, 0
+
+    weight: uint256 = 0
+    rounds: uint256 = (word >> packing.TRAINER_ROUNDS) & packing.MASK16
+    if (rword >> packing.ROUND_SCORED) & 1 != 0:
+        if word & 2 == 0:
+            slot: uint256 = (word >> packing.TRAINER_SLOT) & packing.MASK12
+            weight = (self._consensus[job_id][convert(last_round, uint32)][slot >> 4] >> ((slot & 15) << 4)) & packing.MASK16
+        ema: uint256 = weight
+        if rounds > 0:
+            ema = (3 * ((word >> packing.TRAINER_SCORE) & packing.MASK16) + weight) // 4
+        word = (word & ~(packing.MASK16 << packing.TRAINER_SCORE)) | (ema << packing.TRAINER_SCORE)
+    elif word & 2 == 0:
+        weight = (word >> packing.TRAINER_EXAMPLES) & packing.MASK48
+    word = (word & ~(packing.MASK16 << packing.TRAINER_ROUNDS)) | (min(rounds + 1, packing.MASK16) << packing.TRAINER_ROUNDS)
+
+    if weight == 0:
+        return word, 0
+    return word, (
+        ((rword >> packing.ROUND_REWARD) & packing.MASK128) * weight
+        // ((rword >> packing.ROUND_ACCEPTED_WEIGHT) & packing.MASK64)
     )
 
 
 @internal
-@view
-def _resolved(job_id: uint256, tword: uint256) -> bool:
+def _fold(job_id: uint256, account: address, tword: uint256):
     """
-    @dev Whether the round the trainer last committed to has an outcome that
-         is not yet settled into its accrued reward.
+    @dev Adds a trainer's record in an ended job to its reputation across jobs:
+         the score becomes the mean of the per-job scores weighted by scored
+         rounds (floor), and rounds, flags and jobs add up.
     """
-    last_round: uint256 = (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32
-    if tword & 4 != 0 or last_round == 0:
-        return False
-    return self._round[job_id][convert(last_round, uint32)] & packing.MASK8 != convert(ROUND_PENDING, uint256)
+    rep: packing.Reputation = packing._unpack_reputation(self._reputation[account])
+    rounds: uint64 = convert((tword >> packing.TRAINER_ROUNDS) & packing.MASK16, uint64)
+    if self._config[job_id].scored and rounds > 0:
+        total: uint64 = rep.scored_rounds + rounds
+        rep.score = convert(
+            (convert(rep.score, uint256) * convert(rep.scored_rounds, uint256)
+             + ((tword >> packing.TRAINER_SCORE) & packing.MASK16) * convert(rounds, uint256))
+            // convert(total, uint256),
+            uint16,
+        )
+        rep.scored_rounds = total
+    rep.rounds += rounds
+    rep.flags += convert((tword >> packing.TRAINER_FLAGS) & packing.MASK16, uint64)
+    rep.jobs += 1
+    self._reputation[account] = packing._pack_reputation(rep)
+    log ReputationUpdated(
+        account=account, job_id=job_id, score=rep.score, rounds=rep.rounds,
+        scored_rounds=rep.scored_rounds, flags=rep.flags, jobs=rep.jobs,
+    )
 
 
 @internal
-@view
-def _unpaid(job_id: uint256, tword: uint256) -> uint256:
+def _settle_scores(job_id: uint256, round: uint32, commits: uint256, proposal: bytes32, fee: uint256) -> (uint256, uint256):
     """
-    @dev Accrued reward plus the share of the last round, if it is resolved.
+    @dev Takes, for every committer, the stake-weighted lower median of the
+         scores posted by the validators of the winning proposal, so a lying
+         minority of stake cannot move it outside the honest validators'
+         range. Stores the medians, credits `fee` in equal parts to the
+         validators whose every score is within `score_tolerance` of the
+         median, and returns (sum of the medians, fees credited).
     """
-    reward: uint256 = (tword >> packing.TRAINER_ACCRUED) & packing.MASK128
-    if self._resolved(job_id, tword):
-        reward += self._share(job_id, tword)
-    return reward
+    voters: DynArray[address, MAX_COMMITTEE] = []
+    weights: DynArray[uint256, MAX_COMMITTEE] = []
+    total_stake: uint256 = 0
+    for v: address in self._committee[job_id]:
+        if self._proposal_of[job_id][round][v] == proposal:
+            voters.append(v)
+            stake: uint256 = self._stake[job_id][v]
+            weights.append(stake)
+            total_stake += stake
+    n: uint256 = len(voters)
+    if total_stake == 0:
+        # no stakes (or all slashed away): one validator, one vote
+        for i: uint256 in range(n, bound=MAX_COMMITTEE):
+            weights[i] = 1
+        total_stake = n
+    tolerance: uint256 = convert(self._config[job_id].score_tolerance, uint256)
+    near: DynArray[bool, MAX_COMMITTEE] = []
+    for i: uint256 in range(n, bound=MAX_COMMITTEE):
+        near.append(True)
+
+    consensus: DynArray[uint256, MAX_SCORE_WORDS] = []
+    total: uint256 = 0
+    for k: uint256 in range((commits + 15) // 16, bound=MAX_SCORE_WORDS):
+        words: DynArray[uint256, MAX_COMMITTEE] = []
+        for v: address in voters:
+            words.append(self._scores[job_id][v][k])
+        out: uint256 = 0
+        for lane: uint256 in range(min(16, commits - 16 * k), bound=16):
+            bits: uint256 = 16 * lane
+            # lower weighted median: the least value whose weight at or below it is half
+            median: uint256 = packing.MASK16
+            for i: uint256 in range(n, bound=MAX_COMMITTEE):
+                value: uint256 = (words[i] >> bits) & packing.MASK16
+                if value < median:
+                    below: uint256 = 0
+                    for j: uint256 in range(n, bound=MAX_COMMITTEE):
+                        if (words[j] >> bits) & packing.MASK16 <= value:
+                            below += weights[j]
+                    if 2 * below >= total_stake:
+                        median = value
+            for i: uint256 in range(n, bound=MAX_COMMITTEE):
+                value: uint256 = (words[i] >> bits) & packing.MASK16
+                if max(value, median) - min(value, median) > tolerance:
+                    near[i] = False
+            out |= median << bits
+            total += median
+        self._consensus[job_id][round][k] = out
+        consensus.append(out)
+    log ScoresSettled(job_id=job_id, round=round, scores=consensus, total=convert(total, uint64))
+
+    paid: uint256 = 0
+    agreeing: uint256 = 0
+    for i: uint256 in range(n, bound=MAX_COMMITTEE):
+        if near[i]:
+            agreeing += 1
+    if fee > 0 and agreeing > 0:
+        each: uint256 = fee // agreeing
+        for i: uint256 in range(n, bound=MAX_COMMITTEE):
+            if near[i]:
+                self._fees[job_id][voters[i]] += each
+                log ValidatorRewarded(job_id=job_id, validator=voters[i], round=round, amount=each)
+        paid = each * agreeing
+    return total, paid
 
 
 @internal
@@ -713,13 +973,16 @@ def _finalize(
     proposal: bytes32,
     excluded: DynArray[address, MAX_EXCLUDED],
     flags: uint256,
+    scored: bool,
 ):
     """
     @dev Applies the quorum's result: marks excluded updates, slashes and
          perhaps ejects flagged trainers (even if the round then fails: the
-         quorum has judged the updates), records the round outcome, moves the
-         round reward out of the pool and opens the next round (or completes
-         the job).
+         quorum has judged the updates), settles the scores of a scored job,
+         records the round outcome, moves the round reward out of the pool
+         and opens the next round (or completes the job). A scored round in
+         which no committer scored above zero pays no trainer: its reward
+         stays in the pool.
     """
     result: packing.JobWord = job
     accepted_examples: uint64 = job.examples
@@ -750,12 +1013,23 @@ def _finalize(
         return
 
     reward: uint256 = self._config[job_id].reward_per_round
+    weight: uint256 = convert(accepted_examples, uint256)
+    if scored:
+        fee: uint256 = reward * convert(self._config[job_id].validator_fee_bps, uint256) // 10000
+        reward -= fee
+        fees: uint256 = 0
+        weight, fees = self._settle_scores(job_id, job.round, convert(job.commits, uint256), proposal, fee)
+        self._pool[job_id] -= fees
+        if weight == 0:
+            reward = 0
     self._pool[job_id] -= reward
     self._round[job_id][job.round] = packing._pack_round(
         packing.RoundWord(
             status=ROUND_FINALIZED,
             accepted_commits=accepted_commits,
-            accepted_examples=accepted_examples,
+            accepted_weight=convert(weight, uint64),
+            reward=convert(reward, uint128),
+            scored=scored,
         )
     )
     self._round_model[job_id][job.round] = aggregate
@@ -765,7 +1039,7 @@ def _finalize(
     log RoundFinalized(
         job_id=job_id, round=job.round, version=result.version, aggregate=aggregate,
         proposal=proposal, accepted_commits=accepted_commits,
-        accepted_examples=accepted_examples, reward=reward,
+        accepted_weight=convert(weight, uint64), reward=reward,
     )
     if convert(result.version, uint32) >= self._config[job_id].rounds:
         result.phase = PHASE_DONE
@@ -782,7 +1056,7 @@ def _fail(job_id: uint256, job: packing.JobWord, reason: String[32]):
          after more than `max_failures` failures in a row.
     """
     self._round[job_id][job.round] = packing._pack_round(
-        packing.RoundWord(status=ROUND_FAILED, accepted_commits=0, accepted_examples=0)
+        packing.RoundWord(status=ROUND_FAILED, accepted_commits=0, accepted_weight=0, reward=0, scored=False)
     )
     failures: uint32 = self._failures[job_id] + 1
     self._failures[job_id] = failures

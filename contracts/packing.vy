@@ -12,9 +12,20 @@
                        commits 104..135 | trainers 136..167 | examples 168..231 |
                        version 232..255
         Trainer word:  registered 0 | excluded 1 | settled 2 | last_round 3..34 |
-                       examples 35..98 | accrued 99..226 | flags 227..242 |
-                       ejected 243
-        Round word:    status 0..7 | accepted_commits 8..39 | accepted_examples 40..103
+                       examples 35..82 | slot 83..94 | accrued 95..190 |
+                       flags 191..206 | score 207..222 | rounds 223..238 |
+                       ejected 239 | folded 240
+                       (a commit rewrites bits 0..94 and keeps 191.. as they are;
+                       `slot` is the commit's position in the round, which indexes
+                       the round's scores; `score` and `rounds` are the trainer's
+                       record in this job: an EMA of its consensus scores and the
+                       finalised rounds it committed to)
+        Round word:    status 0..7 | accepted_commits 8..39 | accepted_weight 40..103 |
+                       reward 104..231 | scored 232
+                       (weight is examples, or consensus scores in a scored job;
+                       reward is what the round's trainers share)
+        Reputation:    score 0..15 | rounds 16..63 | scored_rounds 64..111 |
+                       flags 112..159 | jobs 160..207
 """
 
 # Bit offsets of the fields, for hot paths that update a word in place.
@@ -25,16 +36,25 @@ JOB_TRAINERS: constant(uint256) = 136
 JOB_EXAMPLES: constant(uint256) = 168
 TRAINER_LAST_ROUND: constant(uint256) = 3
 TRAINER_EXAMPLES: constant(uint256) = 35
-TRAINER_ACCRUED: constant(uint256) = 99
-TRAINER_FLAGS: constant(uint256) = 227
-TRAINER_EJECTED: constant(uint256) = 243
-ROUND_ACCEPTED_EXAMPLES: constant(uint256) = 40
+TRAINER_SLOT: constant(uint256) = 83
+TRAINER_ACCRUED: constant(uint256) = 95
+TRAINER_FLAGS: constant(uint256) = 191
+TRAINER_SCORE: constant(uint256) = 207
+TRAINER_ROUNDS: constant(uint256) = 223
+TRAINER_EJECTED: constant(uint256) = 239
+TRAINER_FOLDED: constant(uint256) = 240
+ROUND_ACCEPTED_WEIGHT: constant(uint256) = 40
+ROUND_REWARD: constant(uint256) = 104
+ROUND_SCORED: constant(uint256) = 232
 
 MASK8: constant(uint256) = 2**8 - 1
+MASK12: constant(uint256) = 2**12 - 1
 MASK16: constant(uint256) = 2**16 - 1
 MASK24: constant(uint256) = 2**24 - 1
 MASK32: constant(uint256) = 2**32 - 1
+MASK48: constant(uint256) = 2**48 - 1
 MASK64: constant(uint256) = 2**64 - 1
+MASK96: constant(uint256) = 2**96 - 1
 MASK128: constant(uint256) = 2**128 - 1
 
 
@@ -54,15 +74,29 @@ struct TrainerWord:
     settled: bool
     last_round: uint32
     examples: uint64
+    slot: uint16
     accrued: uint128
     flags: uint16
+    score: uint16
+    rounds: uint16
     ejected: bool
+    folded: bool
 
 
 struct RoundWord:
     status: uint8
     accepted_commits: uint32
-    accepted_examples: uint64
+    accepted_weight: uint64
+    reward: uint128
+    scored: bool
+
+
+struct Reputation:
+    score: uint16
+    rounds: uint64
+    scored_rounds: uint64
+    flags: uint64
+    jobs: uint64
 
 
 @internal
@@ -116,10 +150,14 @@ def _unpack_trainer(word: uint256) -> TrainerWord:
         excluded=(word & 2) != 0,
         settled=(word & 4) != 0,
         last_round=convert((word >> 3) & MASK32, uint32),
-        examples=convert((word >> 35) & MASK64, uint64),
-        accrued=convert((word >> 99) & MASK128, uint128),
-        flags=convert((word >> 227) & MASK16, uint16),
-        ejected=(word >> 243) & 1 != 0,
+        examples=convert((word >> TRAINER_EXAMPLES) & MASK48, uint64),
+        slot=convert((word >> TRAINER_SLOT) & MASK12, uint16),
+        accrued=convert((word >> TRAINER_ACCRUED) & MASK96, uint128),
+        flags=convert((word >> TRAINER_FLAGS) & MASK16, uint16),
+        score=convert((word >> TRAINER_SCORE) & MASK16, uint16),
+        rounds=convert((word >> TRAINER_ROUNDS) & MASK16, uint16),
+        ejected=(word >> TRAINER_EJECTED) & 1 != 0,
+        folded=(word >> TRAINER_FOLDED) & 1 != 0,
     )
 
 
@@ -139,12 +177,17 @@ def _pack_trainer(t: TrainerWord) -> uint256:
     if t.settled:
         word |= 4
     if t.ejected:
-        word |= 1 << 243
+        word |= 1 << TRAINER_EJECTED
+    if t.folded:
+        word |= 1 << TRAINER_FOLDED
     return (
         word
-        | (convert(t.examples, uint256) << 35)
-        | (convert(t.accrued, uint256) << 99)
-        | (convert(t.flags, uint256) << 227)
+        | ((convert(t.examples, uint256) & MASK48) << TRAINER_EXAMPLES)
+        | ((convert(t.slot, uint256) & MASK12) << TRAINER_SLOT)
+        | ((convert(t.accrued, uint256) & MASK96) << TRAINER_ACCRUED)
+        | (convert(t.flags, uint256) << TRAINER_FLAGS)
+        | (convert(t.score, uint256) << TRAINER_SCORE)
+        | (convert(t.rounds, uint256) << TRAINER_ROUNDS)
     )
 
 
@@ -159,7 +202,9 @@ def _unpack_round(word: uint256) -> RoundWord:
     return RoundWord(
         status=convert(word & MASK8, uint8),
         accepted_commits=convert((word >> 8) & MASK32, uint32),
-        accepted_examples=convert((word >> 40) & MASK64, uint64),
+        accepted_weight=convert((word >> ROUND_ACCEPTED_WEIGHT) & MASK64, uint64),
+        reward=convert((word >> ROUND_REWARD) & MASK128, uint128),
+        scored=(word >> ROUND_SCORED) & 1 != 0,
     )
 
 
@@ -171,8 +216,46 @@ def _pack_round(r: RoundWord) -> uint256:
     @param r The fields.
     @return uint256 The packed word.
     """
-    return (
+    word: uint256 = (
         convert(r.status, uint256)
         | (convert(r.accepted_commits, uint256) << 8)
-        | (convert(r.accepted_examples, uint256) << 40)
+        | (convert(r.accepted_weight, uint256) << ROUND_ACCEPTED_WEIGHT)
+        | (convert(r.reward, uint256) << ROUND_REWARD)
+    )
+    if r.scored:
+        word |= 1 << ROUND_SCORED
+    return word
+
+
+@internal
+@pure
+def _unpack_reputation(word: uint256) -> Reputation:
+    """
+    @dev Splits an account's reputation word into its fields.
+    @param word The packed reputation word.
+    @return Reputation The fields.
+    """
+    return Reputation(
+        score=convert(word & MASK16, uint16),
+        rounds=convert((word >> 16) & MASK48, uint64),
+        scored_rounds=convert((word >> 64) & MASK48, uint64),
+        flags=convert((word >> 112) & MASK48, uint64),
+        jobs=convert((word >> 160) & MASK48, uint64),
+    )
+
+
+@internal
+@pure
+def _pack_reputation(r: Reputation) -> uint256:
+    """
+    @dev Joins reputation fields into one word (each count saturates at 48 bits).
+    @param r The fields.
+    @return uint256 The packed word.
+    """
+    return (
+        convert(r.score, uint256)
+        | (min(convert(r.rounds, uint256), MASK48) << 16)
+        | (min(convert(r.scored_rounds, uint256), MASK48) << 64)
+        | (min(convert(r.flags, uint256), MASK48) << 112)
+        | (min(convert(r.jobs, uint256), MASK48) << 160)
     )

@@ -131,14 +131,15 @@ class World:
         excluded: list[str] | None = None,
         validators: list[LocalAccount] | None = None,
         flagged: list[str] | None = None,
+        scores: list[int] | None = None,
     ) -> Receipt:
-        """Proposes the same result from validators until quorum; returns the last receipt."""
+        """Proposes the same result (and scores) from validators until quorum; returns the last receipt."""
         rnd = self.coord.job_state(job_id).round
         quorum = int(self.coord.job_config(job_id)["quorum"])
         agg = aggregate or h(f"agg:{job_id}:{rnd}")
         receipt = None
         for v in (validators or self.validators)[:quorum]:
-            receipt = self.coord.propose(v, job_id, rnd, agg, excluded or [], flagged or [])
+            receipt = self.coord.propose(v, job_id, rnd, agg, excluded or [], flagged or [], scores or [])
         assert receipt is not None
         return receipt
 

@@ -121,6 +121,10 @@ def test_create_job_pulls_pool_and_emits(world):
         "reward_per_round": 10_000,
         "slash_bps": 1_000,
         "max_flags": 2,
+        "scored": False,
+        "validator_fee_bps": 0,
+        "score_tolerance": 0,
+        "min_reputation": 0,
         "use_allowlist": False,
     }
 

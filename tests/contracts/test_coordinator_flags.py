@@ -42,7 +42,7 @@ def test_flag_slashes_into_the_pool_and_excludes(world):
     assert (ts.excluded, ts.flags, ts.ejected, ts.registered) == (True, 1, False, True)
     assert world.coord.claimable(job_id, bad) == 0
     fin = only(world.d, r, "RoundFinalized")
-    assert (fin["accepted_commits"], fin["accepted_examples"]) == (2, 20)
+    assert (fin["accepted_commits"], fin["accepted_weight"]) == (2, 20)
 
 
 def test_excluded_but_unflagged_is_not_slashed(world):
@@ -138,7 +138,7 @@ def test_slash_in_a_round_that_then_fails(world):
     r = world.finalize(job_id, h("A"), bad, flagged=bad)
     assert names(world.d, r).count("TrainerSlashed") == 2
     assert "RoundFailed" in names(world.d, r)
-    assert world.coord.round_result(job_id, 1)[0] == RoundStatus.FAILED
+    assert world.coord.round_result(job_id, 1).status == RoundStatus.FAILED
     assert [world.coord.stake_of(job_id, a) for a in bad] == [900, 900]
     assert world.coord.pool(job_id) == 20_000 + 200
 

@@ -169,9 +169,9 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 key = (a["job_id"], a["round"])
                 accepted = {t: ex for t, ex in self.commits[key].items() if t not in self.excluded[key]}
                 assert a["accepted_commits"] == len(accepted)
-                assert a["accepted_examples"] == sum(accepted.values())
+                assert a["accepted_weight"] == sum(accepted.values())
                 assert a["reward"] == self.jobs[a["job_id"]]["reward_per_round"]
-                self.finalized[key] = a["accepted_examples"]
+                self.finalized[key] = a["accepted_weight"]
             elif ev.name == "RoundFailed":
                 assert (a["job_id"], a["round"]) not in self.finalized
             elif ev.name == "Withdrawn":
@@ -411,13 +411,18 @@ class CoordinatorMachine(RuleBasedStateMachine):
         reward = self.coord.claimable(job_id, acct.address)
         stake = self.coord.stake_of(job_id, acct.address) if ended else 0
         before = self.token.balance_of(acct.address)
-        expect = "coordinator: nothing to withdraw" if reward + stake == 0 else None
+        ts = self.coord.trainer_state(job_id, acct.address)
+        # an ended job's record is folded into the trainer's reputation once, even with nothing to pay
+        folds = ended and not ts.folded and (ts.registered or ts.ejected or ts.last_round > 0)
+        jobs_before = self.coord.reputation(acct.address).jobs
+        expect = "coordinator: nothing to withdraw" if reward + stake == 0 and not folds else None
         r = self._do(lambda: self.coord.withdraw(acct, job_id), expect)
         if r is None:
             return
         self.withdrawals += 1
         ev = next(e.args for e in self.coord.events_in(r) if e.name == "Withdrawn")
-        assert (ev["reward"], ev["stake"]) == (reward, stake)
+        assert (ev["reward"] + ev["fees"], ev["stake"]) == (reward, stake)
+        assert self.coord.reputation(acct.address).jobs == jobs_before + int(folds)
         assert self.token.balance_of(acct.address) == before + reward + stake
         # withdrawing again pays nothing
         self._do(lambda: self.coord.withdraw(acct, job_id), "coordinator: nothing to withdraw")

@@ -49,7 +49,7 @@ def test_excluded_trainer_gets_nothing_and_others_share_the_round(world):
     job_id = world.job(n_trainers=3, reward_per_round=10_000)
     r = _round(world, job_id, (10, 20, 30), excluded=(1,))
     fin = only(world.d, r, "RoundFinalized")
-    assert (fin["accepted_commits"], fin["accepted_examples"], fin["reward"]) == (2, 40, 10_000)
+    assert (fin["accepted_commits"], fin["accepted_weight"], fin["reward"]) == (2, 40, 10_000)
     t0, t1, t2 = (t.address for t in world.trainers[:3])
     assert world.coord.claimable(job_id, t1) == 0
     assert world.coord.claimable(job_id, t0) == 2500
@@ -87,7 +87,7 @@ def test_withdraw_mid_job_pays_reward_keeps_stake(world):
     assert names(world.d, r) == ["Transfer", "Withdrawn"]
     evs = events(world.d, r)
     assert evs[0][1] == {"sender": world.coord.address, "receiver": t2.address, "value": 5000}
-    assert evs[1][1] == {"job_id": job_id, "account": t2.address, "reward": 5000, "stake": 0}
+    assert evs[1][1] == {"job_id": job_id, "account": t2.address, "reward": 5000, "fees": 0, "stake": 0}
     assert world.token.balance_of(t2.address) == before + 5000
     assert world.coord.stake_of(job_id, t2.address) == 1_000
     assert world.coord.claimable(job_id, t2.address) == 0
@@ -115,18 +115,20 @@ def test_stake_returned_only_after_job_ends(world):
         "job_id": job_id,
         "account": v.address,
         "reward": 0,
+        "fees": 0,
         "stake": 1_000,
     }
     assert world.token.balance_of(v.address) == before + 1_000
     assert world.coord.stake_of(job_id, v.address) == 0
     t1 = world.trainers[1]
     r = world.coord.withdraw(t1, job_id)  # reward (settled lazily here) and stake in one transfer
-    assert names(world.d, r) == ["Transfer", "Withdrawn"]
-    assert events(world.d, r)[0][1]["value"] == 666 + 1_000
+    assert names(world.d, r) == ["ReputationUpdated", "Transfer", "Withdrawn"]
+    assert events(world.d, r)[1][1]["value"] == 666 + 1_000
     assert only(world.d, r, "Withdrawn") == {
         "job_id": job_id,
         "account": t1.address,
         "reward": 666,
+        "fees": 0,
         "stake": 1_000,
     }
     for who in (v, t1):

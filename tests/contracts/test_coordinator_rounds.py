@@ -166,7 +166,7 @@ def test_too_few_commits_fails_and_retries(world):
         "global_model": world.coord.global_model(job_id),
         "deadline": r.timestamp + 100,
     }
-    assert world.coord.round_result(job_id, 1)[0] == RoundStatus.FAILED
+    assert world.coord.round_result(job_id, 1).status == RoundStatus.FAILED
     s = world.coord.job_state(job_id)
     assert (s.phase, s.round, s.commits, s.examples, s.version) == (Phase.OPEN, 2, 0, 0, 0)
     # the trainer that committed to the failed round commits again in the retry
@@ -187,7 +187,8 @@ def test_no_quorum_fails(world):
         "reason": "no quorum",
         "failures": 1,
     }
-    assert world.coord.round_result(job_id, 1) == (RoundStatus.FAILED, 0, 0, ZERO32)
+    r = world.coord.round_result(job_id, 1)
+    assert (r.status, r.accepted_commits, r.accepted_weight, r.reward, r.aggregate) == (RoundStatus.FAILED, 0, 0, 0, ZERO32)
 
 
 def test_abort_after_max_failures_in_a_row(world):
@@ -261,7 +262,7 @@ def test_quorum_of_identical_proposals_finalises(world):
         "aggregate": h("agg1"),
         "proposal": p["proposal"],
         "accepted_commits": 3,
-        "accepted_examples": 60,
+        "accepted_weight": 60,
         "reward": 10_000,
     }
     assert evs[2][1] == {
@@ -271,7 +272,8 @@ def test_quorum_of_identical_proposals_finalises(world):
         "global_model": h("agg1"),
         "deadline": r2.timestamp + 100,
     }
-    assert world.coord.round_result(job_id, 1) == (RoundStatus.FINALIZED, 3, 60, h("agg1"))
+    r = world.coord.round_result(job_id, 1)
+    assert (r.status, r.accepted_commits, r.accepted_weight, r.aggregate) == (RoundStatus.FINALIZED, 3, 60, h("agg1"))
     assert world.coord.global_model(job_id) == h("agg1")
     assert world.coord.pool(job_id) == 10_000
     s = world.coord.job_state(job_id)
@@ -338,7 +340,7 @@ def test_job_completes_after_rounds_finalised_despite_failures(world):
     }
     s = world.coord.job_state(job_id)
     assert (s.phase, s.round, s.version) == (Phase.DONE, 3, 2)
-    assert world.coord.round_result(job_id, 2)[0] == RoundStatus.FAILED
+    assert world.coord.round_result(job_id, 2).status == RoundStatus.FAILED
     assert world.coord.pool(job_id) == 0
 
 
@@ -375,7 +377,7 @@ def test_propose_reverts(world):
     ]
     for args, reason in cases:
         with pytest.raises(TransactionReverted) as e:
-            world.coord.transact(args[0], "propose", *args[1:])
+            world.coord.transact(args[0], "propose", *args[1:], [])
         assert e.value.reason == reason, args
     world.coord.propose(v0, job_id, 1, h("A"), [])
     with pytest.raises(TransactionReverted) as e:
@@ -433,7 +435,7 @@ def test_exclusion_emits_and_marks(world):
     assert events(world.d, r)[0][1]["excluded"] == [bad]
     assert only(world.d, r, "UpdateExcluded") == {"job_id": job_id, "trainer": bad, "round": 1}
     fin = only(world.d, r, "RoundFinalized")
-    assert (fin["accepted_commits"], fin["accepted_examples"]) == (2, 30)
+    assert (fin["accepted_commits"], fin["accepted_weight"]) == (2, 30)
     assert world.coord.trainer_state(job_id, bad).excluded is True
 
 
@@ -455,7 +457,8 @@ def test_too_few_accepted_updates_fails_the_round(world):
         "reason": "too few accepted updates",
         "failures": 1,
     }
-    assert world.coord.round_result(job_id, 1) == (RoundStatus.FAILED, 0, 0, ZERO32)
+    r = world.coord.round_result(job_id, 1)
+    assert (r.status, r.accepted_commits, r.accepted_weight, r.reward, r.aggregate) == (RoundStatus.FAILED, 0, 0, 0, ZERO32)
     assert world.coord.global_model(job_id) == world.coord.job_config(job_id)["initial_model"]
     assert world.coord.pool(job_id) == 20_000
     s = world.coord.job_state(job_id)
@@ -469,30 +472,30 @@ def test_early_close_requires_min_commits(world):
     assert world.coord.job_state(job_id).phase == Phase.OPEN
 
 
-def test_total_examples_cannot_overflow_the_job_word(world):
-    """The per-round example total is 64 bits of the job word; a sum past it must not spill."""
+def test_examples_are_limited_to_the_trainer_words_48_bits(world):
+    """A trainer's examples are 48 bits of its word (so 4096 commits cannot overflow the job's 64)."""
     job_id = world.job(n_trainers=3)
-    big = 2**63
-    world.commit(job_id, world.trainers[0], examples=big)
     with pytest.raises(TransactionReverted) as e:
-        world.commit(job_id, world.trainers[1], examples=big)
+        world.commit(job_id, world.trainers[0], examples=2**48)
     assert e.value.reason == "coordinator: too many examples"
-    world.commit(job_id, world.trainers[1], examples=big - 1)  # exactly 2**64 - 1 fits
-    assert world.coord.job_state(job_id).examples == 2**64 - 1
+    world.commit(job_id, world.trainers[0], examples=2**48 - 1)
+    world.commit(job_id, world.trainers[1], examples=2**48 - 1)
+    assert world.coord.job_state(job_id).examples == 2 * (2**48 - 1)
+    assert world.coord.trainer_state(job_id, world.trainers[1].address).examples == 2**48 - 1
 
 
 def test_accrued_reward_cannot_overflow_the_trainer_word(world):
-    """Accrued rewards are 128 bits of the trainer word; a reward that would pass them reverts."""
-    reward = 2**127 + 1
+    """Accrued rewards are 96 bits of the trainer word; a reward that would pass them reverts."""
+    reward = 2**95 + 1
     world.token.mint(world.sponsor, world.sponsor.address, reward * 3)
     job_id = world.job(n_trainers=1, rounds=3, min_commits=1, quorum=1, reward_per_round=reward)
     t = world.trainers[0]
     world.commit(job_id, t)
     world.finalize(job_id)
-    world.commit(job_id, t)  # settles round 1: accrued = 2**127 + 1
+    world.commit(job_id, t)  # settles round 1: accrued = 2**95 + 1
     world.finalize(job_id)
     with pytest.raises(TransactionReverted) as e:
-        world.commit(job_id, t)  # settling round 2 would need 2**128 + 2
+        world.commit(job_id, t)  # settling round 2 would need 2**96 + 2
     assert e.value.reason == "coordinator: reward overflow"
     # withdrawing pays in 256 bits, so the trainer still gets both rounds in full
     paid = only(world.d, world.coord.withdraw(t, job_id), "Withdrawn")

@@ -261,14 +261,14 @@ class _Auditor:
         else:
             self.passed("aggregate")
         accepted_examples = sum(c.num_examples for c in outcome.accepted)
-        if (fin.args["accepted_commits"], fin.args["accepted_examples"]) != (
+        if (fin.args["accepted_commits"], fin.args["accepted_weight"]) != (
             len(outcome.accepted),
             accepted_examples,
         ):
             self.error(
                 "aggregate",
                 f"RoundFinalized event (block {fin.block_number})",
-                f"records {fin.args['accepted_commits']} updates / {fin.args['accepted_examples']} "
+                f"records {fin.args['accepted_commits']} updates / {fin.args['accepted_weight']} "
                 f"examples, recomputed {len(outcome.accepted)} / {accepted_examples}",
                 round=r,
             )
@@ -403,7 +403,7 @@ class _Auditor:
                 for e in events
                 if e.name == "UpdateExcluded" and e.args["round"] == fin.args["round"]
             }
-            total = int(fin.args["accepted_examples"])
+            total = int(fin.args["accepted_weight"])
             for cm in commits:
                 if cm.trainer not in excluded:
                     expected[cm.trainer] += reward * cm.num_examples // total

@@ -86,6 +86,10 @@ class JobParams:
     max_flags: int
     committee: list[str]
     allowlist: list[str]
+    scored: bool = False
+    validator_fee_bps: int = 0
+    score_tolerance: int = 0
+    min_reputation: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,9 +110,55 @@ class TrainerState:
     settled: bool
     last_round: int
     examples: int
+    slot: int
     accrued: int
     flags: int
+    score: int
+    rounds: int
     ejected: bool
+    folded: bool
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """A round's outcome as the contract keeps it for settlement."""
+
+    status: RoundStatus
+    accepted_commits: int
+    accepted_weight: int  # examples, or the sum of consensus scores in a scored job
+    reward: int  # what the round's trainers share
+    scored: bool
+    aggregate: bytes
+
+
+@dataclass(frozen=True)
+class Reputation:
+    """An account's record over the jobs it has withdrawn from after they ended."""
+
+    score: int  # 0..SCORE_ONE, mean of per-job score EMAs weighted by scored rounds
+    rounds: int
+    scored_rounds: int
+    flags: int
+    jobs: int
+
+
+SCORE_ONE = 10_000  # the contract's full score: the round's best contribution
+SCORES_PER_WORD = 16
+
+
+def pack_scores(scores: Sequence[int]) -> list[int]:
+    """Scores in commit order, 16 bits each and 16 to a word, as `propose` takes them."""
+    words = [0] * (-(-len(scores) // SCORES_PER_WORD))
+    for slot, score in enumerate(scores):
+        if not 0 <= score <= SCORE_ONE:
+            raise ValueError(f"score {score} for slot {slot} is outside 0..{SCORE_ONE}")
+        words[slot // SCORES_PER_WORD] |= score << (16 * (slot % SCORES_PER_WORD))
+    return words
+
+
+def unpack_scores(words: Sequence[int], count: int) -> list[int]:
+    """The first `count` scores of packed words (inverse of `pack_scores`)."""
+    return [(words[s // SCORES_PER_WORD] >> (16 * (s % SCORES_PER_WORD))) & 0xFFFF for s in range(count)]
 
 
 class Contract:
@@ -242,11 +292,14 @@ class Coordinator(Contract):
         aggregate: bytes,
         excluded: list[str],
         flagged: Sequence[str] = (),
+        scores: Sequence[int] = (),
     ) -> Receipt:
-        """`flagged` must be a subset of `excluded`; it becomes the bitmask over sorted `excluded`."""
+        """`flagged` must be a subset of `excluded`; it becomes the bitmask over sorted `excluded`.
+        `scores` are one per committer in commit order (scored jobs only), packed here."""
         ordered = sorted(excluded, key=lambda a: int(a, 16))
         mask = flag_mask(ordered, flagged)
-        return self.transact(validator, "propose", job_id, round, aggregate, ordered, mask)
+        words = pack_scores(scores)
+        return self.transact(validator, "propose", job_id, round, aggregate, ordered, mask, words)
 
     def report_dissent(self, caller: LocalAccount, job_id: int, round: int, validator: str) -> Receipt:
         return self.transact(caller, "report_dissent", job_id, round, validator)
@@ -278,17 +331,28 @@ class Coordinator(Contract):
     def trainer_state(self, job_id: int, account: str) -> TrainerState:
         return TrainerState(**self.read("trainer_state", job_id, account))
 
-    def round_result(self, job_id: int, round: int) -> tuple[RoundStatus, int, int, bytes]:
+    def round_result(self, job_id: int, round: int) -> RoundResult:
         word, aggregate = self.read("round_result", job_id, round)
-        return (
-            RoundStatus(word["status"]),
-            int(word["accepted_commits"]),
-            int(word["accepted_examples"]),
-            bytes(aggregate),
+        return RoundResult(
+            status=RoundStatus(word["status"]),
+            accepted_commits=int(word["accepted_commits"]),
+            accepted_weight=int(word["accepted_weight"]),
+            reward=int(word["reward"]),
+            scored=bool(word["scored"]),
+            aggregate=bytes(aggregate),
         )
 
     def claimable(self, job_id: int, account: str) -> int:
         return int(self.read("claimable", job_id, account))
+
+    def fees_of(self, job_id: int, account: str) -> int:
+        return int(self.read("fees_of", job_id, account))
+
+    def consensus_score(self, job_id: int, round: int, slot: int) -> int:
+        return int(self.read("consensus_score", job_id, round, slot))
+
+    def reputation(self, account: str) -> Reputation:
+        return Reputation(**{k: int(v) for k, v in self.read("reputation", account).items()})
 
     def stake_of(self, job_id: int, account: str) -> int:
         return int(self.read("stake_of", job_id, account))
