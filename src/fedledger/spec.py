@@ -80,6 +80,15 @@ class JobSpec(BaseModel):
     validation_dataset: str = Field(
         "", max_length=66, description="keccak256 of the scoring validation set (simulate fills it in)"
     )
+    validator_fee: float = Field(
+        0.1, ge=0, le=1, description="scored jobs: share of each round reward for validators near consensus"
+    )
+    score_tolerance: float = Field(
+        0.05, ge=0, le=1, description="scored jobs: how far (of the best) a validator may be from consensus"
+    )
+    min_reputation: float = Field(
+        0.0, ge=0, le=1, description="reputation (of the best score) needed from earlier jobs to join"
+    )
     # flags and penalties
     flag_cosine: float = Field(
         0.0, ge=-1, le=1, description="robust rules flag updates whose cosine with their aggregate is below"
@@ -154,6 +163,24 @@ class JobSpec(BaseModel):
     def slash_bps(self) -> int:
         """slash_fraction in basis points, from the decimal text of the float (exact)."""
         return int(Decimal(repr(self.slash_fraction)) * 10_000)
+
+    @property
+    def scored(self) -> bool:
+        return self.scoring != "none"
+
+    @property
+    def validator_fee_bps(self) -> int:
+        """Zero unless the job is scored: the fee rewards scores near consensus."""
+        return int(Decimal(repr(self.validator_fee)) * 10_000) if self.scored else 0
+
+    @property
+    def score_tolerance_units(self) -> int:
+        """score_tolerance in the contract's score units (SCORE_ONE = 10,000 is the best)."""
+        return int(Decimal(repr(self.score_tolerance)) * 10_000)
+
+    @property
+    def min_reputation_units(self) -> int:
+        return int(Decimal(repr(self.min_reputation)) * 10_000)
 
     @property
     def scale(self) -> int:

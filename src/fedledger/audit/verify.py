@@ -15,12 +15,21 @@ from typing import Any
 import numpy as np
 
 from fedledger.audit.replay import EventSource, Finding
+from fedledger.audit.scores import SettledRound, check_round_scores
 from fedledger.chain.contracts import Event
 from fedledger.codec.blob import decode_tensors
 from fedledger.codec.commitment import commitment_hex
-from fedledger.errors import BlobIntegrityError, BlobNotFound, CodecError, StoreError
+from fedledger.errors import (
+    BlobIntegrityError,
+    BlobNotFound,
+    CodecError,
+    DatasetError,
+    SpecError,
+    StoreError,
+)
 from fedledger.roles.job import CommitRecord
-from fedledger.roles.validator import Rejection, compute_round
+from fedledger.roles.scorer import RoundScorer, scorer_for
+from fedledger.roles.validator import Rejection, RoundOutcome, compute_round
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
 
@@ -75,6 +84,14 @@ class _Auditor:
         self.stakes: dict[str, int] = {}  # stake each account holds after slashes so far
         self.slashed_total = 0
         self.flag_counts: dict[str, int] = defaultdict(int)
+        self.events: list[Event] = []
+        self.settled: dict[int, SettledRound] = {}  # scored jobs: consensus per finalised round
+        self.scorer: RoundScorer | None = None
+        if spec.scored:
+            try:
+                self.scorer = scorer_for(spec)
+            except (SpecError, DatasetError) as exc:
+                self.warn("scores", "validation set", f"cannot re-score the rounds: {exc}")
 
     def name(self, address: str) -> str:
         return self.names.get(address, address)
@@ -99,6 +116,13 @@ class _Auditor:
 
     def passed(self, check: str) -> None:
         self.report.checks[check] += 1
+
+    def record(self, severity: str, check: str, artefact: str = "", message: str = "", **where: Any) -> None:
+        """One outcome from a check module: `passed`, `warning` or `error`."""
+        if severity == "passed":
+            self.passed(check)
+        else:
+            self._find(severity, check, artefact, message, **where)
 
     # -- blobs -------------------------------------------------------------------------------
 
@@ -130,6 +154,7 @@ class _Auditor:
             self.error("job", "chain", f"no JobCreated event for job {job}")
             return self.report
         c = created[0].args
+        self.events = events
         self.sponsor = str(c["sponsor"])
         self.stakes = {e.args["account"]: int(e.args["stake"]) for e in events if e.name == "Registered"}
         if c["spec_hash"] != self.spec.spec_hash():
@@ -179,9 +204,24 @@ class _Auditor:
             excluded = [e.args["trainer"] for e in evs if e.name == "UpdateExcluded"]
             if fin is None and not excluded:
                 continue  # failed before any quorum: nothing was judged
+            outcome = None
             if model is not None:
                 version = int(opened.args["version"]) if opened is not None else 0
-                self.check_round(r, fin, commits, excluded, evs, model, current, version)
+                outcome = self.check_round(r, fin, commits, excluded, evs, model, current, version)
+            if fin is not None and self.spec.scored:
+                self.settled[r] = check_round_scores(
+                    spec=self.spec,
+                    r=r,
+                    fin=fin,
+                    commits=commits,
+                    evs=evs,
+                    events=events,
+                    outcome=outcome,
+                    model=model,
+                    scorer=self.scorer,
+                    report=self.record,
+                    name=self.name,
+                )
             if fin is not None:
                 finalized_rounds.append((r, fin, commits))
                 new = fin.args["aggregate"]
@@ -200,7 +240,7 @@ class _Auditor:
         model: dict[str, np.ndarray],
         parent: bytes,
         version_before: int,
-    ) -> None:
+    ) -> RoundOutcome:
         """Re-derives the round's exclusions, flags and penalties, and if it finalised, its model."""
         outcome = compute_round(
             store=self.store,
@@ -248,7 +288,7 @@ class _Auditor:
         self.check_dissent(r, fin, evs)
         flagged_on_chain = {e.args["trainer"] for e in evs if e.name == "TrainerSlashed"}
         if fin is None:
-            return
+            return outcome
         version = int(fin.args["version"])
         if outcome.aggregate != fin.args["aggregate"]:
             self.error(
@@ -260,11 +300,10 @@ class _Auditor:
             )
         else:
             self.passed("aggregate")
+        # the weight is examples, or in a scored job the consensus scores (checked in scores.py)
         accepted_examples = sum(c.num_examples for c in outcome.accepted)
-        if (fin.args["accepted_commits"], fin.args["accepted_weight"]) != (
-            len(outcome.accepted),
-            accepted_examples,
-        ):
+        weight = accepted_examples if not self.spec.scored else fin.args["accepted_weight"]
+        if (fin.args["accepted_commits"], fin.args["accepted_weight"]) != (len(outcome.accepted), weight):
             self.error(
                 "aggregate",
                 f"RoundFinalized event (block {fin.block_number})",
@@ -299,6 +338,8 @@ class _Auditor:
                 ],
             )
         )
+        return outcome
+
 
     def check_flags(self, r: int, rejected: list[Rejection], evs: list[Event]) -> None:
         """Flags as the audit derives them, slash amounts by the spec, ejection at max_flags."""
@@ -392,10 +433,11 @@ class _Auditor:
         rounds: list[tuple[int, Event, list[CommitRecord]]],
         events: list[Event],
     ) -> None:
-        """Rewards by examples with floor rounding, stakes back once, pool remainder to the sponsor."""
+        """Rewards by examples (or consensus scores) with floor rounding, validator fees,
+        stakes back once, pool remainder to the sponsor."""
         expected: dict[str, int] = defaultdict(int)
         paid_out = 0
-        for _, fin, commits in rounds:
+        for r, fin, commits in rounds:
             reward = int(fin.args["reward"])
             paid_out += reward
             excluded = {
@@ -404,9 +446,35 @@ class _Auditor:
                 if e.name == "UpdateExcluded" and e.args["round"] == fin.args["round"]
             }
             total = int(fin.args["accepted_weight"])
+            if self.spec.scored:
+                settled = self.settled.get(r)
+                if settled is None:
+                    continue
+                weights = dict(zip(settled.trainers, settled.consensus, strict=True))
+            else:
+                weights = {cm.trainer: cm.num_examples for cm in commits}
             for cm in commits:
-                if cm.trainer not in excluded:
-                    expected[cm.trainer] += reward * cm.num_examples // total
+                if cm.trainer not in excluded and total > 0:
+                    expected[cm.trainer] += reward * weights[cm.trainer] // total
+        fees_due: dict[str, int] = defaultdict(int)
+        for e in events:
+            if e.name == "ValidatorRewarded":
+                fees_due[e.args["validator"]] += int(e.args["amount"])
+                paid_out += int(e.args["amount"])
+        fees_paid: dict[str, int] = defaultdict(int)
+        for e in events:
+            if e.name == "Withdrawn":
+                fees_paid[e.args["account"]] += int(e.args["fees"])
+        for account in sorted(set(fees_due) | set(fees_paid)):
+            if fees_paid[account] > fees_due[account]:
+                self.error(
+                    "fee",
+                    "Withdrawn events",
+                    f"paid {fees_paid[account]} in validator fees, earned {fees_due[account]}",
+                    org=self.name(account),
+                )
+            else:
+                self.passed("fee")
         withdrawn: dict[str, int] = defaultdict(int)
         stakes_back: dict[str, int] = defaultdict(int)
         for e in events:

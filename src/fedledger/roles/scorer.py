@@ -3,7 +3,9 @@
 A validator scores the round it has just computed: coalition models are rebuilt from the
 committed updates (no retraining) and evaluated on a validation set whose hash binds it
 in the spec. Evaluation is floating point, so scores are close, not identical, between
-validators; that is why the chain will take a median of them rather than a quorum on bytes.
+validators; that is why the chain takes a stake-weighted median of them rather than a
+quorum on bytes. On chain a score is an integer 0..SCORE_ONE relative to the round's best
+contribution (`quantize_scores`), posted in commit order with the proposal.
 """
 
 from __future__ import annotations
@@ -16,9 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedledger.chain.contracts import SCORE_ONE
+from fedledger.errors import SpecError
 from fedledger.incentives.shapley import Coalition, exact_shapley, gtg_shapley, leave_one_out
 from fedledger.incentives.utility import coalition_utility, linear_prefix, linear_utility
 from fedledger.roles.model import float_weights
+from fedledger.spec import JobSpec
+from fedledger.training.consortium import Consortium, build_consortium
+from fedledger.training.models import build_model
 from fedledger.training.torch_client import evaluate, set_weights
 
 
@@ -115,3 +122,136 @@ def validation_gradient(
         size = int(np.prod(global_model[name].shape))
         out[name] = np.zeros(size) if g is None else g.detach().numpy().astype(np.float64).reshape(-1)
     return out
+
+
+def quantize_scores(values: Sequence[float]) -> list[int]:
+    """Contributions as the contract's integers: 0..SCORE_ONE relative to the best one.
+
+    Negative and zero contributions (free riders, harmful updates) become 0; the best
+    becomes SCORE_ONE; rounding is half up, so the same floats give the same integers
+    everywhere. No positive value: all 0.
+    """
+    best = max((v for v in values if np.isfinite(v)), default=0.0)
+    if best <= 0:
+        return [0] * len(values)
+    out = []
+    for v in values:
+        if not np.isfinite(v) or v <= 0:
+            out.append(0)
+            continue
+        out.append(min(SCORE_ONE, int(v / best * SCORE_ONE * 2 + 1) // 2))
+    return out
+
+
+def scores_in_commit_order(
+    commits: Sequence[tuple[str, int, int]], accepted: Mapping[str, int]
+) -> list[int]:
+    """One score per committer in the order the contract numbered them (block, log index).
+
+    `commits` are (trainer, block_number, log_index); `accepted` maps the trainers that
+    were scored to their quantised score; everyone else (excluded updates) scores 0.
+    """
+    ordered = sorted(commits, key=lambda c: (c[1], c[2]))
+    return [accepted.get(t.lower(), 0) for t, _, _ in ordered]
+
+
+@dataclass
+class PostedScores:
+    """What a validator posts for a round: the measured values and their on-chain integers."""
+
+    scores: RoundScores
+    posted: list[int]  # one per committer, in commit order
+
+
+class RoundScorer:
+    """A validator's scoring of its computed rounds on the spec's validation set.
+
+    Scores are a pure function of the round's inputs, so one scorer may serve several
+    validators of one process (the simulator): it keeps the last round it scored.
+    """
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        utility: str,
+        seed: int,
+        names: Sequence[str],
+        scale_bits: int,
+        model: nn.Module,
+        x_val: np.ndarray,
+        y_val: np.ndarray,
+    ) -> None:
+        self.method, self.utility, self.seed = method, utility, seed
+        self.names, self.scale_bits, self.model = list(names), scale_bits, model
+        self.x_val, self.y_val = x_val, y_val
+        self._last: tuple[tuple[int, bytes], PostedScores] | None = None
+
+    @property
+    def last(self) -> PostedScores | None:
+        """The scores of the last round scored."""
+        return self._last[1] if self._last is not None else None
+
+    def score(
+        self,
+        *,
+        round: int,
+        aggregate: bytes,
+        accepted: Sequence[tuple[str, int, Mapping[str, np.ndarray]]],
+        commits: Sequence[tuple[str, int, int]],
+        global_model: Mapping[str, np.ndarray],
+        labels: Mapping[str, str] | None = None,
+    ) -> PostedScores:
+        """Scores the accepted (trainer, examples, delta) updates; posts 0 for the rest."""
+        key = (round, aggregate)
+        if self._last is not None and self._last[0] == key:
+            return self._last[1]
+        ordered = sorted(accepted, key=lambda a: int(a[0], 16))
+        labels = labels or {}
+        scores = score_round(
+            round=round,
+            method=self.method,
+            trainers=[labels.get(t, t) for t, _, _ in ordered],
+            deltas=[d for _, _, d in ordered],
+            weights=[n for _, n, _ in ordered],
+            global_model=global_model,
+            names=self.names,
+            scale_bits=self.scale_bits,
+            model=self.model,
+            x_val=self.x_val,
+            y_val=self.y_val,
+            seed=self.seed + round,
+            utility=self.utility,
+        )
+        quantized = quantize_scores(scores.values)
+        by_trainer = {t.lower(): q for (t, _, _), q in zip(ordered, quantized, strict=True)}
+        posted = PostedScores(scores, scores_in_commit_order(commits, by_trainer))
+        self._last = (key, posted)
+        return posted
+
+
+def scorer_for(spec: JobSpec, consortium: Consortium | None = None) -> RoundScorer:
+    """The spec's scorer on its held-out validation set, which must hash as the spec says.
+
+    Validators, nodes and the auditor build it the same way, so they score alike.
+    """
+    consortium = consortium or build_consortium(spec)
+    if consortium.validation is None:
+        raise SpecError("scoring", f"{spec.scoring!r} needs a validation set, and this spec holds none out")
+    if spec.validation_dataset and spec.validation_dataset != consortium.validation_hash:
+        raise SpecError(
+            "validation_dataset",
+            f"{spec.validation_dataset} is not the hash of this validation set "
+            f"({consortium.validation_hash})",
+        )
+    ds = consortium.dataset
+    return RoundScorer(
+        method=spec.scoring,
+        utility=spec.scoring_utility,
+        seed=spec.seed,
+        names=consortium.names,
+        scale_bits=spec.scale_bits,
+        model=build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed),
+        x_val=consortium.validation[0],
+        y_val=consortium.validation[1],
+    )

@@ -34,6 +34,10 @@ def job_params(
         reward_per_round=spec.reward_per_round,
         slash_bps=spec.slash_bps,
         max_flags=spec.max_flags,
+        scored=spec.scored,
+        validator_fee_bps=spec.validator_fee_bps,
+        score_tolerance=spec.score_tolerance_units,
+        min_reputation=spec.min_reputation_units,
         committee=list(committee),
         allowlist=list(allowlist),
     )

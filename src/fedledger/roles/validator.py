@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
@@ -26,6 +26,7 @@ from fedledger.codec.blob import decode_blob, encode_tensors
 from fedledger.codec.commitment import commitment_hex, merkle_root
 from fedledger.errors import BlobIntegrityError, BlobNotFound, CodecError, InvalidUpdate
 from fedledger.roles.job import CommitRecord
+from fedledger.roles.scorer import PostedScores, RoundScorer
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
 
@@ -52,6 +53,7 @@ class RoundOutcome:
     model: dict[str, np.ndarray]
     accepted: list[CommitRecord]
     rejected: list[Rejection]
+    deltas: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)  # accepted, by trainer
 
     @property
     def excluded(self) -> list[str]:
@@ -138,6 +140,7 @@ def compute_round(
     rejected: list[Rejection] = []
     updates: list[Update] = []
     by_trainer: dict[str, CommitRecord] = {}
+    deltas: dict[str, dict[str, np.ndarray]] = {}
     for c in sorted(commits, key=lambda c: int(c.trainer, 16)):
         try:
             delta = check_update(store, spec, global_model, job_id, c)
@@ -145,6 +148,7 @@ def compute_round(
             rejected.append(Rejection(c.trainer, c.commitment, str(exc)))
             continue
         by_trainer[c.trainer] = c
+        deltas[c.trainer] = delta
         updates.append(
             Update(
                 trainer=c.trainer,
@@ -180,6 +184,7 @@ def compute_round(
         model=model,
         accepted=accepted,
         rejected=rejected,
+        deltas={c.trainer: deltas[c.trainer] for c in accepted},
     )
 
 
@@ -197,11 +202,17 @@ class Validator:
         job_id: int,
         root_trainer: str = "",
         aggregate_hook: Callable[[bytes], bytes] | None = None,
+        scorer: RoundScorer | None = None,
+        score_hook: Callable[[list[int]], list[int]] | None = None,
     ) -> None:
         self.name = name
         self.root_trainer = root_trainer
         # the simulator's lying validator: proposes hook(aggregate) instead of the aggregate
         self.aggregate_hook = aggregate_hook
+        # a scored job's contribution scores; the simulator's biased validator edits them
+        self.scorer = scorer
+        self.score_hook = score_hook
+        self.last_scores: PostedScores | None = None
         self.account = account
         self.coordinator = coordinator
         self.store = store
@@ -248,7 +259,31 @@ class Validator:
         aggregate = (
             outcome.aggregate if self.aggregate_hook is None else self.aggregate_hook(outcome.aggregate)
         )
+        posted: list[int] = []
+        if self.spec.scored:
+            posted = self.post_scores(outcome, commits, global_model, names)
         receipt = self.coordinator.propose(
-            self.account, self.job_id, round, aggregate, outcome.excluded, outcome.flagged
+            self.account, self.job_id, round, aggregate, outcome.excluded, outcome.flagged, posted
         )
         return outcome, receipt
+
+    def post_scores(
+        self,
+        outcome: RoundOutcome,
+        commits: Sequence[CommitRecord],
+        global_model: Mapping[str, np.ndarray],
+        names: Mapping[str, str],
+    ) -> list[int]:
+        """This validator's scores for every committer of the round, in commit order."""
+        if self.scorer is None:
+            raise ValueError(f"{self.name}: the job is scored ({self.spec.scoring}) but has no scorer")
+        self.last_scores = self.scorer.score(
+            round=outcome.round,
+            aggregate=outcome.aggregate,
+            accepted=[(c.trainer, c.num_examples, outcome.deltas[c.trainer]) for c in outcome.accepted],
+            commits=[(c.trainer, c.block_number, c.log_index) for c in commits],
+            global_model=global_model,
+            labels=names,
+        )
+        posted = list(self.last_scores.posted)
+        return posted if self.score_hook is None else self.score_hook(posted)

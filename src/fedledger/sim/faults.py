@@ -26,7 +26,9 @@ FAULT_KINDS = {
     "malformed": "bytes that are not a tensor blob at all",
     "nan-weights": "local training diverges to NaN (the trainer must refuse to commit)",
     "lying-validator": "as a validator, proposes a model it did not compute (slashed once reported)",
+    "biased-validator": "as a validator, posts full scores for itself and zero for everyone else",
 }
+VALIDATOR_FAULTS = ("lying-validator", "biased-validator")
 
 
 @dataclass(frozen=True)

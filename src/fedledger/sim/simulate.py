@@ -20,19 +20,19 @@ import numpy as np
 from eth_utils.crypto import keccak
 
 from fedledger.chain.base import Chain, dev_accounts
-from fedledger.chain.contracts import Deployment, Phase, deploy_contracts
+from fedledger.chain.contracts import SCORE_ONE, Deployment, Phase, deploy_contracts
 from fedledger.chain.inprocess import InProcessChain
-from fedledger.codec.blob import decode_blob, encode_tensors
+from fedledger.codec.blob import encode_tensors
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import SpecError
-from fedledger.roles.job import CommitRecord, JobReader
+from fedledger.roles.job import JobReader
 from fedledger.roles.model import float_weights, quantize_model
-from fedledger.roles.scorer import RoundScores, score_round
+from fedledger.roles.scorer import RoundScores, scorer_for
 from fedledger.roles.sponsor import create_job
 from fedledger.roles.trainer import Trainer
 from fedledger.roles.validator import Validator, model_metadata
 from fedledger.sim.attacks import Attack, add_trigger, apply_attack, apply_profiles, backdoor_success
-from fedledger.sim.faults import Fault, NaNClient, blob_hook
+from fedledger.sim.faults import VALIDATOR_FAULTS, Fault, NaNClient, blob_hook
 from fedledger.sim.outputs import write_run
 from fedledger.sim.timing import TimedChain
 from fedledger.spec import JobSpec
@@ -41,7 +41,6 @@ from fedledger.store.local import LocalStore
 from fedledger.training.client import NumPyClient
 from fedledger.training.consortium import build_consortium
 from fedledger.training.datasets import Dataset
-from fedledger.training.models import build_model
 from fedledger.training.torch_client import (
     evaluate,
     get_weights,
@@ -138,7 +137,7 @@ class Simulation:
         for f in faults:
             if not 1 <= f.trainer <= spec.trainers:
                 raise SpecError("fault", f"trainer {f.trainer} is outside 1..{spec.trainers}")
-            if f.kind == "lying-validator" and f.trainer > spec.committee_size:
+            if f.kind in VALIDATOR_FAULTS and f.trainer > spec.committee_size:
                 committee = f"the committee is 1..{spec.committee_size}"
                 raise SpecError("fault", f"trainer {f.trainer} is not a validator ({committee})")
         self.accounts = dev_accounts(spec.trainers + 1)
@@ -178,9 +177,7 @@ class Simulation:
         init = consortium.initial_model
         self.names = consortium.names
         self.eval_model = init
-        self.score_model = build_model(
-            spec.model, self.dataset.input_shape, self.dataset.num_classes, seed=spec.seed
-        )
+        self.scorer = scorer_for(self.spec, consortium) if self.validation is not None else None
         initial_q = quantize_model(self.names, get_weights(init), spec.scale_bits)
         self.initial_model = self.store.put(encode_tensors(initial_q, metadata=model_metadata(0, 0)))
 
@@ -226,7 +223,7 @@ class Simulation:
             if fault is not None and fault.kind == "nan-weights":
                 client = NaNClient(client, fault.from_round)
             hook = None
-            if fault is not None and fault.kind not in ("corrupt-blob", "nan-weights", "lying-validator"):
+            if fault is not None and fault.kind not in ("corrupt-blob", "nan-weights", *VALIDATOR_FAULTS):
                 rewrite = blob_hook(fault.kind, spec.max_update_norm_q)
                 start = fault.from_round
 
@@ -268,6 +265,8 @@ class Simulation:
                     job_id=self.job_id,
                     root_trainer=self.sponsor.address if consortium.root is not None else "",
                     aggregate_hook=liar,
+                    scorer=self.scorer,
+                    score_hook=self._biased_scores(acct.address, fault),
                 )
             trainer.register()
             self.orgs.append(Organisation(name, trainer, validator))
@@ -291,28 +290,20 @@ class Simulation:
         x, y = add_trigger(self.dataset.x_test), self.dataset.y_test
         return backdoor_success(predict(self.eval_model, x), y)
 
-    def score(
-        self, r: int, commits: Sequence[CommitRecord], excluded: set[str], global_c: bytes
-    ) -> RoundScores:
-        """One validator's contribution scores for a finalised round's accepted updates."""
-        assert self.validation is not None
-        accepted = sorted((c for c in commits if c.trainer not in excluded), key=lambda c: int(c.trainer, 16))
-        deltas = [decode_blob(self.store.get(c.commitment))[0] for c in accepted]
-        return score_round(
-            round=r,
-            method=self.spec.scoring,
-            trainers=[self.participants.get(c.trainer, c.trainer) for c in accepted],
-            deltas=deltas,
-            weights=[c.num_examples for c in accepted],
-            global_model=self.store.get_tensors(global_c),
-            names=self.names,
-            scale_bits=self.spec.scale_bits,
-            model=self.score_model,
-            x_val=self.validation[0],
-            y_val=self.validation[1],
-            seed=self.spec.seed + r,
-            utility=self.spec.scoring_utility,
-        )
+    def _biased_scores(self, me: str, fault: Fault | None) -> Callable[[list[int]], list[int]] | None:
+        """The biased validator's score hook: full marks for its own commit, zero for the rest."""
+        if fault is None or fault.kind != "biased-validator":
+            return None
+        start = fault.from_round
+
+        def biased(posted: list[int]) -> list[int]:
+            r = self.deployment.coordinator.job_state(self.job_id).round
+            if r < start:
+                return posted
+            order = sorted(self.reader.commits(r), key=lambda c: (c.block_number, c.log_index))
+            return [SCORE_ONE if c.trainer.lower() == me.lower() else 0 for c in order]
+
+        return biased
 
     def run_round(self) -> RoundMetrics:
         coordinator = self.deployment.coordinator
@@ -413,10 +404,11 @@ class Simulation:
         )
         if self.attack is not None and self.attack.kind == "backdoor":
             m.backdoor_success = self.backdoor_success(model_c)
-        if self.validation is not None and rec.finalized is not None:
-            scored = self.score(r, commits, set(rec.excluded), global_c)
-            m.scoring_seconds = scored.seconds
-            self.scores.append(scored)
+        if self.scorer is not None and rec.finalized is not None:
+            # the scores the honest validators posted (one scorer serves them all here)
+            assert self.scorer.last is not None and self.scorer.last.scores.round == r
+            m.scoring_seconds = self.scorer.last.scores.seconds
+            self.scores.append(self.scorer.last.scores)
         self.metrics.append(m)
         return m
 
