@@ -12,11 +12,14 @@ predicted from the public views, and after every step:
 - for every account, rewards withdrawn + claimable equals its entitlement:
   floor shares of the rounds finalised with its update accepted — so no reward
   for failed/pending/excluded rounds and no double payout;
-- each pool equals funding - finalised rewards - reclaimed + slashed stakes;
+- each pool equals funding - finalised rewards - validator fees - reclaimed + slashed stakes;
+- in the scored job, each finalisation's consensus equals the model's own stake-weighted
+  median of the posted scores (one validator always posts the opposite), rewards follow
+  it, and every validator fee matches the model's;
 - each stake equals the deposit less its slashes (the spec's share, capped at what
   is left), until it is withdrawn; a trainer is ejected at exactly `max_flags`.
 
-FEDLEDGER_PROPERTY_EXAMPLES scales the run (default 12 examples x up to 50 steps, < 60 s);
+FEDLEDGER_PROPERTY_EXAMPLES scales the run (default 16 examples x up to 50 steps, < 60 s);
 with FEDLEDGER_PROPERTY_REPORT=FILE every example appends its counts (steps checked,
 transactions, finalised rounds, slashes, dissent reports) to FILE as JSON lines, which
 bench/conservation.py sums to show how many steps the invariants held for.
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from collections import defaultdict
 
 import hypothesis.strategies as st
@@ -34,12 +38,13 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from fedledger.chain.base import dev_accounts
-from fedledger.chain.contracts import JobParams, Phase, deploy_contracts
+from fedledger.chain.contracts import SCORE_ONE, JobParams, Phase, deploy_contracts, unpack_scores
 from fedledger.chain.inprocess import InProcessChain
 from fedledger.errors import TransactionReverted
+from fedledger.incentives.consensus import settle_scores
 
-EXAMPLES = int(os.environ.get("FEDLEDGER_PROPERTY_EXAMPLES", "12"))
-STEPS = 50 if EXAMPLES <= 12 else 100
+EXAMPLES = int(os.environ.get("FEDLEDGER_PROPERTY_EXAMPLES", "16"))
+STEPS = 50 if EXAMPLES <= 16 else 100
 
 ACCS = dev_accounts(9)  # 0 sponsor | 1..3 committee | 4..8 trainers (1 may train too)
 SPONSOR = ACCS[0]
@@ -56,6 +61,10 @@ JOBS = [
         max_failures=1,
         stake=7,
         reward_per_round=1_000,
+        # scored: validators post scores, paid by their stake-weighted median, 15% fee
+        scored=True,
+        validator_fee_bps=1_500,
+        score_tolerance=400,
         slash_bps=6_000,  # 4 of 7, then the 3 left: the cap is exercised
         max_flags=3,
         commit_window=100,
@@ -108,6 +117,9 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 reward_per_round=cfg["reward_per_round"],
                 slash_bps=cfg["slash_bps"],
                 max_flags=cfg["max_flags"],
+                scored=cfg.get("scored", False),
+                validator_fee_bps=cfg.get("validator_fee_bps", 0),
+                score_tolerance=cfg.get("score_tolerance", 0),
                 committee=[ACCS[k].address for k in cfg["committee"]],
                 allowlist=[ACCS[k].address for k in cfg["allowlist"]],
             )
@@ -119,7 +131,13 @@ class CoordinatorMachine(RuleBasedStateMachine):
             dict
         )  # (job, round) -> trainer -> ex
         self.excluded: dict[tuple[int, int], set[str]] = defaultdict(set)
-        self.finalized: dict[tuple[int, int], int] = {}  # (job, round) -> accepted_examples
+        # (job, round) -> (round reward, accepted weight, trainer -> weight)
+        self.finalized: dict[tuple[int, int], tuple[int, int, dict[str, int]]] = {}
+        self.posted: dict[tuple[int, int, str], tuple[bytes, list[int]]] = {}  # -> (proposal, scores)
+        self.settled: list[int] | None = None  # the last ScoresSettled consensus
+        self.fees: dict[tuple[int, str], int] = defaultdict(int)
+        self.fees_withdrawn: dict[tuple[int, str], int] = defaultdict(int)
+        self.fee_total: dict[int, int] = defaultdict(int)
         self.votes: dict[tuple[int, int, bytes], int] = defaultdict(int)
         self.proposed: set[tuple[int, int, str]] = set()
         self.withdrawn_reward: dict[tuple[int, str], int] = defaultdict(int)
@@ -165,17 +183,51 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 self.commits[(a["job_id"], a["round"])][a["trainer"]] = a["num_examples"]
             elif ev.name == "UpdateExcluded":
                 self.excluded[(a["job_id"], a["round"])].add(a["trainer"])
+            elif ev.name == "AggregateProposed":
+                n = len(self.commits[(a["job_id"], a["round"])]) if a["scores"] else 0
+                self.posted[(a["job_id"], a["round"], a["validator"])] = (
+                    a["proposal"],
+                    unpack_scores(a["scores"], n),
+                )
+            elif ev.name == "ScoresSettled":
+                self.settled = unpack_scores(a["scores"], len(self.commits[(a["job_id"], a["round"])]))
+            elif ev.name == "ValidatorRewarded":
+                self.fees[(a["job_id"], a["validator"])] += a["amount"]
+                self.fee_total[a["job_id"]] += a["amount"]
             elif ev.name == "RoundFinalized":
                 key = (a["job_id"], a["round"])
+                cfg = self.jobs[a["job_id"]]
                 accepted = {t: ex for t, ex in self.commits[key].items() if t not in self.excluded[key]}
                 assert a["accepted_commits"] == len(accepted)
-                assert a["accepted_weight"] == sum(accepted.values())
-                assert a["reward"] == self.jobs[a["job_id"]]["reward_per_round"]
-                self.finalized[key] = a["accepted_weight"]
+                reward = cfg["reward_per_round"]
+                if cfg.get("scored"):
+                    # the model's own settlement, in committee order, stakes after slashes so far
+                    voters = [
+                        ACCS[k].address
+                        for k in cfg["committee"]
+                        if self.posted.get((*key, ACCS[k].address), (b"",))[0] == a["proposal"]
+                    ]
+                    fee = reward * cfg["validator_fee_bps"] // 10_000
+                    settled = settle_scores(
+                        [self.posted[(*key, v)][1] for v in voters],
+                        [cfg["stake"] - self.slashed[(key[0], v)] for v in voters],
+                        tolerance=cfg["score_tolerance"],
+                        fee=fee,
+                    )
+                    assert self.settled == settled.consensus
+                    weights = dict(zip(self.commits[key], settled.consensus, strict=True))
+                    reward = (reward - fee) if settled.total else 0
+                    self.settled = None
+                else:
+                    weights = dict(accepted)
+                assert a["accepted_weight"] == sum(weights.values())
+                assert a["reward"] == reward
+                self.finalized[key] = (reward, a["accepted_weight"], weights)
             elif ev.name == "RoundFailed":
                 assert (a["job_id"], a["round"]) not in self.finalized
             elif ev.name == "Withdrawn":
                 self.withdrawn_reward[(a["job_id"], a["account"])] += a["reward"]
+                self.fees_withdrawn[(a["job_id"], a["account"])] += a["fees"]
             elif ev.name == "PoolReclaimed":
                 self.reclaimed[a["job_id"]] += a["amount"]
             elif ev.name == "TrainerSlashed":
@@ -201,24 +253,22 @@ class CoordinatorMachine(RuleBasedStateMachine):
         return self.chain.timestamp() + self.chain.block_time
 
     def _entitlement(self, job_id: int, account: str) -> int:
-        reward = self.jobs[job_id]["reward_per_round"]
         total = 0
-        for (j, rnd), accepted_examples in self.finalized.items():
+        for (j, rnd), (reward, weight, weights) in self.finalized.items():
             if j != job_id:
                 continue
-            ex = self.commits[(j, rnd)].get(account)
-            if ex is not None and account not in self.excluded[(j, rnd)]:
-                total += reward * ex // accepted_examples
+            w = weights.get(account)
+            if w and account not in self.excluded[(j, rnd)]:
+                total += reward * w // weight
         return total
 
     def _dust(self) -> tuple[int, int]:
         dust = bound = 0
-        for (j, rnd), accepted_examples in self.finalized.items():
-            reward = self.jobs[j]["reward_per_round"]
+        for (j, rnd), (reward, weight, weights) in self.finalized.items():
             shares = [
-                reward * ex // accepted_examples
-                for t, ex in self.commits[(j, rnd)].items()
-                if t not in self.excluded[(j, rnd)]
+                reward * w // weight
+                for t, w in weights.items()
+                if t not in self.excluded[(j, rnd)] and w
             ]
             dust += reward - sum(shares)
             bound += len(shares)
@@ -324,7 +374,19 @@ class CoordinatorMachine(RuleBasedStateMachine):
             expect = "coordinator: not a registered validator"
         elif (job_id, s.round, acct.address) in self.proposed:
             expect = "coordinator: already proposed"
-        r = self._do(lambda: self.coord.propose(acct, job_id, s.round, aggregate, excluded, flagged), expect)
+        scores: list[int] = []
+        if cfg.get("scored"):
+            # honest-ish scores near a per-round truth, one validator (3) biased; 0 for excluded
+            rng = random.Random(f"{job_id}:{s.round}")
+            truth = [rng.randrange(SCORE_ONE + 1) for _ in self.commits[(job_id, s.round)]]
+            noise = random.Random(f"{job_id}:{s.round}:{who}")
+            scores = [
+                0 if t in excluded else SCORE_ONE - x if who == 3 else min(SCORE_ONE, x + noise.randrange(300))
+                for t, x in zip(self.commits[(job_id, s.round)], truth, strict=True)
+            ]
+        r = self._do(
+            lambda: self.coord.propose(acct, job_id, s.round, aggregate, excluded, flagged, scores), expect
+        )
         if r is None:
             return
         self.proposed.add((job_id, s.round, acct.address))
@@ -456,15 +518,19 @@ class CoordinatorMachine(RuleBasedStateMachine):
             pool = self.coord.pool(job_id)
             n_final = sum(1 for (j, _) in self.finalized if j == job_id)
             slashed = sum(v for (j, _), v in self.slashed.items() if j == job_id)
-            funded = cfg["reward_per_round"] * (cfg["rounds"] - n_final)
+            paid = sum(rw for (j, _), (rw, _, _) in self.finalized.items() if j == job_id)
+            funded = cfg["reward_per_round"] * cfg["rounds"] - paid - self.fee_total[job_id]
+            assert n_final <= cfg["rounds"]
             assert pool == funded - self.reclaimed[job_id] + slashed
             held += pool
             for k in PARTICIPANT_IDX:
                 a = ACCS[k].address
                 stake = self.coord.stake_of(job_id, a)
                 assert stake in (0, cfg["stake"] - self.slashed[(job_id, a)])
-                claimable = self.coord.claimable(job_id, a) if k in TRAINER_IDX else 0
-                assert self.withdrawn_reward[(job_id, a)] + claimable == self._entitlement(job_id, a)
+                claimable = self.coord.claimable(job_id, a)
+                fees = self.coord.fees_of(job_id, a)
+                assert fees == self.fees[(job_id, a)] - self.fees_withdrawn[(job_id, a)]
+                assert self.withdrawn_reward[(job_id, a)] + claimable - fees == self._entitlement(job_id, a)
                 held += stake + claimable
         dust, bound = self._dust()
         assert balances[self.coord.address] - held == dust
@@ -497,6 +563,8 @@ class CoordinatorMachine(RuleBasedStateMachine):
             event(f"exclusions: {bool(any(self.excluded.values()))}")
             event(f"slashes: {min(len(self.flags), 2)}+, ejections: {min(len(self.ejected), 1)}+")
             event(f"dissent reported: {bool(self.dissent_reported)}")
+            scored = sum(1 for (j, _) in self.finalized if self.jobs[j].get("scored"))
+            event(f"scored rounds finalised: {min(scored, 2)}+, fees paid: {bool(self.fee_total)}")
 
 
 TestCoordinatorMachine = CoordinatorMachine.TestCase

@@ -10,6 +10,7 @@ from conftest import small_spec
 
 from fedledger.audit.run import audit_run_dir
 from fedledger.sim.attacks import Attack
+from fedledger.sim.faults import Fault
 from fedledger.sim.simulate import Simulation
 from fedledger.spec import JobSpec
 
@@ -32,6 +33,25 @@ def test_free_riders_contribute_least_and_the_run_still_audits(tmp_path: Path) -
     assert written.validation_dataset.startswith("0x") and len(written.validation_dataset) == 66
     report = audit_run_dir(run)
     assert report.ok, [f.line() for f in report.findings if f.severity == "error"]
+    # the audit re-derived every round's consensus and fees, and re-scored each round itself
+    assert report.checks["scores"] == 3 and report.checks["rescore"] == 3 and report.checks["fee"] >= 3
+    # paid by consensus score: the free riders earn nothing, every honest trainer something
+    earned = {org: int(p["earned"]) for org, p in report.payouts.items()}
+    assert earned.get("org-05", 0) == 0 and earned.get("org-06", 0) == 0
+    assert all(earned[f"org-0{i}"] > 0 for i in range(1, 5))
+
+
+def test_a_biased_validator_cannot_move_consensus_and_earns_no_fee(tmp_path: Path) -> None:
+    spec = small_spec(trainers=5, rounds=2, scoring="gtg", validators=3, quorum=3)
+    Simulation(spec, out_dir=tmp_path / "run", faults=[Fault("biased-validator", 1)]).run()
+    report = audit_run_dir(tmp_path / "run")
+    assert report.ok, [f.line() for f in report.findings if f.severity == "error"]
+    warned = [f for f in report.findings if f.check == "scores" and f.severity == "warning"]
+    assert {f.organisation for f in warned} == {"org-01"} and len(warned) == 2
+    events = json.loads((tmp_path / "run" / "chain.json").read_text())["events"]
+    rewarded = {e["args"]["validator"] for e in events if e["name"] == "ValidatorRewarded"}
+    biased = next(e["args"]["validator"] for e in events if e["name"] == "Registered")
+    assert len(rewarded) == 2 and biased not in rewarded
 
 
 def test_trainers_of_different_value_are_scored_in_that_order(tmp_path: Path) -> None:
