@@ -1,7 +1,7 @@
 """Runs every benchmark in turn and prints a Markdown summary table for the README.
 
-Runs gas.py, chain_tps.py, overhead.py, quantization.py, flag_gas.py, robustness.py,
-scoring.py and conservation.py sequentially (each in
+Runs gas.py, chain_tps.py, overhead.py, quantization.py, flag_gas.py, settlement_gas.py,
+robustness.py, scoring.py and conservation.py sequentially (each in
 its own process, so one's imports and caches do not favour another), in full
 form or, with `--quick`, in their quick forms (< 3 minutes in all). Each script
 compares its figure with a baseline measured in the same run and with its bar
@@ -21,7 +21,8 @@ from typing import Any
 from _common import RESULTS, ROOT, parse_args, verdict
 
 BENCHES = (
-    "gas", "chain_tps", "overhead", "quantization", "flag_gas", "robustness", "scoring", "conservation",
+    "gas", "chain_tps", "overhead", "quantization", "flag_gas", "settlement_gas", "robustness", "scoring",
+    "conservation",
 )
 
 
@@ -98,6 +99,25 @@ def rows_for(name: str, r: dict[str, Any]) -> list[list[str]]:
                 "—",
             ]
             for f, v in fin.items()
+        ]
+    if name == "settlement_gas":
+        return [
+            [
+                f"Scored settlement, {n} trainers",
+                f"finalise {v['scored']['finalise']:,} gas; propose {v['scored']['propose']:,}",
+                f"unscored: finalise {v['unscored']['finalise']:,}, propose {v['unscored']['propose']:,}",
+                "printed (issue 4)",
+                "—",
+            ]
+            for n, v in r["sizes"].items()
+        ] + [
+            [
+                "Commit in a scored job (settles the last round)",
+                f"{max(v['scored']['commit_closing'] for v in r['sizes'].values()):,} gas (closing)",
+                f"unscored: {max(v['unscored']['commit'] for v in r['sizes'].values()):,}",
+                "≤ 50,000",
+                verdict(all(v["scored"]["commit_closing"] <= 50_000 for v in r["sizes"].values())),
+            ]
         ]
     if name == "robustness":
         grid = f"{r['wall_s'] / 60:.1f} min on {r['workers']} workers"

@@ -381,7 +381,11 @@ class CoordinatorMachine(RuleBasedStateMachine):
             truth = [rng.randrange(SCORE_ONE + 1) for _ in self.commits[(job_id, s.round)]]
             noise = random.Random(f"{job_id}:{s.round}:{who}")
             scores = [
-                0 if t in excluded else SCORE_ONE - x if who == 3 else min(SCORE_ONE, x + noise.randrange(300))
+                0
+                if t in excluded
+                else SCORE_ONE - x
+                if who == 3
+                else min(SCORE_ONE, x + noise.randrange(300))
                 for t, x in zip(self.commits[(job_id, s.round)], truth, strict=True)
             ]
         r = self._do(

@@ -155,16 +155,26 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
         from fedledger.sim.outputs import contribution_totals
 
         totals = contribution_totals(result)
-        table = Table(title=f"contribution ({spec.scoring}, {spec.scoring_utility} utility) and pay")
-        for col in ("organisation", "contribution", "rounds scored", "paid out (tokens)"):
+        table = Table(title=f"contribution ({spec.scoring}, {spec.scoring_utility} utility) and earnings")
+        cols = ("organisation", "contribution", "rounds scored", "reputation", "reward", "validator fees")
+        for col in cols:
             table.add_column(col, justify="left" if col == "organisation" else "right")
         for org in sorted(totals, key=lambda o: -totals[o]):
             scored = sum(1 for s in result.scores if org in s.trainers)
+            e = result.earnings.get(org)
             table.add_row(
-                org, f"{totals[org]:+.4f}", str(scored), f"{result.payouts.get(org, 0) / 1e18:,.2f}"
+                org,
+                f"{totals[org]:+.4f}",
+                str(scored),
+                f"{e.reputation / 100:.1f}%" if e else "",
+                f"{e.reward / 1e18:,.2f}" if e else "",
+                f"{e.fees / 1e18:,.2f}" if e else "",
             )
         console.print(table)
-        console.print(f"scores: {out / 'scores.csv'} · chart: {out / 'contributions.png'}")
+        console.print(
+            f"scores: {out / 'scores.csv'} · earnings: {out / 'earnings.csv'} · "
+            f"chart: {out / 'contributions.png'}"
+        )
     if attack is not None and attack.kind == "backdoor":
         console.print(f"backdoor success on the final model: {100 * result.backdoor_success:.1f}%")
     console.print(f"final model {result.final_commitment.hex()[:16]}… → {out / 'final_model.safetensors'}")

@@ -78,27 +78,45 @@ def contribution_totals(result: SimulationResult) -> dict[str, float]:
 
 
 def write_scores(out: Path, result: SimulationResult) -> None:
-    """scores.csv (round, organisation, score) and contributions.png (totals beside payouts)."""
+    """scores.csv (round, organisation, score), earnings.csv, and contributions.png (both side by side)."""
     with (out / "scores.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["round", "method", "utility", "organisation", "score", "evaluations", "seconds"])
         for s in result.scores:
             for org, v in zip(s.trainers, s.values, strict=True):
                 w.writerow([s.round, s.method, s.utility, org, f"{v:.6g}", s.evaluations, f"{s.seconds:.4f}"])
+    totals = contribution_totals(result)
+    with (out / "earnings.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["organisation", "contribution", "reputation", "reward", "validator_fees", "stake_back"])
+        for org in sorted(totals, key=lambda o: -totals[o]):
+            e = result.earnings.get(org)
+            w.writerow(
+                [org, f"{totals[org]:.6g}"]
+                + ([e.reputation, e.reward, e.fees, e.stake] if e is not None else ["", "", "", ""])
+            )
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    totals = contribution_totals(result)
     orgs = sorted(totals)
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), dpi=120)
     colors = ["tab:red" if o in result.malicious or totals[o] <= 0 else "tab:blue" for o in orgs]
     ax1.bar(orgs, [totals[o] for o in orgs], color=colors)
     ax1.axhline(0, color="black", lw=0.8)
     ax1.set_title(f"contribution ({result.scores[0].method}, {result.scores[0].utility} utility), summed")
-    ax2.bar(orgs, [result.payouts.get(o, 0) / 1e18 for o in orgs], color="tab:green")
-    ax2.set_title("paid out (reward + stake back, tokens)")
+    earned = [result.earnings.get(o) for o in orgs]
+    ax2.bar(orgs, [e.reward / 1e18 if e else 0 for e in earned], color="tab:green", label="reward")
+    ax2.bar(
+        orgs,
+        [e.fees / 1e18 if e else 0 for e in earned],
+        bottom=[e.reward / 1e18 if e else 0 for e in earned],
+        color="tab:olive",
+        label="validator fees",
+    )
+    ax2.set_title("earned (tokens; stake returned not shown)")
+    ax2.legend(fontsize=8)
     for ax in (ax1, ax2):
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()

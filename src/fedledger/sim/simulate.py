@@ -93,6 +93,17 @@ class SimulationResult:
     ejected: list[str] = field(default_factory=list)
     backdoor_success: float = float("nan")  # of the final model, whatever the attack
     scores: list[RoundScores] = field(default_factory=list)  # per finalised round, if scoring
+    earnings: dict[str, Earnings] = field(default_factory=dict)  # organisation -> what it withdrew
+
+
+@dataclass(frozen=True)
+class Earnings:
+    """One organisation's withdrawal at the end of the job, from its Withdrawn event."""
+
+    reward: int  # as a trainer: its shares of the round rewards
+    fees: int  # as a validator: fees for scores near consensus
+    stake: int  # its deposit back, less slashes
+    reputation: int  # its reputation score after this job (0..SCORE_ONE)
 
 
 @dataclass
@@ -422,8 +433,12 @@ class Simulation:
         """Everyone withdraws rewards and stakes; the sponsor reclaims what is left."""
         coordinator, token = self.deployment.coordinator, self.deployment.token
         before = {o.name: token.balance_of(o.trainer.account.address) for o in self.orgs}
+        self.earnings: dict[str, Earnings] = {}
         for org in self.orgs:
-            coordinator.withdraw(org.trainer.account, self.job_id)
+            receipt = coordinator.withdraw(org.trainer.account, self.job_id)
+            w = next(e.args for e in coordinator.events_in(receipt) if e.name == "Withdrawn")
+            rep = coordinator.reputation(org.trainer.account.address)
+            self.earnings[org.name] = Earnings(int(w["reward"]), int(w["fees"]), int(w["stake"]), rep.score)
         if coordinator.pool(self.job_id) > 0:
             coordinator.reclaim(self.sponsor, self.job_id)
         return {o.name: token.balance_of(o.trainer.account.address) - before[o.name] for o in self.orgs}
@@ -464,6 +479,7 @@ class Simulation:
             ejected=ejected,
             backdoor_success=self.backdoor_success(final),
             scores=self.scores,
+            earnings=self.earnings,
         )
         write_run(self, result)
         logging.getLogger("fedledger").removeHandler(self._log_handler)
