@@ -84,3 +84,48 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, Path):
         return str(v)
     return str(v)
+
+
+def staked_job(
+    *, committee: int, trainers: int, quorum: int, min_commits: int, rounds: int, **overrides: Any
+) -> tuple[Any, int, list[Any], list[Any]]:
+    """A fresh in-process chain with one job whose committee and trainers are funded and registered.
+
+    Returns (deployment, job id, validators, trainers). The gas benches measure on it.
+    """
+    from eth_utils import keccak
+
+    from fedledger.chain.base import dev_accounts
+    from fedledger.chain.contracts import JobParams, deploy_contracts
+    from fedledger.chain.inprocess import InProcessChain
+
+    stake = 10**18
+    accounts = dev_accounts(1 + committee + trainers)
+    sponsor, validators, members = accounts[0], accounts[1 : 1 + committee], accounts[1 + committee :]
+    d = deploy_contracts(InProcessChain(), sponsor)
+    d.token.mint(sponsor, sponsor.address, 10**24)
+    d.token.approve(sponsor, d.coordinator.address, 10**24)
+    fields: dict[str, Any] = dict(
+        token=d.token.address,
+        spec_hash=keccak(b"spec"),
+        initial_model=keccak(b"m0"),
+        rounds=rounds,
+        min_commits=min_commits,
+        quorum=quorum,
+        commit_window=3600,
+        aggregate_window=3600,
+        max_failures=1,
+        stake=stake,
+        reward_per_round=10**20,
+        slash_bps=1_000,
+        max_flags=3,
+        committee=[v.address for v in validators],
+        allowlist=[],
+    )
+    fields.update(overrides)
+    job, _ = d.coordinator.create_job(sponsor, JobParams(**fields))
+    for t in validators + members:
+        d.token.mint(sponsor, t.address, stake)
+        d.token.approve(t, d.coordinator.address, stake)
+        d.coordinator.register(t, job, as_trainer=t in members)
+    return d, job, validators, members

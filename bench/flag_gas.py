@@ -16,12 +16,8 @@ flags fit one finalisation.
 
 from __future__ import annotations
 
-from _common import parse_args, table, write_result
+from _common import parse_args, staked_job, table, write_result
 from eth_utils import keccak
-
-from fedledger.chain.base import dev_accounts
-from fedledger.chain.contracts import JobParams, deploy_contracts
-from fedledger.chain.inprocess import InProcessChain
 
 COMMITTEE, QUORUM, HONEST = 3, 2, 10
 STAKE = 10**18
@@ -29,35 +25,10 @@ STAKE = 10**18
 
 def finalise_gas(flags: int, mode: str) -> int:
     """Gas of the quorum-reaching propose with `flags` trainers flagged / excluded / neither."""
-    chain = InProcessChain()
     n = flags + HONEST
-    accounts = dev_accounts(1 + COMMITTEE + n)
-    sponsor, validators, trainers = accounts[0], accounts[1 : 1 + COMMITTEE], accounts[1 + COMMITTEE :]
-    d = deploy_contracts(chain, sponsor)
-    d.token.mint(sponsor, sponsor.address, 10**24)
-    d.token.approve(sponsor, d.coordinator.address, 10**24)
-    params = JobParams(
-        token=d.token.address,
-        spec_hash=keccak(b"spec"),
-        initial_model=keccak(b"m0"),
-        rounds=2,
-        min_commits=HONEST,
-        quorum=QUORUM,
-        commit_window=3600,
-        aggregate_window=3600,
-        max_failures=1,
-        stake=STAKE,
-        reward_per_round=10**20,
-        slash_bps=1_000,
-        max_flags=3,
-        committee=[v.address for v in validators],
-        allowlist=[],
+    d, job, validators, trainers = staked_job(
+        committee=COMMITTEE, trainers=n, quorum=QUORUM, min_commits=HONEST, rounds=2
     )
-    job, _ = d.coordinator.create_job(sponsor, params)
-    for t in validators + trainers:
-        d.token.mint(sponsor, t.address, STAKE)
-        d.token.approve(t, d.coordinator.address, STAKE)
-        d.coordinator.register(t, job, as_trainer=t in trainers)
     for i, t in enumerate(trainers):
         d.coordinator.commit(t, job, 1, keccak(f"u{i}".encode()), 100 + i)
     lowest = sorted((t.address for t in trainers), key=lambda a: int(a, 16))[:flags]

@@ -19,49 +19,26 @@ from __future__ import annotations
 
 import random
 
-from _common import parse_args, table, write_result
+from _common import parse_args, staked_job, table, write_result
 from eth_utils import keccak
 
-from fedledger.chain.base import dev_accounts
-from fedledger.chain.contracts import SCORE_ONE, JobParams, deploy_contracts
-from fedledger.chain.inprocess import InProcessChain
+from fedledger.chain.contracts import SCORE_ONE
 
 COMMITTEE, QUORUM = 5, 3
 STAKE = 10**18
 
 
 def settlement_gas(n: int, scored: bool) -> dict[str, int]:
-    chain = InProcessChain()
-    accounts = dev_accounts(1 + COMMITTEE + n)
-    sponsor, validators, trainers = accounts[0], accounts[1 : 1 + COMMITTEE], accounts[1 + COMMITTEE :]
-    d = deploy_contracts(chain, sponsor)
-    d.token.mint(sponsor, sponsor.address, 10**24)
-    d.token.approve(sponsor, d.coordinator.address, 10**24)
-    params = JobParams(
-        token=d.token.address,
-        spec_hash=keccak(b"spec"),
-        initial_model=keccak(b"m0"),
-        rounds=3,
-        min_commits=n,
+    d, job, validators, trainers = staked_job(
+        committee=COMMITTEE,
+        trainers=n,
         quorum=QUORUM,
-        commit_window=3600,
-        aggregate_window=3600,
-        max_failures=1,
-        stake=STAKE,
-        reward_per_round=10**20,
-        slash_bps=1_000,
-        max_flags=3,
-        committee=[v.address for v in validators],
-        allowlist=[],
+        min_commits=n,
+        rounds=3,
         scored=scored,
         validator_fee_bps=1_000 if scored else 0,
         score_tolerance=500,
     )
-    job, _ = d.coordinator.create_job(sponsor, params)
-    for t in validators + trainers:
-        d.token.mint(sponsor, t.address, STAKE)
-        d.token.approve(t, d.coordinator.address, STAKE)
-        d.coordinator.register(t, job, as_trainer=t in trainers)
     rng = random.Random(n)
     out: dict[str, int] = {}
     for rnd in (1, 2):
