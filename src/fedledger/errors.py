@@ -18,6 +18,10 @@ bug.
     │   ├── ChainUnavailable      the RPC endpoint cannot be reached
     │   └── TransactionReverted   a transaction or call reverted (has `.reason`)
     ├── DatasetError              a dataset cannot be loaded or partitioned
+    ├── PrivacyError              secure aggregation or differential privacy refused an input
+    │   ├── KeyMismatch           a public key differs from the on-chain key directory
+    │   ├── ShareError            a share is missing, malformed or not for its reader (`.party`)
+    │   └── RecoveryFailed        too few shares to unmask a round: nothing is unmasked
     └── AuditFailure              the audit found a discrepancy
 """
 
@@ -80,6 +84,30 @@ class TransactionReverted(ChainError):
 
 class DatasetError(FedledgerError):
     """A dataset cannot be loaded or partitioned."""
+
+
+class PrivacyError(FedledgerError):
+    """Secure aggregation or differential privacy refused an input."""
+
+
+class KeyMismatch(PrivacyError):
+    """A public key is malformed or differs from the one the chain's key directory holds."""
+
+
+class ShareError(PrivacyError):
+    """A share bundle, share or reveal is missing, malformed, or was not meant for its reader.
+
+    `party` names the participant at fault (the dealer of a bad bundle, the revealer of a bad
+    reveal), so the caller can record the fault against it.
+    """
+
+    def __init__(self, message: str, *, party: str = "") -> None:
+        super().__init__(message)
+        self.party = party
+
+
+class RecoveryFailed(PrivacyError):
+    """Too few shares were revealed to remove every mask; the round fails and nothing is unmasked."""
 
 
 class AuditFailure(FedledgerError):
