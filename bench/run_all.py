@@ -1,7 +1,7 @@
 """Runs every benchmark in turn and prints a Markdown summary table for the README.
 
 Runs gas.py, chain_tps.py, overhead.py, quantization.py, flag_gas.py, settlement_gas.py,
-robustness.py, scoring.py and conservation.py sequentially (each in
+robustness.py, scoring.py, conservation.py and secagg.py sequentially (each in
 its own process, so one's imports and caches do not favour another), in full
 form or, with `--quick`, in their quick forms (< 3 minutes in all). Each script
 compares its figure with a baseline measured in the same run and with its bar
@@ -22,7 +22,7 @@ from _common import RESULTS, ROOT, parse_args, verdict
 
 BENCHES = (
     "gas", "chain_tps", "overhead", "quantization", "flag_gas", "settlement_gas", "robustness", "scoring",
-    "conservation",
+    "conservation", "secagg",
 )
 
 
@@ -146,6 +146,26 @@ def rows_for(name: str, r: dict[str, Any]) -> list[list[str]]:
                  f"{t.get('steps', 0):,} steps, {t.get('transactions', 0):,} transactions",
                  "Python model of every balance", f"≥ {r['target_steps']:,} steps, no violation",
                  verdict(r["passed"])]]
+    if name == "secagg":
+        w, us, fl, bars = r["workload"], r["ours"], r["flower"], r["bars"]
+        ratio = r["ratios_flower_over_ours"]
+        dl = next(k for k in us if k.endswith("dropouts") and k != "no dropouts")
+        size = f"{w['trainers']} trainers × {w['parameters']:,} params"
+        ok = r["passed_bars"]
+        return [
+            [f"Secure aggregation: client masking ({size})", f"{us['client_s']['median']:.2f} s",
+             f"Flower SecAgg+ {fl['client_s']['median']:.2f} s (×{ratio['client_s']:.1f})",
+             f"≤ {bars['client_s']:.0f} s", verdict(ok["client_s"])],
+            ["Secure aggregation: server unmasking, no dropouts", f"{us['no dropouts']['server_s']:.2f} s",
+             f"Flower SecAgg+ {fl['no dropouts']['server_s']:.2f} s (×{ratio['server_s']:.1f})",
+             f"≤ {bars['server_s']:.0f} s", verdict(ok["server_s"])],
+            [f"Secure aggregation: server unmasking, {dl}", f"{us[dl]['server_s']:.2f} s",
+             f"Flower SecAgg+ {fl[dl]['server_s']:.2f} s (×{ratio['server_dropout_s']:.1f})",
+             f"≤ {bars['server_dropout_s']:.0f} s", verdict(ok["server_dropout_s"])],
+            ["Secure aggregation: upload (masked update + share bundle)", f"×{us['upload']['ratio']:.3f}",
+             "plaintext quantised update", f"≤ ×{bars['upload_ratio']}",
+             verdict(ok["upload_ratio"] and r["exact"])],
+        ]
     raise ValueError(name)
 
 
