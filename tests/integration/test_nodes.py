@@ -1,111 +1,67 @@
-"""Organisations as separate OS processes on a real anvil node: a job runs unattended, then audits."""
+"""Organisations as separate OS processes on a real anvil node, each with its own blob server."""
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from consortium_harness import assert_nothing_lost, start_consortium
 
-from fedledger.audit.run import audit_live
-from fedledger.chain.base import dev_accounts
 from fedledger.chain.contracts import Phase
-from fedledger.codec.blob import encode_tensors
-from fedledger.roles.model import quantize_model
-from fedledger.roles.sponsor import create_job
-from fedledger.roles.validator import model_metadata
-from fedledger.spec import JobSpec
-from fedledger.store.local import LocalStore
-from fedledger.training.consortium import build_consortium
-from fedledger.training.torch_client import get_weights
 
 pytestmark = pytest.mark.anvil
 
-SPEC = {
-    "name": "nodes",
-    "dataset": "digits",
-    "model": "logreg",
-    "trainers": 3,
-    "rounds": 3,
-    "partition": "iid",
-    "local_epochs": 1,
-    "stake": 10,
-    "reward_per_round": 900,
-}
 
-
-def test_three_organisation_processes_complete_a_job_that_audits(tmp_path: Path) -> None:
-    from fedledger.roles.devnet import start_devnet
-
-    net = start_devnet(accounts=4)
+def test_four_organisations_complete_a_job_unattended_and_it_audits(tmp_path: Path) -> None:
+    """Devnet + 4 nodes, each with its partition and its own `store serve`: 5 rounds, then a live audit."""
+    cons = start_consortium(tmp_path, node_options={"availability_wait_s": 10})
     try:
-        spec = JobSpec.from_dict(SPEC)
-        spec_file = tmp_path / "job.json"
-        spec_file.write_text(json.dumps(spec.model_dump(mode="json")))
-        sponsor_store = LocalStore(tmp_path / "sponsor")
-        c = build_consortium(spec)
-        initial = sponsor_store.put(
-            encode_tensors(
-                quantize_model(c.names, get_weights(c.initial_model), spec.scale_bits),
-                metadata=model_metadata(0, 0),
-            )
-        )
-        orgs = dev_accounts(4)[1:]
-        job_id, _ = create_job(
-            deployment=net.deployment,
-            sponsor=net.accounts[0],
-            spec=spec,
-            initial_model=initial,
-            committee=[a.address for a in orgs],
-        )
-        stores = [tmp_path / f"org-{i}" for i in (1, 2, 3)]
-        procs = []
-        for i, store in enumerate(stores, start=1):
-            peers = [str(tmp_path / "sponsor")] + [str(s) for s in stores if s != store]
-            cfg = tmp_path / f"node-{i}.toml"
-            cfg.write_text(
-                f'rpc = "{net.node.url}"\ncoordinator = "{net.deployment.coordinator.address}"\n'
-                f'job = {job_id}\nkey = "dev:{i}"\nspec = "{spec_file}"\norganisation = {i}\n'
-                f'store = "{store}"\npeers = {json.dumps(peers)}\npoll_seconds = 0.1\n'
-            )
-            procs.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "fedledger.cli.main", "node", "--config", str(cfg)],
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                )
-            )
-        outputs = []
-        for p in procs:
-            try:
-                out, _ = p.communicate(timeout=90)
-            except subprocess.TimeoutExpired:
-                for q in procs:
-                    q.kill()
-                logs = "\n---\n".join(q.communicate()[0][-1500:] for q in procs)
-                pytest.fail("a node hung; the nodes' logs:\n" + logs)
-            outputs.append(out)
-            assert p.returncode == 0, out[-3000:]
-        coord = net.deployment.coordinator
-        state = coord.job_state(job_id)
-        assert state.phase == Phase.DONE and state.version == 3, outputs[0][-2000:]
-        assert all("rewards and stake withdrawn" in out for out in outputs)
-        # the auditor gathers every organisation's blobs and audits the live chain
-        merged = tmp_path / "all-blobs"
-        for d in [tmp_path / "sponsor", *stores]:
-            shutil.copytree(d, merged, dirs_exist_ok=True)
-        report = audit_live(
-            rpc_url=net.node.url,
-            coordinator=coord.address,
-            job_id=job_id,
-            store_dir=merged,
-            spec_path=spec_file,
-        )
-        assert report.ok, [f.line() for f in report.findings if f.severity == "error"]
-        assert report.checks["aggregate"] == 3
+        cons.wait_done(timeout=240)
+        state = cons.coordinator.job_state(cons.job_id)
+        assert state.phase == Phase.DONE and state.version == 5, cons.logs()
+        # every organisation committed to every round, and its blobs live on its own server
+        for r, trainers in cons.commits_by_round().items():
+            assert sorted(trainers) == sorted(o.address for o in cons.orgs), r
+        for o in cons.orgs:
+            assert len(list(o.store_dir.glob("**/*"))) > 0
+            log = o.log.read_text()
+            assert log.count("FINALIZED") == 5 and "rewards (" in log, log[-2000:]
+        report = cons.audit()
+        assert_nothing_lost(cons, report)
+        assert report.checks["aggregate"] == 5
     finally:
-        net.stop()
+        cons.stop()
+
+
+def test_json_logs_are_one_object_a_line(tmp_path: Path) -> None:
+    cons = start_consortium(tmp_path, orgs=2, spec={"rounds": 1}, start_nodes=False)
+    try:
+        import subprocess
+        import sys
+
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "fedledger.cli.main",
+                    "node",
+                    "--config",
+                    str(o.config),
+                    "--log-format",
+                    "json",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for o in cons.orgs
+        ]
+        outs = [p.communicate(timeout=120)[0] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], outs
+        records = [json.loads(line) for line in outs[0].splitlines() if line.strip()]
+        assert {"time", "level", "logger", "message"} <= set(records[0])
+        assert any("round 1 FINALIZED" in r["message"] for r in records)
+    finally:
+        cons.stop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from fedledger.audit.replay import from_export, from_live, load_export, reexecute
@@ -11,7 +12,9 @@ from fedledger.chain.contracts import Coordinator
 from fedledger.chain.rpc import RpcChain
 from fedledger.errors import AuditFailure
 from fedledger.spec import JobSpec
+from fedledger.store.http import open_store
 from fedledger.store.local import LocalStore
+from fedledger.store.peers import PeerStore
 
 
 def audit_run_dir(run_dir: Path | str) -> AuditReport:
@@ -33,14 +36,21 @@ def audit_live(
     rpc_url: str,
     coordinator: str,
     job_id: int,
-    store_dir: Path | str,
+    store_dir: Path | str | Sequence[Path | str],
     spec_path: Path | str,
     participants_path: Path | str | None = None,
 ) -> AuditReport:
-    """Audits a job on a live chain against a local copy of its blob store."""
+    """Audits a job on a live chain against its blob stores.
+
+    `store_dir` is one location or several — directories, or the URLs of the organisations'
+    `store serve` — read in turn, every blob re-hashed whichever store served it.
+    """
     chain = RpcChain(rpc_url)
     participants = {}
     if participants_path:
         participants = json.loads(Path(participants_path).read_text())
     source = from_live(Coordinator(chain, coordinator), job_id, participants)
-    return audit_events(source, JobSpec.load(spec_path), LocalStore(store_dir))
+    where = [store_dir] if isinstance(store_dir, str | Path) else list(store_dir)
+    stores = [open_store(str(w)) for w in where]
+    store = stores[0] if len(stores) == 1 else PeerStore(stores[0], stores[1:])
+    return audit_events(source, JobSpec.load(spec_path), store)

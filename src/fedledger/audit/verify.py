@@ -9,6 +9,7 @@ commitment. A check that cannot be made (a missing blob) is itself a finding.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,6 +255,36 @@ class _Auditor:
         )
         rejected = {x.trainer: x.reason for x in outcome.rejected}
         chain_excluded = set(excluded)
+        revived = {
+            cm.commitment for cm in commits if cm.trainer in chain_excluded and cm.trainer not in rejected
+        }
+        if revived:
+            # Excluded on chain, valid now. If the validators could not fetch it during the round
+            # (a data-availability fault: its store was down), the chain's result is what they
+            # had to compute; availability at the time cannot be re-derived, so say so.
+            unavailable = compute_round(
+                store=_Without(self.store, revived),
+                spec=self.spec,
+                job_id=self.src.job_id,
+                round=r,
+                version=version_before,
+                global_model=model,
+                commits=commits,
+                root_trainer=self.sponsor,
+            )
+            if fin is None or unavailable.aggregate == fin.args["aggregate"]:
+                for cm in commits:
+                    if cm.commitment in revived:
+                        self.warn(
+                            "availability",
+                            f"update blob {commitment_hex(cm.commitment)}",
+                            "excluded on chain as unavailable (a data-availability fault); the blob is "
+                            "available now, so whether it was during the round cannot be re-derived",
+                            round=r,
+                            org=self.name(cm.trainer),
+                        )
+                outcome = unavailable
+                rejected = {x.trainer: x.reason for x in outcome.rejected}
         for cm in commits:
             org = self.name(cm.trainer)
             artefact = f"update blob {commitment_hex(cm.commitment)}"
@@ -339,7 +370,6 @@ class _Auditor:
             )
         )
         return outcome
-
 
     def check_flags(self, r: int, rejected: list[Rejection], evs: list[Event]) -> None:
         """Flags as the audit derives them, slash amounts by the spec, ejection at max_flags."""
@@ -525,3 +555,22 @@ class _Auditor:
 def audit_events(source: EventSource, spec: JobSpec, store: BlobStore) -> AuditReport:
     """Runs every check over trusted events; the report's `ok` says whether all passed."""
     return _Auditor(source, spec, store).run()
+
+
+class _Without(BlobStore):
+    """A store that has lost some blobs: how the round looked to validators who could not fetch them."""
+
+    def __init__(self, store: BlobStore, hidden: set[bytes]) -> None:
+        self.store, self.hidden = store, hidden
+
+    def _read(self, commitment: bytes) -> bytes | None:
+        return None if commitment in self.hidden else self.store._read(commitment)
+
+    def _write(self, commitment: bytes, data: bytes) -> None:
+        self.store._write(commitment, data)
+
+    def _remove(self, commitment: bytes) -> bool:
+        return self.store._remove(commitment)
+
+    def _list(self) -> Iterator[bytes]:
+        return (c for c in self.store._list() if c not in self.hidden)

@@ -41,13 +41,29 @@ def free_port() -> int:
 class AnvilNode:
     """A running anvil process; use as a context manager."""
 
-    def __init__(self, *, port: int | None = None, accounts: int = 20, block_time: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        accounts: int = 20,
+        block_time: int | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         binary = find_anvil()
         if binary is None:
             raise ChainUnavailable("anvil is not installed: run `npm ci` in the repository root")
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        args = [str(binary), "--port", str(self.port), "--accounts", str(accounts), "--silent"]
+        self.url = f"http://{'127.0.0.1' if host == '0.0.0.0' else host}:{self.port}"
+        args = [
+            str(binary),
+            "--host",
+            host,
+            "--port",
+            str(self.port),
+            "--accounts",
+            str(accounts),
+            "--silent",
+        ]
         if block_time:
             args += ["--block-time", str(block_time)]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -77,8 +77,12 @@ class Chain(ABC):
         """
 
     @abstractmethod
-    def call(self, to: str, data: bytes, *, sender: str | None = None) -> bytes:
-        """Executes a read-only call against the latest state."""
+    def call(self, to: str, data: bytes, *, sender: str | None = None, block: int | None = None) -> bytes:
+        """Executes a read-only call against the latest state, or the state after `block`.
+
+        Reading at an older block is how a node waits for confirmations on a chain that
+        can reorganise: it acts only on state that is `confirmations` blocks deep.
+        """
 
     @abstractmethod
     def get_logs(self, address: str, from_block: int = 0, to_block: int | None = None) -> list[LogEntry]:

@@ -7,10 +7,11 @@ name per concept.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import Any, Self
 
 from eth_account.signers.local import LocalAccount
 
@@ -170,6 +171,14 @@ class Contract:
         self.chain = chain
         self.address = address
         self.abi = ContractABI(load_artifact(self.artifact_name).abi)
+        #: the block reads see; None is the latest (see `at`)
+        self.block: int | None = None
+
+    def at(self, block: int | None) -> Self:
+        """The same contract whose reads see the state after `block` (None: the latest)."""
+        view = copy.copy(self)
+        view.block = block
+        return view
 
     @classmethod
     def deploy(cls, chain: Chain, deployer: LocalAccount, *ctor_args: Any) -> Contract:
@@ -190,7 +199,7 @@ class Contract:
     def read(self, fn: str, *args: Any) -> Any:
         f = self.abi.functions[fn]
         try:
-            return f.decode_result(self.chain.call(self.address, f.encode_call(*args)))
+            return f.decode_result(self.chain.call(self.address, f.encode_call(*args), block=self.block))
         except TransactionReverted as exc:
             raise TransactionReverted(exc.reason, function=fn) from None
 
@@ -253,15 +262,28 @@ class Coordinator(Contract):
     @classmethod
     def connect(cls, rpc_url: str, address: str) -> Coordinator:
         """The coordinator at `address` on the node at `rpc_url`; ChainError if no contract is there."""
+        from eth_abi.exceptions import DecodingError
+        from eth_utils.address import is_address
+
         from fedledger.chain.rpc import RpcChain
 
+        if not is_address(address):
+            raise ChainError(f"{address!r} is not a contract address (0x followed by 40 hex digits)")
         chain = RpcChain(rpc_url)
         if not chain.code_at(address):
             raise ChainError(
                 f"no contract at {address} on the node at {rpc_url} (chain id {chain.chain_id}): "
                 "wrong address or wrong chain?"
             )
-        return cls(chain, address)
+        coordinator = cls(chain, address)
+        try:
+            coordinator.job_count()
+        except (TransactionReverted, DecodingError):
+            raise ChainError(
+                f"the contract at {address} on chain id {chain.chain_id} is not a fedledger coordinator "
+                "(is it the token's address?)"
+            ) from None
+        return coordinator
 
     def check_job(self, job_id: int) -> None:
         """ChainError unless job `job_id` exists here."""

@@ -166,7 +166,10 @@ class InProcessChain(Chain):
         """
         return self._execute(sender, to, data, block_number=block_number, timestamp=timestamp)
 
-    def call(self, to: str, data: bytes, *, sender: str | None = None) -> bytes:
+    def call(self, to: str, data: bytes, *, sender: str | None = None, block: int | None = None) -> bytes:
+        if block is not None and block != self.block_number():
+            # one transaction per block and no reorganisations: only the latest state is kept
+            raise ChainError(f"the in-process chain keeps only its latest state, not block {block}")
         origin = to_canonical_address(sender) if sender else b"\x00" * 20
         snapshot = self._env.evm.snapshot()
         try:

@@ -136,10 +136,16 @@ class RpcChain(Chain):
         signed = sender.sign_transaction(tx)
         try:
             tx_hash = self._rpc(self._w3.eth.send_raw_transaction, signed.raw_transaction)
+            raw = self._wait(bytes(tx_hash))
         except (Web3RPCError, ValueError) as exc:
             self._nonces.pop(sender.address, None)  # resync from the node next time
             raise ChainError(f"node rejected the transaction: {_revert_reason(exc)}") from None
-        raw = self._wait(bytes(tx_hash))
+        except ChainUnavailable:
+            # the node went away before or after taking the transaction: either way the next
+            # nonce must come from the node, or a nonce that was never used leaves a gap that
+            # stalls every later transaction of this sender
+            self._nonces.pop(sender.address, None)
+            raise
         if int(raw["status"]) != 1:
             # replay as a call at the parent block to recover the reason
             reason = "reverted"
@@ -163,12 +169,12 @@ class RpcChain(Chain):
     def send(self, sender: LocalAccount, to: str, data: bytes, *, gas: int | None = None) -> Receipt:
         return self._transact(sender, to, data, gas)
 
-    def call(self, to: str, data: bytes, *, sender: str | None = None) -> bytes:
+    def call(self, to: str, data: bytes, *, sender: str | None = None, block: int | None = None) -> bytes:
         tx: dict[str, Any] = {"to": to_checksum_address(to), "data": data}
         if sender:
             tx["from"] = sender
         try:
-            return bytes(self._rpc(self._w3.eth.call, cast(Any, tx)))
+            return bytes(self._rpc(self._w3.eth.call, cast(Any, tx), "latest" if block is None else block))
         except (ContractLogicError, Web3RPCError) as exc:
             raise TransactionReverted(_revert_reason(exc)) from None
 

@@ -7,6 +7,7 @@ audit that finds a discrepancy exits 1.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -110,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--rpc", help="audit a live chain at this JSON-RPC URL instead")
     aud.add_argument("--coordinator", help="coordinator address (with --rpc)")
     aud.add_argument("--job", type=int, help="job id (with --rpc)")
-    aud.add_argument("--store", type=Path, help="blob store directory (with --rpc)")
+    aud.add_argument(
+        "--store",
+        action="append",
+        default=None,
+        help="with --rpc: a blob store directory or `store serve` URL; repeat for every organisation's",
+    )
     aud.add_argument("--spec", type=Path, help="the job's spec file (with --rpc)")
     aud.add_argument("--participants", type=Path, help="JSON {address: name} for readable output")
     aud.add_argument("--report", type=Path, help="write the JSON report here (default RUN_DIR/audit.json)")
@@ -126,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8545, help="RPC port (default 8545)")
     dev.add_argument("--accounts", type=int, default=10, help="funded development accounts (default 10)")
     dev.add_argument("--out", type=Path, help="also write the addresses here as JSON")
+    dev.add_argument(
+        "--block-time",
+        type=int,
+        default=None,
+        help="mine a block every N seconds instead of one per transaction (nodes with confirmations)",
+    )
+    dev.add_argument(
+        "--host", default="127.0.0.1", help="listen address (0.0.0.0: reachable from other hosts)"
+    )
 
     job = sub.add_parser("job", help="create and inspect jobs on any RPC chain")
     job_sub = job.add_subparsers(dest="job_command", required=True)
@@ -173,6 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     node.add_argument("--config", type=Path, required=True, help="the node's TOML file")
     node.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    node.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text lines for people, or one JSON object a line for log collectors",
+    )
 
     store = sub.add_parser("store", help="content-addressed blob storage")
     store_sub = store.add_subparsers(dest="store_command", required=True)
@@ -220,6 +241,29 @@ def run_store_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+class _JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
+
+
+def _node_logging(fmt: str) -> None:
+    """A node runs for hours: every line gets a timestamp, or is a JSON object for collectors."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        _JsonLines() if fmt == "json" else logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    logging.getLogger("fedledger").setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -239,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
             from fedledger.training.torch_client import configure_torch
 
             configure_torch(args.threads)
-            logging.getLogger("fedledger").setLevel(logging.INFO)
+            _node_logging(args.log_format)
             Node(NodeConfig.load(args.config)).run()
             return 0
         if args.command in ("devnet", "job"):

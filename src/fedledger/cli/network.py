@@ -20,7 +20,7 @@ def run_devnet(args: argparse.Namespace, console: Console) -> int:
     from fedledger.roles.devnet import start_devnet
 
     with console.status("starting anvil and deploying the contracts", spinner="dots"):
-        net = start_devnet(port=args.port, accounts=args.accounts)
+        net = start_devnet(port=args.port, accounts=args.accounts, block_time=args.block_time, host=args.host)
     info = net.describe()
     if args.out:
         Path(args.out).write_text(json.dumps(info, indent=2) + "\n")

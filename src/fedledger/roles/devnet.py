@@ -39,9 +39,21 @@ class Devnet:
         }
 
 
-def start_devnet(*, port: int | None = None, accounts: int = 10, funds: int = 10**24) -> Devnet:
-    """Starts anvil, deploys token + coordinator from account 0, and mints `funds` to each account."""
-    node = AnvilNode(port=port, accounts=max(accounts, 1))
+def start_devnet(
+    *,
+    port: int | None = None,
+    accounts: int = 10,
+    funds: int = 10**24,
+    block_time: int | None = None,
+    host: str = "127.0.0.1",
+) -> Devnet:
+    """Starts anvil, deploys token + coordinator from account 0, and mints `funds` to each account.
+
+    `block_time` mines a block every that many seconds instead of one per transaction, as a
+    real chain does; nodes that wait for confirmations need it, since with automine no block
+    follows the last transaction. `host` is where anvil listens (0.0.0.0 for other hosts).
+    """
+    node = AnvilNode(port=port, accounts=max(accounts, 1), block_time=block_time, host=host)
     try:
         chain = RpcChain(node.url)
         keys = dev_accounts(accounts)

@@ -45,16 +45,19 @@ class RoundRecord:
 class JobReader:
     """Incrementally folds a job's events into `RoundRecord`s."""
 
-    def __init__(self, coordinator: Coordinator, job_id: int, from_block: int = 0) -> None:
+    def __init__(
+        self, coordinator: Coordinator, job_id: int, from_block: int = 0, *, confirmations: int = 0
+    ) -> None:
         self.coordinator = coordinator
         self.job_id = job_id
+        self.confirmations = confirmations  # read only events at least this many blocks deep
         self.rounds: dict[int, RoundRecord] = {}
         self.events: list[Event] = []
         self._next_block = from_block
 
     def poll(self) -> list[Event]:
         """Reads events mined since the last poll; returns the new ones for this job."""
-        head = self.coordinator.chain.block_number()
+        head = self.coordinator.chain.block_number() - self.confirmations
         if head < self._next_block:
             return []
         new = [

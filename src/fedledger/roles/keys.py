@@ -33,7 +33,12 @@ def load_key(spec: str) -> LocalAccount:
         raise SpecError("key", f"cannot read keystore {path}: {exc}") from None
     passphrase = os.environ.get(PASSPHRASE_ENV)
     if passphrase is None:
-        passphrase = getpass.getpass(f"passphrase for {path}: ")
+        try:
+            passphrase = getpass.getpass(f"passphrase for {path}: ")
+        except (EOFError, OSError):
+            raise SpecError(
+                "key", f"keystore {path} is locked and there is no terminal to ask: set ${PASSPHRASE_ENV}"
+            ) from None
     try:
         account: LocalAccount = Account.from_key(Account.decrypt(keystore, passphrase))
         return account

@@ -4,7 +4,13 @@ The node keeps no state of its own that matters: every pass reads the job from t
 and does what is missing — register, train and commit if it has not committed this round,
 compute and propose if it is a validator that has not proposed, advance an expired phase,
 withdraw at the end. So it can be killed and restarted at any moment: it resumes from the
-chain with no double commit (the contract would refuse one anyway) and no lost work.
+chain with no double commit (the contract would refuse one anyway). What it does keep in
+memory only saves work: an update trained but not yet committed when the chain or its store
+went away is committed as it is once they are back, not trained again.
+
+On a chain that can reorganise, `confirmations` makes the node act only on state that many
+blocks deep: it reads the contract at `head - confirmations`, so an event that a reorg
+drops is never acted on. Transactions still go to the head.
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fedledger.chain.contracts import Coordinator, Phase
-from fedledger.errors import ChainUnavailable, SpecError, TransactionReverted
+from fedledger.chain.contracts import Coordinator, JobState, Phase, RewardToken
+from fedledger.codec.commitment import commitment_hex
+from fedledger.errors import ChainError, ChainUnavailable, SpecError, StoreError, TransactionReverted
 from fedledger.roles.job import JobReader
 from fedledger.roles.keys import load_key
-from fedledger.roles.trainer import Trainer
+from fedledger.roles.trainer import PreparedUpdate, Trainer
 from fedledger.roles.validator import Validator
 from fedledger.spec import JobSpec
 from fedledger.store.http import open_store
@@ -37,6 +44,7 @@ class NodeConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     rpc: str = Field(description="JSON-RPC URL of the chain")
+    chain_id: int | None = Field(None, description="refuse a node whose chain id differs (recommended)")
     coordinator: str = Field(description="coordinator contract address")
     job: int = Field(ge=1, description="job id")
     key: str = Field(description="dev:N or an encrypted keystore file ($FEDLEDGER_PASSPHRASE)")
@@ -49,6 +57,10 @@ class NodeConfig(BaseModel):
     store: str = Field(description="own blob store: a directory or the URL of its `store serve`")
     peers: list[str] = Field(default_factory=list, description="other organisations' stores to read from")
     poll_seconds: float = Field(0.2, gt=0)
+    confirmations: int = Field(0, ge=0, le=1000, description="blocks an event must be deep before acting")
+    availability_wait_s: float = Field(
+        30.0, ge=0, description="how long a validator waits for a committed blob before excluding it"
+    )
 
     @classmethod
     def load(cls, path: str | Path) -> NodeConfig:
@@ -71,8 +83,13 @@ class Node:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.coordinator = Coordinator.connect(config.rpc, config.coordinator)
-        self.coordinator.check_job(config.job)
         self.chain = self.coordinator.chain
+        if config.chain_id is not None and self.chain.chain_id != config.chain_id:
+            raise ChainError(
+                f"the node at {config.rpc} serves chain id {self.chain.chain_id}, but the config "
+                f"expects {config.chain_id}: wrong `rpc` URL, or fix `chain_id`"
+            )
+        self.coordinator.check_job(config.job)
         self.account = load_key(config.key)
         self.spec = JobSpec.load(config.spec)
         on_chain = bytes(self.coordinator.job_config(config.job)["spec_hash"])
@@ -83,7 +100,15 @@ class Node:
         if config.organisation > self.spec.trainers:
             raise SpecError("organisation", f"{config.organisation} is outside 1..{self.spec.trainers}")
         self.name = f"org-{config.organisation:02d}"
-        self.store = PeerStore(open_store(config.store, self.account), [open_store(p) for p in config.peers])
+        own = open_store(config.store, self.account)
+        try:
+            own.has(b"\0" * 32)
+        except StoreError as exc:
+            raise StoreError(
+                f"this organisation's own store is unusable ({exc}); start its "
+                "`fedledger store serve` or fix `store` in the node config"
+            ) from None
+        self.store = PeerStore(own, [open_store(p) for p in config.peers])
         consortium = build_consortium(self.spec)
         self.trainer = Trainer(
             name=self.name,
@@ -103,91 +128,216 @@ class Node:
             spec=self.spec,
             job_id=config.job,
         )
-        self.reader = JobReader(self.coordinator, config.job)
+        self.reader = JobReader(self.coordinator, config.job, confirmations=config.confirmations)
         self.proposed: set[int] = set()
+        self.pending: PreparedUpdate | None = None  # trained, not yet committed
+        self.waiting_since: dict[int, float] = {}  # round -> when this validator first saw it aggregating
+        self.reported: set[int] = set()  # rounds whose outcome has been logged
+
+    # -- the chain as this node may act on it ------------------------------------------------
+
+    def view(self) -> Coordinator:
+        """The coordinator as of `confirmations` blocks below the head."""
+        if not self.config.confirmations:
+            return self.coordinator
+        return self.coordinator.at(max(self.chain.block_number() - self.config.confirmations, 0))
+
+    def now(self) -> int:
+        """The chain time the next block will have at least.
+
+        The latest block's timestamp alone is stale on a node that mines only when a
+        transaction arrives (anvil's automine): an expired phase would never look expired.
+        """
+        return max(self.chain.timestamp(), int(time.time()))
 
     # -- one pass ----------------------------------------------------------------------------
 
     def ensure_registered(self) -> None:
         job, me = self.config.job, self.account.address
         t = self.coordinator.trainer_state(job, me)
-        if t.registered or t.ejected or self.coordinator.is_validator(job, me):
-            return
-        stake = int(self.coordinator.job_config(job)["stake"])
-        if stake:
-            from fedledger.chain.contracts import RewardToken
-
-            RewardToken(self.chain, self.coordinator.job_config(job)["token"]).approve(
-                self.account, self.coordinator.address, stake
+        member = self.coordinator.is_validator(job, me)
+        if not self.config.trainer and not member:
+            raise ChainError(
+                f"{me} is not on job {job}'s validator committee and the config says `trainer = false`: "
+                "this node would have nothing to do; use a committee member's key or set `trainer = true`"
             )
-        self.coordinator.register(self.account, job, as_trainer=self.config.trainer)
+        if t.registered or t.ejected or member:
+            return
+        cfg = self.coordinator.job_config(job)
+        stake = int(cfg["stake"])
+        try:
+            if stake:
+                token = RewardToken(self.chain, cfg["token"])
+                balance = token.balance_of(me)
+                if balance < stake:
+                    raise ChainError(
+                        f"{me} cannot stake for job {job}: it holds {balance} of the {stake} token units "
+                        f"needed at {cfg['token']}; fund the account first"
+                    )
+                token.approve(self.account, self.coordinator.address, stake)
+            self.coordinator.register(self.account, job, as_trainer=self.config.trainer)
+        except TransactionReverted as exc:
+            raise ChainError(
+                f"{me} cannot join job {job}: {exc.reason} (ask the sponsor to add it, or use a key "
+                "that may join)"
+            ) from None
         log.info("%s: registered for job %d (stake %d)", self.name, job, stake)
 
     def step(self) -> bool:
         """Does what the job's current state asks of this node; False once the job has ended."""
-        job = self.config.job
-        s = self.coordinator.job_state(job)
+        job, view = self.config.job, self.view()
+        s = view.job_state(job)
+        self.report_rounds(s)
         if s.phase in (Phase.DONE, Phase.ABORTED):
             self.finish()
             return False
-        expired = self.chain.timestamp() > s.deadline
-        if s.phase == Phase.OPEN:
-            last = self.coordinator.trainer_state(job, self.account.address).last_round
-            if self.config.trainer and last != s.round and not self.trainer.ejected and not expired:
-                result = self.trainer.run_round(s.round, self.coordinator.global_model(job))
-                log.info(
-                    "%s: round %d: committed %s",
-                    self.name,
-                    s.round,
-                    "nothing" if result.commitment is None else "0x" + result.commitment.hex()[:12],
-                )
+        expired = self.now() > s.deadline
+        if s.phase == Phase.OPEN and self.config.trainer and not self.trainer.ejected and not expired:
+            last = view.trainer_state(job, self.account.address).last_round
+            if last != s.round:
+                self.train_and_commit(s, view.global_model(job))
                 return True
         elif (
             s.phase == Phase.AGGREGATING
             and s.round not in self.proposed
             and not expired
             and self.config.validator
-            and self.coordinator.is_validator(job, self.account.address)
+            and view.is_validator(job, self.account.address)
         ):
-            global_q = self.store.get_tensors(self.coordinator.global_model(job))
-            try:
-                outcome, _ = self.validator.process_round(
-                    round=s.round,
-                    version=s.version,
-                    global_model=global_q,
-                    commits=self.reader.commits(s.round),
-                    names={},
-                )
-                log.info("%s: round %d: proposed 0x%s", self.name, s.round, outcome.aggregate.hex()[:12])
-            except TransactionReverted as exc:
-                now = self.coordinator.job_state(job)
-                moved_on = now.phase != Phase.AGGREGATING or now.round != s.round
-                if exc.reason != "coordinator: already proposed" and not moved_on:
-                    raise
-                log.info("%s: round %d: decided before this proposal landed", self.name, s.round)
-            self.proposed.add(s.round)
+            self.validate_and_propose(s, view.global_model(job))
             return True
         if expired:
             with contextlib.suppress(TransactionReverted):  # another node may have advanced it first
                 self.coordinator.advance(self.account, job)
+                log.info("%s: round %d: advanced the expired %s phase", self.name, s.round, s.phase.name)
         return True
+
+    def train_and_commit(self, s: JobState, global_model: bytes) -> None:
+        p = self.pending
+        if p is None or p.round != s.round or p.global_commitment != global_model:
+            prepared = self.trainer.prepare(s.round, global_model)
+            if not isinstance(prepared, PreparedUpdate):
+                return
+            self.pending = p = prepared
+        try:
+            result = self.trainer.submit(p)
+        except TransactionReverted as exc:
+            if exc.reason != "coordinator: already committed":
+                raise
+            # a commit that landed before the chain went away, seen before it was confirmed
+            log.info("%s: round %d: already committed", self.name, s.round)
+            self.pending = None
+            return
+        self.pending = None
+        what = "nothing" if result.commitment is None else commitment_hex(result.commitment)[:14]
+        log.info(
+            "%s: round %d: trained on %d examples in %.2f s (loss %.4f), committed %s",
+            self.name,
+            s.round,
+            result.num_examples,
+            result.train_seconds,
+            result.loss,
+            what,
+        )
+
+    def validate_and_propose(self, s: JobState, global_model: bytes) -> None:
+        commits = self.reader.commits(s.round)
+        missing = [c for c in commits if not self.store.has(c.commitment)]
+        since = self.waiting_since.setdefault(s.round, time.monotonic())
+        if missing and time.monotonic() - since < self.config.availability_wait_s:
+            return  # a peer's store may be restarting: wait, up to availability_wait_s
+        for c in missing:
+            log.warning(
+                "%s: round %d: data-availability fault: %s's update %s could not be fetched from any "
+                "store for %.0f s; excluding it",
+                self.name,
+                s.round,
+                c.trainer,
+                commitment_hex(c.commitment)[:14],
+                time.monotonic() - since,
+            )
+        try:
+            outcome, _ = self.validator.process_round(
+                round=s.round,
+                version=s.version,
+                global_model=self.store.get_tensors(global_model),
+                commits=commits,
+                names={},
+            )
+            for r in outcome.rejected:
+                log.warning("%s: round %d: excluded %s: %s", self.name, s.round, r.trainer, r.reason)
+            log.info("%s: round %d: proposed %s", self.name, s.round, commitment_hex(outcome.aggregate)[:14])
+        except TransactionReverted as exc:
+            now = self.coordinator.job_state(self.config.job)
+            moved_on = now.phase != Phase.AGGREGATING or now.round != s.round
+            if exc.reason != "coordinator: already proposed" and not moved_on:
+                raise
+            log.info("%s: round %d: decided before this proposal landed", self.name, s.round)
+        self.proposed.add(s.round)
+
+    def report_rounds(self, s: JobState) -> None:
+        """One status line per decided round: what the chain finalised and where this node stands."""
+        self.reader.poll()
+        for r, rec in sorted(self.reader.rounds.items()):
+            if r in self.reported or (rec.finalized is None and rec.failed is None):
+                continue
+            self.reported.add(r)
+            me = self.account.address
+            mine = next((c for c in rec.commits if c.trainer == me), None)
+            standing = (
+                "did not commit"
+                if mine is None
+                else "update excluded"
+                if me in rec.excluded
+                else "update accepted"
+            )
+            if rec.finalized is not None:
+                a = rec.finalized.args
+                log.info(
+                    "%s: round %d FINALIZED: model v%d %s, %d of %d updates accepted; this organisation: %s; "
+                    "job %d of %d rounds done",
+                    self.name,
+                    r,
+                    a["version"],
+                    commitment_hex(a["aggregate"])[:14],
+                    a["accepted_commits"],
+                    len(rec.commits),
+                    standing,
+                    a["version"],
+                    self.spec.rounds,
+                )
+            else:
+                log.warning(
+                    "%s: round %d FAILED (%d commits); this organisation: %s",
+                    self.name,
+                    r,
+                    len(rec.commits),
+                    standing,
+                )
 
     def finish(self) -> None:
         job, me = self.config.job, self.account.address
         if self.coordinator.claimable(job, me) or self.coordinator.stake_of(job, me):
+            claim = self.coordinator.claimable(job, me)
             self.coordinator.withdraw(self.account, job)
-            log.info("%s: job %d ended; rewards and stake withdrawn", self.name, job)
+            log.info("%s: job %d ended; rewards (%d) and stake withdrawn", self.name, job, claim)
 
     def run(self, max_seconds: float | None = None) -> None:
-        """Steps until the job ends; an unreachable node is retried with backoff, never fatal."""
+        """Steps until the job ends; an unreachable chain or store is retried with backoff, never fatal."""
         start, backoff = time.monotonic(), self.config.poll_seconds
-        self.ensure_registered()
+        registered = False
         while max_seconds is None or time.monotonic() - start < max_seconds:
             try:
+                if not registered:
+                    self.ensure_registered()
+                    registered = True
                 if not self.step():
                     return
                 backoff = self.config.poll_seconds
             except ChainUnavailable as exc:
                 log.warning("%s: chain unreachable (%s); retrying in %.1f s", self.name, exc, backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, 10.0)
+            except StoreError as exc:
+                log.warning("%s: blob store failed (%s); retrying in %.1f s", self.name, exc, backoff)
+                backoff = min(backoff * 2, 10.0)
             time.sleep(backoff)

@@ -31,6 +31,18 @@ BlobHook = Callable[[bytes, int], bytes | None]
 
 
 @dataclass(frozen=True)
+class PreparedUpdate:
+    """A trained, encoded update not yet uploaded or committed."""
+
+    round: int
+    global_commitment: bytes  # the model it was trained from
+    blob: bytes
+    num_examples: int
+    loss: float
+    train_seconds: float
+
+
+@dataclass(frozen=True)
 class TrainerRound:
     round: int
     commitment: bytes | None
@@ -71,11 +83,17 @@ class Trainer:
         return self.coordinator.register(self.account, self.job_id, as_trainer=True)
 
     def run_round(self, round: int, global_commitment: bytes) -> TrainerRound:
-        """Trains one round and commits; a trainer that cannot produce a valid update skips.
+        """Trains one round and commits; a trainer that cannot produce a valid update skips."""
+        prepared = self.prepare(round, global_commitment)
+        return prepared if isinstance(prepared, TrainerRound) else self.submit(prepared)
 
-        A trainer the chain has ejected stops training; one whose round closed while it
-        trained (the others all committed first) keeps its update and says so. Ejection is
-        learnt from a refused commit, so the common path costs no extra chain read.
+    def prepare(self, round: int, global_commitment: bytes) -> PreparedUpdate | TrainerRound:
+        """Trains from the global model and encodes the update: everything before the store and chain.
+
+        Kept apart from `submit` so a node that loses its chain or store after training
+        retries the upload and commit of the same update instead of training again. A
+        finished `TrainerRound` (nothing to commit) comes back when the trainer is ejected
+        or its update cannot be quantised.
         """
         if self.ejected:
             log.info("%s: round %d: ejected from job %d, not training", self.name, round, self.job_id)
@@ -92,12 +110,22 @@ class Trainer:
             log.warning("%s: round %d: not committing: %s", self.name, round, exc)
             return TrainerRound(round, None, num_examples, loss, train_s, None)
         blob = encode_tensors(delta, metadata=update_metadata(self.job_id, round, self.account.address))
+        return PreparedUpdate(round, global_commitment, blob, num_examples, loss, train_s)
+
+    def submit(self, u: PreparedUpdate) -> TrainerRound:
+        """Uploads the update and commits its Merkle root; idempotent up to the commit itself.
+
+        A trainer the chain has ejected stops training; one whose round closed while it
+        trained (the others all committed first) keeps its update and says so. Ejection is
+        learnt from a refused commit, so the common path costs no extra chain read.
+        """
+        round, num_examples, loss, train_s = u.round, u.num_examples, u.loss, u.train_seconds
         if self.blob_hook is not None:
-            hooked = self.blob_hook(blob, round)
+            hooked = self.blob_hook(u.blob, round)
             # None means withheld: committed on chain but never uploaded
-            commitment = merkle_root(blob) if hooked is None else self.store.put(hooked)
+            commitment = merkle_root(u.blob) if hooked is None else self.store.put(hooked)
         else:
-            commitment = self.store.put(blob)
+            commitment = self.store.put(u.blob)
         try:
             receipt = self.coordinator.commit(self.account, self.job_id, round, commitment, num_examples)
         except TransactionReverted as exc:

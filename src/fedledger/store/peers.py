@@ -29,7 +29,15 @@ class PeerStore(BlobStore):
         return None
 
     def _contains(self, commitment: bytes) -> bool:
-        return self._read(commitment) is not None if self.peers else self.own._contains(commitment)
+        # asks each store without downloading; a store that claims a blob but serves wrong
+        # bytes is caught by the hash check of the read that follows
+        for store in (self.own, *self.peers):
+            try:
+                if store._contains(commitment):
+                    return True
+            except StoreError:
+                continue
+        return False
 
     def _write(self, commitment: bytes, data: bytes) -> None:
         self.own._write(commitment, data)
