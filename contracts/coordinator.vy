@@ -119,6 +119,19 @@ event Registered:
     stake: uint256
 
 
+event KeyRegistered:
+    job_id: indexed(uint256)
+    trainer: indexed(address)
+    public_key: bytes32
+
+
+event SharesRevealed:
+    job_id: indexed(uint256)
+    trainer: indexed(address)
+    round: uint32
+    commitment: bytes32
+
+
 event RoundOpened:
     job_id: indexed(uint256)
     round: uint32
@@ -276,6 +289,10 @@ _scores: HashMap[uint256, HashMap[address, HashMap[uint256, uint256]]]
 _consensus: HashMap[uint256, HashMap[uint32, HashMap[uint256, uint256]]]
 _fees: HashMap[uint256, HashMap[address, uint256]]
 _reputation: HashMap[address, uint256]
+# secure aggregation: each trainer's X25519 public key (the key directory), and
+# the last round it revealed its shares for
+_public_key: HashMap[uint256, HashMap[address, bytes32]]
+_revealed: HashMap[uint256, HashMap[address, uint32]]
 
 
 @deploy
@@ -368,6 +385,57 @@ def register(job_id: uint256, as_trainer: bool):
     @param job_id The job.
     @param as_trainer Whether the caller will commit updates.
     """
+    self._register(job_id, as_trainer)
+
+
+@external
+def register_with_key(job_id: uint256, public_key: bytes32):
+    """
+    @notice Joins a secure-aggregation job as a trainer (as `register` does) and
+            publishes the caller's X25519 public key in the job's key directory,
+            from which every participant derives its pairwise masks and share
+            keys: the chain is the bulletin board, there is no key server.
+    @dev    The directory closes at the job's first commit: masks are computed
+            against the set of keys, so that set must not change under them. A
+            key cannot be replaced (registering twice reverts).
+    @param job_id The job.
+    @param public_key The trainer's 32-byte X25519 public key.
+    """
+    assert public_key != empty(bytes32), "coordinator: key is zero"
+    word: uint256 = self._job[job_id]
+    round: uint256 = (word >> packing.JOB_ROUND) & packing.MASK32
+    commits: uint256 = (word >> packing.JOB_COMMITS) & packing.MASK32
+    assert round <= 1 and commits == 0, "coordinator: key directory closed"
+    self._register(job_id, True)
+    self._public_key[job_id][msg.sender] = public_key
+    log KeyRegistered(job_id=job_id, trainer=msg.sender, public_key=public_key)
+
+
+@external
+def reveal(job_id: uint256, round: uint32, commitment: bytes32):
+    """
+    @notice Posts the commitment of the caller's revealed shares for the round
+            (a blob in the store): once the commit phase has closed, the chain
+            has fixed who committed, and each committer reveals exactly the
+            shares the validators need to unmask the committers' sum. The event
+            is how validators find the reveals and how the audit replays them.
+    @param job_id The job.
+    @param round The aggregating round; the caller must have committed to it.
+    @param commitment Merkle root of the reveal blob.
+    """
+    word: uint256 = self._job[job_id]
+    assert word & packing.MASK8 == convert(PHASE_AGGREGATING, uint256), "coordinator: round not aggregating"
+    assert (word >> packing.JOB_ROUND) & packing.MASK32 == convert(round, uint256), "coordinator: wrong round"
+    assert commitment != empty(bytes32), "coordinator: empty commitment"
+    tword: uint256 = self._trainer[job_id][msg.sender]
+    assert tword & 1 != 0 and (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32 == convert(round, uint256), "coordinator: not a committer"
+    assert self._revealed[job_id][msg.sender] != round, "coordinator: already revealed"
+    self._revealed[job_id][msg.sender] = round
+    log SharesRevealed(job_id=job_id, trainer=msg.sender, round=round, commitment=commitment)
+
+
+@internal
+def _register(job_id: uint256, as_trainer: bool):
     job: packing.JobWord = packing._unpack_job(self._job[job_id])
     assert job.phase == PHASE_OPEN or job.phase == PHASE_AGGREGATING, "coordinator: job not running"
     vword: uint256 = self._validator[job_id][msg.sender]
@@ -643,6 +711,18 @@ def job_state(job_id: uint256) -> packing.JobWord:
     @return packing.JobWord The unpacked job word.
     """
     return packing._unpack_job(self._job[job_id])
+
+
+@external
+@view
+def public_key(job_id: uint256, account: address) -> bytes32:
+    """
+    @notice A trainer's X25519 key in the job's key directory (zero if none).
+    @param job_id The job.
+    @param account The trainer.
+    @return bytes32 The public key.
+    """
+    return self._public_key[job_id][account]
 
 
 @external

@@ -301,6 +301,14 @@ class Coordinator(Contract):
     def register(self, account: LocalAccount, job_id: int, *, as_trainer: bool) -> Receipt:
         return self.transact(account, "register", job_id, as_trainer)
 
+    def register_with_key(self, account: LocalAccount, job_id: int, public_key: bytes) -> Receipt:
+        """Joins a secure-aggregation job as a trainer and publishes its X25519 key."""
+        return self.transact(account, "register_with_key", job_id, public_key)
+
+    def reveal(self, trainer: LocalAccount, job_id: int, round: int, commitment: bytes) -> Receipt:
+        """Posts the commitment of this committer's revealed shares for the aggregating round."""
+        return self.transact(trainer, "reveal", job_id, round, commitment)
+
     def commit(
         self, trainer: LocalAccount, job_id: int, round: int, commitment: bytes, num_examples: int
     ) -> Receipt:
@@ -343,6 +351,10 @@ class Coordinator(Contract):
     def job_state(self, job_id: int) -> JobState:
         s = self.read("job_state", job_id)
         return JobState(phase=Phase(s["phase"]), **{k: int(v) for k, v in s.items() if k != "phase"})
+
+    def public_key(self, job_id: int, account: str) -> bytes:
+        """The account's X25519 key in the job's key directory (32 zero bytes if none)."""
+        return bytes(self.read("public_key", job_id, account))
 
     def job_config(self, job_id: int) -> dict[str, Any]:
         return dict(self.read("job_config", job_id))
