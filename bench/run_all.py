@@ -1,7 +1,7 @@
 """Runs every benchmark in turn and prints a Markdown summary table for the README.
 
 Runs gas.py, chain_tps.py, overhead.py, quantization.py, flag_gas.py, settlement_gas.py,
-robustness.py, scoring.py, conservation.py and secagg.py sequentially (each in
+robustness.py, scoring.py, conservation.py, secagg.py and dp_noise.py sequentially (each in
 its own process, so one's imports and caches do not favour another), in full
 form or, with `--quick`, in their quick forms (< 3 minutes in all). Each script
 compares its figure with a baseline measured in the same run and with its bar
@@ -22,7 +22,7 @@ from _common import RESULTS, ROOT, parse_args, verdict
 
 BENCHES = (
     "gas", "chain_tps", "overhead", "quantization", "flag_gas", "settlement_gas", "robustness", "scoring",
-    "conservation", "secagg",
+    "conservation", "secagg", "dp_noise",
 )
 
 
@@ -166,6 +166,14 @@ def rows_for(name: str, r: dict[str, Any]) -> list[list[str]]:
              "plaintext quantised update", f"≤ ×{bars['upload_ratio']}",
              verdict(ok["upload_ratio"] and r["exact"])],
         ]
+    if name == "dp_noise":
+        res, n = r["results"], r["coordinates"]
+        central = next(v for k, v in res.items() if k.startswith("central_noise, σ = 2^"))
+        numpy_s = res["numpy float Gaussian (baseline)"]["median_s"]
+        return [[f"Discrete Gaussian central noise ({n:,} coordinates)",
+                 f"{central['median_s']:.3f} s (×{r['ratio_over_numpy']:.1f}), bit-identical: "
+                 f"{'yes' if central['bit_identical'] else 'no'}",
+                 f"numpy float Gaussian {numpy_s:.3f} s", f"≤ {r['bar_s']:.0f} s", verdict(r["passed"])]]
     raise ValueError(name)
 
 

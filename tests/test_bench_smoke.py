@@ -18,5 +18,13 @@ def test_quick_benchmarks_run() -> None:
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for figure in ("Gas per trainer commit", "Coordination overhead", "Fixed-point accuracy cost",
-                   "Secure aggregation: server unmasking"):
+                   "Secure aggregation: server unmasking", "Discrete Gaussian central noise"):
         assert figure in proc.stdout
+
+
+def test_dp_noise_bench_runs_at_tiny_size() -> None:
+    """Seconds, so it runs with the unit tests: the noise bench's quick form (10k coordinates)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "dp_noise.py"), "--quick"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "central_noise" in proc.stdout and "PASS" in proc.stdout
