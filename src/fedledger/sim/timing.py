@@ -39,8 +39,8 @@ class TimedChain(Chain):
     def send(self, sender: LocalAccount, to: str, data: bytes, *, gas: int | None = None) -> Receipt:
         return self._count(self._timed(self.inner.send, sender, to, data, gas=gas))
 
-    def call(self, to: str, data: bytes, *, sender: str | None = None) -> bytes:
-        return bytes(self._timed(self.inner.call, to, data, sender=sender))
+    def call(self, to: str, data: bytes, *, sender: str | None = None, block: int | None = None) -> bytes:
+        return bytes(self._timed(self.inner.call, to, data, sender=sender, block=block))
 
     def get_logs(self, address: str, from_block: int = 0, to_block: int | None = None) -> list[LogEntry]:
         return list(self._timed(self.inner.get_logs, address, from_block, to_block))
