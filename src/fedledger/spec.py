@@ -23,6 +23,9 @@ DATASETS = ("mnist", "digits", "breast_cancer", "fashion_mnist")
 PARTITIONS = ("iid", "dirichlet", "key")
 AGGREGATIONS = ("fedavg", "median", "trimmed_mean", "krum", "multikrum", "clipped_fedavg", "fltrust")
 MODELS = ("cnn", "mlp", "logreg")
+#: Rules that need only the sum of the updates, so they run under secure aggregation: the
+#: trainer clips its own update for clipped_fedavg (validators cannot see it to clip it).
+SECAGG_RULES = ("fedavg", "clipped_fedavg")
 
 
 class JobSpec(BaseModel):
@@ -66,6 +69,22 @@ class JobSpec(BaseModel):
     )
     root_dataset: str = Field(
         "", max_length=66, description="fltrust: keccak256 of the root dataset (simulate fills it in)"
+    )
+    # privacy
+    privacy: Literal["none", "secagg"] = Field(
+        "none", description="secagg: SecAgg+ masking, validators learn only the sum (fedavg, clipped_fedavg)"
+    )
+    secagg_threshold: float = Field(
+        0.5,
+        gt=0,
+        lt=1,
+        description="secagg: shares needed to unmask, as a fraction of a trainer's neighbours",
+    )
+    secagg_degree: int = Field(
+        0,
+        ge=0,
+        le=255,
+        description="secagg: neighbours per trainer; 0 means about 3 log2 n (n - 1: complete)",
     )
     # contribution scoring
     scoring: Literal["none", "loo", "gtg", "exact"] = Field(
@@ -134,6 +153,23 @@ class JobSpec(BaseModel):
                 f"{self.aggregation} with byzantine={self.byzantine} needs n >= 2f+3 = {need} updates a "
                 f"round; min_commits={self.min_commits} would let rounds finalise with fewer"
             )
+        if self.privacy == "secagg":
+            if self.aggregation not in SECAGG_RULES:
+                raise ValueError(
+                    f"privacy=secagg hides individual updates, which {self.aggregation} needs: "
+                    f"use {' or '.join(SECAGG_RULES)}"
+                )
+            if self.aggregation == "clipped_fedavg" and self.clip_norm == 0:
+                raise ValueError(
+                    "privacy=secagg with clipped_fedavg needs a fixed clip_norm > 0: the median norm "
+                    "of masked updates cannot be known"
+                )
+            if self.trainers < 2:
+                raise ValueError("privacy=secagg needs at least 2 trainers")
+            if self.scored:
+                raise ValueError(
+                    "privacy=secagg hides the individual updates that contribution scoring needs"
+                )
         if self.aggregation == "multikrum" and self.krum_keep > self.trainers:
             raise ValueError(f"krum_keep ({self.krum_keep}) exceeds trainers ({self.trainers})")
         if self.effective_min_commits > self.trainers:
@@ -181,6 +217,10 @@ class JobSpec(BaseModel):
     @property
     def min_reputation_units(self) -> int:
         return int(Decimal(repr(self.min_reputation)) * 10_000)
+
+    @property
+    def secure(self) -> bool:
+        return self.privacy == "secagg"
 
     @property
     def scale(self) -> int:

@@ -30,6 +30,7 @@ from fedledger.errors import (
 )
 from fedledger.roles.job import CommitRecord
 from fedledger.roles.scorer import RoundScorer, scorer_for
+from fedledger.roles.secure import SecureInputs
 from fedledger.roles.validator import Rejection, RoundOutcome, compute_round
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
@@ -243,6 +244,9 @@ class _Auditor:
         version_before: int,
     ) -> RoundOutcome:
         """Re-derives the round's exclusions, flags and penalties, and if it finalised, its model."""
+        secure = None
+        if self.spec.secure:  # the key directory and this round's reveals, from the re-executed events
+            secure = SecureInputs.from_events(self.src.coordinator, self.events, self.src.job_id, r, parent)
         outcome = compute_round(
             store=self.store,
             spec=self.spec,
@@ -252,7 +256,16 @@ class _Auditor:
             global_model=model,
             commits=commits,
             root_trainer=self.sponsor,
+            secure=secure,
         )
+        for who, why in outcome.faults.items():
+            self.warn(
+                "secagg",
+                "share reveals",
+                f"fault recorded, round recovered: {why}",
+                round=r,
+                org=self.name(who),
+            )
         rejected = {x.trainer: x.reason for x in outcome.rejected}
         chain_excluded = set(excluded)
         revived = {
@@ -271,6 +284,7 @@ class _Auditor:
                 global_model=model,
                 commits=commits,
                 root_trainer=self.sponsor,
+                secure=secure,
             )
             if fin is None or unavailable.aggregate == fin.args["aggregate"]:
                 for cm in commits:

@@ -207,6 +207,8 @@ class SecAggTrainer:
         self_shares: dict[str, bytes] = {}
         pair_shares: dict[str, dict[str, bytes]] = {}
         for d in self.neighbours:
+            if bundles.get(d) is None and d not in committed:
+                continue  # it dropped before dealing: nothing is owed, and nothing needed from it
             try:
                 shares = self.open_bundle(d, bundles.get(d))
             except (ShareError, KeyMismatch) as exc:

@@ -17,7 +17,10 @@ from fedledger.chain.base import Receipt
 from fedledger.chain.contracts import Coordinator, Phase
 from fedledger.codec.blob import encode_tensors
 from fedledger.codec.commitment import merkle_root
-from fedledger.errors import CodecError, TransactionReverted
+from fedledger.errors import CodecError, InvalidUpdate, PrivacyError, TransactionReverted
+from fedledger.privacy import keys
+from fedledger.roles import secure
+from fedledger.roles.job import CommitRecord
 from fedledger.roles.model import float_weights, quantized_delta
 from fedledger.roles.validator import update_metadata
 from fedledger.spec import JobSpec
@@ -40,6 +43,8 @@ class PreparedUpdate:
     num_examples: int
     loss: float
     train_seconds: float
+    #: secure aggregation: the share bundle uploaded beside the masked update
+    bundle: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -78,9 +83,27 @@ class Trainer:
         self.job_id = job_id
         self.blob_hook = blob_hook
         self.ejected = False
+        # secure aggregation: an X25519 key derived from the signing key, and the job's key
+        # directory, read once it can no longer change (after this trainer's first commit)
+        self.x25519 = secure.x25519_key(bytes(account.key)) if spec.secure else None
+        self._directory: dict[str, bytes] | None = None
 
     def register(self) -> Receipt:
+        if self.x25519 is not None:  # secure aggregation: publish the key at join time
+            public = keys.public_key_bytes(self.x25519)
+            return self.coordinator.register_with_key(self.account, self.job_id, public)
         return self.coordinator.register(self.account, self.job_id, as_trainer=True)
+
+    def secure_inputs(self, round: int, global_commitment: bytes) -> secure.SecureInputs:
+        """The round's key directory (from KeyRegistered events) with no reveals: a trainer's view."""
+        if self._directory is None:
+            inputs = secure.SecureInputs.from_events(
+                self.coordinator.address, self.coordinator.events(), self.job_id, round, global_commitment
+            )
+            directory = dict(inputs.directory)
+        else:
+            directory = self._directory
+        return secure.SecureInputs(self.coordinator.address, global_commitment, directory, {})
 
     def run_round(self, round: int, global_commitment: bytes) -> TrainerRound:
         """Trains one round and commits; a trainer that cannot produce a valid update skips."""
@@ -109,8 +132,26 @@ class Trainer:
         except CodecError as exc:
             log.warning("%s: round %d: not committing: %s", self.name, round, exc)
             return TrainerRound(round, None, num_examples, loss, train_s, None)
-        blob = encode_tensors(delta, metadata=update_metadata(self.job_id, round, self.account.address))
-        return PreparedUpdate(round, global_commitment, blob, num_examples, loss, train_s)
+        metadata = update_metadata(self.job_id, round, self.account.address)
+        if self.x25519 is None:
+            blob = encode_tensors(delta, metadata=metadata)
+            return PreparedUpdate(round, global_commitment, blob, num_examples, loss, train_s)
+        inputs = self.secure_inputs(round, global_commitment)
+        try:
+            blob, bundle = secure.masked_upload(
+                spec=self.spec,
+                setup=secure.round_setup(self.spec, inputs, self.job_id, round),
+                me=self.account.address,
+                key=self.x25519,
+                directory=inputs.directory,
+                delta=delta,
+                num_examples=num_examples,
+                metadata=metadata,
+            )
+        except (InvalidUpdate, PrivacyError) as exc:
+            log.warning("%s: round %d: not committing: %s", self.name, round, exc)
+            return TrainerRound(round, None, num_examples, loss, train_s, None)
+        return PreparedUpdate(round, global_commitment, blob, num_examples, loss, train_s, bundle)
 
     def submit(self, u: PreparedUpdate) -> TrainerRound:
         """Uploads the update and commits its Merkle root; idempotent up to the commit itself.
@@ -120,6 +161,8 @@ class Trainer:
         learnt from a refused commit, so the common path costs no extra chain read.
         """
         round, num_examples, loss, train_s = u.round, u.num_examples, u.loss, u.train_seconds
+        if u.bundle is not None:
+            self.store.put(u.bundle)
         if self.blob_hook is not None:
             hooked = self.blob_hook(u.blob, round)
             # None means withheld: committed on chain but never uploaded
@@ -129,12 +172,18 @@ class Trainer:
         try:
             receipt = self.coordinator.commit(self.account, self.job_id, round, commitment, num_examples)
         except TransactionReverted as exc:
-            late = exc.reason in ("coordinator: round not open", "coordinator: commit window closed")
+            late = exc.reason in (
+                "coordinator: round not open",
+                "coordinator: commit window closed",
+                "coordinator: wrong round",  # the round was decided and the next one opened
+            )
             if not late and exc.reason == "reverted":
                 # a node that packs racing transactions into one block cannot always replay the
-                # reason; if the round moved on meanwhile, that is what happened
+                # reason (nor one whose deadline passed between the parent block and ours); if the
+                # round moved on or its window closed meanwhile, that is what happened
                 state = self.coordinator.job_state(self.job_id)
-                late = state.round != round or state.phase != Phase.OPEN
+                expired = self.coordinator.chain.now() > state.deadline
+                late = state.round != round or state.phase != Phase.OPEN or expired
             if exc.reason == "coordinator: trainer ejected" or (
                 late and self.coordinator.trainer_state(self.job_id, self.account.address).ejected
             ):
@@ -145,4 +194,38 @@ class Trainer:
                 raise
             log.warning("%s: round %d: too late to commit (%s)", self.name, round, exc.reason)
             return TrainerRound(round, None, num_examples, loss, train_s, None)
+        if self.x25519 is not None and self._directory is None:
+            # our commit closed the key directory: what we masked against is now final
+            self._directory = dict(self.secure_inputs(round, u.global_commitment).directory)
         return TrainerRound(round, commitment, num_examples, loss, train_s, receipt)
+
+    def reveal(
+        self, round: int, global_commitment: bytes, commits: Sequence[CommitRecord]
+    ) -> tuple[Receipt | None, dict[str, str]]:
+        """Secure aggregation, once the commit phase has closed: reveal what the committers need.
+
+        Opens the shares its neighbours dealt it, keeps exactly those the chain's committers
+        require, uploads the reveal and posts its commitment. Returns the receipt (None if this
+        trainer did not commit) and the neighbours whose shares it could not use.
+        """
+        if self.x25519 is None:
+            raise ValueError(f"{self.name}: job {self.job_id} does not use secure aggregation")
+        if self.account.address not in {c.trainer for c in commits}:
+            return None, {}
+        inputs = self.secure_inputs(round, global_commitment)
+        global_q = self.store.get_tensors(global_commitment)
+        doc, faults = secure.make_reveal(
+            store=self.store,
+            setup=secure.round_setup(self.spec, inputs, self.job_id, round),
+            me=self.account.address,
+            key=self.x25519,
+            directory=inputs.directory,
+            commits=commits,
+            metadata_for={c.trainer: update_metadata(self.job_id, round, c.trainer) for c in commits},
+            global_model=global_q,
+            spec=self.spec,
+        )
+        for dealer, why in faults.items():
+            log.warning("%s: round %d: shares from %s unusable: %s", self.name, round, dealer, why)
+        commitment = self.store.put(doc)
+        return self.coordinator.reveal(self.account, self.job_id, round, commitment), faults

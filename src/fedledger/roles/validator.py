@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
@@ -29,6 +30,9 @@ from fedledger.roles.job import CommitRecord
 from fedledger.roles.scorer import PostedScores, RoundScorer
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
+
+if TYPE_CHECKING:
+    from fedledger.roles.secure import SecureInputs
 
 log = logging.getLogger("fedledger.validator")
 
@@ -54,6 +58,8 @@ class RoundOutcome:
     accepted: list[CommitRecord]
     rejected: list[Rejection]
     deltas: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)  # accepted, by trainer
+    #: secure aggregation: participants at fault that did not stop the round (e.g. a withheld reveal)
+    faults: dict[str, str] = field(default_factory=dict)
 
     @property
     def excluded(self) -> list[str]:
@@ -131,12 +137,30 @@ def compute_round(
     global_model: Mapping[str, np.ndarray],
     commits: Sequence[CommitRecord],
     root_trainer: str = "",
+    secure: SecureInputs | None = None,
 ) -> RoundOutcome:
     """Validates every commit of `round` and aggregates the accepted ones into version+1.
 
     Updates that fail validation are flagged; of the valid ones the rule flags what it
     can justify. Every other valid update is accepted (and paid), used by the rule or not.
+    A secure-aggregation job's rounds (`secure`: its key directory and reveals) are
+    computed from the committers' masked sum instead (`roles/secure.py`).
     """
+    if spec.secure:
+        from fedledger.roles.secure import compute_secure_round
+
+        if secure is None:
+            raise ValueError("a secure-aggregation round needs its key directory and reveals (secure=)")
+        return compute_secure_round(
+            store=store,
+            spec=spec,
+            job_id=job_id,
+            round=round,
+            version=version,
+            global_model=global_model,
+            commits=commits,
+            secure=secure,
+        )
     rejected: list[Rejection] = []
     updates: list[Update] = []
     by_trainer: dict[str, CommitRecord] = {}
@@ -230,9 +254,11 @@ class Validator:
         global_model: Mapping[str, np.ndarray],
         commits: Sequence[CommitRecord],
         names: Mapping[str, str],
+        secure: SecureInputs | None = None,
     ) -> tuple[RoundOutcome, Receipt | None]:
         """Computes the round and proposes it unless the round has already been decided."""
         outcome = compute_round(
+            secure=secure,
             store=self.store,
             spec=self.spec,
             job_id=self.job_id,

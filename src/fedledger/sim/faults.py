@@ -25,10 +25,14 @@ FAULT_KINDS = {
     "huge-norm": "an update 1000x over the norm bound",
     "malformed": "bytes that are not a tensor blob at all",
     "nan-weights": "local training diverges to NaN (the trainer must refuse to commit)",
+    "drop-out": "never commits (a trainer that went offline); secure aggregation removes its masks",
+    "withhold-reveal": "secure aggregation: commits, then withholds its share reveal (dropout after commit)",
     "lying-validator": "as a validator, proposes a model it did not compute (slashed once reported)",
     "biased-validator": "as a validator, posts full scores for itself and zero for everyone else",
 }
 VALIDATOR_FAULTS = ("lying-validator", "biased-validator")
+#: faults of the trainer's conduct, not of its update blob
+CONDUCT_FAULTS = ("drop-out", "withhold-reveal")
 
 
 @dataclass(frozen=True)

@@ -25,14 +25,15 @@ from fedledger.chain.inprocess import InProcessChain
 from fedledger.codec.blob import encode_tensors
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import SpecError
-from fedledger.roles.job import JobReader
+from fedledger.roles.job import CommitRecord, JobReader
 from fedledger.roles.model import float_weights, quantize_model
 from fedledger.roles.scorer import RoundScores, scorer_for
+from fedledger.roles.secure import SecureInputs
 from fedledger.roles.sponsor import create_job
 from fedledger.roles.trainer import Trainer
 from fedledger.roles.validator import Validator, model_metadata
 from fedledger.sim.attacks import Attack, add_trigger, apply_attack, apply_profiles, backdoor_success
-from fedledger.sim.faults import VALIDATOR_FAULTS, Fault, NaNClient, blob_hook
+from fedledger.sim.faults import CONDUCT_FAULTS, VALIDATOR_FAULTS, Fault, NaNClient, blob_hook
 from fedledger.sim.outputs import write_run
 from fedledger.sim.timing import TimedChain
 from fedledger.spec import JobSpec
@@ -154,6 +155,7 @@ class Simulation:
         self.accounts = dev_accounts(spec.trainers + 1)
         self.sponsor = self.accounts[0]
         self.metrics: list[RoundMetrics] = []
+        self.secagg_faults: list[tuple[int, str, str]] = []  # (round, organisation, fault)
         self._setup()
 
     # -- setup -------------------------------------------------------------------------------
@@ -234,7 +236,14 @@ class Simulation:
             if fault is not None and fault.kind == "nan-weights":
                 client = NaNClient(client, fault.from_round)
             hook = None
-            if fault is not None and fault.kind not in ("corrupt-blob", "nan-weights", *VALIDATOR_FAULTS):
+            if fault is not None and fault.kind == "withhold-reveal" and not spec.secure:
+                raise SpecError("fault", "withhold-reveal needs privacy=secagg (there is nothing to reveal)")
+            if fault is not None and fault.kind not in (
+                "corrupt-blob",
+                "nan-weights",
+                *VALIDATOR_FAULTS,
+                *CONDUCT_FAULTS,
+            ):
                 rewrite = blob_hook(fault.kind, spec.max_update_norm_q)
                 start = fault.from_round
 
@@ -326,6 +335,10 @@ class Simulation:
 
         train_s, losses = 0.0, []
         for i, org in enumerate(self.orgs, start=1):
+            fault = self.faults.get(i)
+            if fault and fault.kind == "drop-out" and r >= fault.from_round:
+                log.info("round %d: %s is offline (drop-out fault)", r, org.name)
+                continue
             result = org.trainer.run_round(r, global_c)
             train_s += result.train_seconds
             losses.append(result.loss)
@@ -346,6 +359,9 @@ class Simulation:
             state = coordinator.job_state(self.job_id)
 
         commits = self.reader.commits(r)
+        secure = None
+        if state.phase == Phase.AGGREGATING and state.round == r and self.spec.secure:
+            secure = self.reveal_round(r, global_c, commits)
         if state.phase == Phase.AGGREGATING and state.round == r:
             global_q = self.store.get_tensors(global_c)
             reported = False
@@ -358,8 +374,17 @@ class Simulation:
                     global_model=global_q,
                     commits=commits,
                     names=self.participants,
+                    secure=secure,
                 )
                 if not reported:  # every honest validator finds the same; say it once
+                    for who, why in outcome.faults.items():
+                        log.warning(
+                            "round %d: secure aggregation fault of %s: %s",
+                            r,
+                            self.participants.get(who, who),
+                            why,
+                        )
+                        self.secagg_faults.append((r, self.participants.get(who, who), why))
                     for rej in outcome.rejected:
                         log.warning(
                             "round %d: validators reject the update of %s: %s",
@@ -422,6 +447,18 @@ class Simulation:
             self.scores.append(self.scorer.last.scores)
         self.metrics.append(m)
         return m
+
+    def reveal_round(self, r: int, global_c: bytes, commits: Sequence[CommitRecord]) -> SecureInputs:
+        """Secure aggregation: every committer reveals (unless its fault withholds it); the inputs."""
+        for i, org in enumerate(self.orgs, start=1):
+            fault = self.faults.get(i)
+            if fault and fault.kind == "withhold-reveal" and r >= fault.from_round:
+                log.info("round %d: %s withholds its share reveal (withhold-reveal fault)", r, org.name)
+                continue
+            org.trainer.reveal(r, global_c, commits)
+        self.reader.poll()
+        coordinator = self.deployment.coordinator
+        return SecureInputs.from_events(coordinator.address, self.reader.events, self.job_id, r, global_c)
 
     def running(self) -> bool:
         return self.deployment.coordinator.job_state(self.job_id).phase in (
