@@ -132,6 +132,12 @@ event SharesRevealed:
     commitment: bytes32
 
 
+event PrivacySpent:
+    job_id: indexed(uint256)
+    round: uint32
+    micro_epsilon: uint64
+
+
 event RoundOpened:
     job_id: indexed(uint256)
     round: uint32
@@ -293,6 +299,8 @@ _reputation: HashMap[address, uint256]
 # the last round it revealed its shares for
 _public_key: HashMap[uint256, HashMap[address, bytes32]]
 _revealed: HashMap[uint256, HashMap[address, uint32]]
+# differential privacy: micro-ε spent by the job so far (the last quorum's figure)
+_epsilon: HashMap[uint256, uint64]
 
 
 @deploy
@@ -533,6 +541,7 @@ def propose(
     excluded: DynArray[address, MAX_EXCLUDED],
     flags: uint256,
     scores: DynArray[uint256, MAX_SCORE_WORDS],
+    micro_epsilon: uint64,
 ):
     """
     @notice A committee validator proposes the round's result: the Merkle root of
@@ -552,6 +561,11 @@ def propose(
     @param scores 16 bits per committer in commit order (lane i of word k is
            the committer in slot 16k+i), each 0..SCORE_ONE, zero for excluded
            updates; empty unless the job is scored.
+    @param micro_epsilon In a differentially private job, the privacy loss ε spent
+           once this round's noisy aggregate is released, in micro-ε (10^-6),
+           cumulative over the job, as the spec's accountant computes it from
+           public values; part of the proposal, so the quorum must agree on it.
+           Zero in a job without differential privacy.
     """
     # checks read the packed job word in place; it is unpacked only to finalise
     word: uint256 = self._job[job_id]
@@ -591,7 +605,7 @@ def propose(
             assert (scores[slot >> 4] >> ((slot & 15) << 4)) & packing.MASK16 == 0, "coordinator: score for an excluded update"
     assert flags >> len(excluded) == 0, "coordinator: flag outside excluded"
 
-    proposal: bytes32 = keccak256(abi_encode(aggregate, excluded, flags))
+    proposal: bytes32 = keccak256(abi_encode(aggregate, excluded, flags, micro_epsilon))
     votes: uint32 = self._votes[job_id][round][proposal] + 1
     self._votes[job_id][round][proposal] = votes
     self._proposal_of[job_id][round][msg.sender] = proposal
@@ -600,6 +614,11 @@ def propose(
         proposal=proposal, excluded=excluded, flags=flags, scores=scores, votes=votes,
     )
     if votes == self._config[job_id].quorum:
+        if micro_epsilon != 0:
+            # the quorum released a noisy aggregate: record the privacy spent so far
+            assert micro_epsilon >= self._epsilon[job_id], "coordinator: epsilon decreased"
+            self._epsilon[job_id] = micro_epsilon
+            log PrivacySpent(job_id=job_id, round=round, micro_epsilon=micro_epsilon)
         self._finalize(job_id, packing._unpack_job(word), aggregate, proposal, excluded, flags, scored)
 
 
@@ -723,6 +742,17 @@ def public_key(job_id: uint256, account: address) -> bytes32:
     @return bytes32 The public key.
     """
     return self._public_key[job_id][account]
+
+
+@external
+@view
+def epsilon_spent(job_id: uint256) -> uint64:
+    """
+    @notice Privacy loss ε the job has spent so far, in micro-ε (zero without DP).
+    @param job_id The job.
+    @return uint64 The last quorum's cumulative ε, times 10^6, rounded up.
+    """
+    return self._epsilon[job_id]
 
 
 @external

@@ -101,3 +101,44 @@ def test_committers_reveal_once_in_the_aggregating_round(world):
         world.coord.reveal(c, job_id, 2, h("shares c"))
     assert e.value.reason == "coordinator: not a committer"
     world.coord.reveal(a, job_id, 2, h("shares a2"))  # revealing last round does not block this one
+
+
+def _aggregating(world, job_id):  # type: ignore[no-untyped-def]
+    for t in world.trainers[:2]:
+        world.commit(job_id, t)
+    assert world.coord.job_state(job_id).phase == Phase.AGGREGATING
+    return world.coord.job_state(job_id).round
+
+
+def test_the_quorum_records_the_privacy_spent(world):
+    job_id = world.job(n_trainers=2, rounds=3, quorum=2)
+    v0, v1, v2 = world.validators
+    r = _aggregating(world, job_id)
+    agg = h("agg 1")
+    first = world.coord.propose(v0, job_id, r, agg, [], micro_epsilon=1_500_000)
+    assert "PrivacySpent" not in names(world.d, first)
+    # a different ε is a different proposal: it does not count towards the first one's quorum
+    other = world.coord.propose(v1, job_id, r, agg, [], micro_epsilon=1_400_000)
+    assert only(world.d, other, "AggregateProposed")["votes"] == 1
+    assert world.coord.epsilon_spent(job_id) == 0
+    done = world.coord.propose(v2, job_id, r, agg, [], micro_epsilon=1_500_000)
+    assert only(world.d, done, "PrivacySpent") == {"job_id": job_id, "round": r, "micro_epsilon": 1_500_000}
+    assert names(world.d, done).index("PrivacySpent") < names(world.d, done).index("RoundFinalized")
+    assert world.coord.epsilon_spent(job_id) == 1_500_000
+    # ε never goes down: a quorum that records less reverts the deciding proposal
+    r = _aggregating(world, job_id)
+    world.coord.propose(v0, job_id, r, h("agg 2"), [], micro_epsilon=1_000_000)
+    with pytest.raises(TransactionReverted) as e:
+        world.coord.propose(v1, job_id, r, h("agg 2"), [], micro_epsilon=1_000_000)
+    assert e.value.reason == "coordinator: epsilon decreased"
+    world.coord.propose(v2, job_id, r, h("agg 2"), [], micro_epsilon=2_100_000)
+    done = world.coord.propose(v1, job_id, r, h("agg 2"), [], micro_epsilon=2_100_000)
+    assert only(world.d, done, "PrivacySpent")["micro_epsilon"] == 2_100_000
+
+
+def test_a_job_without_dp_records_nothing(world):
+    job_id = world.job(n_trainers=2, rounds=2, quorum=2)
+    _aggregating(world, job_id)
+    receipt = world.finalize(job_id)
+    assert "PrivacySpent" not in names(world.d, receipt)
+    assert world.coord.epsilon_spent(job_id) == 0

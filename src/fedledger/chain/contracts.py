@@ -323,13 +323,17 @@ class Coordinator(Contract):
         excluded: list[str],
         flagged: Sequence[str] = (),
         scores: Sequence[int] = (),
+        micro_epsilon: int = 0,
     ) -> Receipt:
         """`flagged` must be a subset of `excluded`; it becomes the bitmask over sorted `excluded`.
-        `scores` are one per committer in commit order (scored jobs only), packed here."""
+        `scores` are one per committer in commit order (scored jobs only), packed here.
+        `micro_epsilon`: a DP job's cumulative ε after this round, in 10⁻⁶ (0 without DP)."""
         ordered = sorted(excluded, key=lambda a: int(a, 16))
         mask = flag_mask(ordered, flagged)
         words = pack_scores(scores)
-        return self.transact(validator, "propose", job_id, round, aggregate, ordered, mask, words)
+        return self.transact(
+            validator, "propose", job_id, round, aggregate, ordered, mask, words, micro_epsilon
+        )
 
     def report_dissent(self, caller: LocalAccount, job_id: int, round: int, validator: str) -> Receipt:
         return self.transact(caller, "report_dissent", job_id, round, validator)
@@ -351,6 +355,10 @@ class Coordinator(Contract):
     def job_state(self, job_id: int) -> JobState:
         s = self.read("job_state", job_id)
         return JobState(phase=Phase(s["phase"]), **{k: int(v) for k, v in s.items() if k != "phase"})
+
+    def epsilon_spent(self, job_id: int) -> int:
+        """Micro-ε (10⁻⁶) the job has spent so far, as its last quorum recorded it."""
+        return int(self.read("epsilon_spent", job_id))
 
     def public_key(self, job_id: int, account: str) -> bytes:
         """The account's X25519 key in the job's key directory (32 zero bytes if none)."""
