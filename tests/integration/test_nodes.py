@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from consortium_harness import assert_nothing_lost, start_consortium
+from consortium_harness import assert_nothing_lost
 
 from fedledger.chain.contracts import Phase
+from fedledger.sim.deployment import NetHosts, start_consortium
 
 pytestmark = pytest.mark.anvil
 
@@ -63,5 +64,22 @@ def test_json_logs_are_one_object_a_line(tmp_path: Path) -> None:
         records = [json.loads(line) for line in outs[0].splitlines() if line.strip()]
         assert {"time", "level", "logger", "message"} <= set(records[0])
         assert any("round 1 FINALIZED" in r["message"] for r in records)
+    finally:
+        cons.stop()
+
+
+def test_organisations_on_separate_network_hosts(tmp_path: Path) -> None:
+    """The same job with each organisation's node and blob server in a network namespace of its
+    own, reaching the chain and the other organisations only over a bridge, as separate machines."""
+    why_not = NetHosts.available()
+    if why_not:
+        pytest.skip(f"separate network hosts: {why_not}")
+    cons = start_consortium(tmp_path, orgs=3, spec={"rounds": 3}, network_hosts=True)
+    try:
+        assert cons.hosts is not None and cons.orgs[0].store_url.startswith(f"http://{cons.hosts.subnet}.")
+        cons.wait_done(timeout=240)
+        report = cons.audit()
+        assert_nothing_lost(cons, report)
+        assert report.checks["aggregate"] == 3
     finally:
         cons.stop()

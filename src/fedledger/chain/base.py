@@ -96,6 +96,14 @@ class Chain(ABC):
     def timestamp(self) -> int:
         """The latest block's timestamp (seconds)."""
 
+    def now(self) -> int:
+        """The timestamp the next block will have at least: what "has this deadline passed?" asks.
+
+        A node that mines only when a transaction arrives (anvil's automine) leaves its latest
+        block's timestamp stale, so backends whose clock is the wall clock override this.
+        """
+        return self.timestamp()
+
     @abstractmethod
     def increase_time(self, seconds: int) -> None:
         """Moves the chain clock forward (development chains only)."""

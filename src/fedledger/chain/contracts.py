@@ -338,8 +338,10 @@ class Coordinator(Contract):
     def report_dissent(self, caller: LocalAccount, job_id: int, round: int, validator: str) -> Receipt:
         return self.transact(caller, "report_dissent", job_id, round, validator)
 
-    def advance(self, caller: LocalAccount, job_id: int) -> Receipt:
-        return self.transact(caller, "advance", job_id)
+    def advance(self, caller: LocalAccount, job_id: int, *, gas: int | None = None) -> Receipt:
+        """`gas` skips estimation: a node that mines only on demand estimates against its last
+        block, whose timestamp may not yet be past the deadline that the new block will be."""
+        return self.transact(caller, "advance", job_id, gas=gas)
 
     def withdraw(self, account: LocalAccount, job_id: int) -> Receipt:
         return self.transact(account, "withdraw", job_id)

@@ -58,6 +58,7 @@ class RpcChain(Chain):
         self.poll_interval = poll_interval
         self._w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
         self._nonces: dict[str, int] = {}
+        self._clock_offset = 0  # seconds this client moved a development chain's clock forward
         try:
             self.chain_id = int(self._w3.eth.chain_id)
         except (requests.exceptions.RequestException, OSError) as exc:
@@ -196,7 +197,11 @@ class RpcChain(Chain):
     def timestamp(self) -> int:
         return int(self._rpc(self._w3.eth.get_block, "latest")["timestamp"])
 
+    def now(self) -> int:
+        return max(self.timestamp(), int(time.time()) + self._clock_offset)
+
     def increase_time(self, seconds: int) -> None:
+        self._clock_offset += seconds
         self._rpc(self._w3.provider.make_request, "evm_increaseTime", [seconds])
         self._rpc(self._w3.provider.make_request, "evm_mine", [])
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import sys
 from pathlib import Path
 
 from eth_account import Account
@@ -34,6 +35,8 @@ def load_key(spec: str) -> LocalAccount:
     passphrase = os.environ.get(PASSPHRASE_ENV)
     if passphrase is None:
         try:
+            if not sys.stdin or not sys.stdin.isatty():
+                raise EOFError
             passphrase = getpass.getpass(f"passphrase for {path}: ")
         except (EOFError, OSError):
             raise SpecError(

@@ -37,6 +37,10 @@ from fedledger.training.consortium import build_consortium
 
 log = logging.getLogger("fedledger.node")
 
+#: enough for the costliest `advance` (closing a commit phase or failing a round) with room
+#: to spare; sent without estimation, see `Coordinator.advance`
+ADVANCE_GAS = 400_000
+
 
 class NodeConfig(BaseModel):
     """A node's TOML file; field names are the keys."""
@@ -131,6 +135,7 @@ class Node:
         self.reader = JobReader(self.coordinator, config.job, confirmations=config.confirmations)
         self.proposed: set[int] = set()
         self.pending: PreparedUpdate | None = None  # trained, not yet committed
+        self.committed = 0  # the last round this process committed to
         self.waiting_since: dict[int, float] = {}  # round -> when this validator first saw it aggregating
         self.reported: set[int] = set()  # rounds whose outcome has been logged
 
@@ -141,14 +146,6 @@ class Node:
         if not self.config.confirmations:
             return self.coordinator
         return self.coordinator.at(max(self.chain.block_number() - self.config.confirmations, 0))
-
-    def now(self) -> int:
-        """The chain time the next block will have at least.
-
-        The latest block's timestamp alone is stale on a node that mines only when a
-        transaction arrives (anvil's automine): an expired phase would never look expired.
-        """
-        return max(self.chain.timestamp(), int(time.time()))
 
     # -- one pass ----------------------------------------------------------------------------
 
@@ -191,10 +188,11 @@ class Node:
         if s.phase in (Phase.DONE, Phase.ABORTED):
             self.finish()
             return False
-        expired = self.now() > s.deadline
+        expired = self.chain.now() > s.deadline
         if s.phase == Phase.OPEN and self.config.trainer and not self.trainer.ejected and not expired:
             last = view.trainer_state(job, self.account.address).last_round
-            if last != s.round:
+            # `committed` covers a commit not yet `confirmations` deep
+            if last != s.round and self.committed != s.round:
                 self.train_and_commit(s, view.global_model(job))
                 return True
         elif (
@@ -208,7 +206,7 @@ class Node:
             return True
         if expired:
             with contextlib.suppress(TransactionReverted):  # another node may have advanced it first
-                self.coordinator.advance(self.account, job)
+                self.coordinator.advance(self.account, job, gas=ADVANCE_GAS)
                 log.info("%s: round %d: advanced the expired %s phase", self.name, s.round, s.phase.name)
         return True
 
@@ -229,6 +227,7 @@ class Node:
             self.pending = None
             return
         self.pending = None
+        self.committed = s.round
         what = "nothing" if result.commitment is None else commitment_hex(result.commitment)[:14]
         log.info(
             "%s: round %d: trained on %d examples in %.2f s (loss %.4f), committed %s",
