@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,33 @@ MODELS = ("cnn", "mlp", "logreg")
 #: Rules that need only the sum of the updates, so they run under secure aggregation: the
 #: trainer clips its own update for clipped_fedavg (validators cannot see it to clip it).
 SECAGG_RULES = ("fedavg", "clipped_fedavg")
+
+
+@lru_cache(maxsize=64)
+def dp_noise_for(epsilon: float, delta: float, rounds: int, accountant: str) -> float:
+    """The accountant's smallest noise multiplier for the budget (cached: specs are re-validated)."""
+    from fedledger.errors import PrivacyError
+    from fedledger.privacy.accountant import noise_multiplier_for
+
+    try:
+        return noise_multiplier_for(epsilon, delta, rounds, 1.0, accountant)
+    except PrivacyError as exc:
+        raise ValueError(str(exc)) from None
+
+
+@lru_cache(maxsize=64)
+def dp_rounds_affordable(epsilon: float, delta: float, z: float, accountant: str) -> int:
+    from fedledger.privacy.accountant import rounds_affordable
+
+    return rounds_affordable(epsilon, delta, z, 1.0, accountant, max_rounds=100_000)
+
+
+@lru_cache(maxsize=4096)
+def dp_micro_epsilon(z: float, releases: int, delta: float, accountant: str) -> int:
+    """Micro-ε (rounded up) after `releases` noisy aggregates: what validators post on chain."""
+    from fedledger.privacy.accountant import epsilon, micro_epsilon
+
+    return micro_epsilon(epsilon(z, 1.0, releases, delta, accountant)) if releases else 0
 
 
 class JobSpec(BaseModel):
@@ -86,6 +114,17 @@ class JobSpec(BaseModel):
         le=255,
         description="secagg: neighbours per trainer; 0 means about 3 log2 n (n - 1: complete)",
     )
+    dp_epsilon: float = Field(
+        0.0, ge=0, description="differential privacy: the job's ε budget (user-level); 0 means no DP"
+    )
+    dp_delta: float = Field(1e-5, gt=0, lt=1, description="differential privacy: δ of the (ε, δ) budget")
+    dp_clip_norm: float = Field(
+        1.0, gt=0, description="differential privacy: L2 bound each update is clipped to"
+    )
+    dp_noise_multiplier: float = Field(
+        0.0, ge=0, description="DP: noise σ / clip norm; 0 means the smallest that affords every round"
+    )
+    dp_accountant: Literal["rdp", "pld"] = Field("rdp", description="DP accountant (dp-accounting library)")
     # contribution scoring
     scoring: Literal["none", "loo", "gtg", "exact"] = Field(
         "none", description="contribution scores per round: leave-one-out, GTG-Shapley or exact Shapley"
@@ -170,6 +209,23 @@ class JobSpec(BaseModel):
                 raise ValueError(
                     "privacy=secagg hides the individual updates that contribution scoring needs"
                 )
+        if self.dp:
+            if self.aggregation != "fedavg":
+                raise ValueError(
+                    f"dp_epsilon > 0 replaces FedAvg with the clipped, noised, unweighted mean; "
+                    f"it does not combine with {self.aggregation}"
+                )
+            if self.scored:
+                raise ValueError("dp_epsilon > 0 does not combine with contribution scoring")
+            affordable = dp_rounds_affordable(
+                self.dp_epsilon, self.dp_delta, self.noise_multiplier, self.dp_accountant
+            )
+            if affordable < self.rounds:
+                raise ValueError(
+                    f"the (ε={self.dp_epsilon:g}, δ={self.dp_delta:g}) budget affords {affordable} rounds "
+                    f"at noise multiplier {self.noise_multiplier:g}, not {self.rounds}: lower rounds or "
+                    "raise the noise"
+                )
         if self.aggregation == "multikrum" and self.krum_keep > self.trainers:
             raise ValueError(f"krum_keep ({self.krum_keep}) exceeds trainers ({self.trainers})")
         if self.effective_min_commits > self.trainers:
@@ -217,6 +273,23 @@ class JobSpec(BaseModel):
     @property
     def min_reputation_units(self) -> int:
         return int(Decimal(repr(self.min_reputation)) * 10_000)
+
+    @property
+    def dp(self) -> bool:
+        return self.dp_epsilon > 0
+
+    @property
+    def noise_multiplier(self) -> float:
+        """The DP noise multiplier z: the spec's, or the smallest whose ε over every round fits."""
+        if self.dp_noise_multiplier > 0:
+            return self.dp_noise_multiplier
+        return dp_noise_for(self.dp_epsilon, self.dp_delta, self.rounds, self.dp_accountant)
+
+    @property
+    def dp_clip_q(self) -> int:
+        from fedledger.privacy.dp import clip_bound_q
+
+        return clip_bound_q(self.dp_clip_norm, self.scale_bits)
 
     @property
     def secure(self) -> bool:

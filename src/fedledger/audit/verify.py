@@ -8,6 +8,7 @@ commitment. A check that cannot be made (a missing blob) is itself a finding.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,6 +57,8 @@ class AuditReport:
     findings: list[Finding] = field(default_factory=list)
     lineage: list[LineageEntry] = field(default_factory=list)
     payouts: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: differential privacy: ε the chain recorded (PrivacySpent), re-derived by the audit
+    privacy: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -70,6 +73,7 @@ class AuditReport:
             "findings": [f.__dict__ for f in self.findings],
             "lineage": [e.__dict__ for e in self.lineage],
             "payouts": self.payouts,
+            "privacy": self.privacy,
         }
 
 
@@ -230,7 +234,45 @@ class _Auditor:
                 model = self.load_model(new, f"model version {fin.args['version']}", r)
                 current = new
         self.check_payouts(created[0], finalized_rounds, events)
+        self.check_privacy(events)
         return self.report
+
+    def check_privacy(self, events: list[Event]) -> None:
+        """Each PrivacySpent figure is the accountant's ε after that many releases, within budget."""
+        spent = [e for e in events if e.name == "PrivacySpent"]
+        if not self.spec.dp:
+            for e in spent:
+                self.error(
+                    "privacy", f"PrivacySpent (block {e.block_number})", "ε recorded in a job without DP"
+                )
+            return
+        from fedledger.roles.dp import micro_epsilon_after
+
+        budget = self.spec.dp_epsilon
+        for k, e in enumerate(spent, start=1):
+            r, got = int(e.args["round"]), int(e.args["micro_epsilon"])
+            want = micro_epsilon_after(self.spec, k)
+            where = f"PrivacySpent (block {e.block_number})"
+            if got != want:
+                self.error(
+                    "privacy",
+                    where,
+                    f"ε {got / 1e6:.6f} recorded; release {k} spends {want / 1e6:.6f}",
+                    round=r,
+                )
+            elif got > math.ceil(budget * 1e6):
+                self.error("privacy", where, f"ε {got / 1e6:.6f} exceeds the budget {budget:g}", round=r)
+            else:
+                self.passed("privacy")
+        last = int(spent[-1].args["micro_epsilon"]) if spent else 0
+        self.report.privacy = {
+            "epsilon_spent": last / 1e6,
+            "epsilon_budget": budget,
+            "delta": self.spec.dp_delta,
+            "noise_multiplier": self.spec.noise_multiplier,
+            "accountant": self.spec.dp_accountant,
+            "releases": len(spent),
+        }
 
     def check_round(
         self,
@@ -244,6 +286,7 @@ class _Auditor:
         version_before: int,
     ) -> RoundOutcome:
         """Re-derives the round's exclusions, flags and penalties, and if it finalised, its model."""
+        releases = sum(1 for e in self.events if e.name == "PrivacySpent" and int(e.args["round"]) < r)
         secure = None
         if self.spec.secure:  # the key directory and this round's reveals, from the re-executed events
             secure = SecureInputs.from_events(self.src.coordinator, self.events, self.src.job_id, r, parent)
@@ -257,6 +300,7 @@ class _Auditor:
             commits=commits,
             root_trainer=self.sponsor,
             secure=secure,
+            releases_before=releases,
         )
         for who, why in outcome.faults.items():
             self.warn(
@@ -285,6 +329,7 @@ class _Auditor:
                 commits=commits,
                 root_trainer=self.sponsor,
                 secure=secure,
+                releases_before=releases,
             )
             if fin is None or unavailable.aggregate == fin.args["aggregate"]:
                 for cm in commits:

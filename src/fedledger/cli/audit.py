@@ -61,6 +61,13 @@ def show(report: AuditReport, console: Console, *, quiet: bool = False) -> None:
                 or "—",
             )
         console.print(table)
+    if report.privacy:
+        p = report.privacy
+        console.print(
+            f"differential privacy: ε = {p['epsilon_spent']:.6f} spent of {p['epsilon_budget']:g} "
+            f"(δ = {p['delta']:g}) over {p['releases']} releases, each re-derived with the "
+            f"{p['accountant'].upper()} accountant"
+        )
     for f in report.findings:
         style = "red" if f.severity == "error" else "yellow"
         if f.severity == "error" or not quiet:

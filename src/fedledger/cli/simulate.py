@@ -143,6 +143,17 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
         + (f", {failed} failed" if failed else "")
         + f" · final test accuracy [bold]{100 * acc:.2f}%[/] · {gas:,} gas"
     )
+    if spec.secure:
+        recovered = result.secagg_faults
+        console.print(
+            "secure aggregation: validators saw only each round's sum"
+            + (f"; {len(recovered)} faults recovered from neighbours' shares" if recovered else "")
+        )
+    if spec.dp:
+        console.print(
+            f"differential privacy: ε = [bold]{result.epsilon_spent:.4f}[/] spent of {spec.dp_epsilon:g} "
+            f"(δ = {spec.dp_delta:g}, noise multiplier {spec.noise_multiplier:.4g}), recorded on chain"
+        )
     if result.flags:
         flagged = ", ".join(
             f"{org} ×{n}" + (" (ejected)" if org in result.ejected else "")

@@ -130,12 +130,14 @@ def masked_upload(
         from decimal import Decimal
 
         delta = clip(delta, int(Decimal(repr(spec.clip_norm)) * spec.scale))
-    if squared_norm(delta) > spec.max_update_norm_q**2:
+    if not spec.dp and squared_norm(delta) > spec.max_update_norm_q**2:
+        # (a DP update carries its noise share already; its clip bound is what limits it)
         raise InvalidUpdate("update over the norm bound; an honest trainer does not send it")
     names = sorted(delta)  # the canonical blob's order, which the validators flatten in
     shapes = {n: tuple(np.asarray(delta[n]).shape) for n in names}
     trainer = SecAggTrainer(setup, me, key, directory)
-    masked = trainer.mask(weighted(flatten(delta, names), num_examples, len(setup.participants)))
+    weight = 1 if spec.dp else num_examples  # DP rounds average unweighted
+    masked = trainer.mask(weighted(flatten(delta, names), weight, len(setup.participants)))
     bundle = trainer.deal()
     meta = {**metadata, SHARES: commitment_hex(merkle_root(bundle))}
     blob = encode_tensors(unflatten(masked.view(np.int64), shapes), metadata=meta)
@@ -289,6 +291,7 @@ def compute_secure_round(
     global_model: Mapping[str, np.ndarray],
     commits: Sequence[CommitRecord],
     secure: SecureInputs,
+    releases_before: int = 0,
 ) -> RoundOutcome:
     """`compute_round` for a secure-aggregation job (it dispatches here): same inputs, same bytes.
 
@@ -330,9 +333,15 @@ def compute_secure_round(
                 reason = f"round not unmasked: {s.failure}"
                 rejected.append(Rejection(c.trainer, c.commitment, reason, flagged=False))
         model = {k: np.asarray(v, dtype=np.int64) for k, v in global_model.items()}
+    elif spec.dp and releases_before + 1 > _releases_affordable(spec):
+        reason = "the job's (ε, δ) budget is spent: nothing more is released"
+        rejected += [Rejection(c.trainer, c.commitment, reason, flagged=False) for c in keyed]
+        model = {k: np.asarray(v, dtype=np.int64) for k, v in global_model.items()}
     else:
         accepted = keyed
-        model = secure_fedavg(global_model, s.total, sum(c.num_examples for c in keyed))
+        # DP rounds average unweighted (each update's influence is bounded by the clip norm)
+        weight = len(keyed) if spec.dp else sum(c.num_examples for c in keyed)
+        model = secure_fedavg(global_model, s.total, weight)
     rejected.sort(key=lambda r: int(r.trainer, 16))
     blob = encode_tensors(model, metadata=model_metadata(job_id, version + 1))
     return RoundOutcome(
@@ -344,3 +353,9 @@ def compute_secure_round(
         rejected=rejected,
         faults=dict(s.recovery.faults) if s.recovery is not None else {},
     )
+
+
+def _releases_affordable(spec: JobSpec) -> int:
+    from fedledger.roles.dp import releases_affordable
+
+    return releases_affordable(spec)

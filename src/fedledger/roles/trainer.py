@@ -20,6 +20,7 @@ from fedledger.codec.commitment import merkle_root
 from fedledger.errors import CodecError, InvalidUpdate, PrivacyError, TransactionReverted
 from fedledger.privacy import keys
 from fedledger.roles import secure
+from fedledger.roles.dp import private_update
 from fedledger.roles.job import CommitRecord
 from fedledger.roles.model import float_weights, quantized_delta
 from fedledger.roles.validator import update_metadata
@@ -133,6 +134,8 @@ class Trainer:
             log.warning("%s: round %d: not committing: %s", self.name, round, exc)
             return TrainerRound(round, None, num_examples, loss, train_s, None)
         metadata = update_metadata(self.job_id, round, self.account.address)
+        if self.spec.dp:  # clip; then a secret nonce (plain mode) or a noise share (secure mode)
+            delta, metadata = private_update(self.spec, delta, metadata)
         if self.x25519 is None:
             blob = encode_tensors(delta, metadata=metadata)
             return PreparedUpdate(round, global_commitment, blob, num_examples, loss, train_s)

@@ -138,13 +138,16 @@ def compute_round(
     commits: Sequence[CommitRecord],
     root_trainer: str = "",
     secure: SecureInputs | None = None,
+    releases_before: int = 0,
 ) -> RoundOutcome:
     """Validates every commit of `round` and aggregates the accepted ones into version+1.
 
     Updates that fail validation are flagged; of the valid ones the rule flags what it
     can justify. Every other valid update is accepted (and paid), used by the rule or not.
     A secure-aggregation job's rounds (`secure`: its key directory and reveals) are
-    computed from the committers' masked sum instead (`roles/secure.py`).
+    computed from the committers' masked sum instead (`roles/secure.py`), a differentially
+    private job's from clipped updates plus noise (`roles/dp.py`; `releases_before`: the
+    job's earlier noisy releases, for its budget).
     """
     if spec.secure:
         from fedledger.roles.secure import compute_secure_round
@@ -160,6 +163,20 @@ def compute_round(
             global_model=global_model,
             commits=commits,
             secure=secure,
+            releases_before=releases_before,
+        )
+    if spec.dp:
+        from fedledger.roles.dp import compute_dp_round
+
+        return compute_dp_round(
+            store=store,
+            spec=spec,
+            job_id=job_id,
+            round=round,
+            version=version,
+            global_model=global_model,
+            commits=commits,
+            releases_before=releases_before,
         )
     rejected: list[Rejection] = []
     updates: list[Update] = []
@@ -255,10 +272,16 @@ class Validator:
         commits: Sequence[CommitRecord],
         names: Mapping[str, str],
         secure: SecureInputs | None = None,
+        releases_before: int = 0,
     ) -> tuple[RoundOutcome, Receipt | None]:
-        """Computes the round and proposes it unless the round has already been decided."""
+        """Computes the round and proposes it unless the round has already been decided.
+
+        In a DP job `releases_before` counts the job's earlier noisy releases (PrivacySpent
+        events); the proposal carries the job's ε once this round's is released too.
+        """
         outcome = compute_round(
             secure=secure,
+            releases_before=releases_before,
             store=self.store,
             spec=self.spec,
             job_id=self.job_id,
@@ -288,8 +311,20 @@ class Validator:
         posted: list[int] = []
         if self.spec.scored:
             posted = self.post_scores(outcome, commits, global_model, names)
+        micro_epsilon = 0
+        if self.spec.dp and outcome.accepted:
+            from fedledger.roles.dp import micro_epsilon_after
+
+            micro_epsilon = micro_epsilon_after(self.spec, releases_before + 1)
         receipt = self.coordinator.propose(
-            self.account, self.job_id, round, aggregate, outcome.excluded, outcome.flagged, posted
+            self.account,
+            self.job_id,
+            round,
+            aggregate,
+            outcome.excluded,
+            outcome.flagged,
+            posted,
+            micro_epsilon=micro_epsilon,
         )
         return outcome, receipt
 

@@ -27,6 +27,24 @@ from fedledger.codec.fixedpoint import dequantize
 
 if TYPE_CHECKING:
     from fedledger.sim.simulate import RoundMetrics, Simulation, SimulationResult
+    from fedledger.spec import JobSpec
+
+
+def privacy_lines(spec: JobSpec, result: SimulationResult) -> list[str]:
+    """The model card's privacy lines: secure aggregation, and the ε spent as recorded on chain."""
+    lines = []
+    if spec.secure:
+        lines.append(
+            "- Secure aggregation (SecAgg+): validators saw only the sum of each round's updates"
+            + (f"; faults recovered from: {len(result.secagg_faults)}" if result.secagg_faults else "")
+        )
+    if spec.dp:
+        lines.append(
+            f"- Differential privacy: ε = {result.epsilon_spent:.6f} spent of {spec.dp_epsilon:g} "
+            f"(δ = {spec.dp_delta:g}, clip {spec.dp_clip_norm:g}, noise multiplier "
+            f"{spec.noise_multiplier:.4g}, {spec.dp_accountant.upper()} accountant), as recorded on chain"
+        )
+    return lines
 
 
 def write_metrics(out: Path, rows: list[RoundMetrics]) -> None:
@@ -184,6 +202,14 @@ def write_run(sim: Simulation, result: SimulationResult) -> None:
         if result.scores
         else {},
         "attack": None if sim.attack is None else {"kind": sim.attack.kind, "malicious": result.malicious},
+        "privacy": {
+            "mode": spec.privacy,
+            "dp": spec.dp,
+            "epsilon_spent": result.epsilon_spent,
+            "epsilon_budget": spec.dp_epsilon,
+            "delta": spec.dp_delta if spec.dp else None,
+            "secagg_faults": [{"round": r, "org": o, "fault": f} for r, o, f in result.secagg_faults],
+        },
     }
     save_file(
         final,
@@ -209,6 +235,7 @@ def write_run(sim: Simulation, result: SimulationResult) -> None:
         "- Flagged and slashed: "
         + (", ".join(f"{org} ({n}x)" for org, n in sorted(result.flags.items())) or "nobody")
         + (f"; ejected: {', '.join(result.ejected)}" if result.ejected else ""),
+        *privacy_lines(spec, result),
         "",
         "`final_model.safetensors` holds float32 weights dequantised from the committed model;",
         f"verify everything with `fedledger audit {out}`.",

@@ -74,6 +74,7 @@ class RoundMetrics:
     model_commitment: str
     backdoor_success: float = float("nan")  # only computed under the backdoor attack
     scoring_seconds: float = 0.0  # contribution scoring of the round (one validator's)
+    epsilon: float = 0.0  # differential privacy: the job's ε on chain after this round
 
 
 @dataclass
@@ -95,6 +96,8 @@ class SimulationResult:
     backdoor_success: float = float("nan")  # of the final model, whatever the attack
     scores: list[RoundScores] = field(default_factory=list)  # per finalised round, if scoring
     earnings: dict[str, Earnings] = field(default_factory=dict)  # organisation -> what it withdrew
+    epsilon_spent: float = 0.0  # differential privacy: ε recorded on chain (PrivacySpent)
+    secagg_faults: list[tuple[int, str, str]] = field(default_factory=list)  # (round, org, fault)
 
 
 @dataclass(frozen=True)
@@ -362,6 +365,7 @@ class Simulation:
         secure = None
         if state.phase == Phase.AGGREGATING and state.round == r and self.spec.secure:
             secure = self.reveal_round(r, global_c, commits)
+        releases = sum(1 for e in self.reader.events if e.name == "PrivacySpent")
         if state.phase == Phase.AGGREGATING and state.round == r:
             global_q = self.store.get_tensors(global_c)
             reported = False
@@ -375,6 +379,7 @@ class Simulation:
                     commits=commits,
                     names=self.participants,
                     secure=secure,
+                    releases_before=releases,
                 )
                 if not reported:  # every honest validator finds the same; say it once
                     for who, why in outcome.faults.items():
@@ -437,6 +442,7 @@ class Simulation:
             train_seconds=train_s,
             round_seconds=time.perf_counter() - t_round,
             model_commitment=commitment_hex(model_c),
+            epsilon=coordinator.epsilon_spent(self.job_id) / 1e6 if self.spec.dp else 0.0,
         )
         if self.attack is not None and self.attack.kind == "backdoor":
             m.backdoor_success = self.backdoor_success(model_c)
@@ -517,6 +523,8 @@ class Simulation:
             backdoor_success=self.backdoor_success(final),
             scores=self.scores,
             earnings=self.earnings,
+            epsilon_spent=self.deployment.coordinator.epsilon_spent(self.job_id) / 1e6,
+            secagg_faults=list(self.secagg_faults),
         )
         write_run(self, result)
         logging.getLogger("fedledger").removeHandler(self._log_handler)
