@@ -1,7 +1,8 @@
 """Runs every benchmark in turn and prints a Markdown summary table for the README.
 
 Runs gas.py, chain_tps.py, overhead.py, quantization.py, flag_gas.py, settlement_gas.py,
-robustness.py, scoring.py, conservation.py, secagg.py and dp_noise.py sequentially (each in
+robustness.py, scoring.py, conservation.py, secagg.py, dp_noise.py and
+dp_accuracy.py sequentially (each in
 its own process, so one's imports and caches do not favour another), in full
 form or, with `--quick`, in their quick forms (< 3 minutes in all). Each script
 compares its figure with a baseline measured in the same run and with its bar
@@ -22,7 +23,7 @@ from _common import RESULTS, ROOT, parse_args, verdict
 
 BENCHES = (
     "gas", "chain_tps", "overhead", "quantization", "flag_gas", "settlement_gas", "robustness", "scoring",
-    "conservation", "secagg", "dp_noise",
+    "conservation", "secagg", "dp_noise", "dp_accuracy",
 )
 
 
@@ -174,6 +175,16 @@ def rows_for(name: str, r: dict[str, Any]) -> list[list[str]]:
                  f"{central['median_s']:.3f} s (×{r['ratio_over_numpy']:.1f}), bit-identical: "
                  f"{'yes' if central['bit_identical'] else 'no'}",
                  f"numpy float Gaussian {numpy_s:.3f} s", f"≤ {r['bar_s']:.0f} s", verdict(r["passed"])]]
+    if name == "dp_accuracy":
+        base, *private = r["runs"]
+        return [
+            [f"Accuracy under DP, ε = {r['epsilon']:g}, δ = {r['delta']:g}: {p['label']} "
+             f"({r['spec']['dataset']}, {r['spec']['trainers']} trainers, {r['spec']['rounds']} rounds)",
+             f"{p['final_accuracy']:.4f} ({(p['final_accuracy'] - base['final_accuracy']) * 100:+.1f} pt); "
+             f"ε on chain {p['epsilon_spent']:.4f}",
+             f"no DP {base['final_accuracy']:.4f}", "printed (issue 5)", "—"]
+            for p in private
+        ]
     raise ValueError(name)
 
 

@@ -18,7 +18,8 @@ def test_quick_benchmarks_run() -> None:
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for figure in ("Gas per trainer commit", "Coordination overhead", "Fixed-point accuracy cost",
-                   "Secure aggregation: server unmasking", "Discrete Gaussian central noise"):
+                   "Secure aggregation: server unmasking", "Discrete Gaussian central noise",
+                   "Accuracy under DP"):
         assert figure in proc.stdout
 
 
