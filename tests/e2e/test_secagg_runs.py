@@ -74,3 +74,14 @@ def test_a_dropout_after_commit_is_a_fault_and_the_round_recovers(runs) -> None:
 def test_robust_rules_are_refused_in_secure_mode() -> None:
     with pytest.raises(SpecError, match="privacy=secagg hides individual updates, which median needs"):
         small_spec(privacy="secagg", aggregation="median")
+
+
+def test_an_unusable_masked_update_fails_the_round_without_unmasking(tmp_path: Path) -> None:
+    out, result = _run(tmp_path, "unusable", [Fault("corrupt-blob", 2, 2)], privacy="secagg", max_failures=0)
+    assert result.outcome == "aborted"
+    assert [m.status for m in result.rounds] == ["finalized", "failed"]
+    assert result.flags == {"org-02": 1}  # its blob fails its hash: provable, flagged
+    report = audit_run_dir(out)
+    assert report.ok, [f.line() for f in report.findings if f.severity == "error"]
+    reasons = [f.message for f in report.findings if f.round == 2 and f.check == "update"]
+    assert sum("round not unmasked" in m for m in reasons) == 5  # the others: left out, unflagged
