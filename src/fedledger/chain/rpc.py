@@ -151,7 +151,8 @@ class RpcChain(Chain):
             # replay as a call at the parent block to recover the reason
             reason = "reverted"
             try:
-                self._w3.eth.call(
+                self._rpc(
+                    self._w3.eth.call,
                     cast(
                         Any, {k: v for k, v in tx.items() if k in ("to", "data")} | {"from": sender.address}
                     ),

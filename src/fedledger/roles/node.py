@@ -28,6 +28,7 @@ from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import ChainError, ChainUnavailable, SpecError, StoreError, TransactionReverted
 from fedledger.roles.job import JobReader
 from fedledger.roles.keys import load_key
+from fedledger.roles.scorer import scorer_for
 from fedledger.roles.trainer import PreparedUpdate, Trainer
 from fedledger.roles.validator import Validator
 from fedledger.spec import JobSpec
@@ -124,6 +125,21 @@ class Node:
             spec=self.spec,
             job_id=config.job,
         )
+        unsupported = (
+            "privacy"
+            if self.spec.secure or self.spec.dp
+            else "aggregation"
+            if self.spec.aggregation == "fltrust"
+            else ""
+        )
+        if unsupported:
+            # FLTrust needs the sponsor's root update every round, and private jobs a reveal phase
+            # and noise that only the simulator drives so far
+            raise SpecError(
+                unsupported,
+                "`fedledger node` does not run secure-aggregation, differentially private or FLTrust "
+                "jobs yet; run them with `fedledger simulate`",
+            )
         self.validator = Validator(
             name=self.name,
             account=self.account,
@@ -131,6 +147,7 @@ class Node:
             store=self.store,
             spec=self.spec,
             job_id=config.job,
+            scorer=scorer_for(self.spec, consortium) if self.spec.scored else None,
         )
         self.reader = JobReader(self.coordinator, config.job, confirmations=config.confirmations)
         self.proposed: set[int] = set()
