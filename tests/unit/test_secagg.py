@@ -284,6 +284,11 @@ def test_shares_sealed_for_another_neighbour_do_not_decrypt() -> None:
     r.bundles[dealer] = swapped
     _, faults = r.trainers[holder].reveal(r.bundles, r.ids)
     assert set(faults) == {dealer}
+    # its complaint is public: the validators (and the audit) record it against the dealer, and
+    # the round still recovers from the dealer's other neighbours
+    total, recovery = unmask_round(r.setup, r.directory, r.masked, r.bundles, r.reveals(r.ids))
+    assert np.array_equal(total, r.plain_sum(r.ids))
+    assert recovery.faults[dealer].startswith(f"{holder} could not use its shares: shares from {dealer}")
 
 
 def test_shares_that_differ_from_their_commitment_are_the_dealers_fault() -> None:

@@ -21,6 +21,9 @@ Reveal of committer h (posted once the chain has fixed the committers C):
     pairs     share of s_dm for each neighbour dealer d and each m ∈ N(d) with exactly one of
               d, m in C (the masks the committed sum still carries)
     seeds     h's own s_hj for each dropped neighbour j
+    faults    the neighbour dealers whose shares h could not use, with the reason (a box sealed
+              for another holder, shares unlike their commitments, a key not the directory's):
+              public complaints the validators and the audit record against the dealer
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from fedledger.errors import ShareError
@@ -190,6 +193,7 @@ class Reveal:
     self_shares: Mapping[str, bytes]  # dealer -> share of b_dealer
     pair_shares: Mapping[str, Mapping[str, bytes]]  # dealer -> other -> share of s_dealer,other
     seeds: Mapping[str, bytes]  # dropped neighbour -> s_revealer,neighbour
+    faults: Mapping[str, str] = field(default_factory=dict)  # dealer -> why its shares were unusable
 
     def encode(self, ctx: RoundContext) -> bytes:
         return canonical_json(
@@ -200,6 +204,7 @@ class Reveal:
                 "self": {d: _h(s) for d, s in self.self_shares.items()},
                 "pairs": {d: {m: _h(s) for m, s in ms.items()} for d, ms in self.pair_shares.items()},
                 "seeds": {j: _h(s) for j, s in self.seeds.items()},
+                "faults": dict(self.faults),
             }
         )
 
@@ -208,9 +213,11 @@ def parse_reveal(raw: bytes, ctx: RoundContext, revealer: str, share_bytes: int)
     """A reveal from `revealer`, well-formed (which entries it may contain is checked on use)."""
     doc = _load(raw, "reveal", revealer)
     _header(doc, ctx, "revealer", revealer, "reveal")
-    sel, pairs, seeds = doc.get("self"), doc.get("pairs"), doc.get("seeds")
+    sel, pairs, seeds, faults = doc.get("self"), doc.get("pairs"), doc.get("seeds"), doc.get("faults")
     if not (isinstance(sel, dict) and isinstance(pairs, dict) and isinstance(seeds, dict)):
         raise ShareError(f"reveal of {revealer} lacks its self, pairs or seeds section", party=revealer)
+    if not isinstance(faults, dict) or not all(isinstance(v, str) for v in faults.values()):
+        raise ShareError(f"reveal of {revealer} lacks its faults section", party=revealer)
     if not all(isinstance(ms, dict) for ms in pairs.values()):
         raise ShareError(f"reveal of {revealer}: a pairs entry is not a map", party=revealer)
     return Reveal(
@@ -221,4 +228,5 @@ def parse_reveal(raw: bytes, ctx: RoundContext, revealer: str, share_bytes: int)
             for d, ms in pairs.items()
         },
         seeds={j: _hex(s, SEED_BYTES, f"seed shared with {j}", revealer) for j, s in seeds.items()},
+        faults={str(d): str(why)[:300] for d, why in faults.items()},
     )

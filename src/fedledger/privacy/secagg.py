@@ -223,7 +223,7 @@ class SecAggTrainer:
             if opened:
                 pair_shares[d] = opened
         seeds = {j: self.pair_seeds[j] for j in self.neighbours if j not in committed}
-        doc = Reveal(self.me, self_shares, pair_shares, seeds).encode(self.setup.ctx)
+        doc = Reveal(self.me, self_shares, pair_shares, seeds, faults).encode(self.setup.ctx)
         return doc, faults
 
 
@@ -300,6 +300,10 @@ class _Recoverer:
             except ShareError as exc:
                 self.faults[h] = str(exc)
         _refuse_forbidden(setup, committed, self.reveals, self.faults)
+        for h, rv in sorted(self.reveals.items()):  # holders' public complaints about dealers
+            for dealer, why in sorted(rv.faults.items()):
+                if dealer in setup.neighbours.get(h, ()):
+                    self.faults.setdefault(dealer, f"{h} could not use its shares: {why}")
 
     def shares_of(self, dealer: str, index: int) -> list[tuple[int, int]]:
         """Verified revealed shares (x, y) of dealer's secret `index` (0: b, 1 + i: s with N[i])."""
