@@ -43,7 +43,8 @@ from _common import median, parse_args, table, verdict, write_result
 from fedledger.codec.blob import encode_tensors
 from fedledger.privacy import keys
 from fedledger.privacy.masking import Prg, masked_sum, weighted
-from fedledger.privacy.secagg import RoundSetup, SecAggTrainer, recover, unmask
+from fedledger.privacy.recovery import recover, unmask
+from fedledger.privacy.secagg import RoundSetup, SecAggTrainer
 
 BARS = {"client_s": 2.0, "server_s": 2.0, "server_dropout_s": 15.0, "upload_ratio": 1.1}
 DROPOUT = 0.1

@@ -20,7 +20,8 @@ from fedledger.privacy import keys, shamir
 from fedledger.privacy.bundle import canonical_json
 from fedledger.privacy.graph import auto_degree, effective_degree, graph_seed, neighbour_graph, threshold_for
 from fedledger.privacy.masking import Prg, flatten, masked_sum, unflatten, weighted
-from fedledger.privacy.secagg import RoundSetup, SecAggTrainer, recover, unmask, unmask_round
+from fedledger.privacy.recovery import recover, unmask, unmask_round
+from fedledger.privacy.secagg import RoundSetup, SecAggTrainer
 
 CTX = keys.RoundContext(job=7, round=3, domain=bytes.fromhex("11" * 20))
 GLOBAL = bytes(range(32))

@@ -44,7 +44,8 @@ from fedledger.errors import (
 )
 from fedledger.privacy import keys
 from fedledger.privacy.masking import flatten, unflatten, weighted
-from fedledger.privacy.secagg import Recovery, RoundSetup, SecAggTrainer, recover, unmask
+from fedledger.privacy.recovery import Recovery, recover, unmask
+from fedledger.privacy.secagg import RoundSetup, SecAggTrainer
 from fedledger.roles.job import CommitRecord
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
