@@ -1,8 +1,8 @@
 """Runs every benchmark in turn and prints a Markdown summary table for the README.
 
 Runs gas.py, chain_tps.py, overhead.py, quantization.py, flag_gas.py, settlement_gas.py,
-robustness.py, scoring.py, conservation.py, secagg.py, dp_noise.py and
-dp_accuracy.py sequentially (each in
+robustness.py, scoring.py, conservation.py, secagg.py, dp_noise.py, dp_accuracy.py and
+deployment.py sequentially (each in
 its own process, so one's imports and caches do not favour another), in full
 form or, with `--quick`, in their quick forms (< 3 minutes in all). Each script
 compares its figure with a baseline measured in the same run and with its bar
@@ -23,7 +23,7 @@ from _common import RESULTS, ROOT, parse_args, verdict
 
 BENCHES = (
     "gas", "chain_tps", "overhead", "quantization", "flag_gas", "settlement_gas", "robustness", "scoring",
-    "conservation", "secagg", "dp_noise", "dp_accuracy",
+    "conservation", "secagg", "dp_noise", "dp_accuracy", "deployment",
 )
 
 
@@ -184,6 +184,18 @@ def rows_for(name: str, r: dict[str, Any]) -> list[list[str]]:
              f"ε on chain {p['epsilon_spent']:.4f}",
              f"no DP {base['final_accuracy']:.4f}", "printed (issue 5)", "—"]
             for p in private
+        ]
+    if name == "deployment":
+        return [
+            [f"Deployment: 4 node processes on anvil, own blob servers, {w['rounds_finalised']} rounds, "
+             f"{label} (coordination overhead per round)",
+             f"round {w['round_wall_mean_s']:.2f} s, ratio ×{w['overhead_ratio']:.3f} "
+             f"({w['coordination_s_per_round']:.2f} s/round); accuracy {w['final_accuracy']:.4f}; "
+             f"live audit {'passed' if w['audit_ok'] else 'FAILED'}",
+             f"slowest trainer's training {w['slowest_train_mean_s']:.2f} s/round",
+             f"≤ ×{r['bar']:.2f}" if label == "fashion-mnist" else "printed",
+             verdict(r["passed"]) if label == "fashion-mnist" else "—"]
+            for label, w in r["workloads"].items()
         ]
     raise ValueError(name)
 

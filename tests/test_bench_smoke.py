@@ -19,7 +19,7 @@ def test_quick_benchmarks_run() -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for figure in ("Gas per trainer commit", "Coordination overhead", "Fixed-point accuracy cost",
                    "Secure aggregation: server unmasking", "Discrete Gaussian central noise",
-                   "Accuracy under DP"):
+                   "Accuracy under DP", "Deployment: 4 node processes"):
         assert figure in proc.stdout
 
 

@@ -136,17 +136,24 @@ class RpcChain(Chain):
         del tx["from"]
         signed = sender.sign_transaction(tx)
         try:
-            tx_hash = self._rpc(self._w3.eth.send_raw_transaction, signed.raw_transaction)
+            try:
+                tx_hash = self._rpc(self._w3.eth.send_raw_transaction, signed.raw_transaction)
+            except (Web3RPCError, ValueError) as exc:
+                # a connection lost after the node took the transaction can make a resend (by
+                # web3's retry) look like a duplicate: if it is in the chain, it went through
+                if not any(w in str(exc).lower() for w in ("nonce too low", "already known")):
+                    raise
+                tx_hash = bytes(signed.hash)
             raw = self._wait(bytes(tx_hash))
-        except (Web3RPCError, ValueError) as exc:
-            self._nonces.pop(sender.address, None)  # resync from the node next time
-            raise ChainError(f"node rejected the transaction: {_revert_reason(exc)}") from None
         except ChainUnavailable:
             # the node went away before or after taking the transaction: either way the next
             # nonce must come from the node, or a nonce that was never used leaves a gap that
             # stalls every later transaction of this sender
             self._nonces.pop(sender.address, None)
             raise
+        except (Web3RPCError, ValueError, ChainError) as exc:
+            self._nonces.pop(sender.address, None)  # resync from the node next time
+            raise ChainError(f"node rejected the transaction: {_revert_reason(exc)}") from None
         if int(raw["status"]) != 1:
             # replay as a call at the parent block to recover the reason
             reason = "reverted"

@@ -32,6 +32,7 @@ from fedledger.roles.scorer import scorer_for
 from fedledger.roles.trainer import PreparedUpdate, Trainer
 from fedledger.roles.validator import Validator
 from fedledger.spec import JobSpec
+from fedledger.store.cached import VerifiedCache
 from fedledger.store.http import open_store
 from fedledger.store.peers import PeerStore
 from fedledger.training.consortium import build_consortium
@@ -63,6 +64,9 @@ class NodeConfig(BaseModel):
     peers: list[str] = Field(default_factory=list, description="other organisations' stores to read from")
     poll_seconds: float = Field(0.2, gt=0)
     confirmations: int = Field(0, ge=0, le=1000, description="blocks an event must be deep before acting")
+    speculate: bool = Field(
+        True, description="train the next round on this validator's own aggregate while the quorum forms"
+    )
     availability_wait_s: float = Field(
         30.0, ge=0, description="how long a validator waits for a committed blob before excluding it"
     )
@@ -113,7 +117,8 @@ class Node:
                 f"this organisation's own store is unusable ({exc}); start its "
                 "`fedledger store serve` or fix `store` in the node config"
             ) from None
-        self.store = PeerStore(own, [open_store(p) for p in config.peers])
+        # every read is hash-checked once; the cache keeps the verified bytes for the round
+        self.store = VerifiedCache(PeerStore(own, [open_store(p) for p in config.peers]))
         consortium = build_consortium(self.spec)
         self.trainer = Trainer(
             name=self.name,
@@ -153,6 +158,9 @@ class Node:
         self.proposed: set[int] = set()
         self.pending: PreparedUpdate | None = None  # trained, not yet committed
         self.committed = 0  # the last round this process committed to
+        self.computed: dict[int, bytes] = {}  # round -> the aggregate this validator computed
+        self.fetched: set[bytes] = set()  # this round's updates already in the verified cache
+        self.worked = False  # whether the last step did something (then the next comes at once)
         self.waiting_since: dict[int, float] = {}  # round -> when this validator first saw it aggregating
         self.reported: set[int] = set()  # rounds whose outcome has been logged
 
@@ -211,15 +219,16 @@ class Node:
             # `committed` covers a commit not yet `confirmations` deep
             if last != s.round and self.committed != s.round:
                 self.train_and_commit(s, view.global_model(job))
+                self.worked = True
                 return True
-        elif (
-            s.phase == Phase.AGGREGATING
-            and s.round not in self.proposed
-            and not expired
-            and self.config.validator
-            and view.is_validator(job, self.account.address)
-        ):
-            self.validate_and_propose(s, view.global_model(job))
+        validator = self.config.validator and view.is_validator(job, self.account.address)
+        if s.phase == Phase.OPEN and validator:
+            self.prefetch(s.round)
+        elif s.phase == Phase.AGGREGATING and s.round not in self.proposed and not expired and validator:
+            self.worked = self.validate_and_propose(s, view.global_model(job))
+            return True
+        elif s.phase == Phase.AGGREGATING and self.speculate_next(s):
+            self.worked = True
             return True
         if expired:
             with contextlib.suppress(TransactionReverted):  # another node may have advanced it first
@@ -256,12 +265,28 @@ class Node:
             what,
         )
 
-    def validate_and_propose(self, s: JobState, global_model: bytes) -> None:
+    def prefetch(self, round: int) -> None:
+        """While the round is open, fetches and hash-checks each update as its commit appears.
+
+        A validator has nothing else to do until the phase closes, and then it needs every
+        blob at once: fetching them as they come takes the downloads off the round's critical
+        path. A blob that cannot be fetched yet is simply tried again later.
+        """
+        for c in self.reader.commits(round):
+            if c.commitment not in self.fetched:
+                with contextlib.suppress(StoreError):
+                    self.store.get(c.commitment)
+                    self.fetched.add(c.commitment)
+
+    def validate_and_propose(self, s: JobState, global_model: bytes) -> bool:
+        """Proposes the round's aggregate; False while it still waits for a committed blob."""
         commits = self.reader.commits(s.round)
-        missing = [c for c in commits if not self.store.has(c.commitment)]
+        missing = [
+            c for c in commits if c.commitment not in self.fetched and not self.store.has(c.commitment)
+        ]
         since = self.waiting_since.setdefault(s.round, time.monotonic())
         if missing and time.monotonic() - since < self.config.availability_wait_s:
-            return  # a peer's store may be restarting: wait, up to availability_wait_s
+            return False  # a peer's store may be restarting: wait, up to availability_wait_s
         for c in missing:
             log.warning(
                 "%s: round %d: data-availability fault: %s's update %s could not be fetched from any "
@@ -280,6 +305,7 @@ class Node:
                 commits=commits,
                 names={},
             )
+            self.computed[s.round] = outcome.aggregate
             for r in outcome.rejected:
                 log.warning("%s: round %d: excluded %s: %s", self.name, s.round, r.trainer, r.reason)
             log.info("%s: round %d: proposed %s", self.name, s.round, commitment_hex(outcome.aggregate)[:14])
@@ -290,6 +316,31 @@ class Node:
                 raise
             log.info("%s: round %d: decided before this proposal landed", self.name, s.round)
         self.proposed.add(s.round)
+        self.fetched.clear()
+        return True
+
+    def speculate_next(self, s: JobState) -> bool:
+        """Trains the next round on the aggregate this validator just proposed, while the quorum forms.
+
+        Honest validators compute identical bytes, so the model the quorum finalises is almost
+        always the one this node computed; training on it now takes the quorum's transactions
+        and the wait for them off the round's critical path. The update is committed only if the
+        next round opens on exactly that model (`train_and_commit` checks), so a round that
+        fails or finalises something else costs one discarded training, nothing on chain.
+        """
+        aggregate = self.computed.get(s.round)
+        if (
+            not self.config.speculate
+            or aggregate is None
+            or not self.config.trainer
+            or self.trainer.ejected
+            or (self.pending is not None and self.pending.round == s.round + 1)
+        ):
+            return False
+        prepared = self.trainer.prepare(s.round + 1, aggregate)
+        if isinstance(prepared, PreparedUpdate):
+            self.pending = prepared
+        return True
 
     def report_rounds(self, s: JobState) -> None:
         """One status line per decided round: what the chain finalised and where this node stands."""
@@ -347,9 +398,12 @@ class Node:
                 if not registered:
                     self.ensure_registered()
                     registered = True
+                self.worked = False
                 if not self.step():
                     return
                 backoff = self.config.poll_seconds
+                if self.worked:
+                    continue  # what it did may have moved the job on: look again at once
             except ChainUnavailable as exc:
                 log.warning("%s: chain unreachable (%s); retrying in %.1f s", self.name, exc, backoff)
                 backoff = min(backoff * 2, 10.0)

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -57,46 +58,52 @@ class DeploymentError(FedledgerError):
 
 
 class TcpProxy:
-    """Forwards a loopback port to another; `block()` refuses and drops connections until `unblock()`."""
+    """Forwards a loopback port to another; while blocked it resets every connection.
+
+    Blocking keeps the port: a closed port could be taken by any other process that asks for
+    a free one (another test's blob server, serving identical blobs), which would quietly
+    undo the outage.
+    """
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-        self.unblock()
+        self.blocked = False
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(64)
+        self.port = int(self._listener.getsockname()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._accept, daemon=True).start()
 
     def unblock(self) -> None:
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", self.port))
-        s.listen(64)
-        self._listener = s
-        threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+        self.blocked = False
 
     def block(self) -> None:
-        if self._listener is not None:
-            self._listener.close()  # new connections are refused
-            self._listener = None
+        self.blocked = True
         with self._lock:
             for c in self._conns:
-                with contextlib.suppress(OSError):
-                    c.shutdown(socket.SHUT_RDWR)
-                c.close()
+                _reset(c)
             self._conns.clear()
 
-    def _accept(self, listener: socket.socket) -> None:
+    def close(self) -> None:
+        self.block()
+        self._listener.close()
+
+    def _accept(self) -> None:
         while True:
             try:
-                client, _ = listener.accept()
+                client, _ = self._listener.accept()
             except OSError:
                 return
+            if self.blocked:
+                _reset(client)
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port))
             except OSError:
-                client.close()
+                _reset(client)
                 continue
             with self._lock:
                 self._conns |= {client, upstream}
@@ -112,6 +119,13 @@ class TcpProxy:
         finally:
             with contextlib.suppress(OSError):
                 dst.shutdown(socket.SHUT_WR)
+
+
+def _reset(sock: socket.socket) -> None:
+    """Closes with a TCP reset, as a host that is down or unreachable answers."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 class NetHosts:
@@ -274,9 +288,9 @@ class Consortium:
                     p.kill()
                     p.wait(10)
             if o.proxy:
-                o.proxy.block()
+                o.proxy.close()
         if self.rpc_proxy:
-            self.rpc_proxy.block()
+            self.rpc_proxy.close()
         if self.sponsor_server:
             self.sponsor_server.stop()
         self.net.stop()
