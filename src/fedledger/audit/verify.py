@@ -290,18 +290,22 @@ class _Auditor:
         secure = None
         if self.spec.secure:  # the key directory and this round's reveals, from the re-executed events
             secure = SecureInputs.from_events(self.src.coordinator, self.events, self.src.job_id, r, parent)
-        outcome = compute_round(
-            store=self.store,
-            spec=self.spec,
-            job_id=self.src.job_id,
-            round=r,
-            version=version_before,
-            global_model=model,
-            commits=commits,
-            root_trainer=self.sponsor,
-            secure=secure,
-            releases_before=releases,
-        )
+
+        def recompute(store: BlobStore) -> RoundOutcome:
+            return compute_round(
+                store=store,
+                spec=self.spec,
+                job_id=self.src.job_id,
+                round=r,
+                version=version_before,
+                global_model=model,
+                commits=commits,
+                root_trainer=self.sponsor,
+                secure=secure,
+                releases_before=releases,
+            )
+
+        outcome = recompute(self.store)
         for who, why in outcome.faults.items():
             self.warn(
                 "secagg",
@@ -319,18 +323,7 @@ class _Auditor:
             # Excluded on chain, valid now. If the validators could not fetch it during the round
             # (a data-availability fault: its store was down), the chain's result is what they
             # had to compute; availability at the time cannot be re-derived, so say so.
-            unavailable = compute_round(
-                store=_Without(self.store, revived),
-                spec=self.spec,
-                job_id=self.src.job_id,
-                round=r,
-                version=version_before,
-                global_model=model,
-                commits=commits,
-                root_trainer=self.sponsor,
-                secure=secure,
-                releases_before=releases,
-            )
+            unavailable = recompute(_Without(self.store, revived))
             if fin is None or unavailable.aggregate == fin.args["aggregate"]:
                 for cm in commits:
                     if cm.commitment in revived:

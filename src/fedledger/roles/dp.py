@@ -28,13 +28,13 @@ import numpy as np
 
 from fedledger.aggregation.base import apply_delta
 from fedledger.aggregation.validate import validate_update
-from fedledger.codec.blob import decode_blob, encode_tensors
+from fedledger.codec.blob import encode_tensors
 from fedledger.codec.commitment import merkle_root
-from fedledger.errors import BlobIntegrityError, BlobNotFound, CodecError, InvalidUpdate, PrivacyError
+from fedledger.errors import InvalidUpdate, PrivacyError
 from fedledger.privacy.dp import central_seed, clip_update, new_nonce, noise_share, noisy_mean
 from fedledger.privacy.dp import central_sigma_q as _sigma
 from fedledger.privacy.masking import flatten, unflatten
-from fedledger.roles.job import CommitRecord
+from fedledger.roles.job import CommitRecord, fetch_committed
 from fedledger.spec import JobSpec, dp_micro_epsilon, dp_rounds_affordable
 from fedledger.store.base import BlobStore
 
@@ -94,16 +94,7 @@ def _fetch(
     expected: Mapping[str, str],
     c: CommitRecord,
 ) -> tuple[dict[str, np.ndarray], bytes]:
-    try:
-        data = store.get(c.commitment)
-    except BlobNotFound:
-        raise InvalidUpdate("blob not available in the store") from None
-    except BlobIntegrityError:
-        raise InvalidUpdate("blob does not match its commitment (fails its hash)") from None
-    try:
-        delta, meta = decode_blob(data)
-    except CodecError as exc:
-        raise InvalidUpdate(f"malformed blob: {exc}") from None
+    delta, meta = fetch_committed(store, c)
     nonce_hex = meta.get(NONCE, "")
     if {k: v for k, v in meta.items() if k != NONCE} != dict(expected):
         raise InvalidUpdate(f"blob metadata {meta} does not match the commit {dict(expected)}")

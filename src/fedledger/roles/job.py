@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from fedledger.chain.contracts import Coordinator, Event
+from fedledger.codec.blob import decode_blob
+from fedledger.errors import BlobIntegrityError, BlobNotFound, CodecError, InvalidUpdate
+from fedledger.store.base import BlobStore
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,26 @@ class CommitRecord:
     num_examples: int
     block_number: int
     log_index: int = 0
+
+
+def fetch_committed(
+    store: BlobStore, c: CommitRecord, *, what: str = "blob"
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """A committed blob's tensors and metadata, or InvalidUpdate saying what is wrong with it.
+
+    Every way of judging a commit (plain, private, secure) starts here, so an unavailable,
+    tampered or malformed blob gets the same reason, and the same flag, in every mode.
+    """
+    try:
+        data = store.get(c.commitment)
+    except BlobNotFound:
+        raise InvalidUpdate(f"{what} not available in the store") from None
+    except BlobIntegrityError:
+        raise InvalidUpdate(f"{what} does not match its commitment (fails its hash)") from None
+    try:
+        return decode_blob(data)
+    except CodecError as exc:
+        raise InvalidUpdate(f"malformed blob: {exc}") from None
 
 
 @dataclass

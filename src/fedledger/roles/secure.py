@@ -32,7 +32,7 @@ from fedledger.aggregation.base import apply_delta
 from fedledger.aggregation.clipped import clip
 from fedledger.aggregation.stats import div_half_up, squared_norm
 from fedledger.chain.contracts import Event
-from fedledger.codec.blob import decode_blob, encode_tensors
+from fedledger.codec.blob import encode_tensors
 from fedledger.codec.commitment import commitment_hex, merkle_root, parse_commitment
 from fedledger.errors import (
     BlobIntegrityError,
@@ -46,7 +46,7 @@ from fedledger.privacy import keys
 from fedledger.privacy.masking import flatten, unflatten, weighted
 from fedledger.privacy.recovery import Recovery, recover, unmask
 from fedledger.privacy.secagg import RoundSetup, SecAggTrainer
-from fedledger.roles.job import CommitRecord
+from fedledger.roles.job import CommitRecord, fetch_committed
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
 
@@ -153,16 +153,7 @@ def fetch_masked(
     c: CommitRecord,
 ) -> tuple[dict[str, np.ndarray], bytes]:
     """A committer's masked tensors and share bundle, or InvalidUpdate with the reason."""
-    try:
-        data = store.get(c.commitment)
-    except BlobNotFound:
-        raise InvalidUpdate("masked update not available in the store") from None
-    except BlobIntegrityError:
-        raise InvalidUpdate("masked update does not match its commitment (fails its hash)") from None
-    try:
-        tensors, meta = decode_blob(data)
-    except CodecError as exc:
-        raise InvalidUpdate(f"malformed blob: {exc}") from None
+    tensors, meta = fetch_committed(store, c, what="masked update")
     shares = meta.get(SHARES, "")
     if {k: v for k, v in meta.items() if k != SHARES} != dict(expected) or not shares:
         raise InvalidUpdate(f"masked update metadata {meta} does not match the commit {dict(expected)}")

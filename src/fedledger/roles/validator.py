@@ -23,10 +23,10 @@ from fedledger.aggregation.stats import exact_fraction
 from fedledger.aggregation.validate import validate_update
 from fedledger.chain.base import Receipt
 from fedledger.chain.contracts import Coordinator, Phase
-from fedledger.codec.blob import decode_blob, encode_tensors
+from fedledger.codec.blob import encode_tensors
 from fedledger.codec.commitment import commitment_hex, merkle_root
-from fedledger.errors import BlobIntegrityError, BlobNotFound, CodecError, InvalidUpdate
-from fedledger.roles.job import CommitRecord
+from fedledger.errors import InvalidUpdate
+from fedledger.roles.job import CommitRecord, fetch_committed
 from fedledger.roles.scorer import PostedScores, RoundScorer
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
@@ -86,16 +86,7 @@ def check_update(
     c: CommitRecord,
 ) -> dict[str, np.ndarray]:
     """Fetches and validates one committed update; raises InvalidUpdate with the reason."""
-    try:
-        data = store.get(c.commitment)
-    except BlobNotFound:
-        raise InvalidUpdate("blob not available in the store") from None
-    except BlobIntegrityError:
-        raise InvalidUpdate("blob does not match its commitment (fails its hash)") from None
-    try:
-        delta, meta = decode_blob(data)
-    except CodecError as exc:
-        raise InvalidUpdate(f"malformed blob: {exc}") from None
+    delta, meta = fetch_committed(store, c)
     expected = update_metadata(job_id, c.round, c.trainer)
     if meta != expected:
         raise InvalidUpdate(f"blob metadata {meta} does not match the commit {expected}")
