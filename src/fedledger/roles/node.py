@@ -20,6 +20,7 @@ import logging
 import time
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -28,14 +29,13 @@ from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import ChainError, ChainUnavailable, SpecError, StoreError, TransactionReverted
 from fedledger.roles.job import JobReader
 from fedledger.roles.keys import load_key
-from fedledger.roles.scorer import scorer_for
-from fedledger.roles.trainer import PreparedUpdate, Trainer
-from fedledger.roles.validator import Validator
 from fedledger.spec import JobSpec
 from fedledger.store.cached import VerifiedCache
 from fedledger.store.http import open_store
 from fedledger.store.peers import PeerStore
-from fedledger.training.consortium import build_consortium
+
+if TYPE_CHECKING:
+    from fedledger.roles.trainer import PreparedUpdate
 
 log = logging.getLogger("fedledger.node")
 
@@ -119,6 +119,13 @@ class Node:
             ) from None
         # every read is hash-checked once; the cache keeps the verified bytes for the round
         self.store = VerifiedCache(PeerStore(own, [open_store(p) for p in config.peers]))
+        # the heavy imports (torch, the datasets) come after the cheap checks, so a mistake in
+        # the config is reported in a second, not after loading a deep-learning stack
+        from fedledger.roles.scorer import scorer_for
+        from fedledger.roles.trainer import Trainer
+        from fedledger.roles.validator import Validator
+        from fedledger.training.consortium import build_consortium
+
         consortium = build_consortium(self.spec)
         self.trainer = Trainer(
             name=self.name,
@@ -239,6 +246,8 @@ class Node:
     def train_and_commit(self, s: JobState, global_model: bytes) -> None:
         p = self.pending
         if p is None or p.round != s.round or p.global_commitment != global_model:
+            from fedledger.roles.trainer import PreparedUpdate
+
             prepared = self.trainer.prepare(s.round, global_model)
             if not isinstance(prepared, PreparedUpdate):
                 return
@@ -337,6 +346,8 @@ class Node:
             or (self.pending is not None and self.pending.round == s.round + 1)
         ):
             return False
+        from fedledger.roles.trainer import PreparedUpdate
+
         prepared = self.trainer.prepare(s.round + 1, aggregate)
         if isinstance(prepared, PreparedUpdate):
             self.pending = prepared

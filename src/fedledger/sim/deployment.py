@@ -234,13 +234,23 @@ class Consortium:
 
     # -- processes ---------------------------------------------------------------------------
 
-    def start(self, org: Org) -> None:
+    def start(self, org: Org, *args: str) -> None:
+        """Starts (or restarts) the organisation's node; `args` go to `fedledger node`."""
         org.starts += 1
         out = org.log.open("ab")
         out.write(f"--- start {org.starts} ---\n".encode())
         out.flush()
         org.proc = subprocess.Popen(
-            [*org.prefix, sys.executable, "-m", "fedledger.cli.main", "node", "--config", str(org.config)],
+            [
+                *org.prefix,
+                sys.executable,
+                "-m",
+                "fedledger.cli.main",
+                "node",
+                "--config",
+                str(org.config),
+                *args,
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.node_env},
