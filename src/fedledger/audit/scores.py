@@ -72,9 +72,7 @@ def check_round_scores(
     """Checks a finalised scored round; returns its consensus for the payout check."""
     ordered = sorted(commits, key=lambda c: (c.block_number, c.log_index))
     n = len(ordered)
-    voters = [
-        e for e in evs if e.name == "AggregateProposed" and e.args["proposal"] == fin.args["proposal"]
-    ]
+    voters = [e for e in evs if e.name == "AggregateProposed" and e.args["proposal"] == fin.args["proposal"]]
     voters.sort(key=_position)
     posted = [unpack_scores(e.args["scores"], n) for e in voters]
     accounts = [str(e.args["validator"]) for e in voters]

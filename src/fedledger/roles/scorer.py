@@ -143,9 +143,7 @@ def quantize_scores(values: Sequence[float]) -> list[int]:
     return out
 
 
-def scores_in_commit_order(
-    commits: Sequence[tuple[str, int, int]], accepted: Mapping[str, int]
-) -> list[int]:
+def scores_in_commit_order(commits: Sequence[tuple[str, int, int]], accepted: Mapping[str, int]) -> list[int]:
     """One score per committer in the order the contract numbered them (block, log index).
 
     `commits` are (trainer, block_number, log_index); `accepted` maps the trainers that
