@@ -163,3 +163,30 @@ def test_fedavg_on_digits_learns() -> None:
     set_weights(global_model, weights)
     _, accuracy = evaluate(global_model, ds.x_test, ds.y_test)
     assert accuracy > 0.85
+
+
+def test_sgd_step_is_bit_identical_to_torch_optim_sgd() -> None:
+    """Our step and torch.optim.SGD (CPU, momentum) give the same bits after many steps."""
+    import torch
+    from torch import nn
+
+    from fedledger.training.torch_client import sgd_step
+
+    torch.manual_seed(0)
+    ours = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 3))
+    theirs = nn.Sequential(nn.Linear(20, 16), nn.ReLU(), nn.Linear(16, 3))
+    theirs.load_state_dict(ours.state_dict())
+    opt = torch.optim.SGD(theirs.parameters(), lr=0.05, momentum=0.9)
+    params, buffers = list(ours.parameters()), [None] * 4
+    x, y = torch.randn(64, 20), torch.randint(0, 3, (64,))
+    for step in range(25):
+        idx = slice(step % 4 * 16, step % 4 * 16 + 16)
+        for p in params:
+            p.grad = None
+        nn.functional.cross_entropy(ours(x[idx]), y[idx]).backward()
+        sgd_step(params, buffers, lr=0.05, momentum=0.9)
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(theirs(x[idx]), y[idx]).backward()
+        opt.step()
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -11,6 +11,8 @@ each round sees a different order. Thread count is left to the caller
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import nn
@@ -65,6 +67,31 @@ def _check_data(x: np.ndarray, y: np.ndarray, what: str) -> None:
         raise DatasetError(f"{what}: {len(x)} inputs but {len(y)} labels")
 
 
+@torch.no_grad()
+def sgd_step(
+    params: Sequence[torch.Tensor], buffers: list[torch.Tensor | None], *, lr: float, momentum: float
+) -> None:
+    """One step of SGD with momentum, the same tensor operations as `torch.optim.SGD` on CPU.
+
+    `torch.optim`'s first step imports torch._dynamo, 3.5 s in every process that trains —
+    every node start, every simulation — for a compiler this code never uses. The update is
+    the optimiser's single-tensor path op for op (no dampening, weight decay or Nesterov), so
+    the weights are bit-identical (tests/unit/test_training_models.py checks it).
+    """
+    for i, p in enumerate(params):
+        grad = p.grad
+        if grad is None:
+            continue
+        if momentum != 0:
+            buf = buffers[i]
+            if buf is None:
+                buf = buffers[i] = grad.detach().clone()
+            else:
+                buf.mul_(momentum).add_(grad, alpha=1)
+            grad = buf
+        p.add_(grad, alpha=-lr)
+
+
 def train(
     model: nn.Module,
     x: np.ndarray,
@@ -86,7 +113,8 @@ def train(
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))  # (N, *input_shape)
     yt = torch.from_numpy(np.asarray(y, dtype=np.int64))  # (N,)
     rng = np.random.default_rng(seed)
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    params = list(model.parameters())
+    buffers: list[torch.Tensor | None] = [None] * len(params)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
     total, count = 0.0, 0
@@ -94,10 +122,11 @@ def train(
         order = torch.from_numpy(rng.permutation(len(xt)))  # (N,)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]  # (B,)
-            opt.zero_grad(set_to_none=True)
+            for p in params:
+                p.grad = None
             loss = loss_fn(model(xt[idx]), yt[idx])
             loss.backward()
-            opt.step()
+            sgd_step(params, buffers, lr=lr, momentum=momentum)
             total += float(loss.detach()) * len(idx)
             count += len(idx)
     return total / count
