@@ -72,11 +72,14 @@ def test_rpc_outage_of_30_seconds_is_ridden_out(tmp_path: Path) -> None:
         cons.rpc_proxy.block()
         t0 = time.monotonic()
         time.sleep(30)
+        at_unblock = cons.coordinator.job_state(cons.job_id)  # read directly, not through the proxy
         cons.rpc_proxy.unblock()
         assert time.monotonic() - t0 >= 30
+        # the outage fell in the middle of the job: nothing could move while the nodes were cut off
+        assert at_unblock.phase not in (Phase.DONE, Phase.ABORTED), at_unblock
         cons.wait_done(timeout=180)
-        logs = cons.logs()
-        assert "chain unreachable" in logs
+        # a node either saw requests refused (and logged it) or had one held open until the
+        # endpoint came back; either way every node finished the job
         assert cons.coordinator.job_state(cons.job_id).version == 4
         assert_nothing_lost(cons, cons.audit())
     finally:
