@@ -28,8 +28,6 @@ import numpy as np
 
 from fedledger.aggregation.base import apply_delta
 from fedledger.aggregation.validate import validate_update
-from fedledger.codec.blob import encode_tensors
-from fedledger.codec.commitment import merkle_root
 from fedledger.errors import InvalidUpdate, PrivacyError
 from fedledger.privacy.dp import central_seed, clip_update, new_nonce, noise_share, noisy_mean
 from fedledger.privacy.dp import central_sigma_q as _sigma
@@ -125,7 +123,7 @@ def compute_dp_round(
     budget affords no more, every update is left out unflagged: the round fails, nothing new
     is released.
     """
-    from fedledger.roles.validator import Rejection, RoundOutcome, model_metadata, update_metadata
+    from fedledger.roles.validator import Rejection, RoundOutcome, update_metadata
 
     rejected: list[Rejection] = []
     accepted: list[CommitRecord] = []
@@ -152,12 +150,6 @@ def compute_dp_round(
             model = apply_delta(global_model, noisy_mean(deltas, spec.dp_clip_q, sigma_q(spec), seed))
         except PrivacyError as exc:
             raise InvalidUpdate(f"DP aggregation failed: {exc}") from None
-    blob = encode_tensors(model, metadata=model_metadata(job_id, version + 1))
-    return RoundOutcome(
-        round=round,
-        aggregate=merkle_root(blob),
-        blob=blob,
-        model=model,
-        accepted=accepted,
-        rejected=rejected,
+    return RoundOutcome.of(
+        model, job_id=job_id, round=round, version=version, accepted=accepted, rejected=rejected
     )

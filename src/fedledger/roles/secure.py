@@ -294,7 +294,7 @@ def compute_secure_round(
     committer that withheld its reveal is a recorded fault, not a flag: the round recovers
     from its neighbours' shares, and an honest node may simply have crashed.
     """
-    from fedledger.roles.validator import Rejection, RoundOutcome, model_metadata, update_metadata
+    from fedledger.roles.validator import Rejection, RoundOutcome, update_metadata
 
     ordered = sorted(commits, key=lambda c: int(c.trainer, 16))
     meta = {c.trainer: update_metadata(job_id, round, c.trainer) for c in ordered}
@@ -335,12 +335,11 @@ def compute_secure_round(
         weight = len(keyed) if spec.dp else sum(c.num_examples for c in keyed)
         model = secure_fedavg(global_model, s.total, weight)
     rejected.sort(key=lambda r: int(r.trainer, 16))
-    blob = encode_tensors(model, metadata=model_metadata(job_id, version + 1))
-    return RoundOutcome(
+    return RoundOutcome.of(
+        model,
+        job_id=job_id,
         round=round,
-        aggregate=merkle_root(blob),
-        blob=blob,
-        model=model,
+        version=version,
         accepted=accepted,
         rejected=rejected,
         faults=dict(s.recovery.faults) if s.recovery is not None else {},

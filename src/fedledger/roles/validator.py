@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
@@ -60,6 +60,22 @@ class RoundOutcome:
     deltas: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)  # accepted, by trainer
     #: secure aggregation: participants at fault that did not stop the round (e.g. a withheld reveal)
     faults: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls,
+        model: dict[str, np.ndarray],
+        *,
+        job_id: int,
+        round: int,
+        version: int,
+        accepted: list[CommitRecord],
+        rejected: list[Rejection],
+        **extra: Any,
+    ) -> RoundOutcome:
+        """The outcome of a round that produced `model` as version+1: its canonical blob and root."""
+        blob = encode_tensors(model, metadata=model_metadata(job_id, version + 1))
+        return cls(round, merkle_root(blob), blob, model, accepted, rejected, **extra)
 
     @property
     def excluded(self) -> list[str]:
@@ -208,12 +224,11 @@ def compute_round(
         rejected.sort(key=lambda r: int(r.trainer, 16))
     else:
         model = {k: np.asarray(v, dtype=np.int64) for k, v in global_model.items()}
-    blob = encode_tensors(model, metadata=model_metadata(job_id, version + 1))
-    return RoundOutcome(
+    return RoundOutcome.of(
+        model,
+        job_id=job_id,
         round=round,
-        aggregate=merkle_root(blob),
-        blob=blob,
-        model=model,
+        version=version,
         accepted=accepted,
         rejected=rejected,
         deltas={c.trainer: deltas[c.trainer] for c in accepted},
