@@ -24,9 +24,13 @@ def test_four_organisations_complete_a_job_unattended_and_it_audits(tmp_path: Pa
         cons.wait_done(timeout=240)
         state = cons.coordinator.job_state(cons.job_id)
         assert state.phase == Phase.DONE and state.version == 5, cons.logs()
-        # every organisation committed to every round, and its blobs live on its own server
-        for r, trainers in cons.commits_by_round().items():
-            assert sorted(trainers) == sorted(o.address for o in cons.orgs), r
+        # every organisation committed to every round from its first on (a round closes early once
+        # every trainer registered so far has committed, so a slow starter may join in round 2),
+        # and its blobs live on its own server
+        commits = cons.commits_by_round()
+        for o in cons.orgs:
+            mine = sorted(r for r, trainers in commits.items() if o.address in trainers)
+            assert mine and mine == sorted(r for r in commits if r >= mine[0]), (o.index, commits)
         for o in cons.orgs:
             assert len(list(o.store_dir.glob("**/*"))) > 0
             log = o.log.read_text()
