@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 ANVIL  := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 ARGS   ?=
 
-.PHONY: setup simulate test test-all lint typecheck bench contracts clean
+.PHONY: setup simulate test test-all lint typecheck bench datasets contracts clean
 
 setup: $(STAMP)
 
@@ -46,8 +46,18 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/python -m fedledger.chain.artifacts
 
-bench: $(STAMP) $(ANVIL)
+bench: $(STAMP) $(ANVIL) datasets
 	$(BIN)/python bench/run_all.py
+
+# Debian's Fashion-MNIST (70,000 images) is the deployment bench's workload; the tests and
+# `make simulate` need only the datasets that ship inside Python packages.
+FASHION := /usr/share/datasets/fashion-mnist
+datasets:
+	@if [ -d $(FASHION) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get install -y -q dataset-fashion-mnist || \
+	  { apt-get update -q && apt-get install -y -q dataset-fashion-mnist; }; \
+	elif command -v sudo >/dev/null; then sudo apt-get install -y -q dataset-fashion-mnist; \
+	else echo "bench: $(FASHION) is missing; run 'apt-get install dataset-fashion-mnist' as root" >&2; exit 1; fi
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
