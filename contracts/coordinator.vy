@@ -299,6 +299,9 @@ _reputation: HashMap[address, uint256]
 # the last round it revealed its shares for
 _public_key: HashMap[uint256, HashMap[address, bytes32]]
 _revealed: HashMap[uint256, HashMap[address, uint32]]
+# set when a round that had commits fails before any round was finalised: the key
+# directory has been used for masks even though the job has no version yet
+_keys_used: HashMap[uint256, bool]
 # differential privacy: micro-ε spent by the job so far (the last quorum's figure)
 _epsilon: HashMap[uint256, uint64]
 
@@ -405,15 +408,15 @@ def register_with_key(job_id: uint256, public_key: bytes32):
             keys: the chain is the bulletin board, there is no key server.
     @dev    The directory closes at the job's first commit: masks are computed
             against the set of keys, so that set must not change under them. A
-            key cannot be replaced (registering twice reverts).
+            round that fails with no commit at all (the organisations' nodes were
+            still starting) leaves it open. A key cannot be replaced (registering
+            twice reverts).
     @param job_id The job.
     @param public_key The trainer's 32-byte X25519 public key.
     """
     assert public_key != empty(bytes32), "coordinator: key is zero"
-    word: uint256 = self._job[job_id]
-    round: uint256 = (word >> packing.JOB_ROUND) & packing.MASK32
-    commits: uint256 = (word >> packing.JOB_COMMITS) & packing.MASK32
-    assert round <= 1 and commits == 0, "coordinator: key directory closed"
+    job: packing.JobWord = packing._unpack_job(self._job[job_id])
+    assert job.version == 0 and job.commits == 0 and not self._keys_used[job_id], "coordinator: key directory closed"
     self._register(job_id, True)
     self._public_key[job_id][msg.sender] = public_key
     log KeyRegistered(job_id=job_id, trainer=msg.sender, public_key=public_key)
@@ -1168,6 +1171,8 @@ def _fail(job_id: uint256, job: packing.JobWord, reason: String[32]):
     self._round[job_id][job.round] = packing._pack_round(
         packing.RoundWord(status=ROUND_FAILED, accepted_commits=0, accepted_weight=0, reward=0, scored=False)
     )
+    if job.version == 0 and job.commits > 0:
+        self._keys_used[job_id] = True  # those commits were masked against the directory
     failures: uint32 = self._failures[job_id] + 1
     self._failures[job_id] = failures
     log RoundFailed(job_id=job_id, round=job.round, reason=reason, failures=failures)

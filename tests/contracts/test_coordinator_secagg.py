@@ -55,6 +55,25 @@ def test_register_with_key_reverts(world):
     assert e.value.reason == "coordinator: job not running"
 
 
+def test_a_round_that_failed_without_commits_leaves_the_key_directory_open(world):
+    """Nodes that start after round 1's window leave it with no commit: nothing was masked yet,
+    so late organisations may still publish keys; once a failed round had commits, they may not."""
+    job_id = world.create(min_commits=2, max_failures=5)
+    world.coord.register_with_key(world.trainers[0], job_id, h("k0"))
+    world.expire(job_id)
+    world.coord.advance(world.outsider, job_id)  # round 1 fails: too few commits (none)
+    assert world.coord.job_state(job_id).round == 2
+    world.coord.register_with_key(world.trainers[1], job_id, h("k1"))
+    world.commit(job_id, world.trainers[0])
+    world.expire(job_id)
+    world.coord.advance(world.outsider, job_id)  # round 2 fails with one commit: masks were made
+    state = world.coord.job_state(job_id)
+    assert (state.round, state.commits, state.version) == (3, 0, 0)
+    with pytest.raises(TransactionReverted) as e:
+        world.coord.register_with_key(world.trainers[2], job_id, h("k2"))
+    assert e.value.reason == "coordinator: key directory closed"
+
+
 def test_committers_reveal_once_in_the_aggregating_round(world):
     job_id = _keyed_job(world, n_trainers=3, min_commits=2)
     a, b, c = world.trainers[:3]
