@@ -22,6 +22,7 @@ from collections.abc import Sequence
 
 from Crypto.Hash import keccak
 
+from fedledger.errors import PrivacyError
 from fedledger.privacy.keys import RoundContext, party_bytes
 
 
@@ -43,7 +44,7 @@ def auto_degree(n: int) -> int:
     dropout regime this project targets (n = 100 → k = 22). A job may set the degree.
     """
     if n < 2:
-        raise ValueError("secure aggregation needs at least 2 participants")
+        raise PrivacyError("secure aggregation needs at least 2 participants with keys")
     k = 3 * math.ceil(math.log2(n))
     k += k % 2
     return n - 1 if k >= n - 1 else k
@@ -52,7 +53,7 @@ def auto_degree(n: int) -> int:
 def effective_degree(n: int, degree: int) -> int:
     """The degree actually used: `degree` (0 = automatic) rounded up to even, capped at n − 1."""
     if n < 2:
-        raise ValueError("secure aggregation needs at least 2 participants")
+        raise PrivacyError("secure aggregation needs at least 2 participants with keys")
     if degree < 0:
         raise ValueError(f"degree must be >= 0 (0 = automatic), got {degree}")
     if degree == 0:

@@ -228,7 +228,10 @@ def secure_sum(
     """
     keyless = [c.trainer for c in commits if c.trainer not in inputs.directory]
     keyed = [c for c in commits if c.trainer in inputs.directory]
-    setup = round_setup(spec, inputs, job_id, round)
+    try:
+        setup = round_setup(spec, inputs, job_id, round)
+    except PrivacyError as exc:  # fewer than two keys: nothing can be aggregated securely
+        return SecureSum(None, {}, keyless, str(exc), None)
     names = sorted(global_model)  # masks cover the tensors flattened in sorted-name order
     size = sum(int(np.asarray(global_model[n]).size) for n in names)
     acc = np.zeros(size, dtype=np.uint64)
