@@ -124,3 +124,9 @@ def test_an_unreachable_own_store(world: tuple[Devnet, Path, int, int]) -> None:
     net, tmp, job, _ = world
     line = run_node(tmp, net, job, store=f"http://127.0.0.1:{free_port()}")
     assert "own store is unusable" in line and "store serve" in line
+
+
+def test_a_validator_only_node_off_the_committee(world: tuple[Devnet, Path, int, int]) -> None:
+    net, tmp, job, _ = world
+    line = run_node(tmp, net, job, key="dev:3", trainer=False)
+    assert "is not on job 1's validator committee and the config says `trainer = false`" in line

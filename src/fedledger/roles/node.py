@@ -35,6 +35,7 @@ from fedledger.store.http import open_store
 from fedledger.store.peers import PeerStore
 
 if TYPE_CHECKING:
+    from fedledger.roles.secure import SecureInputs
     from fedledger.roles.trainer import PreparedUpdate
 
 log = logging.getLogger("fedledger.node")
@@ -137,20 +138,12 @@ class Node:
             spec=self.spec,
             job_id=config.job,
         )
-        unsupported = (
-            "privacy"
-            if self.spec.secure or self.spec.dp
-            else "aggregation"
-            if self.spec.aggregation == "fltrust"
-            else ""
-        )
-        if unsupported:
-            # FLTrust needs the sponsor's root update every round, and private jobs a reveal phase
-            # and noise that only the simulator drives so far
+        if self.spec.aggregation == "fltrust":
+            # FLTrust needs the sponsor's root update every round, which no node produces
             raise SpecError(
-                unsupported,
-                "`fedledger node` does not run secure-aggregation, differentially private or FLTrust "
-                "jobs yet; run them with `fedledger simulate`",
+                "aggregation",
+                "`fedledger node` does not run FLTrust jobs (they need the sponsor's root update "
+                "every round); run them with `fedledger simulate`",
             )
         self.validator = Validator(
             name=self.name,
@@ -170,6 +163,9 @@ class Node:
         self.worked = False  # whether the last step did something (then the next comes at once)
         self.waiting_since: dict[int, float] = {}  # round -> when this validator first saw it aggregating
         self.reported: set[int] = set()  # rounds whose outcome has been logged
+        self.revealed: set[int] = set()  # secure aggregation: rounds this trainer revealed for
+        self.holding: set[int] = set()  # secure aggregation: rounds whose first commit it held back
+        self.trains = config.trainer  # False once a secure job's key directory turned us away
 
     # -- the chain as this node may act on it ------------------------------------------------
 
@@ -184,13 +180,10 @@ class Node:
     def ensure_registered(self) -> None:
         job, me = self.config.job, self.account.address
         t = self.coordinator.trainer_state(job, me)
-        member = self.coordinator.is_validator(job, me)
-        if not self.config.trainer and not member:
-            raise ChainError(
-                f"{me} is not on job {job}'s validator committee and the config says `trainer = false`: "
-                "this node would have nothing to do; use a committee member's key or set `trainer = true`"
-            )
-        if t.registered or t.ejected or member:
+        if t.registered or t.ejected:
+            return
+        if self.coordinator.is_validator(job, me):
+            self.trains = False  # joined as a validator only (by config, or turned away as a trainer)
             return
         cfg = self.coordinator.job_config(job)
         stake = int(cfg["stake"])
@@ -204,13 +197,46 @@ class Node:
                         f"needed at {cfg['token']}; fund the account first"
                     )
                 token.approve(self.account, self.coordinator.address, stake)
-            self.coordinator.register(self.account, job, as_trainer=self.config.trainer)
+            if self.config.trainer and self.spec.secure:
+                self.register_with_key()
+            else:
+                self.coordinator.register(self.account, job, as_trainer=self.config.trainer)
         except TransactionReverted as exc:
+            if exc.reason == "coordinator: not a committee member":
+                raise ChainError(
+                    f"{me} is not on job {job}'s validator committee and the config says `trainer = false`: "
+                    "this node would have nothing to do; use a committee member's key or set `trainer = true`"
+                ) from None
             raise ChainError(
                 f"{me} cannot join job {job}: {exc.reason} (ask the sponsor to add it, or use a key "
                 "that may join)"
             ) from None
         log.info("%s: registered for job %d (stake %d)", self.name, job, stake)
+
+    def register_with_key(self) -> None:
+        """Joins a secure-aggregation job with this trainer's X25519 key, or as a validator only.
+
+        The key directory closes at the job's first commit. A node that arrives later cannot
+        train in this job; if it is on the committee it still validates, otherwise it says why.
+        """
+        try:
+            self.trainer.register()
+        except TransactionReverted as exc:
+            if exc.reason != "coordinator: key directory closed":
+                raise
+            try:
+                self.coordinator.register(self.account, self.config.job, as_trainer=False)
+            except TransactionReverted:
+                raise ChainError(
+                    f"job {self.config.job} uses secure aggregation and its key directory closed at the "
+                    "first commit: trainers must join before round 1's first commit"
+                ) from None
+            self.trains = False
+            log.warning(
+                "%s: job %d's key directory closed at its first commit: joined as a validator only",
+                self.name,
+                self.config.job,
+            )
 
     def step(self) -> bool:
         """Does what the job's current state asks of this node; False once the job has ended."""
@@ -221,13 +247,18 @@ class Node:
             self.finish()
             return False
         expired = self.chain.now() > s.deadline
-        if s.phase == Phase.OPEN and self.config.trainer and not self.trainer.ejected and not expired:
+        trains = self.trains and not self.trainer.ejected
+        if s.phase == Phase.OPEN and trains and not expired and not self.awaiting_keys(s):
             last = view.trainer_state(job, self.account.address).last_round
             # `committed` covers a commit not yet `confirmations` deep
             if last != s.round and self.committed != s.round:
                 self.train_and_commit(s, view.global_model(job))
                 self.worked = True
                 return True
+        secure_round = s.phase == Phase.AGGREGATING and self.spec.secure and trains
+        if secure_round and s.round not in self.revealed and self.reveal(s, view):
+            self.worked = True
+            return True
         validator = self.config.validator and view.is_validator(job, self.account.address)
         if s.phase == Phase.OPEN and validator:
             self.prefetch(s.round)
@@ -274,6 +305,56 @@ class Node:
             what,
         )
 
+    def awaiting_keys(self, s: JobState) -> bool:
+        """Secure aggregation: holds the job's first commit while the key directory fills.
+
+        The first commit closes the directory that every mask is computed against, so a
+        trainer that committed as soon as it started would shut out the organisations whose
+        nodes start a little later. It waits until every trainer the spec counts has
+        registered its key, or half the commit window has passed with enough keys registered
+        for a round to finalise (`min_commits`, and at least two).
+        """
+        if not self.spec.secure or s.version > 0 or s.commits > 0 or s.trainers >= self.spec.trainers:
+            return False
+        opened = s.deadline - self.spec.commit_window_s
+        enough = s.trainers >= max(2, self.spec.effective_min_commits)  # a round could finalise
+        if enough and self.chain.now() - opened >= self.spec.commit_window_s / 2:
+            return False
+        if s.round not in self.holding:
+            self.holding.add(s.round)
+            log.info(
+                "%s: round %d: %d of %d trainers have registered keys; holding the first commit "
+                "(it closes the key directory)",
+                self.name,
+                s.round,
+                s.trainers,
+                self.spec.trainers,
+            )
+        return True
+
+    def reveal(self, s: JobState, view: Coordinator) -> bool:
+        """Secure aggregation: once the commit phase closed, reveal the shares the validators need.
+
+        Returns whether it posted a reveal (False: this trainer did not commit to the round).
+        """
+        self.revealed.add(s.round)
+        if view.trainer_state(self.config.job, self.account.address).last_round != s.round:
+            return False
+        commits = self.reader.commits(s.round)
+        try:
+            receipt, _ = self.trainer.reveal(s.round, view.global_model(self.config.job), commits)
+        except TransactionReverted as exc:
+            if exc.reason not in ("coordinator: already revealed", "coordinator: round not aggregating"):
+                self.revealed.discard(s.round)
+                raise
+            return False
+        except BaseException:
+            self.revealed.discard(s.round)  # a chain or store outage: try again on the next pass
+            raise
+        if receipt is not None:
+            log.info("%s: round %d: revealed its shares for %d committers", self.name, s.round, len(commits))
+        return receipt is not None
+
     def prefetch(self, round: int) -> None:
         """While the round is open, fetches and hash-checks each update as its commit appears.
 
@@ -294,8 +375,28 @@ class Node:
             c for c in commits if c.commitment not in self.fetched and not self.store.has(c.commitment)
         ]
         since = self.waiting_since.setdefault(s.round, time.monotonic())
-        if missing and time.monotonic() - since < self.config.availability_wait_s:
+        waited = time.monotonic() - since
+        if missing and waited < self.config.availability_wait_s:
             return False  # a peer's store may be restarting: wait, up to availability_wait_s
+        secure: SecureInputs | None = None
+        if self.spec.secure:
+            from fedledger.roles.secure import SecureInputs
+
+            secure = SecureInputs.from_events(
+                self.coordinator.address, self.reader.events, self.config.job, s.round, global_model
+            )
+            unrevealed = [c.trainer for c in commits if c.trainer not in secure.reveals]
+            if unrevealed and waited < self.config.availability_wait_s:
+                return False  # committers reveal once the phase closes; give them the same wait
+            for who in unrevealed:
+                log.warning(
+                    "%s: round %d: %s did not reveal its shares within %.0f s; recovering without them",
+                    self.name,
+                    s.round,
+                    who,
+                    waited,
+                )
+        releases = sum(1 for e in self.reader.events if e.name == "PrivacySpent")
         for c in missing:
             log.warning(
                 "%s: round %d: data-availability fault: %s's update %s could not be fetched from any "
@@ -313,8 +414,12 @@ class Node:
                 global_model=self.store.get_tensors(global_model),
                 commits=commits,
                 names={},
+                secure=secure,
+                releases_before=releases,
             )
             self.computed[s.round] = outcome.aggregate
+            for who, why in outcome.faults.items():
+                log.warning("%s: round %d: secure aggregation fault of %s: %s", self.name, s.round, who, why)
             for r in outcome.rejected:
                 log.warning("%s: round %d: excluded %s: %s", self.name, s.round, r.trainer, r.reason)
             log.info("%s: round %d: proposed %s", self.name, s.round, commitment_hex(outcome.aggregate)[:14])
@@ -341,7 +446,7 @@ class Node:
         if (
             not self.config.speculate
             or aggregate is None
-            or not self.config.trainer
+            or not self.trains
             or self.trainer.ejected
             or (self.pending is not None and self.pending.round == s.round + 1)
         ):

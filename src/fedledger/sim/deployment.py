@@ -264,7 +264,10 @@ class Consortium:
         org.proc.wait(10)
 
     def logs(self) -> str:
-        return "\n".join(f"=== org {o.index} ===\n{o.log.read_text()[-2500:]}" for o in self.orgs)
+        return "\n".join(
+            f"=== org {o.index} ===\n{o.log.read_text()[-2500:] if o.log.exists() else '(no node started)'}"
+            for o in self.orgs
+        )
 
     def wait_until(self, what: str, pred: Callable[[JobState], bool], timeout: float = 120) -> JobState:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,98 @@
+"""Private jobs run by node processes: secure aggregation (with a dropout) and central DP.
+
+Each ends with a live audit, which replays the unmasked sums from the masked blobs and the
+revealed shares, and re-draws the DP noise, against what the chain finalised.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from consortium_harness import assert_nothing_lost
+
+from fedledger.chain.contracts import Phase, RewardToken
+from fedledger.privacy.keys import public_key_bytes
+from fedledger.roles.secure import x25519_key
+from fedledger.sim.deployment import start_consortium
+
+pytestmark = pytest.mark.anvil
+
+
+def test_secure_aggregation_job_on_nodes_audits(tmp_path: Path) -> None:
+    """4 nodes, privacy=secagg, 3 rounds: every organisation registers its key before the first
+    commit closes the directory, every committer reveals, and the audit re-derives every sum."""
+    cons = start_consortium(tmp_path, spec={"privacy": "secagg", "rounds": 3})
+    try:
+        cons.wait_done(timeout=240)
+        state = cons.coordinator.job_state(cons.job_id)
+        assert state.phase == Phase.DONE and state.version == 3, cons.logs()
+        keys = {e.args["trainer"] for e in cons.events("KeyRegistered")}
+        assert keys == {o.address for o in cons.orgs}, "a node committed before the others had registered"
+        commits = cons.commits_by_round()
+        assert all(len(ts) == 4 for ts in commits.values()), commits
+        revealed: dict[int, set[str]] = {}
+        for e in cons.events("SharesRevealed"):
+            revealed.setdefault(e.args["round"], set()).add(e.args["trainer"])
+        assert revealed == {r: set(ts) for r, ts in commits.items()}
+        report = cons.audit()
+        assert_nothing_lost(cons, report)
+        assert report.checks["aggregate"] == 3
+    finally:
+        cons.stop()
+
+
+def test_secure_aggregation_recovers_a_trainer_that_dropped_out(tmp_path: Path) -> None:
+    """A fifth trainer registers its key and then goes silent: every round's masks include pairs
+    with it, so every round is unmasked only after the four live trainers reveal their shares of
+    its key. The audit replays each recovery; the silent trainer gets its stake back after."""
+    cons = start_consortium(
+        tmp_path,
+        orgs=5,
+        spec={"privacy": "secagg", "rounds": 3, "commit_window_s": 12, "max_failures": 10},
+        node_options={"availability_wait_s": 3},
+        start_nodes=False,
+    )
+    try:
+        silent, account = cons.orgs[4], cons.net.accounts[5]
+        assert account.address == silent.address
+        cfg = cons.coordinator.job_config(cons.job_id)
+        RewardToken(cons.coordinator.chain, cfg["token"]).approve(
+            account, cons.coordinator.address, int(cfg["stake"])
+        )
+        key = public_key_bytes(x25519_key(bytes(account.key)))
+        cons.coordinator.register_with_key(account, cons.job_id, key)
+        for o in cons.orgs[:4]:
+            cons.start(o)
+        cons.wait_done(timeout=240)
+        state = cons.coordinator.job_state(cons.job_id)
+        assert state.phase == Phase.DONE and state.version == 3, cons.logs()
+        assert {e.args["trainer"] for e in cons.events("KeyRegistered")} == {o.address for o in cons.orgs}
+        commits = cons.commits_by_round()
+        live = {o.address for o in cons.orgs[:4]}
+        assert all(set(ts) == live for ts in commits.values()), commits
+        finalized = [e.args["accepted_commits"] for e in cons.events("RoundFinalized")]
+        assert finalized == [4, 4, 4]
+        cons.coordinator.withdraw(account, cons.job_id)
+        report = cons.audit()  # re-derives each sum, unmasked with the silent trainer's key shares
+        assert_nothing_lost(cons, report)
+        assert report.checks["aggregate"] == 3
+    finally:
+        cons.stop()
+
+
+def test_differentially_private_job_on_nodes_records_epsilon(tmp_path: Path) -> None:
+    """Central DP at ε = 8 on 4 nodes: each release's ε is on chain, rising to at most the budget."""
+    cons = start_consortium(tmp_path, spec={"dp_epsilon": 8.0, "rounds": 3})
+    try:
+        cons.wait_done(timeout=240)
+        state = cons.coordinator.job_state(cons.job_id)
+        assert state.phase == Phase.DONE and state.version == 3, cons.logs()
+        spent = [e.args["micro_epsilon"] for e in cons.events("PrivacySpent")]
+        assert len(spent) == 3 and spent == sorted(spent) and 0 < spent[0] < spent[-1] <= 8_000_000, spent
+        assert cons.coordinator.epsilon_spent(cons.job_id) == spent[-1]
+        report = cons.audit()
+        assert_nothing_lost(cons, report)
+        assert report.checks["aggregate"] == 3
+    finally:
+        cons.stop()
