@@ -19,6 +19,16 @@ from fedledger.chain.contracts import Deployment, deploy_contracts
 from fedledger.chain.inprocess import InProcessChain
 from fedledger.chain.rpc import RpcChain
 
+#: modules whose tests take 20 s to 2 min each, longest first: started before the many short tests,
+#: so that two workers finish together instead of one idling while the other runs a long tail
+LONG_FIRST = (
+    "test_coordinator_properties.py",
+    "test_robustness_grid.py",
+    "test_node_faults.py",
+    "test_node_privacy.py",
+    "test_nodes.py",
+)
+
 N_ACCOUNTS = 30
 #: tokens minted to every dev account by the `deployed` fixture
 INITIAL_BALANCE = 10**24
@@ -70,3 +80,11 @@ def deployed(chain: Chain, accounts: list[LocalAccount]) -> Deployment:
     deployment = deploy_contracts(chain, accounts[0])
     fund(deployment, accounts[0], accounts)
     return deployment
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a module and among the rest is kept

@@ -43,7 +43,7 @@ from fedledger.chain.inprocess import InProcessChain
 from fedledger.errors import TransactionReverted
 from fedledger.incentives.consensus import settle_scores
 
-EXAMPLES = int(os.environ.get("FEDLEDGER_PROPERTY_EXAMPLES", "16"))
+EXAMPLES = int(os.environ.get("FEDLEDGER_PROPERTY_EXAMPLES", "10"))  # bench/conservation.py runs 140
 STEPS = 50 if EXAMPLES <= 16 else 100
 
 ACCS = dev_accounts(9)  # 0 sponsor | 1..3 committee | 4..8 trainers (1 may train too)

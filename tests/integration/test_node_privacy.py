@@ -49,7 +49,7 @@ def test_secure_aggregation_recovers_a_trainer_that_dropped_out(tmp_path: Path) 
     cons = start_consortium(
         tmp_path,
         orgs=5,
-        spec={"privacy": "secagg", "rounds": 3, "commit_window_s": 12, "max_failures": 10},
+        spec={"privacy": "secagg", "rounds": 2, "commit_window_s": 10, "max_failures": 10},
         node_options={"availability_wait_s": 3},
         start_nodes=False,
     )
@@ -66,17 +66,17 @@ def test_secure_aggregation_recovers_a_trainer_that_dropped_out(tmp_path: Path) 
             cons.start(o)
         cons.wait_done(timeout=240)
         state = cons.coordinator.job_state(cons.job_id)
-        assert state.phase == Phase.DONE and state.version == 3, cons.logs()
+        assert state.phase == Phase.DONE and state.version == 2, cons.logs()
         assert {e.args["trainer"] for e in cons.events("KeyRegistered")} == {o.address for o in cons.orgs}
         commits = cons.commits_by_round()
         live = {o.address for o in cons.orgs[:4]}
         assert all(set(ts) == live for ts in commits.values()), commits
         finalized = [e.args["accepted_commits"] for e in cons.events("RoundFinalized")]
-        assert finalized == [4, 4, 4]
+        assert finalized == [4, 4]
         cons.coordinator.withdraw(account, cons.job_id)
         report = cons.audit()  # re-derives each sum, unmasked with the silent trainer's key shares
         assert_nothing_lost(cons, report)
-        assert report.checks["aggregate"] == 3
+        assert report.checks["aggregate"] == 2
     finally:
         cons.stop()
 
