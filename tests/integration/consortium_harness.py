@@ -17,6 +17,6 @@ def assert_nothing_lost(cons: Consortium, report: AuditReport) -> None:
         seen.add(key)
     state = cons.coordinator.job_state(cons.job_id)
     assert state.phase == Phase.DONE, state
-    for o in cons.orgs:
+    for o in cons.nodes:
         assert cons.coordinator.claimable(cons.job_id, o.address) == 0, f"org {o.index} left rewards behind"
         assert cons.coordinator.stake_of(cons.job_id, o.address) == 0, f"org {o.index} left its stake"

@@ -130,3 +130,15 @@ def test_a_validator_only_node_off_the_committee(world: tuple[Devnet, Path, int,
     net, tmp, job, _ = world
     line = run_node(tmp, net, job, key="dev:3", trainer=False)
     assert "is not on job 1's validator committee and the config says `trainer = false`" in line
+
+
+def test_a_node_with_no_organisation(world: tuple[Devnet, Path, int, int]) -> None:
+    net, tmp, job, _ = world
+    line = run_node(tmp, net, job, organisation=0)
+    assert "organisation: missing: give this node's share of the data split, 1..2" in line
+
+
+def test_a_root_node_on_a_job_that_is_not_fltrust(world: tuple[Devnet, Path, int, int]) -> None:
+    net, tmp, job, _ = world
+    line = run_node(tmp, net, job, root=True)
+    assert f"only an FLTrust job has a root update; job {job} aggregates with fedavg" in line

@@ -60,3 +60,29 @@ def test_organisations_on_separate_network_hosts(tmp_path: Path) -> None:
         assert report.checks["aggregate"] == 3
     finally:
         cons.stop()
+
+
+def test_fltrust_job_with_the_sponsors_root_node(tmp_path: Path) -> None:
+    """FLTrust on nodes: the sponsor's node trains on the held-out root dataset and commits the
+    root update every round; validators use it as the reference and neither aggregate nor pay it."""
+    cons = start_consortium(tmp_path, spec={"aggregation": "fltrust", "rounds": 3})
+    try:
+        root = cons.root
+        assert root is not None
+        cons.wait_done(timeout=240)
+        state = cons.coordinator.job_state(cons.job_id)
+        assert state.phase == Phase.DONE and state.version == 3, cons.logs()
+        commits = cons.commits_by_round()
+        assert all(root.address in ts for ts in commits.values()), commits
+        excluded = {(e.args["round"], e.args["trainer"]) for e in cons.events("UpdateExcluded")}
+        assert {(r, root.address) for r in commits} <= excluded
+        assert not [e for e in cons.events("TrainerSlashed") if e.args["trainer"] == root.address]
+        log = root.log.read_text()
+        # the root update never closed a round before min_commits trainers had committed
+        assert log.count("FINALIZED") == 3 and "FAILED" not in log, log
+        assert log.count("root update committed (FLTrust's reference)") == 3
+        report = cons.audit()
+        assert_nothing_lost(cons, report)
+        assert report.checks["aggregate"] == 3
+    finally:
+        cons.stop()

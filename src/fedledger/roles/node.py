@@ -57,7 +57,11 @@ class NodeConfig(BaseModel):
     key: str = Field(description="dev:N or an encrypted keystore file ($FEDLEDGER_PASSPHRASE)")
     spec: Path = Field(description="the job's spec file; must hash to the job's on-chain spec hash")
     organisation: int = Field(
-        ge=1, description="which share of the spec's data split is this node's (1-based)"
+        0, ge=0, description="which share of the spec's data split is this node's (1-based)"
+    )
+    root: bool = Field(
+        False,
+        description="FLTrust: this is the sponsor's node and trains the root update on the root dataset",
     )
     trainer: bool = True
     validator: bool = True
@@ -102,14 +106,36 @@ class Node:
         self.coordinator.check_job(config.job)
         self.account = load_key(config.key)
         self.spec = JobSpec.load(config.spec)
-        on_chain = bytes(self.coordinator.job_config(config.job)["spec_hash"])
+        job_config = self.coordinator.job_config(config.job)
+        on_chain = bytes(job_config["spec_hash"])
         if self.spec.spec_hash() != on_chain:
             raise SpecError(
                 "spec", f"{config.spec} does not hash to job {config.job}'s spec hash 0x{on_chain.hex()}"
             )
-        if config.organisation > self.spec.trainers:
-            raise SpecError("organisation", f"{config.organisation} is outside 1..{self.spec.trainers}")
-        self.name = f"org-{config.organisation:02d}"
+        fltrust = self.spec.aggregation == "fltrust"
+        # FLTrust trusts the update its sponsor commits from the root dataset
+        self.sponsor = str(job_config["sponsor"]) if fltrust else ""
+        if config.root:
+            if not fltrust:
+                raise SpecError(
+                    "root",
+                    f"only an FLTrust job has a root update; job {config.job} aggregates with "
+                    f"{self.spec.aggregation}",
+                )
+            if self.sponsor.lower() != self.account.address.lower():
+                raise ChainError(
+                    f"FLTrust trusts only the root update of job {config.job}'s sponsor {self.sponsor}; "
+                    f"this node's key is {self.account.address}: use the sponsor's key"
+                )
+            self.name = "sponsor"
+        elif not 1 <= config.organisation <= self.spec.trainers:
+            raise SpecError(
+                "organisation",
+                f"{config.organisation or 'missing'}: give this node's share of the data split, "
+                f"1..{self.spec.trainers} (or `root = true` on an FLTrust sponsor's node)",
+            )
+        else:
+            self.name = f"org-{config.organisation:02d}"
         own = open_store(config.store, self.account)
         try:
             own.has(b"\0" * 32)
@@ -128,23 +154,26 @@ class Node:
         from fedledger.training.consortium import build_consortium
 
         consortium = build_consortium(self.spec)
+        if config.root:
+            assert consortium.root is not None  # an FLTrust spec always holds out a root dataset
+            if self.spec.root_dataset and self.spec.root_dataset != consortium.root_hash:
+                raise SpecError(
+                    "root_dataset",
+                    f"{self.spec.root_dataset} is not the hash of this root dataset ({consortium.root_hash})",
+                )
+            client = consortium.root
+        else:
+            client = consortium.clients[config.organisation - 1]
         self.trainer = Trainer(
             name=self.name,
             account=self.account,
             coordinator=self.coordinator,
             store=self.store,
-            client=consortium.clients[config.organisation - 1],
+            client=client,
             names=consortium.names,
             spec=self.spec,
             job_id=config.job,
         )
-        if self.spec.aggregation == "fltrust":
-            # FLTrust needs the sponsor's root update every round, which no node produces
-            raise SpecError(
-                "aggregation",
-                "`fedledger node` does not run FLTrust jobs (they need the sponsor's root update "
-                "every round); run them with `fedledger simulate`",
-            )
         self.validator = Validator(
             name=self.name,
             account=self.account,
@@ -153,6 +182,7 @@ class Node:
             spec=self.spec,
             job_id=config.job,
             scorer=scorer_for(self.spec, consortium) if self.spec.scored else None,
+            root_trainer=self.sponsor,
         )
         self.reader = JobReader(self.coordinator, config.job, confirmations=config.confirmations)
         self.proposed: set[int] = set()
@@ -248,7 +278,10 @@ class Node:
             return False
         expired = self.chain.now() > s.deadline
         trains = self.trains and not self.trainer.ejected
-        if s.phase == Phase.OPEN and trains and not expired and not self.awaiting_keys(s):
+        # FLTrust's root update waits for `min_commits` trainers: committed first, it could close
+        # a round (every registered trainer committed) that has too few updates to finalise
+        root_waits = self.config.root and s.commits < self.spec.effective_min_commits
+        if s.phase == Phase.OPEN and trains and not expired and not root_waits and not self.awaiting_keys(s):
             last = view.trainer_state(job, self.account.address).last_round
             # `committed` covers a commit not yet `confirmations` deep
             if last != s.round and self.committed != s.round:
@@ -470,6 +503,8 @@ class Node:
             standing = (
                 "did not commit"
                 if mine is None
+                else "root update committed (FLTrust's reference)"
+                if self.config.root
                 else "update excluded"
                 if me in rec.excluded
                 else "update accepted"

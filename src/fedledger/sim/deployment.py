@@ -231,8 +231,14 @@ class Consortium:
     node_env: dict[str, str] = field(default_factory=dict)
     hosts: NetHosts | None = None
     sponsor_server: BlobServer | None = None
+    root: Org | None = None  # FLTrust: the sponsor's node, which commits the root update
 
     # -- processes ---------------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> list[Org]:
+        """Every node process: the organisations', and the sponsor's in an FLTrust job."""
+        return self.orgs + ([self.root] if self.root is not None else [])
 
     def start(self, org: Org, *args: str) -> None:
         """Starts (or restarts) the organisation's node; `args` go to `fedledger node`."""
@@ -266,7 +272,7 @@ class Consortium:
     def logs(self) -> str:
         return "\n".join(
             f"=== org {o.index} ===\n{o.log.read_text()[-2500:] if o.log.exists() else '(no node started)'}"
-            for o in self.orgs
+            for o in self.nodes
         )
 
     def wait_until(self, what: str, pred: Callable[[JobState], bool], timeout: float = 120) -> JobState:
@@ -275,7 +281,7 @@ class Consortium:
             s = self.coordinator.job_state(self.job_id)
             if pred(s):
                 return s
-            dead = [o.index for o in self.orgs if o.proc and o.proc.poll() not in (None, 0, -9)]
+            dead = [o.index for o in self.nodes if o.proc and o.proc.poll() not in (None, 0, -9)]
             if dead:
                 raise DeploymentError(f"node(s) {dead} exited with an error\n{self.logs()}")
             time.sleep(0.1)
@@ -284,7 +290,7 @@ class Consortium:
     def wait_done(self, timeout: float = 180) -> None:
         """Every running node exits 0 once the job ends (it withdraws first)."""
         deadline = time.monotonic() + timeout
-        for o in self.orgs:
+        for o in self.nodes:
             if o.proc is None or o.proc.returncode == -9:
                 continue
             try:
@@ -295,7 +301,7 @@ class Consortium:
                 raise DeploymentError(f"org {o.index}'s node exited {rc}\n{self.logs()}")
 
     def stop(self) -> None:
-        for o in self.orgs:
+        for o in self.nodes:
             for p in (o.proc, o.server):
                 if p is not None and p.poll() is None:
                     p.kill()
@@ -435,6 +441,28 @@ def start_consortium(
                 f'store = "{org.store_url}"\npeers = {json.dumps(peers)}\n'
                 + "".join(f"{k} = {json.dumps(v)}\n" for k, v in options.items())
             )
+        root = None
+        if job_spec.aggregation == "fltrust":
+            # FLTrust trusts one update a round: the sponsor's, trained on the root dataset
+            sponsor = net.accounts[0]
+            port = int(sponsor_server.url.rsplit(":", 1)[1])
+            root = Org(
+                index=0,
+                address=sponsor.address,
+                store_dir=sponsor_store,
+                store_port=port,
+                config=tmp / "node-sponsor.toml",
+                log=tmp / "node-sponsor.log",
+                host=hosts.gateway if hosts else "127.0.0.1",
+            )
+            options = {"poll_seconds": 0.1, **(node_options or {})}
+            root.config.write_text(
+                f'rpc = "{rpc}"\nchain_id = {net.chain.chain_id}\n'
+                f'coordinator = "{net.deployment.coordinator.address}"\njob = {job_id}\n'
+                f'key = "dev:0"\nspec = "{tmp / "job.json"}"\nroot = true\nvalidator = false\n'
+                f'store = "{sponsor_server.url}"\npeers = {json.dumps([o.public_url for o in started])}\n'
+                + "".join(f"{k} = {json.dumps(v)}\n" for k, v in options.items())
+            )
         cons = Consortium(
             tmp,
             job_spec,
@@ -445,9 +473,10 @@ def start_consortium(
             proxy,
             hosts=hosts,
             sponsor_server=sponsor_server,
+            root=root,
         )
         if start_nodes:
-            for org in started:
+            for org in cons.nodes:
                 cons.start(org)
         return cons
     except BaseException:
