@@ -1,4 +1,5 @@
-"""A node given bad input says what is wrong and how to fix it in one line, and exits 2."""
+"""A node given bad input says what is wrong and how to fix it in one line, and exits 2 (and the
+valid counterpart of one refusal: a validator-only committee member registers)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from fedledger.chain.anvil import free_port
 from fedledger.chain.base import dev_accounts
 from fedledger.codec.blob import encode_tensors
 from fedledger.roles.devnet import Devnet, start_devnet
+from fedledger.roles.node import Node, NodeConfig
 from fedledger.roles.sponsor import create_job
 from fedledger.spec import JobSpec
 from fedledger.store.local import LocalStore
@@ -142,3 +144,22 @@ def test_a_root_node_on_a_job_that_is_not_fltrust(world: tuple[Devnet, Path, int
     net, tmp, job, _ = world
     line = run_node(tmp, net, job, root=True)
     assert f"only an FLTrust job has a root update; job {job} aggregates with fedavg" in line
+
+
+def test_a_validator_only_committee_member_registers(world: tuple[Devnet, Path, int, int]) -> None:
+    """The counterpart of the refusal above: `trainer = false` with a committee member's key
+    registers (and stakes) as a validator only."""
+    net, tmp, job, _ = world
+    path = tmp / "validator.toml"
+    path.write_text(
+        f'rpc = "{net.node.url}"\ncoordinator = "{net.deployment.coordinator.address}"\njob = {job}\n'
+        f'key = "dev:1"\nspec = "{tmp / "job.json"}"\norganisation = 1\nstore = "{tmp / "blobs"}"\n'
+        "trainer = false\n"
+    )
+    node = Node(NodeConfig.load(path))
+    node.ensure_registered()
+    me = net.accounts[1].address
+    assert net.deployment.coordinator.is_validator(job, me)
+    assert not net.deployment.coordinator.trainer_state(job, me).registered
+    assert net.deployment.coordinator.stake_of(job, me) == 10
+    assert not node.trains
