@@ -6,6 +6,8 @@ revealed shares, and re-draws the DP noise, against what the chain finalised.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,6 +96,26 @@ def test_differentially_private_job_on_nodes_records_epsilon(tmp_path: Path) -> 
         spent = [e.args["micro_epsilon"] for e in cons.events("PrivacySpent")]
         assert len(spent) == 3 and spent == sorted(spent) and 0 < spent[0] < spent[-1] <= 8_000_000, spent
         assert cons.coordinator.epsilon_spent(cons.job_id) == spent[-1]
+        status = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "fedledger.cli.main",
+                "job",
+                "status",
+                "--rpc",
+                cons.net.node.url,
+                "--coordinator",
+                cons.coordinator.address,
+                "--job",
+                str(cons.job_id),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        assert f"ε spent {spent[-1] / 1e6:.4f} (agreed by the quorum)" in status, status
         report = cons.audit()
         assert_nothing_lost(cons, report)
         assert report.checks["aggregate"] == 3

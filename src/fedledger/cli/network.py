@@ -87,6 +87,9 @@ def run_job(args: argparse.Namespace, console: Console) -> int:
             f"  spec hash 0x{bytes(cfg['spec_hash']).hex()} · sponsor {cfg['sponsor']} · "
             f"pool {coordinator.pool(args.job)}"
         )
+        micro_epsilon = coordinator.epsilon_spent(args.job)
+        if micro_epsilon:
+            console.print(f"  differential privacy: ε spent {micro_epsilon / 1e6:.4f} (agreed by the quorum)")
         return 0
     return create_job_cli(args, console, coordinator)
 
