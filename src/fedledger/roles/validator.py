@@ -207,6 +207,13 @@ def compute_round(
             )
         )
     accepted: list[CommitRecord] = []
+    if spec.aggregation == "fltrust" and not any(u.trainer.lower() == root_trainer.lower() for u in updates):
+        # no valid root update (the sponsor's node was late or down): FLTrust has no reference,
+        # so the round changes nothing and fails rather than paying for updates it cannot weigh
+        reason = "fltrust: no root update from the sponsor this round; nothing can be weighed"
+        rejected += [Rejection(u.trainer, u.commitment, reason, flagged=False) for u in updates]
+        rejected.sort(key=lambda r: int(r.trainer, 16))
+        updates = []
     if updates:
         result = rule_for(spec, root_trainer=root_trainer).aggregate(global_model, updates)
         model = result.model
