@@ -259,7 +259,7 @@ class Node:
             except TransactionReverted:
                 raise ChainError(
                     f"job {self.config.job} uses secure aggregation and its key directory closed at the "
-                    "first commit: trainers must join before round 1's first commit"
+                    "first commit: its trainers must join before the job's first commit"
                 ) from None
             self.trains = False
             log.warning(
