@@ -430,17 +430,27 @@ def start_consortium(
             if store_proxies:
                 org.proxy = TcpProxy(org.store_port)
             started.append(org)
+
+        def write_config(org: Org, store: str, peers: list[str], **own: Any) -> None:
+            fields = {
+                "rpc": rpc,
+                "chain_id": net.chain.chain_id,
+                "coordinator": net.deployment.coordinator.address,
+                "job": job_id,
+                "key": f"dev:{org.index}",
+                "spec": str(tmp / "job.json"),
+                **own,
+                "store": store,
+                "peers": peers,
+                "poll_seconds": 0.1,
+                **(node_options or {}),
+            }
+            org.config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in fields.items()))
+
         for org in started:
             _wait_serving(org)
             peers = [sponsor_server.url] + [o.public_url for o in started if o is not org]
-            options = {"poll_seconds": 0.1, **(node_options or {})}
-            org.config.write_text(
-                f'rpc = "{rpc}"\nchain_id = {net.chain.chain_id}\n'
-                f'coordinator = "{net.deployment.coordinator.address}"\njob = {job_id}\n'
-                f'key = "dev:{org.index}"\nspec = "{tmp / "job.json"}"\norganisation = {org.index}\n'
-                f'store = "{org.store_url}"\npeers = {json.dumps(peers)}\n'
-                + "".join(f"{k} = {json.dumps(v)}\n" for k, v in options.items())
-            )
+            write_config(org, org.store_url, peers, organisation=org.index)
         root = None
         if job_spec.aggregation == "fltrust":
             # FLTrust trusts one update a round: the sponsor's, trained on the root dataset
@@ -455,14 +465,8 @@ def start_consortium(
                 log=tmp / "node-sponsor.log",
                 host=hosts.gateway if hosts else "127.0.0.1",
             )
-            options = {"poll_seconds": 0.1, **(node_options or {})}
-            root.config.write_text(
-                f'rpc = "{rpc}"\nchain_id = {net.chain.chain_id}\n'
-                f'coordinator = "{net.deployment.coordinator.address}"\njob = {job_id}\n'
-                f'key = "dev:0"\nspec = "{tmp / "job.json"}"\nroot = true\nvalidator = false\n'
-                f'store = "{sponsor_server.url}"\npeers = {json.dumps([o.public_url for o in started])}\n'
-                + "".join(f"{k} = {json.dumps(v)}\n" for k, v in options.items())
-            )
+            peers = [o.public_url for o in started]
+            write_config(root, sponsor_server.url, peers, root=True, validator=False)
         cons = Consortium(
             tmp,
             job_spec,
