@@ -18,6 +18,7 @@ bug.
     │   ├── ChainUnavailable      the RPC endpoint cannot be reached
     │   └── TransactionReverted   a transaction or call reverted (has `.reason`)
     ├── DatasetError              a dataset cannot be loaded or partitioned
+    │   └── DataError             an organisation's own data does not match the job's schema
     ├── PrivacyError              secure aggregation or differential privacy refused an input
     │   ├── KeyMismatch           a public key differs from the on-chain key directory
     │   ├── ShareError            a share is missing, malformed or not for its reader (`.party`)
@@ -84,6 +85,14 @@ class TransactionReverted(ChainError):
 
 class DatasetError(FedledgerError):
     """A dataset cannot be loaded or partitioned."""
+
+
+class DataError(DatasetError):
+    """An organisation's own data source is unreadable or does not match the job's schema.
+
+    The message is one line naming the organisation, the source, the column (where one is
+    at fault), the problem and how many rows have it; nothing has been committed.
+    """
 
 
 class PrivacyError(FedledgerError):
