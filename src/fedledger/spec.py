@@ -18,10 +18,11 @@ from typing import Any, Literal
 from eth_utils.crypto import keccak
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from fedledger.data.schema import DataSchema
 from fedledger.errors import SpecError
 
 DATASETS = ("mnist", "digits", "breast_cancer", "fashion_mnist")
-PARTITIONS = ("iid", "dirichlet", "key")
+PARTITIONS = ("iid", "dirichlet", "key", "organisation")
 AGGREGATIONS = ("fedavg", "median", "trimmed_mean", "krum", "multikrum", "clipped_fedavg", "fltrust")
 MODELS = ("cnn", "mlp", "logreg")
 #: Rules that need only the sum of the updates, so they run under secure aggregation: the
@@ -63,15 +64,45 @@ class JobSpec(BaseModel):
 
     name: str = Field("mnist-fedavg", min_length=1, max_length=64, description="job name")
     # data and model
-    dataset: Literal["mnist", "digits", "breast_cancer", "fashion_mnist"] = Field(
-        "mnist", description="offline dataset"
+    dataset: str = Field(
+        "mnist",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="a bundled dataset (mnist, digits, breast_cancer, fashion_mnist), or the name of "
+        "the organisations' own data, described by data_schema",
     )
-    partition: Literal["iid", "dirichlet", "key"] = Field(
-        "dirichlet", description="how rows are split among trainers"
+    data_schema: DataSchema | None = Field(
+        None, description="the organisations' own data: columns, types, label classes, preprocessing"
+    )
+    partition: Literal["iid", "dirichlet", "key", "organisation"] = Field(
+        "dirichlet",
+        description="how rows are split among trainers; organisation: each trains on its own source",
+    )
+    partition_key: str = Field(
+        "", max_length=128, description="partition=key on own data: the column whose values stay whole"
     )
     alpha: float = Field(0.5, gt=0, description="Dirichlet concentration (partition=dirichlet)")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="held-out share no trainer sees")
-    model: Literal["cnn", "mlp", "logreg"] = Field("cnn", description="model architecture")
+    model: str = Field(
+        "cnn",
+        min_length=1,
+        max_length=200,
+        pattern=r"^(cnn|mlp|logreg|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$",
+        description="cnn, mlp, logreg, or a PyTorch module factory 'package.module:build'",
+    )
+    client: str = Field(
+        "",
+        max_length=200,
+        pattern=r"^([A-Za-z_][\w.]*:[A-Za-z_]\w*)?$",
+        description="an organisation's own Flower client: 'module:client_fn' or a NumPyClient subclass",
+    )
+    code_digest: str = Field(
+        "",
+        max_length=66,
+        pattern=r"^(0x[0-9a-f]{64})?$",
+        description="keccak256 of the approved model/client source files (simulate fills it in)",
+    )
     # federation
     trainers: int = Field(10, ge=1, le=256, description="organisations training")
     rounds: int = Field(20, ge=1, le=100_000, description="rounds to finalise")
@@ -175,6 +206,43 @@ class JobSpec(BaseModel):
     seed: int = Field(0, ge=0, lt=2**32, description="seed for split, init and shuffling")
 
     @model_validator(mode="after")
+    def _check_data(self) -> JobSpec:
+        if self.data_schema is None:
+            if self.dataset not in DATASETS:
+                raise ValueError(
+                    f"dataset {self.dataset!r} is not bundled ({', '.join(DATASETS)}); "
+                    "own data needs a data_schema"
+                )
+            if self.partition == "organisation":
+                raise ValueError("partition=organisation needs the organisations' own data (data_schema)")
+            if self.partition_key:
+                raise ValueError("partition_key applies to own data only; bundled datasets carry their key")
+            return self
+        if self.dataset in DATASETS:
+            raise ValueError(
+                f"dataset {self.dataset!r} names a bundled dataset; give the own data another name"
+            )
+        if self.partition == "key" and not self.partition_key:
+            raise ValueError("partition=key on own data needs partition_key, the column to split by")
+        if self.partition != "key" and self.partition_key:
+            raise ValueError("partition_key is only used with partition=key")
+        if self.aggregation == "fltrust":
+            raise ValueError(
+                "fltrust needs the sponsor's root dataset, which only the bundled datasets hold out today"
+            )
+        if self.scored:
+            raise ValueError(
+                "contribution scoring needs a validation set every validator holds; own-data jobs "
+                "do not have one yet"
+            )
+        if self.data_schema.federated_stats and self.dp:
+            raise ValueError(
+                "federated standardisation releases feature sums without DP noise; use "
+                "standardise='none' in the data_schema for a DP job"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _check_committee(self) -> JobSpec:
         committee = self.committee_size
         if committee > self.trainers:
@@ -233,6 +301,21 @@ class JobSpec(BaseModel):
         return self
 
     # -- derived values every party computes the same way ---------------------------------
+
+    @property
+    def own_data(self) -> bool:
+        """Whether each organisation trains on its own source (described by data_schema)."""
+        return self.data_schema is not None
+
+    @property
+    def federated_stats(self) -> bool:
+        """Whether the job opens with a statistics round: standardisation from everyone's sums."""
+        return self.data_schema is not None and self.data_schema.federated_stats
+
+    @property
+    def chain_rounds(self) -> int:
+        """Rounds the contract runs: the training rounds, after a statistics round if there is one."""
+        return self.rounds + (1 if self.federated_stats else 0)
 
     @property
     def committee_size(self) -> int:

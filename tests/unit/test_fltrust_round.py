@@ -7,7 +7,8 @@ import numpy as np
 
 from fedledger.codec.blob import encode_tensors
 from fedledger.roles.job import CommitRecord
-from fedledger.roles.validator import compute_round, update_metadata
+from fedledger.roles.outcome import update_metadata
+from fedledger.roles.validator import compute_round
 from fedledger.spec import JobSpec
 from fedledger.store.memory import MemoryStore
 

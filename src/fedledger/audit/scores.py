@@ -17,8 +17,8 @@ import numpy as np
 from fedledger.chain.contracts import Event, unpack_scores
 from fedledger.incentives.consensus import settle_scores
 from fedledger.roles.job import CommitRecord
+from fedledger.roles.outcome import RoundOutcome
 from fedledger.roles.scorer import RoundScorer
-from fedledger.roles.validator import RoundOutcome
 from fedledger.spec import JobSpec
 
 Report = Callable[..., None]  # (severity, check, artefact, message, round=, org=)

@@ -30,9 +30,10 @@ from fedledger.errors import (
     StoreError,
 )
 from fedledger.roles.job import CommitRecord
+from fedledger.roles.outcome import Rejection, RoundOutcome
 from fedledger.roles.scorer import RoundScorer, scorer_for
 from fedledger.roles.secure import SecureInputs
-from fedledger.roles.validator import Rejection, RoundOutcome, compute_round
+from fedledger.roles.validator import compute_round
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
 

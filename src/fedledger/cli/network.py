@@ -98,8 +98,8 @@ def create_job_cli(args: argparse.Namespace, console: Console, coordinator: Coor
     from fedledger.chain.contracts import Deployment, RewardToken
     from fedledger.codec.blob import encode_tensors
     from fedledger.roles.model import quantize_model
+    from fedledger.roles.outcome import model_metadata
     from fedledger.roles.sponsor import create_job
-    from fedledger.roles.validator import model_metadata
     from fedledger.spec import JobSpec
     from fedledger.training.datasets import load_dataset
     from fedledger.training.models import build_model

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,11 +32,9 @@ from fedledger.privacy.dp import central_seed, clip_update, new_nonce, noise_sha
 from fedledger.privacy.dp import central_sigma_q as _sigma
 from fedledger.privacy.masking import flatten, unflatten
 from fedledger.roles.job import CommitRecord, fetch_committed
+from fedledger.roles.outcome import Rejection, RoundOutcome, update_metadata
 from fedledger.spec import JobSpec, dp_micro_epsilon, dp_rounds_affordable
 from fedledger.store.base import BlobStore
-
-if TYPE_CHECKING:
-    from fedledger.roles.validator import RoundOutcome
 
 #: metadata key of a plain-mode DP update blob: the trainer's secret 32-byte nonce (hex)
 NONCE = "nonce"
@@ -123,8 +120,6 @@ def compute_dp_round(
     budget affords no more, every update is left out unflagged: the round fails, nothing new
     is released.
     """
-    from fedledger.roles.validator import Rejection, RoundOutcome, update_metadata
-
     rejected: list[Rejection] = []
     accepted: list[CommitRecord] = []
     deltas: list[Mapping[str, np.ndarray]] = []

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -47,11 +46,9 @@ from fedledger.privacy.masking import flatten, unflatten, weighted
 from fedledger.privacy.recovery import Recovery, recover, unmask
 from fedledger.privacy.secagg import RoundSetup, SecAggTrainer
 from fedledger.roles.job import CommitRecord, fetch_committed
+from fedledger.roles.outcome import Rejection, RoundOutcome, update_metadata
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
-
-if TYPE_CHECKING:
-    from fedledger.roles.validator import RoundOutcome
 
 log = logging.getLogger("fedledger.secagg")
 
@@ -120,13 +117,17 @@ def masked_upload(
     delta: Mapping[str, np.ndarray],
     num_examples: int,
     metadata: Mapping[str, str],
+    statistics: bool = False,
 ) -> tuple[bytes, bytes]:
     """(masked update blob, share bundle): what an honest trainer uploads in a secure round.
 
     The validators cannot check a masked update, so the trainer checks its own: it clips it
     to the job's bound under clipped_fedavg, and refuses one over the norm bound (raises
-    InvalidUpdate) as a validator would have.
+    InvalidUpdate) as a validator would have. A statistics round's update (`statistics`)
+    is already a sum: it is masked unweighted, and checked as a whole once unmasked.
     """
+    if statistics:
+        return _mask(setup, me, key, directory, delta, 1, metadata)
     if spec.aggregation == "clipped_fedavg":
         from decimal import Decimal
 
@@ -134,10 +135,22 @@ def masked_upload(
     if not spec.dp and squared_norm(delta) > spec.max_update_norm_q**2:
         # (a DP update carries its noise share already; its clip bound is what limits it)
         raise InvalidUpdate("update over the norm bound; an honest trainer does not send it")
+    weight = 1 if spec.dp else num_examples  # DP rounds average unweighted
+    return _mask(setup, me, key, directory, delta, weight, metadata)
+
+
+def _mask(
+    setup: RoundSetup,
+    me: str,
+    key: X25519PrivateKey,
+    directory: Mapping[str, bytes],
+    delta: Mapping[str, np.ndarray],
+    weight: int,
+    metadata: Mapping[str, str],
+) -> tuple[bytes, bytes]:
     names = sorted(delta)  # the canonical blob's order, which the validators flatten in
     shapes = {n: tuple(np.asarray(delta[n]).shape) for n in names}
     trainer = SecAggTrainer(setup, me, key, directory)
-    weight = 1 if spec.dp else num_examples  # DP rounds average unweighted
     masked = trainer.mask(weighted(flatten(delta, names), weight, len(setup.participants)))
     bundle = trainer.deal()
     meta = {**metadata, SHARES: commitment_hex(merkle_root(bundle))}
@@ -297,8 +310,6 @@ def compute_secure_round(
     committer that withheld its reveal is a recorded fault, not a flag: the round recovers
     from its neighbours' shares, and an honest node may simply have crashed.
     """
-    from fedledger.roles.validator import Rejection, RoundOutcome, update_metadata
-
     ordered = sorted(commits, key=lambda c: int(c.trainer, 16))
     meta = {c.trainer: update_metadata(job_id, round, c.trainer) for c in ordered}
     s = secure_sum(

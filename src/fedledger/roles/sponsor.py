@@ -24,7 +24,7 @@ def job_params(
         token=token,
         spec_hash=spec.spec_hash(),
         initial_model=initial_model,
-        rounds=spec.rounds,
+        rounds=spec.chain_rounds,
         min_commits=spec.effective_min_commits,
         quorum=spec.effective_quorum,
         commit_window=spec.commit_window_s,
@@ -53,7 +53,7 @@ def create_job(
     allowlist: Sequence[str] = (),
 ) -> tuple[int, Receipt]:
     """Approves the pool and creates the job; returns (job id, receipt)."""
-    pool = spec.reward_per_round * spec.rounds
+    pool = spec.reward_per_round * spec.chain_rounds
     if pool:
         deployment.token.approve(sponsor, deployment.coordinator.address, pool)
     params = job_params(

@@ -17,13 +17,14 @@ from fedledger.chain.base import Receipt
 from fedledger.chain.contracts import Coordinator, Phase
 from fedledger.codec.blob import encode_tensors
 from fedledger.codec.commitment import merkle_root
+from fedledger.data.stats import LocalFeatures, split_stats
 from fedledger.errors import CodecError, InvalidUpdate, PrivacyError, TransactionReverted
 from fedledger.privacy import keys
 from fedledger.roles import secure
 from fedledger.roles.dp import private_update
 from fedledger.roles.job import CommitRecord
 from fedledger.roles.model import float_weights, quantized_delta
-from fedledger.roles.validator import update_metadata
+from fedledger.roles.outcome import update_metadata
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
 from fedledger.training.client import NumPyClient
@@ -73,8 +74,13 @@ class Trainer:
         spec: JobSpec,
         job_id: int,
         blob_hook: BlobHook | None = None,
+        features: LocalFeatures | None = None,
     ) -> None:
+        if spec.federated_stats and features is None:
+            raise ValueError(f"{name}: job standardises federatedly but the trainer has no local features")
         self.name = name
+        # own data: the statistics round's update, and z-scoring once the job's sums are final
+        self.features = features
         self.account = account
         self.coordinator = coordinator
         self.store = store
@@ -122,7 +128,11 @@ class Trainer:
         if self.ejected:
             log.info("%s: round %d: ejected from job %d, not training", self.name, round, self.job_id)
             return TrainerRound(round, None, 0, float("nan"), 0.0, None)
-        global_q = self.store.get_tensors(global_commitment)
+        global_q, stats_q = split_stats(self.store.get_tensors(global_commitment))
+        if self.spec.federated_stats and not stats_q:
+            return self._prepare_statistics(round, global_commitment)
+        if stats_q and self.features is not None:
+            self.features.standardise(stats_q)
         params = float_weights(self.names, global_q, self.spec.scale_bits)
         t0 = time.perf_counter()
         new, num_examples, metrics = self.client.fit(params, {"round": round})
@@ -155,6 +165,35 @@ class Trainer:
             log.warning("%s: round %d: not committing: %s", self.name, round, exc)
             return TrainerRound(round, None, num_examples, loss, train_s, None)
         return PreparedUpdate(round, global_commitment, blob, num_examples, loss, train_s, bundle)
+
+    def _prepare_statistics(self, round: int, global_commitment: bytes) -> PreparedUpdate | TrainerRound:
+        """The statistics round: this organisation's integer feature sums instead of an update."""
+        assert self.features is not None
+        t0 = time.perf_counter()
+        tensors, rows = self.features.update, self.features.rows
+        metadata = update_metadata(self.job_id, round, self.account.address)
+        if self.x25519 is None:
+            blob = encode_tensors(tensors, metadata=metadata)
+            seconds = time.perf_counter() - t0
+            return PreparedUpdate(round, global_commitment, blob, rows, float("nan"), seconds)
+        inputs = self.secure_inputs(round, global_commitment)
+        try:
+            blob, bundle = secure.masked_upload(
+                spec=self.spec,
+                setup=secure.round_setup(self.spec, inputs, self.job_id, round),
+                me=self.account.address,
+                key=self.x25519,
+                directory=inputs.directory,
+                delta=tensors,
+                num_examples=rows,
+                metadata=metadata,
+                statistics=True,
+            )
+        except (InvalidUpdate, PrivacyError) as exc:
+            log.warning("%s: round %d: not committing statistics: %s", self.name, round, exc)
+            return TrainerRound(round, None, rows, float("nan"), 0.0, None)
+        train_s = time.perf_counter() - t0
+        return PreparedUpdate(round, global_commitment, blob, rows, float("nan"), train_s, bundle)
 
     def submit(self, u: PreparedUpdate) -> TrainerRound:
         """Uploads the update and commits its Merkle root; idempotent up to the commit itself.
@@ -216,7 +255,11 @@ class Trainer:
         if self.account.address not in {c.trainer for c in commits}:
             return None, {}
         inputs = self.secure_inputs(round, global_commitment)
-        global_q = self.store.get_tensors(global_commitment)
+        global_q, stats_q = split_stats(self.store.get_tensors(global_commitment))
+        if self.spec.federated_stats and not stats_q:  # the statistics round's masking layout
+            from fedledger.roles.stats_round import stats_layout
+
+            global_q = stats_layout(self.spec)
         doc, faults = secure.make_reveal(
             store=self.store,
             setup=secure.round_setup(self.spec, inputs, self.job_id, round),

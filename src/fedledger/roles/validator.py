@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
@@ -23,11 +22,13 @@ from fedledger.aggregation.stats import exact_fraction
 from fedledger.aggregation.validate import validate_update
 from fedledger.chain.base import Receipt
 from fedledger.chain.contracts import Coordinator, Phase
-from fedledger.codec.blob import encode_tensors
-from fedledger.codec.commitment import commitment_hex, merkle_root
+from fedledger.codec.commitment import commitment_hex
+from fedledger.data.stats import split_stats
 from fedledger.errors import InvalidUpdate
 from fedledger.roles.job import CommitRecord, fetch_committed
+from fedledger.roles.outcome import Rejection, RoundOutcome, update_metadata
 from fedledger.roles.scorer import PostedScores, RoundScorer
+from fedledger.roles.stats_round import compute_stats_round, is_stats_round
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
 
@@ -35,63 +36,6 @@ if TYPE_CHECKING:
     from fedledger.roles.secure import SecureInputs
 
 log = logging.getLogger("fedledger.validator")
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """An update left out of the aggregate; a flagged one also costs its trainer stake."""
-
-    trainer: str
-    commitment: bytes
-    reason: str
-    flagged: bool = True
-
-
-@dataclass(frozen=True)
-class RoundOutcome:
-    """A round's result as one validator computed it."""
-
-    round: int
-    aggregate: bytes  # Merkle root of `blob`, the proposal's aggregate commitment
-    blob: bytes  # canonical blob of the new global model
-    model: dict[str, np.ndarray]
-    accepted: list[CommitRecord]
-    rejected: list[Rejection]
-    deltas: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)  # accepted, by trainer
-    #: secure aggregation: participants at fault that did not stop the round (e.g. a withheld reveal)
-    faults: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def of(
-        cls,
-        model: dict[str, np.ndarray],
-        *,
-        job_id: int,
-        round: int,
-        version: int,
-        accepted: list[CommitRecord],
-        rejected: list[Rejection],
-        **extra: Any,
-    ) -> RoundOutcome:
-        """The outcome of a round that produced `model` as version+1: its canonical blob and root."""
-        blob = encode_tensors(model, metadata=model_metadata(job_id, version + 1))
-        return cls(round, merkle_root(blob), blob, model, accepted, rejected, **extra)
-
-    @property
-    def excluded(self) -> list[str]:
-        return sorted({r.trainer for r in self.rejected}, key=lambda a: int(a, 16))
-
-    @property
-    def flagged(self) -> list[str]:
-        return sorted({r.trainer for r in self.rejected if r.flagged}, key=lambda a: int(a, 16))
-
-
-def model_metadata(job_id: int, version: int) -> dict[str, str]:
-    return {"kind": "model", "job": str(job_id), "version": str(version)}
-
-
-def update_metadata(job_id: int, round: int, trainer: str) -> dict[str, str]:
-    return {"kind": "update", "job": str(job_id), "round": str(round), "trainer": trainer}
 
 
 def check_update(
@@ -154,8 +98,36 @@ def compute_round(
     A secure-aggregation job's rounds (`secure`: its key directory and reveals) are
     computed from the committers' masked sum instead (`roles/secure.py`), a differentially
     private job's from clipped updates plus noise (`roles/dp.py`; `releases_before`: the
-    job's earlier noisy releases, for its budget).
+    job's earlier noisy releases, for its budget). A job that standardises federatedly
+    opens with a statistics round (`roles/stats_round.py`) and carries its statistics
+    tensors unchanged through every later version.
     """
+    if is_stats_round(spec, version):
+        return compute_stats_round(
+            store=store, spec=spec, job_id=job_id, round=round, version=version,
+            global_model=global_model, commits=commits, secure=secure,
+        )  # fmt: skip
+    weights, carried = split_stats(global_model)
+    outcome = _compute_model_round(
+        store=store, spec=spec, job_id=job_id, round=round, version=version, global_model=weights,
+        commits=commits, root_trainer=root_trainer, secure=secure, releases_before=releases_before,
+    )  # fmt: skip
+    return outcome.carrying(carried, job_id=job_id, version=version) if carried else outcome
+
+
+def _compute_model_round(
+    *,
+    store: BlobStore,
+    spec: JobSpec,
+    job_id: int,
+    round: int,
+    version: int,
+    global_model: Mapping[str, np.ndarray],
+    commits: Sequence[CommitRecord],
+    root_trainer: str,
+    secure: SecureInputs | None,
+    releases_before: int,
+) -> RoundOutcome:
     if spec.secure:
         from fedledger.roles.secure import compute_secure_round
 
@@ -323,7 +295,7 @@ class Validator:
         )
         posted: list[int] = []
         if self.spec.scored:
-            posted = self.post_scores(outcome, commits, global_model, names)
+            posted = self.post_scores(outcome, commits, split_stats(global_model)[0], names)
         micro_epsilon = 0
         if self.spec.dp and outcome.accepted:
             from fedledger.roles.dp import micro_epsilon_after

@@ -32,8 +32,8 @@ from fedledger.codec.blob import encode_tensors
 from fedledger.errors import FedledgerError
 from fedledger.roles.devnet import Devnet, start_devnet
 from fedledger.roles.model import quantize_model
+from fedledger.roles.outcome import model_metadata
 from fedledger.roles.sponsor import create_job
-from fedledger.roles.validator import model_metadata
 from fedledger.spec import JobSpec
 from fedledger.store.http import BlobServer, HttpStore
 from fedledger.store.local import LocalStore
