@@ -28,6 +28,8 @@ def _add_spec_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", type=Path, help="JSON or TOML job spec; flags override its fields")
     fields = JobSpec.model_fields
     for name, info in fields.items():
+        if name == "data_schema":  # a structured table, written by --data or in a --spec file
+            continue
         flag = "--" + name.replace("_", "-")
         annotation = info.annotation
         choices = get_args(annotation) if get_origin(annotation) is Literal else None
@@ -99,6 +101,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch threads per process (default 1: measured fastest on 2 cores)",
     )
     sim.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    own = sim.add_argument_group(
+        "own data", "train on the organisations' own tables or image folders instead of a bundled dataset"
+    )
+    own.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="SOURCE",
+        help="an organisation's CSV, Parquet, SQLite file, database URL or image folder, named by the "
+        "file (repeat per organisation); or a directory with one per organisation; or one table that "
+        "--partition splits",
+    )
+    own.add_argument("--label", default="", metavar="COLUMN", help="the label column of the tables")
+    own.add_argument(
+        "--test-data", default=None, metavar="SOURCE", help="the sponsor's held-out evaluation source"
+    )
+    own.add_argument(
+        "--key",
+        default="",
+        metavar="COLUMN",
+        help="with --partition key: the natural column (state, branch, ward) whose groups stay whole",
+    )
+    own.add_argument("--query", default="", metavar="SQL", help="the SELECT for database sources")
 
     aud = sub.add_parser(
         "audit",

@@ -8,6 +8,7 @@ import math
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -17,7 +18,10 @@ from fedledger.errors import SpecError
 from fedledger.sim.attacks import ATTACKS, Attack, parse_profile
 from fedledger.sim.faults import Fault
 from fedledger.sim.simulate import RoundMetrics, Simulation
-from fedledger.spec import JobSpec
+from fedledger.spec import DATASETS, JobSpec
+
+if TYPE_CHECKING:
+    from fedledger.training.own import OwnSources
 
 HEADER = (
     f"{'round':>5}  {'status':<9} {'accepted':>8}  {'flagged':>7}  {'test acc':>8}  {'loss':>6}  "
@@ -39,12 +43,57 @@ def format_row(m: RoundMetrics) -> str:
 
 def load_spec(args: argparse.Namespace) -> JobSpec:
     base = JobSpec.load(args.spec) if args.spec else JobSpec()
-    overrides = {name: getattr(args, name) for name in JobSpec.model_fields}
+    overrides = {name: getattr(args, name, None) for name in JobSpec.model_fields}
     named = args.name is not None or (args.spec is not None and "name" in base.model_fields_set)
+    if getattr(args, "data", None):
+        base = own_data_spec(base, args)
     spec = base.with_overrides(**overrides)
     if not named:  # a default name that says what the job is, not always "mnist-fedavg"
         spec = spec.with_overrides(name=f"{spec.dataset}-{spec.aggregation}")
     return spec
+
+
+def own_sources(args: argparse.Namespace) -> OwnSources | None:
+    """The organisations' sources named by --data (None for a bundled dataset)."""
+    if not getattr(args, "data", None):
+        return None
+    from fedledger.data.discover import discover
+    from fedledger.training.own import OwnSources
+
+    sources, names = discover(args.data, query=args.query)
+    test = discover([args.test_data], query=args.query)[0][0] if args.test_data else None
+    return OwnSources(tuple(sources), tuple(names), test)
+
+
+def own_data_spec(base: JobSpec, args: argparse.Namespace) -> JobSpec:
+    """The spec for --data: the schema (the spec's, or one covering every source), the data's name,
+    one trainer per source, and a tabular model unless one is named."""
+    from fedledger.data.discover import infer_job_schema
+
+    own = own_sources(args)
+    assert own is not None
+    fields: dict[str, object] = {}
+    schema = base.data_schema
+    if schema is None:
+        schema = infer_job_schema(own.sources, label=args.label, exclude=[args.key] if args.key else [],
+                                  test=own.test)  # fmt: skip
+        fields["data_schema"] = schema.model_dump()
+    elif args.label and schema.kind == "table" and schema.label != args.label:
+        raise SpecError(
+            "label", f"--label {args.label} differs from the spec's data_schema label {schema.label}"
+        )
+    if base.dataset in DATASETS:
+        stem = Path(args.data[0]).stem if len(args.data) == 1 else Path(args.data[0]).parent.name
+        fields["dataset"] = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in stem) or "own"
+    if len(own.sources) > 1:
+        fields["partition"], fields["trainers"] = "organisation", len(own.sources)
+    elif args.key:
+        fields["partition"], fields["partition_key"] = "key", args.key
+    if args.model is None and "model" not in base.model_fields_set and schema.kind == "table":
+        fields["model"] = "mlp"
+    data = base.model_dump()
+    data.update(fields)
+    return JobSpec.from_dict(data)
 
 
 def prepare_out(out: Path, *, force: bool) -> None:
@@ -58,6 +107,7 @@ def prepare_out(out: Path, *, force: bool) -> None:
 
 def run_simulate(args: argparse.Namespace, console: Console) -> int:
     spec = load_spec(args)
+    own = own_sources(args)
     faults = [Fault.parse(f) for f in args.fault]
     attack = Attack(args.attack, args.malicious) if args.attack else None
     profiles = [parse_profile(p) for p in args.profile]
@@ -100,7 +150,9 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
         if not args.quiet
         else _Null()
     ):
-        sim = Simulation(spec, out_dir=out, chain=chain, faults=faults, attack=attack, profiles=profiles)
+        sim = Simulation(
+            spec, out_dir=out, chain=chain, faults=faults, attack=attack, profiles=profiles, data=own
+        )
     if not args.quiet:
         console.print(f"job {sim.job_id} created; {spec.trainers} organisations registered and staked")
         if attack is not None:

@@ -45,6 +45,15 @@ log = logging.getLogger("fedledger.node")
 ADVANCE_GAS = 400_000
 
 
+class DataConfig(BaseModel):
+    """A node's `[data]` table: this organisation's own source, which never leaves its process."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(description="a CSV / Parquet file, an image folder, or a SQLAlchemy database URL")
+    query: str = Field("", description="database sources: the SELECT that yields the rows")
+
+
 class NodeConfig(BaseModel):
     """A node's TOML file; field names are the keys."""
 
@@ -67,6 +76,7 @@ class NodeConfig(BaseModel):
     validator: bool = True
     store: str = Field(description="own blob store: a directory or the URL of its `store serve`")
     peers: list[str] = Field(default_factory=list, description="other organisations' stores to read from")
+    data: DataConfig | None = Field(None, description="own-data jobs: this organisation's source")
     poll_seconds: float = Field(0.2, gt=0)
     confirmations: int = Field(0, ge=0, le=1000, description="blocks an event must be deep before acting")
     speculate: bool = Field(
@@ -90,6 +100,9 @@ class NodeConfig(BaseModel):
             raise SpecError(f"node config: {'.'.join(map(str, err['loc']))}", err["msg"]) from None
         if not cfg.spec.is_absolute():
             cfg = cfg.model_copy(update={"spec": p.parent / cfg.spec})
+        if cfg.data is not None and "://" not in cfg.data.source and not Path(cfg.data.source).is_absolute():
+            own = cfg.data.model_copy(update={"source": str(p.parent / cfg.data.source)})
+            cfg = cfg.model_copy(update={"data": own})
         return cfg
 
 
@@ -148,41 +161,16 @@ class Node:
         self.store = VerifiedCache(PeerStore(own, [open_store(p) for p in config.peers]))
         # the heavy imports (torch, the datasets) come after the cheap checks, so a mistake in
         # the config is reported in a second, not after loading a deep-learning stack
-        from fedledger.roles.scorer import scorer_for
-        from fedledger.roles.trainer import Trainer
-        from fedledger.roles.validator import Validator
-        from fedledger.training.consortium import build_consortium
+        from fedledger.roles.node_roles import build_roles
 
-        consortium = build_consortium(self.spec)
-        if config.root:
-            assert consortium.root is not None  # an FLTrust spec always holds out a root dataset
-            if self.spec.root_dataset and self.spec.root_dataset != consortium.root_hash:
-                raise SpecError(
-                    "root_dataset",
-                    f"{self.spec.root_dataset} is not the hash of this root dataset ({consortium.root_hash})",
-                )
-            client = consortium.root
-        else:
-            client = consortium.clients[config.organisation - 1]
-        self.trainer = Trainer(
+        self.trainer, self.validator, self.local = build_roles(
+            config=config,
+            spec=self.spec,
             name=self.name,
             account=self.account,
             coordinator=self.coordinator,
             store=self.store,
-            client=client,
-            names=consortium.names,
-            spec=self.spec,
-            job_id=config.job,
-        )
-        self.validator = Validator(
-            name=self.name,
-            account=self.account,
-            coordinator=self.coordinator,
-            store=self.store,
-            spec=self.spec,
-            job_id=config.job,
-            scorer=scorer_for(self.spec, consortium) if self.spec.scored else None,
-            root_trainer=self.sponsor,
+            sponsor=self.sponsor,
         )
         self.reader = JobReader(self.coordinator, config.job, confirmations=config.confirmations)
         self.proposed: set[int] = set()
@@ -522,7 +510,7 @@ class Node:
                     len(rec.commits),
                     standing,
                     a["version"],
-                    self.spec.rounds,
+                    self.spec.chain_rounds,
                 )
             else:
                 log.warning(

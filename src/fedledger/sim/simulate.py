@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from eth_utils.crypto import keccak
@@ -24,14 +25,17 @@ from fedledger.chain.contracts import SCORE_ONE, Deployment, Phase, deploy_contr
 from fedledger.chain.inprocess import InProcessChain
 from fedledger.codec.blob import encode_tensors
 from fedledger.codec.commitment import commitment_hex
+from fedledger.data.stats import SUM as STATS_SUM
+from fedledger.data.stats import split_stats, standardise_in_place, standardiser
 from fedledger.errors import SpecError
 from fedledger.roles.job import CommitRecord, JobReader
 from fedledger.roles.model import float_weights, quantize_model
+from fedledger.roles.outcome import model_metadata
 from fedledger.roles.scorer import RoundScores, scorer_for
 from fedledger.roles.secure import SecureInputs
 from fedledger.roles.sponsor import create_job
 from fedledger.roles.trainer import Trainer
-from fedledger.roles.validator import Validator, model_metadata
+from fedledger.roles.validator import Validator
 from fedledger.sim.attacks import Attack, add_trigger, apply_attack, apply_profiles, backdoor_success
 from fedledger.sim.faults import CONDUCT_FAULTS, VALIDATOR_FAULTS, Fault, NaNClient, blob_hook
 from fedledger.sim.outputs import write_run
@@ -48,6 +52,9 @@ from fedledger.training.torch_client import (
     predict,
     set_weights,
 )
+
+if TYPE_CHECKING:  # own-data jobs import Arrow and the SQL drivers only when they run
+    from fedledger.training.own import LocalTrainer, OwnSources
 
 log = logging.getLogger("fedledger.sim")
 
@@ -129,7 +136,11 @@ class Simulation:
         faults: Sequence[Fault] = (),
         attack: Attack | None = None,
         profiles: Sequence[tuple[str, int]] = (),
+        data: OwnSources | None = None,
     ) -> None:
+        if spec.own_data and data is None:
+            raise SpecError("data", f"job {spec.name!r} trains on own data: give each organisation's source")
+        self.own = data
         self.spec = spec
         self.attack = attack
         self.profiles = list(profiles)
@@ -158,13 +169,23 @@ class Simulation:
         self.accounts = dev_accounts(spec.trainers + 1)
         self.sponsor = self.accounts[0]
         self.metrics: list[RoundMetrics] = []
+        self._test_key: bytes = b""
+        self._test_x = np.zeros(0, dtype=np.float32)
         self.secagg_faults: list[tuple[int, str, str]] = []  # (round, organisation, fault)
         self._setup()
 
     # -- setup -------------------------------------------------------------------------------
 
     def _setup(self) -> None:
-        consortium = build_consortium(self.spec)
+        self.local: list[LocalTrainer] = []
+        if self.own is not None:
+            from fedledger.training.own import build_own_consortium
+
+            consortium, self.local = build_own_consortium(
+                self.spec, self.own.sources, test=self.own.test, organisations=self.own.organisations
+            )
+        else:
+            consortium = build_consortium(self.spec)
         if consortium.root is not None:  # FLTrust: the spec binds the root dataset by hash
             if self.spec.root_dataset and self.spec.root_dataset != consortium.root_hash:
                 raise SpecError(
@@ -199,7 +220,7 @@ class Simulation:
 
         self.deployment: Deployment = deploy_contracts(self.chain, self.sponsor)
         token, coordinator = self.deployment.token, self.deployment.coordinator
-        pool = spec.reward_per_round * spec.rounds
+        pool = spec.reward_per_round * spec.chain_rounds
         token.mint(self.sponsor, self.sponsor.address, pool)
         trainer_accounts = self.accounts[1:]
         for acct in trainer_accounts:
@@ -233,8 +254,9 @@ class Simulation:
             self.root_trainer.register()
 
         self.orgs: list[Organisation] = []
+        org_names = list(self.own.organisations) if self.own and self.own.organisations else []
         for i, (acct, client) in enumerate(zip(trainer_accounts, clients, strict=True), start=1):
-            name = f"org-{i:02d}"
+            name = org_names[i - 1] if org_names else f"org-{i:02d}"
             fault = self.faults.get(i)
             if fault is not None and fault.kind == "nan-weights":
                 client = NaNClient(client, fault.from_round)
@@ -268,6 +290,7 @@ class Simulation:
                 spec=spec,
                 job_id=self.job_id,
                 blob_hook=hook,
+                features=self.local[i - 1].features if self.local else None,
             )
             validator = None
             liar = None
@@ -295,15 +318,27 @@ class Simulation:
             self.orgs.append(Organisation(name, trainer, validator))
         self.participants: dict[str, str] = {str(o.trainer.account.address): o.name for o in self.orgs}
         self.participants[self.sponsor.address] = "sponsor"
-        self.malicious_names = [f"org-{i:02d}" for i in self.malicious]
+        self.malicious_names = [self.orgs[i - 1].name for i in self.malicious]
 
     # -- rounds ------------------------------------------------------------------------------
+
+    def test_inputs(self, model_q: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The held-out inputs as a committed model sees them: z-scored by its committed statistics."""
+        _, stats_q = split_stats(model_q)
+        if not stats_q:
+            return self.dataset.x_test
+        key = stats_q[STATS_SUM].tobytes()
+        if self._test_key != key:
+            x = self.dataset.x_test.copy()
+            standardise_in_place(x, *standardiser(stats_q, self.spec.scale_bits))
+            self._test_key, self._test_x = key, x
+        return self._test_x
 
     def evaluate(self, commitment: bytes) -> tuple[float, float]:
         """Test loss and accuracy of a committed model on the held-out split."""
         model_q = self.store.get_tensors(commitment)
         set_weights(self.eval_model, float_weights(self.names, model_q, self.spec.scale_bits))
-        loss, acc = evaluate(self.eval_model, self.dataset.x_test, self.dataset.y_test)
+        loss, acc = evaluate(self.eval_model, self.test_inputs(model_q), self.dataset.y_test)
         return acc, loss
 
     def backdoor_success(self, commitment: bytes) -> float:
@@ -520,7 +555,7 @@ class Simulation:
             flags=flags,
             slashed=slashed,
             ejected=ejected,
-            backdoor_success=self.backdoor_success(final),
+            backdoor_success=float("nan") if self.spec.own_data else self.backdoor_success(final),
             scores=self.scores,
             earnings=self.earnings,
             epsilon_spent=self.deployment.coordinator.epsilon_spent(self.job_id) / 1e6,

@@ -1,0 +1,111 @@
+"""From what a user points `fedledger simulate --data` at, to one source per organisation.
+
+A consortium simulated on one machine is given as files: one file (or database URL, or
+image folder) per organisation, named by the file, or a directory holding them, or one
+table to split by a natural column. This module turns those paths into `DataSource`s
+and organisation names, and writes a schema when the job's spec has none: the union
+of every organisation's columns and categories, which only a one-machine simulation
+can see. A real consortium writes its schema into the spec and never pools anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from fedledger.data.schema import ImageSchema, TableSchema
+from fedledger.data.sources import DataSource
+from fedledger.errors import DataError
+
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _is_image_folder(path: Path) -> bool:
+    """A folder of class subfolders that hold images directly."""
+    subdirs = [p for p in path.iterdir() if p.is_dir()]
+    return bool(subdirs) and any(
+        f.suffix.lower() in IMAGE_SUFFIXES for d in subdirs for f in d.iterdir() if f.is_file()
+    )
+
+
+def _source(path: str, query: str) -> DataSource:
+    if "://" in path:
+        if not query:
+            raise DataError(f"{path}: a database source needs --query 'SELECT …'")
+        return DataSource(path, query)
+    p = Path(path)
+    if p.suffix.lower() in SQLITE_SUFFIXES:
+        if not query:
+            raise DataError(f"{p.name}: a SQLite file needs --query 'SELECT …'")
+        return DataSource(f"sqlite:///{p.resolve()}", query)
+    return DataSource(str(p), "")
+
+
+def discover(paths: Sequence[str], *, query: str = "") -> tuple[list[DataSource], list[str]]:
+    """(sources, organisation names) for `--data` paths.
+
+    Several paths: one organisation each, named by the file's stem. One directory of
+    table files (or of image folders): one organisation per entry. Anything else (one
+    table, one image folder, one database URL) is a single source that the spec's
+    partition splits among the trainers; its organisations get the default names.
+    """
+    if not paths:
+        raise DataError("no --data given")
+    if len(paths) == 1 and "://" not in paths[0]:
+        p = Path(paths[0])
+        if not p.exists():
+            raise DataError(f"{p}: no such file or directory")
+        if p.is_dir() and not _is_image_folder(p):
+            entries = sorted(
+                e
+                for e in p.iterdir()
+                if (e.is_file() and e.suffix.lower() in (*TABLE_SUFFIXES, *SQLITE_SUFFIXES))
+                or (e.is_dir() and _is_image_folder(e))
+            )
+            if not entries:
+                raise DataError(
+                    f"{p}: holds no tables ({', '.join(TABLE_SUFFIXES + SQLITE_SUFFIXES)}) and no image "
+                    "folders; give one file per organisation"
+                )
+            return [_source(str(e), query) for e in entries], [_name(e) for e in entries]
+        return [_source(paths[0], query)], []
+    names = [_name(Path(x)) if "://" not in x else f"org-{i:02d}" for i, x in enumerate(paths, start=1)]
+    if len(set(names)) != len(names):
+        raise DataError(f"two --data sources share an organisation name: {', '.join(names)}")
+    return [_source(x, query) for x in paths], names
+
+
+def _name(path: Path) -> str:
+    return path.stem if path.is_file() else path.name
+
+
+def infer_job_schema(
+    sources: Sequence[DataSource],
+    *,
+    label: str,
+    exclude: Sequence[str] = (),
+    test: DataSource | None = None,
+) -> TableSchema | ImageSchema:
+    """A schema covering every source (simulation only: it sees every organisation's columns)."""
+    import pyarrow as pa
+
+    from fedledger.data.encode import infer_image_schema, infer_schema
+    from fedledger.data.sources import read_table
+
+    first = sources[0]
+    if "://" not in first.source and Path(first.source).is_dir():
+        schemas = [infer_image_schema(Path(s.source)) for s in sources]
+        classes = sorted({c for s in schemas for c in s.classes})
+        return schemas[0].model_copy(update={"classes": tuple(classes)})
+    if not label:
+        raise DataError("a table needs --label COLUMN (or a data_schema in the --spec file)")
+    tables = [read_table(s, organisation=s.describe(), columns=()) for s in (*sources, *([test] if test else []))]
+    columns = [c for c in tables[0].column_names if c not in exclude]
+    for s, t in zip(sources, tables, strict=False):
+        missing = [c for c in columns if c not in t.column_names]
+        if missing:
+            raise DataError(f"{s.describe()}: column {missing[0]!r} of {sources[0].describe()} is missing")
+    pooled = pa.concat_tables([t.select(columns) for t in tables], promote_options="permissive")
+    return infer_schema(pooled, label=label, exclude=exclude)
