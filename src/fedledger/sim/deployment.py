@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,8 @@ from fedledger.spec import JobSpec
 from fedledger.store.http import BlobServer, HttpStore
 from fedledger.store.local import LocalStore
 from fedledger.training.consortium import build_consortium
-from fedledger.training.torch_client import get_weights
+from fedledger.training.models import build_model
+from fedledger.training.torch_client import get_weights, weight_names
 
 BASE_SPEC: dict[str, Any] = {
     "name": "nodes",
@@ -353,11 +354,14 @@ def start_consortium(
     block_time: int | None = None,
     start_nodes: bool = True,
     network_hosts: bool = False,
+    data: Sequence[Mapping[str, str]] = (),
 ) -> Consortium:
     """A devnet, a job, and per organisation a blob server and (unless told not to) a node.
 
     With `network_hosts`, every organisation's blob server and node run on a host of its own
     (`NetHosts`) and the chain listens on the bridge; the proxies need loopback and are refused.
+    An own-data job (`spec` with a data_schema) takes each organisation's `[data]` table in
+    `data`, one mapping (source, and query for databases) per organisation.
     """
     if network_hosts and (rpc_proxy or store_proxies):
         raise DeploymentError("the fault proxies listen on loopback: not with network_hosts")
@@ -376,10 +380,16 @@ def start_consortium(
     sponsor_server: BlobServer | None = None
     try:
         sponsor_store = tmp / "sponsor"
-        c = build_consortium(job_spec)
+        if job_spec.data_schema is not None:  # own data: the initial model needs only the schema
+            if len(data) != orgs:
+                raise DeploymentError(f"an own-data job needs {orgs} [data] tables, got {len(data)}")
+            schema = job_spec.data_schema
+            init = build_model(job_spec.model, schema.input_shape, schema.num_classes, seed=job_spec.seed)
+        else:
+            init = build_consortium(job_spec).initial_model
         initial = LocalStore(sponsor_store).put(
             encode_tensors(
-                quantize_model(c.names, get_weights(c.initial_model), job_spec.scale_bits),
+                quantize_model(weight_names(init), get_weights(init), job_spec.scale_bits),
                 metadata=model_metadata(0, 0),
             )
         )
@@ -445,12 +455,13 @@ def start_consortium(
                 "poll_seconds": 0.1,
                 **(node_options or {}),
             }
-            org.config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in fields.items()))
+            org.config.write_text("".join(f"{k} = {_toml(v)}\n" for k, v in fields.items()))
 
         for org in started:
             _wait_serving(org)
             peers = [sponsor_server.url] + [o.public_url for o in started if o is not org]
-            write_config(org, org.store_url, peers, organisation=org.index)
+            own = {"data": dict(data[org.index - 1])} if data else {}
+            write_config(org, org.store_url, peers, organisation=org.index, **own)
         root = None
         if job_spec.aggregation == "fltrust":
             # FLTrust trusts one update a round: the sponsor's, trained on the root dataset
@@ -493,6 +504,13 @@ def start_consortium(
         if hosts:
             hosts.remove()
         raise
+
+
+def _toml(value: Any) -> str:
+    """A TOML value: JSON's strings, numbers, booleans and arrays are TOML's; a table is inline."""
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
 
 
 def _wait_serving(org: Org, timeout: float = 30) -> None:

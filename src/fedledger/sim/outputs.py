@@ -17,13 +17,14 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fedledger.chain.export import export_chain
 from fedledger.codec.commitment import commitment_hex
 from fedledger.codec.fixedpoint import dequantize
+from fedledger.data.stats import split_stats, standardiser
 
 if TYPE_CHECKING:
     from fedledger.sim.simulate import RoundMetrics, Simulation, SimulationResult
@@ -142,6 +143,46 @@ def write_scores(out: Path, result: SimulationResult) -> None:
     plt.close(fig)
 
 
+def data_card(sim: Simulation) -> dict[str, Any] | None:
+    """An own-data job's data as the model card states it: schema, rows and commitments per organisation."""
+    spec = sim.spec
+    if spec.data_schema is None:
+        return None
+    schema = spec.data_schema
+    card: dict[str, Any] = {
+        "kind": schema.kind,
+        "classes": list(schema.classes),
+        "rows": {o.name: lt.data.x.shape[0] for o, lt in zip(sim.orgs, sim.local, strict=True)},
+        "test_rows": len(sim.dataset.y_test),
+        "data_commitments": dict(sim.data_commitments),
+    }
+    if schema.kind == "table":
+        card["label"] = schema.label
+        card["features"] = [f.name for f in schema.features]
+        card["standardise"] = schema.standardise
+    else:
+        card["input_shape"] = list(schema.input_shape)
+    return card
+
+
+def data_lines(card: dict[str, Any] | None) -> list[str]:
+    if card is None:
+        return []
+    lines = [f"- Rows per organisation: {', '.join(f'{o} {n:,}' for o, n in card['rows'].items())}"]
+    if card["kind"] == "table":
+        lines.append(
+            f"- Label `{card['label']}` ({', '.join(card['classes'])}); {len(card['features'])} features; "
+            + (
+                "standardised with statistics aggregated by the job's statistics round (version 1)"
+                if card["standardise"] == "federated"
+                else "not standardised"
+            )
+        )
+    for org, root in card["data_commitments"].items():
+        lines.append(f"- Data commitment of {org}: `{root}`")
+    return lines
+
+
 def write_run(sim: Simulation, result: SimulationResult) -> None:
     out, spec = sim.out_dir, sim.spec
     (out / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
@@ -163,8 +204,12 @@ def write_run(sim: Simulation, result: SimulationResult) -> None:
 
     from safetensors.numpy import save_file
 
-    final_q = sim.store.get_tensors(result.final_commitment)
+    final_q, stats_q = split_stats(sim.store.get_tensors(result.final_commitment))
     final = {k: np.ascontiguousarray(v) for k, v in dequantize(final_q, spec.scale_bits).items()}
+    if stats_q:  # the committed statistics as the z-scoring a deployment applies to its inputs
+        mean, std = standardiser(stats_q, spec.scale_bits)
+        final["standardise.mean"] = mean.astype(np.float32)
+        final["standardise.std"] = std.astype(np.float32)
     contributors = sorted(
         {
             sim.participants.get(c.trainer, c.trainer)
@@ -187,7 +232,10 @@ def write_run(sim: Simulation, result: SimulationResult) -> None:
         "contributing_organisations": contributors,
         "dataset": spec.dataset,
         "partition": spec.partition,
+        "data": data_card(sim),
         "model": spec.model,
+        "client": spec.client or None,
+        "code_digest": spec.code_digest or None,
         "aggregation": spec.aggregation,
         "committee": spec.committee_size,
         "quorum": spec.effective_quorum,
@@ -231,6 +279,7 @@ def write_run(sim: Simulation, result: SimulationResult) -> None:
         f"`{card['final_model_commitment']}`",
         f"- Final test accuracy on held-out data no trainer saw: {100 * result.final_accuracy:.2f}%",
         f"- Data: {spec.dataset}, {spec.partition} partition over {spec.trainers} organisations",
+        *data_lines(data_card(sim)),
         f"- Contributing organisations: {', '.join(contributors)}",
         "- Flagged and slashed: "
         + (", ".join(f"{org} ({n}x)" for org, n in sorted(result.flags.items())) or "nobody")

@@ -169,6 +169,7 @@ class Simulation:
         self.accounts = dev_accounts(spec.trainers + 1)
         self.sponsor = self.accounts[0]
         self.metrics: list[RoundMetrics] = []
+        self.data_commitments: dict[str, str] = {}  # organisation -> root of its DataCommitted
         self._test_key: bytes = b""
         self._test_x = np.zeros(0, dtype=np.float32)
         self.secagg_faults: list[tuple[int, str, str]] = []  # (round, organisation, fault)
