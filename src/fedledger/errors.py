@@ -8,6 +8,8 @@ bug.
 
     FedledgerError
     ├── SpecError                 a job spec field is invalid (names the field)
+    │   └── CodeError             an organisation's model or client code fails to load, misbehaves,
+    │                             or differs from the code the job approved (its digest)
     ├── CodecError                a blob or tensor cannot be encoded or decoded
     │   └── MalformedBlob         bytes that are not a canonical tensor blob
     ├── InvalidUpdate             an update fails validation (shape, dtype, norm)
@@ -39,6 +41,14 @@ class SpecError(FedledgerError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"job spec: {field}: {message}")
         self.field = field
+
+
+class CodeError(SpecError):
+    """The user code a spec names ("package.module:attr") is unusable or is not the approved code.
+
+    `field` is the spec field that names it ("model", "client", "code_digest"). A node
+    meets this before it trains, so nothing has been committed.
+    """
 
 
 class CodecError(FedledgerError):

@@ -9,6 +9,20 @@ and the dense layer nearly none, so the CNN has narrow convolutions (8 and 16
 channels, 54k parameters) and keeps the full 7x7 map for the dense layer; a
 16/32-channel CNN averaged down to 4x4 (47k parameters) was ~3x slower per round
 and less accurate (94% vs 96% at 20 rounds).
+
+A spec's model may instead be a reference "package.module:build" to the users' own
+PyTorch module factory. Its calling convention:
+
+    def build(*, input_shape: tuple[int, ...], num_classes: int) -> torch.nn.Module
+
+called with keyword arguments only (input_shape excludes the batch dimension: (C, H, W)
+for images, (features,) for tables), inside `torch.random.fork_rng` after
+`torch.manual_seed(spec.seed)`, so a factory that draws its initial weights from torch's
+global RNG (the default for every torch layer) gives every party identical weights. It
+must not read other randomness (numpy, random) or the clock. The module is checked once:
+it has parameters, and a dummy batch of 2 zero inputs in eval mode gives (2, num_classes)
+logits. Weights travel in `state_dict` order (torch_client.get_weights), floating tensors
+only.
 """
 
 from __future__ import annotations
@@ -18,7 +32,8 @@ import math
 import torch
 from torch import nn
 
-from fedledger.errors import SpecError
+from fedledger.errors import CodeError, SpecError
+from fedledger.training.code import describe_error, load_ref
 
 MODELS: tuple[str, ...] = ("cnn", "mlp", "logreg")
 HIDDEN = 64
@@ -87,10 +102,19 @@ def _check_shape(name: str, input_shape: tuple[int, ...], num_classes: int) -> N
         )
 
 
-def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int) -> nn.Module:
-    """Builds `name` with weights drawn from `seed` alone; the caller's RNG state is untouched."""
+def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, *, seed: int) -> nn.Module:
+    """Builds `name` (built-in or "package.module:build") with weights drawn from `seed` alone.
+
+    The caller's RNG state is untouched.
+    """
+    if ":" in name:
+        return _build_user_model(name, input_shape, num_classes, seed=seed)
     if name not in MODELS:
-        raise SpecError("model", f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+        raise SpecError(
+            "model",
+            f"unknown model {name!r}; known models: {', '.join(MODELS)}, "
+            "or a factory reference 'package.module:build'",
+        )
     _check_shape(name, input_shape, num_classes)
     features = math.prod(input_shape)
     with torch.random.fork_rng(devices=[]):
@@ -109,6 +133,53 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed:
         else:
             model = nn.Sequential(nn.Flatten(), nn.Linear(features, num_classes))
     return model
+
+
+def _build_user_model(ref: str, input_shape: tuple[int, ...], num_classes: int, *, seed: int) -> nn.Module:
+    """Calls the user's factory under the seeded, forked RNG and checks what comes back."""
+    _check_shape(ref, input_shape, num_classes)
+    factory = load_ref(ref, field="model")
+    if not callable(factory):
+        raise CodeError(
+            "model",
+            f"{ref} is a {type(factory).__name__}, not a callable factory returning a torch nn.Module",
+        )
+    call = f"{ref}(input_shape={tuple(input_shape)}, num_classes={num_classes})"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            model = factory(input_shape=tuple(input_shape), num_classes=num_classes)
+        except Exception as exc:  # the user's code: report what it raised, not a traceback
+            raise CodeError("model", f"{call} raised {describe_error(exc)}") from None
+        if not isinstance(model, nn.Module):
+            raise CodeError("model", f"{call} returned a {type(model).__name__}, not a torch nn.Module")
+        if not any(True for _ in model.parameters()):
+            raise CodeError("model", f"{call} returned a {type(model).__name__} with no parameters to train")
+        _check_output(model, call, input_shape, num_classes)
+    return model
+
+
+def _check_output(model: nn.Module, call: str, input_shape: tuple[int, ...], num_classes: int) -> None:
+    """A dummy batch of 2 zero inputs must give (2, num_classes) logits; train/eval mode is kept."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *input_shape))  # (2, num_classes) expected
+    except Exception as exc:
+        raise CodeError(
+            "model", f"{call}: a batch of shape {(2, *input_shape)} fails in forward: {describe_error(exc)}"
+        ) from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor):
+        raise CodeError("model", f"{call}: forward returned a {type(out).__name__}, not a tensor of logits")
+    if tuple(out.shape) != (2, num_classes):
+        raise CodeError(
+            "model",
+            f"{call}: a batch of shape {(2, *input_shape)} gives output shape {tuple(out.shape)}, "
+            f"expected (2, {num_classes}): one logit per class",
+        )
 
 
 def count_parameters(model: nn.Module) -> int:
