@@ -146,7 +146,7 @@ def _text_as_number(col: pa.ChunkedArray, name: str, n: int, at: str) -> pa.Chun
             f"{at}: column {name!r} should be numeric but {rows(bad, n)} are text, e.g. "
             f"{col[first].as_py()!r}; fix or drop those rows, or make the column categorical"
         )
-    return col.cast(pa.float64())
+    return pc.utf8_trim_whitespace(col).cast(pa.float64())
 
 
 def _categories(

@@ -280,11 +280,12 @@ def _first_line(e: BaseException) -> str:
 
 def _url_without_password(source: str) -> str:
     try:
-        from sqlalchemy.engine import make_url
+        from sqlalchemy.engine import URL, make_url
 
         url = make_url(source)
         if url.password is None:
             return source
-        return str(url.set(password=None).render_as_string(hide_password=False))
+        bare = URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
+        return str(bare.render_as_string(hide_password=False))
     except Exception:  # not a URL SQLAlchemy parses: drop anything between user: and @
         return re.sub(r"(://[^:/@]*):[^@]*@", r"\1@", source)
