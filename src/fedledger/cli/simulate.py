@@ -150,9 +150,13 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
         if not args.quiet
         else _Null()
     ):
-        sim = Simulation(
-            spec, out_dir=out, chain=chain, faults=faults, attack=attack, profiles=profiles, data=own
-        )
+        try:
+            sim = Simulation(
+                spec, out_dir=out, chain=chain, faults=faults, attack=attack, profiles=profiles, data=own
+            )
+        except BaseException:  # refused at setup (bad data, a node down): leave no half-written run
+            shutil.rmtree(out, ignore_errors=True)
+            raise
     if not args.quiet:
         console.print(f"job {sim.job_id} created; {spec.trainers} organisations registered and staked")
         if attack is not None:

@@ -173,7 +173,11 @@ class Simulation:
         self._test_key: bytes = b""
         self._test_x = np.zeros(0, dtype=np.float32)
         self.secagg_faults: list[tuple[int, str, str]] = []  # (round, organisation, fault)
-        self._setup()
+        try:
+            self._setup()
+        except BaseException:  # a refused job keeps no log handler (the caller removes its directory)
+            self._detach_log()
+            raise
 
     # -- setup -------------------------------------------------------------------------------
 
@@ -563,6 +567,9 @@ class Simulation:
             secagg_faults=list(self.secagg_faults),
         )
         write_run(self, result)
+        self._detach_log()
+        return result
+
+    def _detach_log(self) -> None:
         logging.getLogger("fedledger").removeHandler(self._log_handler)
         self._log_handler.close()
-        return result
