@@ -206,6 +206,8 @@ def _read_sqlalchemy(url: Any, query: str, cols: list[str], at: str) -> pa.Table
             raise DataError(f"{at}: cannot connect to the database: {scrub(e)}") from None
         with conn:
             try:
+                if engine.dialect.paramstyle in ("format", "pyformat"):
+                    query = query.replace("%", "%%")  # the driver would read `id % 2` as a placeholder
                 result = conn.exec_driver_sql(_probe(query))
                 names = list(result.keys())
                 result.close()
