@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 ANVIL  := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 ARGS   ?=
 
-.PHONY: setup simulate test test-all lint typecheck bench datasets contracts clean
+.PHONY: setup simulate test test-all lint typecheck bench datasets postgres contracts clean
 
 setup: $(STAMP)
 
@@ -28,12 +28,12 @@ $(ANVIL): package.json package-lock.json
 simulate: $(STAMP)
 	$(BIN)/fedledger simulate $(ARGS)
 
-test: $(STAMP) $(ANVIL)
+test: $(STAMP) $(ANVIL) postgres
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 --dist worksteal -m "not slow" $(ARGS)
 
-test-all: $(STAMP) $(ANVIL)
+test-all: $(STAMP) $(ANVIL) postgres
 	$(BIN)/pytest -n 2 --dist worksteal $(ARGS)
 
 lint: $(STAMP)
@@ -58,6 +58,15 @@ datasets:
 	  { apt-get update -q && apt-get install -y -q dataset-fashion-mnist; }; \
 	elif command -v sudo >/dev/null; then sudo apt-get install -y -q dataset-fashion-mnist; \
 	else echo "bench: $(FASHION) is missing; run 'apt-get install dataset-fashion-mnist' as root" >&2; exit 1; fi
+
+# The integration tests start a real PostgreSQL server (tests/integration/postgres.py) from
+# Debian's postgresql package; installed here when no initdb is on PATH or in /usr/lib/postgresql.
+postgres:
+	@if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }; \
+	elif command -v sudo >/dev/null; then sudo apt-get install -y -q postgresql; \
+	else echo "test: PostgreSQL is missing; run 'apt-get install postgresql' as root" >&2; exit 1; fi
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
