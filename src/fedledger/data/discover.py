@@ -101,11 +101,13 @@ def infer_job_schema(
         return schemas[0].model_copy(update={"classes": tuple(classes)})
     if not label:
         raise DataError("a table needs --label COLUMN (or a data_schema in the --spec file)")
-    tables = [read_table(s, organisation=s.describe(), columns=()) for s in (*sources, *([test] if test else []))]
+    tables = [
+        read_table(s, organisation=s.describe(), columns=()) for s in (*sources, *([test] if test else []))
+    ]
     columns = [c for c in tables[0].column_names if c not in exclude]
     for s, t in zip(sources, tables, strict=False):
         missing = [c for c in columns if c not in t.column_names]
         if missing:
             raise DataError(f"{s.describe()}: column {missing[0]!r} of {sources[0].describe()} is missing")
     pooled = pa.concat_tables([t.select(columns) for t in tables], promote_options="permissive")
-    return infer_schema(pooled, label=label, exclude=exclude)
+    return infer_schema(pooled, label=label)  # excluded columns are already dropped

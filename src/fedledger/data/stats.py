@@ -108,13 +108,16 @@ def contribution(x_numeric: np.ndarray, scale_bits: int, *, organisation: str = 
     return {COUNT: to_limbs(len(x)), SUM: sums, SUMSQ: sumsq}
 
 
-def check_contribution(tensors: Mapping[str, np.ndarray], *, features: int, num_examples: int) -> None:
+def check_contribution(
+    tensors: Mapping[str, np.ndarray], *, features: int, num_examples: int, parts: int = 1
+) -> None:
     """Raises InvalidUpdate unless `tensors` is a well-formed statistics update of `num_examples` rows.
 
     Exact checks every honest validator makes alike: names, dtype, shapes, digit range,
     the count equal to the committed example count, Σ q² ≥ 0 and (Σ q)² ≤ n · Σ q²
     (Cauchy-Schwarz: no real data has a negative variance). What it cannot check is
-    that the sums describe the organisation's real rows; docs/design.md says so.
+    that the sums describe the organisation's real rows; docs/design.md says so. A total
+    of `parts` contributions (secure aggregation's unmasked sum) has digits up to parts·2**24.
     """
     if sorted(tensors) != sorted(NAMES):
         raise InvalidUpdate(f"a statistics update holds {', '.join(NAMES)}; got {', '.join(sorted(tensors))}")
@@ -125,8 +128,9 @@ def check_contribution(tensors: Mapping[str, np.ndarray], *, features: int, num_
             raise InvalidUpdate(f"tensor '{name}': dtype {arr.dtype}, expected int64")
         if tuple(arr.shape) != shape:
             raise InvalidUpdate(f"tensor '{name}': shape {tuple(arr.shape)}, expected {shape}")
-        if arr.size and int(np.max(np.abs(arr))) >= LIMB_BOUND:
-            raise InvalidUpdate(f"tensor '{name}': a digit is outside ±2**{LIMB_BITS}")
+        if arr.size and int(np.max(np.abs(arr))) >= parts * LIMB_BOUND:
+            bound = f"±2**{LIMB_BITS}" if parts == 1 else f"±{parts}·2**{LIMB_BITS}"
+            raise InvalidUpdate(f"tensor '{name}': a digit is outside {bound}")
     count = from_limbs(tensors[COUNT])
     if count != num_examples:
         raise InvalidUpdate(f"statistics count {count} differs from the committed {num_examples} examples")

@@ -139,6 +139,7 @@ def _secure_stats_round(
                 total,
                 features=len(spec.data_schema.numeric),
                 num_examples=sum(c.num_examples for c in keyed),
+                parts=len(keyed),
             )
         except InvalidUpdate as exc:  # someone's masked sums were wrong; nobody can say whose
             why = f"statistics round: the unmasked total is not valid statistics ({exc})"
