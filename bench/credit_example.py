@@ -73,10 +73,10 @@ def run_seed(data: Path, base: JobSpec, seed: int) -> dict[str, Any]:
     test_source = discover([str(data / "test.parquet")])[0][0]
     schema = infer_job_schema(sources, label="Class", test=test_source)
     assert schema.kind == "table"
-    spec = base.with_overrides(
-        dataset="lending_club", seed=seed, trainers=len(sources), partition="organisation"
-    ).model_copy(update={"data_schema": schema})
-    spec = JobSpec.from_dict(spec.model_dump())
+    fields = base.model_dump()
+    fields.update(dataset="lending_club", data_schema=schema.model_dump(), seed=seed, trainers=len(sources),
+                  partition="organisation")  # fmt: skip
+    spec = JobSpec.from_dict(fields)
     positive = schema.classes.index("bad")
     own = OwnSources(tuple(sources), tuple(names), test_source)
     with tempfile.TemporaryDirectory() as tmp:

@@ -37,6 +37,10 @@ def build_roles(
     sponsor: str,
 ) -> tuple[Trainer, Validator, LocalTrainer | None]:
     """(trainer, validator, own-data trainer side or None) for this node."""
+    from fedledger.training.code import check_code_digest
+
+    # the approved-code allowlist: refuse before any of the user's code is built or trained
+    check_code_digest([spec.model, spec.client], spec.code_digest, organisation=name)
     local: LocalTrainer | None = None
     scorer = None
     if spec.own_data:
