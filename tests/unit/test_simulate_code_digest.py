@@ -25,6 +25,6 @@ def test_the_spec_records_the_digest_of_the_user_s_model_code(tmp_path: Path) ->
 def test_code_that_differs_from_the_approved_digest_is_refused_before_training(tmp_path: Path) -> None:
     approved = "0x" + "ab" * 32
     spec = JobSpec(dataset="digits", model=REF, trainers=2, rounds=1, partition="iid", code_digest=approved)
-    message = r"simulate: code of flower_app_example has digest 0x[0-9a-f]{64} here but the job approved 0xabab"
+    message = r"simulate: code of flower_app_example has digest 0x[0-9a-f]{64} here but the job approved 0xab"
     with pytest.raises(CodeError, match=message):
         Simulation(spec, out_dir=tmp_path / "run")
