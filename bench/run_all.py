@@ -1,8 +1,8 @@
 """Runs every benchmark in turn and prints a Markdown summary table for the README.
 
 Runs gas.py, chain_tps.py, overhead.py, quantization.py, flag_gas.py, settlement_gas.py,
-robustness.py, scoring.py, conservation.py, secagg.py, dp_noise.py, dp_accuracy.py and
-deployment.py sequentially (each in
+robustness.py, scoring.py, conservation.py, secagg.py, dp_noise.py, dp_accuracy.py,
+data_loading.py and deployment.py sequentially (each in
 its own process, so one's imports and caches do not favour another), in full
 form or, with `--quick`, in their quick forms (< 3 minutes in all). Each script
 compares its figure with a baseline measured in the same run and with its bar
@@ -23,7 +23,7 @@ from _common import RESULTS, ROOT, parse_args, verdict
 
 BENCHES = (
     "gas", "chain_tps", "overhead", "quantization", "flag_gas", "settlement_gas", "robustness", "scoring",
-    "conservation", "secagg", "dp_noise", "dp_accuracy", "deployment",
+    "conservation", "secagg", "dp_noise", "dp_accuracy", "data_loading", "deployment",
 )
 
 
@@ -185,6 +185,19 @@ def rows_for(name: str, r: dict[str, Any]) -> list[list[str]]:
              f"no DP {base['final_accuracy']:.4f}", "printed (issue 5)", "—"]
             for p in private
         ]
+    if name == "data_loading":
+        rows = []
+        for fmt, f in r["results"].items():
+            ours, base, mem = f["times_s"]["load_local"], f["times_s"][f["baseline"]], f["memory"]
+            ok = f["ratio"] <= r["bars"]["time_ratio"] and mem["ratio"] <= r["bars"]["memory_ratio"]
+            rows.append([
+                f"Loading an organisation's {fmt} table ({r['rows']:,} rows × 20 features, checked, encoded)",
+                f"{ours['median']:.2f} s (×{f['ratio']:.2f}); peak memory ×{mem['ratio']:.2f} of the table",
+                f"{f['baseline']} {base['median']:.2f} s",
+                f"≤ ×{r['bars']['time_ratio']} time, ≤ ×{r['bars']['memory_ratio']} memory",
+                verdict(ok),
+            ])
+        return rows
     if name == "deployment":
         return [
             [f"Deployment: 4 node processes on anvil, own blob servers, {w['rounds_finalised']} rounds, "

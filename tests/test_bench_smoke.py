@@ -19,7 +19,8 @@ def test_quick_benchmarks_run() -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for figure in ("Gas per trainer commit", "Coordination overhead", "Fixed-point accuracy cost",
                    "Secure aggregation: server unmasking", "Discrete Gaussian central noise",
-                   "Accuracy under DP", "Deployment: 4 node processes"):
+                   "Accuracy under DP", "Loading an organisation's Parquet table",
+                   "Deployment: 4 node processes"):
         assert figure in proc.stdout
 
 
@@ -29,3 +30,12 @@ def test_dp_noise_bench_runs_at_tiny_size() -> None:
                           capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "central_noise" in proc.stdout and "PASS" in proc.stdout
+
+
+def test_data_loading_bench_runs_at_tiny_size() -> None:
+    """Seconds: the data-loading bench's quick form (20,000 rows in CSV, Parquet and SQLite)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "data_loading.py"), "--quick"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for fmt in ("CSV", "Parquet", "SQLite"):
+        assert f"{fmt}: load_local ×" in proc.stdout
