@@ -7,6 +7,7 @@ The job opens with the statistics round, then trains; the live audit replays bot
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from pathlib import Path
 
@@ -31,7 +32,7 @@ def _hospitals() -> list[pd.DataFrame]:
     df["diagnosis"] = np.where(df.pop("target") == 1, "benign", "malignant")
     df = df.sample(frac=1.0, random_state=1).reset_index(drop=True)
     bounds = np.linspace(0, len(df), 5).astype(int)
-    return [df.iloc[a:b].reset_index(drop=True) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    return [df.iloc[a:b].reset_index(drop=True) for a, b in itertools.pairwise(bounds)]
 
 
 def test_four_nodes_on_parquet_csv_sqlite_and_postgresql_complete_and_audit(
