@@ -13,6 +13,7 @@ from eth_utils.crypto import keccak
 from torch import nn
 
 from fedledger.spec import JobSpec
+from fedledger.training.client import NumPyClient
 from fedledger.training.datasets import Dataset, load_dataset
 from fedledger.training.models import build_model
 from fedledger.training.partition import partition
@@ -24,7 +25,7 @@ class Consortium:
     dataset: Dataset
     initial_model: nn.Module  # also the evaluation model
     names: list[str]  # parameter names, in client order
-    clients: list[TorchClient]  # clients[i] belongs to organisation i + 1
+    clients: list[NumPyClient]  # clients[i] belongs to organisation i + 1
     parts: list[np.ndarray]  # parts[i]: organisation i + 1's rows of dataset.x_train
     root: TorchClient | None = None  # FLTrust: the sponsor's client on the root dataset
     root_hash: str = ""  # keccak256 of the root dataset, for the spec
@@ -86,10 +87,17 @@ def build_consortium(spec: JobSpec) -> Consortium:
         for idx in partition(pool_ds, spec.trainers, spec.partition, alpha=spec.alpha, seed=spec.seed)
     ]
     init = build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)
-    clients = [
+    clients: list[NumPyClient] = [
         make_client(spec, ds, ds.x_train[idx], ds.y_train[idx], seed=spec.seed + i)
         for i, idx in enumerate(parts, start=1)
     ]
+    if spec.client:  # an organisation's own Flower client: it loads its own data, as in Flower
+        from fedledger.training.flower import load_flower_client
+
+        clients = [
+            load_flower_client(spec.client, partition_id=i, num_partitions=spec.trainers)
+            for i in range(spec.trainers)
+        ]
     return Consortium(
         dataset=ds,
         initial_model=init,
