@@ -481,7 +481,8 @@ class Simulation:
             flagged=len(rec.slashed),
             test_accuracy=acc,
             test_loss=loss,
-            train_loss=float(np.nanmean(losses)) if losses else float("nan"),
+            # the statistics round trains nothing: no loss to average
+            train_loss=float(np.nanmean(losses)) if np.isfinite(losses).any() else float("nan"),
             gas_used=self.chain.gas - gas0,
             transactions=self.chain.transactions - tx0,
             chain_seconds=self.chain.seconds - chain_s0,
