@@ -161,10 +161,14 @@ class Node:
         self.store = VerifiedCache(PeerStore(own, [open_store(p) for p in config.peers]))
         # the heavy imports (torch, the datasets) come after the cheap checks, so a mistake in
         # the config is reported in a second, not after loading a deep-learning stack
+        from fedledger.data.sources import DataSource
         from fedledger.roles.node_roles import build_roles
 
         self.trainer, self.validator, self.local = build_roles(
-            config=config,
+            job=config.job,
+            organisation=config.organisation,
+            root=config.root,
+            data=DataSource(config.data.source, config.data.query) if config.data else None,
             spec=self.spec,
             name=self.name,
             account=self.account,

@@ -22,13 +22,16 @@ from fedledger.store.base import BlobStore
 from fedledger.training.client import NumPyClient
 
 if TYPE_CHECKING:
-    from fedledger.roles.node import NodeConfig
+    from fedledger.data.sources import DataSource
     from fedledger.training.own import LocalTrainer
 
 
 def build_roles(
     *,
-    config: NodeConfig,
+    job: int,
+    organisation: int,
+    root: bool,
+    data: DataSource | None,
     spec: JobSpec,
     name: str,
     account: LocalAccount,
@@ -36,7 +39,10 @@ def build_roles(
     store: BlobStore,
     sponsor: str,
 ) -> tuple[Trainer, Validator, LocalTrainer | None]:
-    """(trainer, validator, own-data trainer side or None) for this node."""
+    """(trainer, validator, own-data trainer side or None) for this node.
+
+    Takes the node config's fields, not the config, so this module stays below `roles/node.py`.
+    """
     from fedledger.training.code import check_code_digest
 
     # the approved-code allowlist: refuse before any of the user's code is built or trained
@@ -44,28 +50,22 @@ def build_roles(
     local: LocalTrainer | None = None
     scorer = None
     if spec.own_data:
-        from fedledger.data.sources import DataSource
         from fedledger.training.own import local_trainer
 
-        if config.data is None:
+        if data is None:
             raise SpecError(
                 "data",
-                f"job {config.job} trains on each organisation's own data ({spec.dataset}): add a "
+                f"job {job} trains on each organisation's own data ({spec.dataset}): add a "
                 "[data] table with `source = …` to the node config",
             )
-        local = local_trainer(
-            spec,
-            DataSource(config.data.source, config.data.query),
-            organisation=name,
-            seed=spec.seed + config.organisation,
-        )
+        local = local_trainer(spec, data, organisation=name, seed=spec.seed + organisation)
         client: NumPyClient = local.client
         names = local.names
     else:
         from fedledger.training.consortium import build_consortium
 
         consortium = build_consortium(spec)
-        if config.root:
+        if root:
             assert consortium.root is not None  # an FLTrust spec always holds out a root dataset
             if spec.root_dataset and spec.root_dataset != consortium.root_hash:
                 raise SpecError(
@@ -74,7 +74,7 @@ def build_roles(
                 )
             client = consortium.root
         else:
-            client = consortium.clients[config.organisation - 1]
+            client = consortium.clients[organisation - 1]
         names = consortium.names
         scorer = scorer_for(spec, consortium) if spec.scored else None
     trainer = Trainer(
@@ -85,7 +85,7 @@ def build_roles(
         client=client,
         names=names,
         spec=spec,
-        job_id=config.job,
+        job_id=job,
         features=local.features if local is not None else None,
     )
     validator = Validator(
@@ -94,7 +94,7 @@ def build_roles(
         coordinator=coordinator,
         store=store,
         spec=spec,
-        job_id=config.job,
+        job_id=job,
         scorer=scorer,
         root_trainer=sponsor,
     )
