@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from eth_account.signers.local import LocalAccount
 
 from fedledger.chain.base import Receipt
@@ -146,8 +147,34 @@ class Trainer:
         metadata = update_metadata(self.job_id, round, self.account.address)
         if self.spec.dp:  # clip; then a secret nonce (plain mode) or a noise share (secure mode)
             delta, metadata = private_update(self.spec, delta, metadata)
+        return self._package(round, global_commitment, delta, num_examples, metadata, loss, train_s)
+
+    def _prepare_statistics(self, round: int, global_commitment: bytes) -> PreparedUpdate | TrainerRound:
+        """The statistics round: this organisation's integer feature sums instead of an update."""
+        assert self.features is not None
+        t0 = time.perf_counter()
+        tensors, rows = self.features.update, self.features.rows
+        metadata = update_metadata(self.job_id, round, self.account.address)
+        seconds = time.perf_counter() - t0
+        return self._package(
+            round, global_commitment, tensors, rows, metadata, float("nan"), seconds, statistics=True
+        )
+
+    def _package(
+        self,
+        round: int,
+        global_commitment: bytes,
+        tensors: dict[str, np.ndarray],
+        num_examples: int,
+        metadata: dict[str, str],
+        loss: float,
+        train_s: float,
+        *,
+        statistics: bool = False,
+    ) -> PreparedUpdate | TrainerRound:
+        """The update's blob, masked with its share bundle in a secure job; a refusal skips the round."""
         if self.x25519 is None:
-            blob = encode_tensors(delta, metadata=metadata)
+            blob = encode_tensors(tensors, metadata=metadata)
             return PreparedUpdate(round, global_commitment, blob, num_examples, loss, train_s)
         inputs = self.secure_inputs(round, global_commitment)
         try:
@@ -157,43 +184,16 @@ class Trainer:
                 me=self.account.address,
                 key=self.x25519,
                 directory=inputs.directory,
-                delta=delta,
+                delta=tensors,
                 num_examples=num_examples,
                 metadata=metadata,
+                statistics=statistics,
             )
         except (InvalidUpdate, PrivacyError) as exc:
-            log.warning("%s: round %d: not committing: %s", self.name, round, exc)
+            what = "statistics" if statistics else "update"
+            log.warning("%s: round %d: not committing its %s: %s", self.name, round, what, exc)
             return TrainerRound(round, None, num_examples, loss, train_s, None)
         return PreparedUpdate(round, global_commitment, blob, num_examples, loss, train_s, bundle)
-
-    def _prepare_statistics(self, round: int, global_commitment: bytes) -> PreparedUpdate | TrainerRound:
-        """The statistics round: this organisation's integer feature sums instead of an update."""
-        assert self.features is not None
-        t0 = time.perf_counter()
-        tensors, rows = self.features.update, self.features.rows
-        metadata = update_metadata(self.job_id, round, self.account.address)
-        if self.x25519 is None:
-            blob = encode_tensors(tensors, metadata=metadata)
-            seconds = time.perf_counter() - t0
-            return PreparedUpdate(round, global_commitment, blob, rows, float("nan"), seconds)
-        inputs = self.secure_inputs(round, global_commitment)
-        try:
-            blob, bundle = secure.masked_upload(
-                spec=self.spec,
-                setup=secure.round_setup(self.spec, inputs, self.job_id, round),
-                me=self.account.address,
-                key=self.x25519,
-                directory=inputs.directory,
-                delta=tensors,
-                num_examples=rows,
-                metadata=metadata,
-                statistics=True,
-            )
-        except (InvalidUpdate, PrivacyError) as exc:
-            log.warning("%s: round %d: not committing statistics: %s", self.name, round, exc)
-            return TrainerRound(round, None, rows, float("nan"), 0.0, None)
-        train_s = time.perf_counter() - t0
-        return PreparedUpdate(round, global_commitment, blob, rows, float("nan"), train_s, bundle)
 
     def submit(self, u: PreparedUpdate) -> TrainerRound:
         """Uploads the update and commits its Merkle root; idempotent up to the commit itself.
