@@ -322,22 +322,9 @@ def compute_secure_round(
         inputs=secure,
         metadata_for=meta,
     )
-    rejected = [
-        Rejection(
-            c.trainer, c.commitment, "no X25519 key in the job's key directory: cannot be aggregated securely"
-        )
-        for c in ordered
-        if c.trainer in s.keyless
-    ]
-    keyed = [c for c in ordered if c.trainer not in s.keyless]
+    rejected, keyed = sum_rejections(s, ordered)
     accepted: list[CommitRecord] = []
     if s.total is None:
-        for c in keyed:
-            if c.trainer in s.invalid:
-                rejected.append(Rejection(c.trainer, c.commitment, s.invalid[c.trainer]))
-            else:
-                reason = f"round not unmasked: {s.failure}"
-                rejected.append(Rejection(c.trainer, c.commitment, reason, flagged=False))
         model = {k: np.asarray(v, dtype=np.int64) for k, v in global_model.items()}
     elif spec.dp and releases_before + 1 > _releases_affordable(spec):
         reason = "the job's (ε, δ) budget is spent: nothing more is released"
@@ -358,6 +345,24 @@ def compute_secure_round(
         rejected=rejected,
         faults=dict(s.recovery.faults) if s.recovery is not None else {},
     )
+
+
+def sum_rejections(
+    s: SecureSum, ordered: Sequence[CommitRecord]
+) -> tuple[list[Rejection], list[CommitRecord]]:
+    """(rejections, keyed committers) of a secure sum: keyless committers are flagged, and when
+    nothing was unmasked every keyed one is left out (flagged only if its own blob is at fault)."""
+    why = "no X25519 key in the job's key directory: cannot be aggregated securely"
+    rejected = [Rejection(c.trainer, c.commitment, why) for c in ordered if c.trainer in s.keyless]
+    keyed = [c for c in ordered if c.trainer not in s.keyless]
+    if s.total is None:
+        for c in keyed:
+            if c.trainer in s.invalid:
+                rejected.append(Rejection(c.trainer, c.commitment, s.invalid[c.trainer]))
+            else:
+                reason = f"round not unmasked: {s.failure}"
+                rejected.append(Rejection(c.trainer, c.commitment, reason, flagged=False))
+    return rejected, keyed
 
 
 def _releases_affordable(spec: JobSpec) -> int:

@@ -103,7 +103,7 @@ def _secure_stats_round(
     commits: Sequence[CommitRecord],
     secure: SecureInputs | None,
 ) -> RoundOutcome:
-    from fedledger.roles.secure import secure_sum
+    from fedledger.roles.secure import secure_sum, sum_rejections
 
     if secure is None:
         raise ValueError("a secure-aggregation round needs its key directory and reveals (secure=)")
@@ -120,19 +120,10 @@ def _secure_stats_round(
         inputs=secure,
         metadata_for=meta,
     )
-    reason = "no X25519 key in the job's key directory: cannot be aggregated securely"
-    rejected = [Rejection(c.trainer, c.commitment, reason) for c in ordered if c.trainer in s.keyless]
-    keyed = [c for c in ordered if c.trainer not in s.keyless]
+    rejected, keyed = sum_rejections(s, ordered)
     model = {k: np.asarray(v, dtype=np.int64) for k, v in global_model.items()}
     accepted: list[CommitRecord] = []
-    if s.total is None:
-        for c in keyed:
-            if c.trainer in s.invalid:
-                rejected.append(Rejection(c.trainer, c.commitment, s.invalid[c.trainer]))
-            else:
-                why = f"round not unmasked: {s.failure}"
-                rejected.append(Rejection(c.trainer, c.commitment, why, flagged=False))
-    else:
+    if s.total is not None:
         total = {k: np.asarray(v, dtype=np.int64) for k, v in s.total.items()}
         try:
             stats.check_contribution(
