@@ -185,9 +185,10 @@ class Simulation:
         from fedledger.training.code import check_code_digest, code_digest
 
         refs = [self.spec.model, self.spec.client]
-        if not self.spec.code_digest and code_digest(refs):  # the sponsor approves the code it runs
-            self.spec = self.spec.with_overrides(code_digest=code_digest(refs))
-        check_code_digest(refs, self.spec.code_digest, organisation="simulate")
+        if not self.spec.code_digest:  # the sponsor approves the code it runs
+            self.spec = self.spec.with_overrides(code_digest=code_digest(refs) or None)
+        else:
+            check_code_digest(refs, self.spec.code_digest, organisation="simulate")
         self.local: list[LocalTrainer] = []
         if self.own is not None:
             from fedledger.training.own import build_own_consortium
