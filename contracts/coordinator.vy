@@ -34,6 +34,10 @@ from ethereum.ercs import IERC20
 import packing
 
 
+interface DataRegistry:
+    def bind(): nonpayable
+
+
 # Phases of a job's current round.
 PHASE_NONE: constant(uint8) = 0
 PHASE_OPEN: constant(uint8) = 1
@@ -306,12 +310,19 @@ _keys_used: HashMap[uint256, bool]
 _epsilon: HashMap[uint256, uint64]
 
 
+## @notice Where the trainers of this coordinator's jobs commit to their data (data_registry.vy).
+data_registry: public(immutable(address))
+
+
 @deploy
-def __init__():
+def __init__(data_registry_: address):
     """
-    @dev Nothing to set up: jobs carry their own configuration.
+    @dev Jobs carry their own configuration; the only setup is binding the data
+         registry, which then checks its callers against this coordinator.
+    @param data_registry_ A freshly deployed, unbound data registry.
     """
-    pass
+    data_registry = data_registry_
+    extcall DataRegistry(data_registry_).bind()
 
 
 @external

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fedledger.chain.contracts import Coordinator, Event, RewardToken
+from fedledger.chain.contracts import Coordinator, DataRegistry, Event, RewardToken
 from fedledger.chain.export import EXPORT_FORMAT
 from fedledger.chain.inprocess import InProcessChain
 from fedledger.errors import AuditFailure, FedledgerError, TransactionReverted
@@ -55,6 +55,7 @@ class EventSource:
     coordinator: str
     token: str
     provenance: str
+    data_registry: str = ""  # where trainers commit to their data ("" in exports from before it)
     findings: list[Finding] = field(default_factory=list)
     transactions: int = 0
 
@@ -83,6 +84,7 @@ def reexecute(export: dict[str, Any]) -> EventSource:
     addresses = export["contracts"]
     coordinator = Coordinator(chain, addresses["Coordinator"])
     token = RewardToken(chain, addresses["RewardToken"])
+    registry = DataRegistry(chain, addresses.get("DataRegistry", ""))
     findings: list[Finding] = []
     replayed: list[Event] = []
     for tx in export["transactions"]:
@@ -123,7 +125,7 @@ def reexecute(export: dict[str, Any]) -> EventSource:
                 )
             )
         for log in receipt.logs:
-            ev = coordinator.decode(log) or token.decode(log)
+            ev = coordinator.decode(log) or registry.decode(log) or token.decode(log)
             if ev is not None:
                 replayed.append(ev)
     exported = export["events"]
@@ -166,6 +168,7 @@ def reexecute(export: dict[str, Any]) -> EventSource:
         participants=dict(export.get("participants", {})),
         coordinator=addresses["Coordinator"],
         token=addresses["RewardToken"],
+        data_registry=addresses.get("DataRegistry", ""),
         provenance=f"re-executed {len(export['transactions'])} transactions of the in-process chain",
         findings=findings,
         transactions=len(export["transactions"]),
@@ -192,6 +195,7 @@ def from_export(export: dict[str, Any]) -> EventSource:
         participants=dict(export.get("participants", {})),
         coordinator=addresses["Coordinator"],
         token=addresses["RewardToken"],
+        data_registry=addresses.get("DataRegistry", ""),
         provenance="events as exported from an RPC node (not re-executable; audit the live chain with --rpc)",
         findings=[
             Finding(
@@ -223,7 +227,9 @@ def from_live(
     if config["sponsor"] == "0x" + "00" * 20:
         raise AuditFailure(f"job {job_id} does not exist on coordinator {coordinator.address}")
     token = RewardToken(coordinator.chain, config["token"])
+    registry = coordinator.data_registry()
     events = [e for e in coordinator.events() if e.args.get("job_id") == job_id]
+    events += [e for e in registry.events() if e.args.get("job_id") == job_id]
     events += token.events()
     events.sort(key=lambda e: (e.block_number, e.log_index))
     return EventSource(
@@ -232,5 +238,6 @@ def from_live(
         participants=participants or {},
         coordinator=coordinator.address,
         token=token.address,
+        data_registry=registry.address,
         provenance=f"read from {coordinator.chain.description}",
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from fedledger.audit.data import check_data_commitments, code_lineage
 from fedledger.audit.replay import EventSource, Finding
 from fedledger.audit.scores import SettledRound, check_round_scores
 from fedledger.chain.contracts import Event
@@ -60,6 +61,10 @@ class AuditReport:
     payouts: dict[str, dict[str, str]] = field(default_factory=dict)
     #: differential privacy: ε the chain recorded (PrivacySpent), re-derived by the audit
     privacy: dict[str, Any] = field(default_factory=dict)
+    #: own data: each committer's data commitment (organisation, root, rows, schema hash, block)
+    data: list[dict[str, Any]] = field(default_factory=list)
+    #: the code every party ran: model, Flower client and their digest, as the spec binds them
+    code: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -75,6 +80,8 @@ class AuditReport:
             "lineage": [e.__dict__ for e in self.lineage],
             "payouts": self.payouts,
             "privacy": self.privacy,
+            "data": self.data,
+            "code": self.code,
         }
 
 
@@ -93,6 +100,7 @@ class _Auditor:
         self.flag_counts: dict[str, int] = defaultdict(int)
         self.events: list[Event] = []
         self.settled: dict[int, SettledRound] = {}  # scored jobs: consensus per finalised round
+        self.data_commitments: dict[str, dict[str, Any]] = {}  # own data: by trainer, lower case
         self.scorer: RoundScorer | None = None
         if spec.scored:
             try:
@@ -173,6 +181,16 @@ class _Auditor:
             )
         else:
             self.passed("spec")
+        self.report.code = code_lineage(self.spec)
+        self.data_commitments = check_data_commitments(
+            spec=self.spec,
+            events=[e for e in self.src.events if e.args.get("job_id") == job],
+            registry=self.src.data_registry,
+            job_id=job,
+            report=self.record,
+            name=self.name,
+        )
+        self.report.data = list(self.data_commitments.values())
         current = c["initial_model"]
         model = self.load_model(current, "initial model", None)
 
@@ -407,6 +425,11 @@ class _Auditor:
                         "trainer": c.trainer,
                         "update": commitment_hex(c.commitment),
                         "num_examples": c.num_examples,
+                        **(
+                            {"data_commitment": self.data_commitments[c.trainer.lower()]["root"]}
+                            if c.trainer.lower() in self.data_commitments
+                            else {}
+                        ),
                     }
                     for c in commits
                     if c.trainer not in chain_excluded

@@ -407,16 +407,52 @@ class Coordinator(Contract):
     def is_validator(self, job_id: int, account: str) -> bool:
         return bool(self.read("is_validator", job_id, account))
 
+    def data_registry(self) -> DataRegistry:
+        """The registry this coordinator's trainers commit their data to (bound at deployment)."""
+        return DataRegistry(self.chain, str(self.read("data_registry")))
+
+
+class DataRegistry(Contract):
+    """Each trainer's salted commitment to its local dataset, once per job (data_registry.vy)."""
+
+    artifact_name = "data_registry"
+
+    def commit_data(
+        self, trainer: LocalAccount, job_id: int, *, root: bytes, rows: int, schema_hash: bytes
+    ) -> Receipt:
+        return self.transact(trainer, "commit_data", job_id, root, rows, schema_hash)
+
+    def coordinator(self) -> str:
+        return str(self.read("coordinator"))
+
+    def data_commitment(self, job_id: int, trainer: str) -> tuple[bytes, int, bytes] | None:
+        """(root, rows, schema hash) the trainer committed for the job, or None if it has not."""
+        c = self.read("data_commitment", job_id, trainer)
+        if int(c["rows"]) == 0:
+            return None
+        return bytes(c["root"]), int(c["rows"]), bytes(c["schema_hash"])
+
 
 @dataclass(frozen=True)
 class Deployment:
     token: RewardToken
     coordinator: Coordinator
+    data_registry: DataRegistry
+
+    @property
+    def contracts(self) -> list[Contract]:
+        """Every contract of the deployment, as a chain export lists them."""
+        return [self.coordinator, self.data_registry, self.token]
 
 
 def deploy_contracts(chain: Chain, deployer: LocalAccount) -> Deployment:
-    """Deploys a fresh reward token (deployer is minter) and coordinator."""
+    """Deploys a fresh reward token (deployer is minter), data registry and coordinator.
+
+    The registry goes first: the coordinator's constructor binds it.
+    """
     token = RewardToken.deploy(chain, deployer, "fedledger reward", "FED")
-    coordinator = Coordinator.deploy(chain, deployer)
+    registry = DataRegistry.deploy(chain, deployer)
+    assert isinstance(registry, DataRegistry)
+    coordinator = Coordinator.deploy(chain, deployer, registry.address)
     assert isinstance(token, RewardToken) and isinstance(coordinator, Coordinator)
-    return Deployment(token=token, coordinator=coordinator)
+    return Deployment(token=token, coordinator=coordinator, data_registry=registry)

@@ -28,7 +28,7 @@ def export_chain(
     """
     inner = getattr(chain, "inner", chain)
     by_address = {c.address: c for c in contracts}
-    names = {c.address: type(c).__name__ for c in contracts}
+    names = {c.address: type(c).__name__ for c in contracts}  # Coordinator, DataRegistry, RewardToken
     transactions, events = [], []
     for r in chain.receipts():
         fn: str = "<create>"

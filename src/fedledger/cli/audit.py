@@ -61,6 +61,22 @@ def show(report: AuditReport, console: Console, *, quiet: bool = False) -> None:
                 or "—",
             )
         console.print(table)
+        if report.data:
+            schemas = sorted({d["schema_hash"] for d in report.data})
+            data = Table(
+                title="data commitments (salted roots of the rows each trainer brought: audit.json)",
+                caption=f"schema hash {', '.join(schemas)}",
+            )
+            for col in ("organisation", "rows", "root", "block"):
+                data.add_column(col, no_wrap=True)
+            for d in report.data:
+                data.add_row(d["organisation"], f"{d['rows']:,}", d["root"][:22] + "…", str(d["block"]))
+            console.print(data)
+    code = report.code
+    if code and (code.get("code_digest") or report.data):
+        ran = " + ".join(x for x in (code["model"], code["client"]) if x)
+        digest = code.get("code_digest") or "none (built-in model, part of fedledger)"
+        console.print(f"code: {ran} · digest {digest} · bound by the spec hash on chain")
     if report.privacy:
         p = report.privacy
         console.print(

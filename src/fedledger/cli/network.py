@@ -101,8 +101,8 @@ def create_job_cli(args: argparse.Namespace, console: Console, coordinator: Coor
     from fedledger.roles.outcome import model_metadata
     from fedledger.roles.sponsor import create_job
     from fedledger.spec import JobSpec
-    from fedledger.training.datasets import load_dataset
-    from fedledger.training.models import build_model
+    from fedledger.training.code import check_code_digest
+    from fedledger.training.consortium import initial_model
     from fedledger.training.torch_client import get_weights, weight_names
 
     spec = JobSpec.load(args.spec)
@@ -113,8 +113,8 @@ def create_job_cli(args: argparse.Namespace, console: Console, coordinator: Coor
             f"the spec's committee has {spec.committee_size} members; {len(args.committee)} given",
         )
     store = open_store(args.store, sponsor)
-    ds = load_dataset(spec.dataset, test_fraction=spec.test_fraction, seed=spec.seed)
-    init = build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)
+    check_code_digest([spec.model, spec.client], spec.code_digest, organisation="sponsor")
+    init = initial_model(spec)
     model_q = quantize_model(weight_names(init), get_weights(init), spec.scale_bits)
     try:
         initial = store.put(encode_tensors(model_q, metadata=model_metadata(0, 0)))
@@ -122,7 +122,9 @@ def create_job_cli(args: argparse.Namespace, console: Console, coordinator: Coor
         raise StoreError(f"cannot store the initial model: {exc}") from None
     token = RewardToken(coordinator.chain, args.token)
     job_id, _ = create_job(
-        deployment=Deployment(token=token, coordinator=coordinator),
+        deployment=Deployment(
+            token=token, coordinator=coordinator, data_registry=coordinator.data_registry()
+        ),
         sponsor=sponsor,
         spec=spec,
         initial_model=initial,

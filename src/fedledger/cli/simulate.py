@@ -158,7 +158,12 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
             shutil.rmtree(out, ignore_errors=True)
             raise
     if not args.quiet:
-        console.print(f"job {sim.job_id} created; {spec.trainers} organisations registered and staked")
+        joined = (
+            "registered, staked and committed to their data"
+            if sim.data_commitments
+            else "registered and staked"
+        )
+        console.print(f"job {sim.job_id} created; {spec.trainers} organisations {joined}")
         if attack is not None:
             bad = ", ".join(sim.malicious_names) or "none"
             console.print(f"[red]attack[/] {attack.kind}: {ATTACKS[attack.kind]} · malicious: {bad}")

@@ -34,6 +34,7 @@ class Devnet:
             "chain_id": self.chain.chain_id,
             "coordinator": self.deployment.coordinator.address,
             "token": self.deployment.token.address,
+            "data_registry": self.deployment.data_registry.address,
             "accounts": [a.address for a in self.accounts],
             "funds_per_account": str(self.funds),
         }

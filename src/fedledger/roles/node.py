@@ -35,6 +35,7 @@ from fedledger.store.http import open_store
 from fedledger.store.peers import PeerStore
 
 if TYPE_CHECKING:
+    from fedledger.data.commitment import Opening
     from fedledger.roles.secure import SecureInputs
     from fedledger.roles.trainer import PreparedUpdate
 
@@ -52,6 +53,11 @@ class DataConfig(BaseModel):
 
     source: str = Field(description="a CSV / Parquet file, an image folder, or a SQLAlchemy database URL")
     query: str = Field("", description="database sources: the SELECT that yields the rows")
+    opening: Path | None = Field(
+        None,
+        description="where the node keeps its data opening, the salt of its data commitment "
+        "(PRIVATE; default: beside the config, <config>.job<N>.opening.json)",
+    )
 
 
 class NodeConfig(BaseModel):
@@ -100,8 +106,12 @@ class NodeConfig(BaseModel):
             raise SpecError(f"node config: {'.'.join(map(str, err['loc']))}", err["msg"]) from None
         if not cfg.spec.is_absolute():
             cfg = cfg.model_copy(update={"spec": p.parent / cfg.spec})
-        if cfg.data is not None and "://" not in cfg.data.source and not Path(cfg.data.source).is_absolute():
-            own = cfg.data.model_copy(update={"source": str(p.parent / cfg.data.source)})
+        if cfg.data is not None:
+            own = cfg.data
+            if "://" not in own.source and not Path(own.source).is_absolute():
+                own = own.model_copy(update={"source": str(p.parent / own.source)})
+            opening = own.opening or Path(f"{p.stem}.job{cfg.job}.opening.json")
+            own = own.model_copy(update={"opening": p.parent / opening})
             cfg = cfg.model_copy(update={"data": own})
         return cfg
 
@@ -176,6 +186,18 @@ class Node:
             store=self.store,
             sponsor=self.sponsor,
         )
+        self.opening: Opening | None = None
+        if self.local is not None and config.trainer and config.data is not None:
+            from fedledger.roles.data_commitment import node_opening
+
+            # before registering: a source that changed since its commitment stops the node here
+            self.opening = node_opening(
+                config.data.opening or Path(f"{self.name}.job{config.job}.opening.json"),
+                self.local.data,
+                self.spec,
+                organisation=self.name,
+                source=DataSource(config.data.source, config.data.query),
+            )
         self.reader = JobReader(self.coordinator, config.job, confirmations=config.confirmations)
         self.proposed: set[int] = set()
         self.pending: PreparedUpdate | None = None  # trained, not yet committed
@@ -234,6 +256,20 @@ class Node:
                 "that may join)"
             ) from None
         log.info("%s: registered for job %d (stake %d)", self.name, job, stake)
+
+    def ensure_data_committed(self) -> None:
+        """Own data: posts this trainer's data commitment once, before its first update."""
+        if self.opening is None or not self.trains:
+            return
+        from fedledger.roles.data_commitment import post_data_commitment
+
+        post_data_commitment(
+            self.coordinator.data_registry(),
+            self.account,
+            self.config.job,
+            self.opening.commitment,
+            name=self.name,
+        )
 
     def register_with_key(self) -> None:
         """Joins a secure-aggregation job with this trainer's X25519 key, or as a validator only.
@@ -540,6 +576,7 @@ class Node:
             try:
                 if not registered:
                     self.ensure_registered()
+                    self.ensure_data_committed()
                     registered = True
                 self.worked = False
                 if not self.step():

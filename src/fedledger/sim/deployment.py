@@ -37,8 +37,7 @@ from fedledger.roles.sponsor import create_job
 from fedledger.spec import JobSpec
 from fedledger.store.http import BlobServer, HttpStore
 from fedledger.store.local import LocalStore
-from fedledger.training.consortium import build_consortium
-from fedledger.training.models import build_model
+from fedledger.training.consortium import initial_model
 from fedledger.training.torch_client import get_weights, weight_names
 
 BASE_SPEC: dict[str, Any] = {
@@ -380,13 +379,9 @@ def start_consortium(
     sponsor_server: BlobServer | None = None
     try:
         sponsor_store = tmp / "sponsor"
-        if job_spec.data_schema is not None:  # own data: the initial model needs only the schema
-            if len(data) != orgs:
-                raise DeploymentError(f"an own-data job needs {orgs} [data] tables, got {len(data)}")
-            schema = job_spec.data_schema
-            init = build_model(job_spec.model, schema.input_shape, schema.num_classes, seed=job_spec.seed)
-        else:
-            init = build_consortium(job_spec).initial_model
+        if job_spec.data_schema is not None and len(data) != orgs:
+            raise DeploymentError(f"an own-data job needs {orgs} [data] tables, got {len(data)}")
+        init = initial_model(job_spec)
         initial = LocalStore(sponsor_store).put(
             encode_tensors(
                 quantize_model(weight_names(init), get_weights(init), job_spec.scale_bits),

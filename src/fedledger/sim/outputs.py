@@ -10,6 +10,10 @@ Layout of a run directory:
     final_model.safetensors   the final model as float32 (dequantised from the committed one)
     model_card.json, MODEL_CARD.md
     run.log                   validators' rejections and other warnings
+    private/<org>.opening.json own-data jobs: each organisation's data opening (its salt).
+                              PRIVATE: in a deployment each node keeps its own; hand an
+                              auditor one opening with its file (`fedledger data prove`),
+                              never the folder. The audit does not read it.
 """
 
 from __future__ import annotations
@@ -188,7 +192,7 @@ def write_run(sim: Simulation, result: SimulationResult) -> None:
     (out / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
     export = export_chain(
         sim.chain,
-        [sim.deployment.coordinator, sim.deployment.token],
+        sim.deployment.contracts,
         job_id=sim.job_id,
         participants=sim.participants,
     )

@@ -54,6 +54,8 @@ from fedledger.training.torch_client import (
 )
 
 if TYPE_CHECKING:  # own-data jobs import Arrow and the SQL drivers only when they run
+    from eth_account.signers.local import LocalAccount
+
     from fedledger.training.own import LocalTrainer, OwnSources
 
 log = logging.getLogger("fedledger.sim")
@@ -327,10 +329,28 @@ class Simulation:
                     score_hook=self._biased_scores(acct.address, fault),
                 )
             trainer.register()
+            if self.local:
+                self._commit_data(i, name, acct)
             self.orgs.append(Organisation(name, trainer, validator))
         self.participants: dict[str, str] = {str(o.trainer.account.address): o.name for o in self.orgs}
         self.participants[self.sponsor.address] = "sponsor"
         self.malicious_names = [self.orgs[i - 1].name for i in self.malicious]
+
+    def _commit_data(self, i: int, name: str, account: LocalAccount) -> None:
+        """Organisation i commits to its rows; its opening goes to `private/`, never handed over."""
+        from fedledger.roles.data_commitment import make_opening, post_data_commitment
+
+        assert self.own is not None
+        sources = self.own.sources
+        source = sources[i - 1] if len(sources) == len(self.local) else sources[0]
+        opening = make_opening(self.local[i - 1].data, self.spec, organisation=name, source=source)
+        private = self.out_dir / "private"
+        private.mkdir(mode=0o700, exist_ok=True)
+        opening.write(private / f"{name}.opening.json")
+        post_data_commitment(
+            self.deployment.data_registry, account, self.job_id, opening.commitment, name=name
+        )
+        self.data_commitments[name] = commitment_hex(opening.commitment.root)
 
     # -- rounds ------------------------------------------------------------------------------
 

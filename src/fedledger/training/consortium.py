@@ -122,3 +122,16 @@ def _subset(ds: Dataset, rows: np.ndarray) -> Dataset:
         input_shape=ds.input_shape,
         groups_train=None if ds.groups_train is None else ds.groups_train[rows],
     )
+
+
+def initial_model(spec: JobSpec) -> nn.Module:
+    """The job's seeded initial model, as its sponsor builds it before creating the job.
+
+    An own-data job needs only its schema for the input shape and classes; a bundled job
+    reads its dataset's.
+    """
+    if spec.data_schema is not None:
+        schema = spec.data_schema
+        return build_model(spec.model, schema.input_shape, schema.num_classes, seed=spec.seed)
+    ds = load_dataset(spec.dataset, test_fraction=spec.test_fraction, seed=spec.seed)
+    return build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)

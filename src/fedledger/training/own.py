@@ -48,7 +48,9 @@ class LocalTrainer:
     client: TorchClient
     names: list[str]
     features: LocalFeatures | None  # None unless the job standardises federatedly
-    data: LocalData  # as read and encoded, before any standardisation (for its data commitment)
+    #: its rows as read and encoded, before any standardisation: what its data commitment binds
+    #: (a simulation's held-out test share included: those rows are the organisation's too)
+    data: LocalData
 
 
 def _features(spec: JobSpec, x: np.ndarray, organisation: str) -> LocalFeatures | None:
@@ -163,7 +165,8 @@ def build_own_consortium(
     init = build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)
     locals_: list[LocalTrainer] = []
     for i, ((x, y), name) in enumerate(zip(trains, names, strict=True), start=1):
-        raw = LocalData(x=np.array(x, dtype=np.float32), y=y, groups=None)
+        # what the organisation brought (its data commitment), held-out share included
+        raw = LocalData(x=loaded[i - 1].x, y=loaded[i - 1].y, groups=None)
         client = make_client(spec, ds, np.array(x, dtype=np.float32), y, seed=spec.seed + i)
         locals_.append(LocalTrainer(client, weight_names(init), _features(spec, client.x_train, name), raw))
     consortium = Consortium(
