@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-REVERT = re.compile(r'assert\s[^\n]*?,\s*"((?:coordinator|reward_token|packing): [^"]+)"')
+REVERT = re.compile(r'assert\s[^\n]*?,\s*"((?:coordinator|data_registry|reward_token|packing): [^"]+)"')
 
 
 def _revert_strings() -> set[str]:

@@ -2,7 +2,10 @@
 
 Real parts throughout: anvil over JSON-RPC, a `store serve` per organisation, a PostgreSQL
 server started by the test, and sklearn's breast-cancer table split into four hospitals.
-The job opens with the statistics round, then trains; the live audit replays both.
+The model is the hospitals' own factory, approved by its code digest. Each node commits to
+its rows before training; the job opens with the statistics round, then trains; the live
+audit replays both and names every data commitment and the digest, and `fedledger data
+prove` opens one hospital's commitment against the live chain.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from postgres import PostgresServer, postgres  # noqa: F401
 from sklearn.datasets import load_breast_cancer
 
 from fedledger.chain.contracts import Phase
+from fedledger.cli.main import main
+from fedledger.data.commitment import Opening
 from fedledger.data.encode import infer_schema
 from fedledger.sim.deployment import start_consortium
+from fedledger.training.code import code_digest
 
 pytestmark = pytest.mark.anvil
 
@@ -35,10 +41,31 @@ def _hospitals() -> list[pd.DataFrame]:
     return [df.iloc[a:b].reset_index(drop=True) for a, b in itertools.pairwise(bounds)]
 
 
+MODEL = """
+from torch import nn
+
+
+def build(*, input_shape, num_classes):
+    return nn.Sequential(nn.Linear(input_shape[0], 8), nn.ReLU(), nn.Linear(8, num_classes))
+"""
+
+
 def test_four_nodes_on_parquet_csv_sqlite_and_postgresql_complete_and_audit(
-    tmp_path: Path, postgres: PostgresServer  # noqa: F811
+    tmp_path: Path,
+    postgres: PostgresServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from sqlalchemy import create_engine
+
+    code = tmp_path / "code"
+    (code / "hospital_models").mkdir(parents=True)
+    (code / "hospital_models" / "__init__.py").write_text("")
+    (code / "hospital_models" / "model.py").write_text(MODEL)
+    monkeypatch.syspath_prepend(str(code))  # the sponsor builds the initial model here
+    monkeypatch.setenv("PYTHONPATH", str(code))  # and every node imports the same package
+    digest = code_digest(["hospital_models.model:build"])
+    assert digest.startswith("0x")
 
     parts = _hospitals()
     parts[0].to_parquet(tmp_path / "north.parquet", index=False)
@@ -58,7 +85,7 @@ def test_four_nodes_on_parquet_csv_sqlite_and_postgresql_complete_and_audit(
     ]
     schema = infer_schema(pa.Table.from_pandas(pd.concat(parts), preserve_index=False), label="diagnosis")
     spec = {"dataset": "hospitals", "data_schema": schema.model_dump(), "partition": "organisation",
-            "model": "logreg", "rounds": 3}  # fmt: skip
+            "model": "hospital_models.model:build", "code_digest": digest, "rounds": 3}  # fmt: skip
     cons = start_consortium(tmp_path, spec=spec, data=data, node_options={"availability_wait_s": 10})
     try:
         cons.wait_done(timeout=240)
@@ -71,5 +98,29 @@ def test_four_nodes_on_parquet_csv_sqlite_and_postgresql_complete_and_audit(
         assert first.version == 1 and sum(c["num_examples"] for c in first.contributors) >= 284
         trained = {t for e in report.lineage[1:] for t in (c["trainer"] for c in e.contributors)}
         assert trained == {o.address for o in cons.orgs}  # every kind of source went into a model
+
+        # the lineage goes on: contributors -> data commitments -> code digest
+        assert report.code["code_digest"] == digest
+        assert sorted(d["trainer"] for d in report.data) == sorted(o.address for o in cons.orgs)
+        assert sorted(d["rows"] for d in report.data) == sorted(len(p) for p in parts)
+        assert report.checks["data"] == 4
+        openings = [Opening.read(tmp_path / f"node-{i}.job{cons.job_id}.opening.json") for i in (1, 2, 3, 4)]
+        roots = {d["trainer"]: d["root"] for d in report.data}
+        for org, opening in zip(cons.orgs, openings, strict=True):
+            assert roots[org.address] == "0x" + opening.commitment.root.hex()
+            mine = [c for e in report.lineage for c in e.contributors if c["trainer"] == org.address]
+            assert mine and all(c.get("data_commitment") == roots[org.address] for c in mine)
+
+        # south hospital shows an auditor its CSV, and only its CSV, against the live chain
+        live = ["--rpc", cons.net.node.url, "--coordinator", cons.coordinator.address,
+                "--job", str(cons.job_id), "--spec", str(tmp_path / "job.json")]  # fmt: skip
+        south = tmp_path / f"node-2.job{cons.job_id}.opening.json"
+        capsys.readouterr()
+        assert main(["data", "prove", str(tmp_path / "south.csv"), "--opening", str(south), *live,
+                     "--trainer", cons.orgs[1].address]) == 0  # fmt: skip
+        assert "PROVEN: south.csv is the data org-02" in capsys.readouterr().out
+        assert main(["data", "prove", str(tmp_path / "north.parquet"), "--opening", str(south), *live,
+                     "--trainer", cons.orgs[1].address]) == 1  # fmt: skip
+        assert "NOT PROVEN: north.parquet is not the data org-02 committed to" in capsys.readouterr().out
     finally:
         cons.stop()

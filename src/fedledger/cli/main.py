@@ -220,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="text lines for people, or one JSON object a line for log collectors",
     )
 
+    from fedledger.cli.data import add_data_parser
+
+    add_data_parser(sub)
+
     store = sub.add_parser("store", help="content-addressed blob storage")
     store_sub = store.add_subparsers(dest="store_command", required=True)
     serve = store_sub.add_parser(
@@ -303,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_audit(args, console)
         if args.command == "store":
             return run_store_serve(args)
+        if args.command == "data":
+            from fedledger.cli.data import run_data
+
+            return run_data(args, console)
         if args.command == "node":
             from fedledger.roles.node import Node, NodeConfig
             from fedledger.training.torch_client import configure_torch
