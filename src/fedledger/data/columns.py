@@ -170,3 +170,9 @@ def distinct_texts(column: pa.ChunkedArray) -> list[str]:
             d = pc.unique(chunk)
         seen.update(label_text(v) for v in d.to_pylist() if v is not None)
     return list(seen)
+
+
+def first_line(e: BaseException) -> str:
+    """An exception's message, first line only (driver errors run to several)."""
+    text = str(e).strip()
+    return text.splitlines()[0].strip() if text else type(e).__name__

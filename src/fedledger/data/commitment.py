@@ -225,15 +225,15 @@ def commit_rows(x: np.ndarray, y: np.ndarray, *, salt: bytes, schema_hash: bytes
     """
     if len(salt) != SALT_SIZE:
         raise ValueError(f"salt must be {SALT_SIZE} bytes, got {len(salt)}")
-    rows = canonical_rows(x, y)  # (N, R)
-    n, width = rows.shape
+    n = x.shape[0]
     if n == 0:
         raise DataError("no rows to commit: the source is empty")
     prefix = SALT_SIZE + 8
     leaves: list[bytes] = []
     for start in range(0, n, _BLOCK_ROWS):
-        block = rows[start : start + _BLOCK_ROWS]  # (B, R)
-        b = block.shape[0]
+        # a block at a time, so the canonical bytes never cost a second copy of the table
+        block = canonical_rows(x[start : start + _BLOCK_ROWS], y[start : start + _BLOCK_ROWS])  # (B, R)
+        b, width = block.shape
         buf = np.empty((b, prefix + width), dtype=np.uint8)  # (B, 32 + 8 + R): salt || i || row
         buf[:, :SALT_SIZE] = np.frombuffer(salt, dtype=np.uint8)
         buf[:, SALT_SIZE:prefix] = np.arange(start, start + b, dtype=">u8").view(np.uint8).reshape(b, 8)

@@ -7,9 +7,12 @@ here: the means and deviations come from the federated statistics round (`data/s
 never from one party's rows.
 
 `load_local` is what a node calls: read only the schema's columns, check them (one-line
-`DataError`s), encode. The encoder fills one preallocated (N, width) float32 matrix column
-by column from the Arrow buffers (zero-copy where Arrow allows) and one-hots categories
-from the codes the checks already computed, so loading costs little beyond the reading.
+`DataError`s), encode. It streams: each batch of the source (a CSV block, a Parquet batch,
+a database fetch) is checked and written into one growing (N, width) float32 matrix, column
+by column from the Arrow buffers, one-hotting categories from the codes the checks already
+computed. So loading costs little beyond the reading, and its peak memory is the output plus
+one batch, never a whole Arrow table. A batch that fails a check sends the load to the
+whole-table path, whose message counts the offending rows over the entire source.
 
 Image folders go through `read_images` (in `data/images.py`); schema inference for
 `fedledger simulate` is in `data/infer.py`. Both are re-exported here.
@@ -19,18 +22,19 @@ from __future__ import annotations
 
 import bisect
 import os
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
-from fedledger.data.check import Prepared, check_finite, prepare
+from fedledger.data.check import Prepared, check_not_empty, prepare
 from fedledger.data.columns import label_text, rows, text_values, where
 from fedledger.data.images import infer_image_schema, read_images
 from fedledger.data.infer import infer_schema
 from fedledger.data.schema import ImageSchema, TableSchema
-from fedledger.data.sources import DataSource, read_table
+from fedledger.data.sources import DataSource, read_batches, read_table
 from fedledger.errors import DataError
 
 __all__ = [
@@ -62,8 +66,7 @@ def encode_table(table: pa.Table, schema: TableSchema) -> tuple[np.ndarray, np.n
     The table is checked on the way (a mismatch is a DataError); `load_local` does this with
     the organisation's name in the message.
     """
-    prep = prepare(table, schema, organisation="table", source="encode_table")
-    return _fill(prep, schema)
+    return _fill(prepare(table, schema, organisation="table", source="encode_table"), schema)
 
 
 def load_local(
@@ -83,16 +86,88 @@ def load_local(
         x, y = read_images(src, schema, organisation=organisation)
         return LocalData(x=x, y=y, groups=None)
     columns = [*schema.columns, key] if key and key not in schema.columns else list(schema.columns)
-    table = read_table(src, organisation=organisation, columns=columns)
-    prep = prepare(table, schema, organisation=organisation, source=src.describe(), finite=False)
-    groups = _groups(table.column(key), key, organisation, src.describe()) if key else None
-    del table  # the numeric columns live on in `prep` until they are copied into x
     try:
-        x, y = _fill(prep, schema, check_finite=True)
-    except _NotFinite:  # rare: let the exact check count the rows and name the column
-        check_finite(prep.numeric, schema, organisation=organisation, source=src.describe())
-        raise AssertionError("a numeric value is not finite in float32 but the check found none") from None
+        return _load_batches(src, schema, organisation=organisation, key=key, columns=columns)
+    except _Recheck:
+        pass
+    # a batch failed a check: the whole table, read again, gets the one-line message with the
+    # counts over all its rows (and, if no check fails on the whole, it is the answer)
+    table = read_table(src, organisation=organisation, columns=columns)
+    prep = prepare(table, schema, organisation=organisation, source=src.describe())
+    groups = _groups(table.column(key), key, organisation, src.describe()) if key else None
+    del table
+    x, y = _fill(prep, schema)
     return LocalData(x=x, y=y, groups=groups)
+
+
+class _Recheck(Exception):
+    """A batch did not pass a check, or a numeric value did not survive float32: check the whole."""
+
+
+def _load_batches(
+    src: DataSource, schema: TableSchema, *, organisation: str, key: str, columns: list[str]
+) -> LocalData:
+    """Reads and encodes the source a batch at a time into one growing output.
+
+    Peak memory is the output plus one batch: no whole Arrow table is ever held. The output
+    grows by `ndarray.resize`, which for large arrays is a remap of the same pages (no copy),
+    and pages reserved but never written are never resident.
+    """
+    source = src.describe()
+    batches = read_batches(src, organisation=organisation, columns=columns)
+    out = _Output(schema.encoded_width, batches.rows)
+    groups: list[np.ndarray] = []
+    with ThreadPoolExecutor(THREADS_MAX) as pool:
+        for table in _rechecked(batches):
+            if table.num_rows == 0:
+                continue
+            try:
+                prep = prepare(table, schema, organisation=organisation, source=source, finite=False)
+                if key:
+                    groups.append(_groups(table.column(key), key, organisation, source))
+            except DataError:
+                raise _Recheck from None
+            del table
+            x, y = out.take(prep.n)
+            if not _fill_into(x, prep, schema, check_finite=True, pool=pool):
+                raise _Recheck
+            y[:] = prep.label.codes
+    check_not_empty(out.n, at=where(organisation, source))
+    x_all, y_all = out.finish()
+    return LocalData(x=x_all, y=y_all, groups=np.concatenate(groups) if key else None)
+
+
+def _rechecked(batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
+    """The batches; a read error part-way (a CSV block whose values change type) is re-judged whole."""
+    try:
+        yield from batches
+    except DataError:
+        raise _Recheck from None
+
+
+class _Output:
+    """(N, width) float32 and (N,) int64 buffers that grow as batches arrive."""
+
+    def __init__(self, width: int, rows: int | None) -> None:
+        capacity = rows if rows is not None else 1 << 16
+        self.x = np.empty((max(capacity, 1), width), dtype=np.float32)  # (capacity, width)
+        self.y = np.empty(max(capacity, 1), dtype=np.int64)  # (capacity,)
+        self.n = 0
+
+    def take(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Views of the next `rows` rows (valid until the next call: the buffers may move)."""
+        need = self.n + rows
+        if need > len(self.y):
+            capacity = max(need, 2 * len(self.y))
+            self.x.resize((capacity, self.x.shape[1]), refcheck=False)
+            self.y.resize(capacity, refcheck=False)
+        a, self.n = self.n, need
+        return self.x[a:need], self.y[a:need]
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        self.x.resize((self.n, self.x.shape[1]), refcheck=False)
+        self.y.resize(self.n, refcheck=False)
+        return self.x, self.y
 
 
 #: rows encoded at a time: a block of the output (rows × width float32) stays in cache while every
@@ -102,17 +177,25 @@ BLOCK_ROWS = 8192
 THREADS_MAX = 4
 
 
-def _fill(
-    prep: Prepared, schema: TableSchema, *, check_finite: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Encodes a prepared table block by block into one preallocated float32 matrix.
+def _fill(prep: Prepared, schema: TableSchema) -> tuple[np.ndarray, np.ndarray]:
+    """A checked table's (x (N, encoded_width) float32, y (N,) int64)."""
+    x = np.empty((prep.n, schema.encoded_width), dtype=np.float32)  # (N, encoded_width)
+    with ThreadPoolExecutor(THREADS_MAX) as pool:
+        finite = _fill_into(x, prep, schema, check_finite=False, pool=pool)
+    assert finite
+    return x, prep.label.codes.astype(np.int64)
+
+
+def _fill_into(
+    x: np.ndarray, prep: Prepared, schema: TableSchema, *, check_finite: bool, pool: ThreadPoolExecutor
+) -> bool:
+    """Encodes a prepared table block by block into `x` ((N, encoded_width) float32, C-contiguous).
 
     With `check_finite`, the numeric block is tested as it is written (cheap: it is in cache);
-    a NaN, inf or a value beyond float32 is then reported exactly by the Arrow-side check.
-    Large tables are split between threads by row range (numpy releases the GIL while copying).
+    False then means a NaN, inf or a value beyond float32, which the Arrow-side check reports
+    exactly. Large tables are split between threads by row range (numpy releases the GIL).
     """
     n = prep.n
-    x = np.empty((n, schema.encoded_width), dtype=np.float32)  # (N, encoded_width)
     numeric = [_Pieces(col) for col in prep.numeric]
     widths = [len(f.vocabulary) for f in schema.categorical]
     codes = [c.codes for c in prep.categorical]
@@ -123,14 +206,8 @@ def _fill(
         return _fill_rows(x, numeric, widths, codes, blocks[part::workers], check_finite)
 
     if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            finite = all(pool.map(run, range(workers)))
-    else:
-        finite = run(0)
-    if not finite:
-        raise _NotFinite
-    y = prep.label.codes.astype(np.int64)  # (N,)
-    return x, y
+        return all(pool.map(run, range(workers)))
+    return run(0)
 
 
 def _fill_rows(
@@ -161,10 +238,6 @@ def _fill_rows(
                 flat[row_starts[: b - a] + (c[a:b] + start)] = 1.0
                 start += v
     return finite
-
-
-class _NotFinite(Exception):
-    """A numeric value did not survive the float32 conversion (load_local then finds and names it)."""
 
 
 class _Pieces:

@@ -8,32 +8,32 @@ wrapped in `SELECT <columns> FROM (<query>)`. Every way a source can fail (missi
 file, corrupt file, wrong URL, unreachable server, failing query, missing column, no
 rows) is one line of `DataError`; a database password never appears in it.
 
-SQLite URLs take a fast path (the standard library's `sqlite3`, opened read-only, rows
-batched into Arrow arrays): SQLAlchemy's row objects cost more than the reading itself.
-Every other URL goes through SQLAlchemy (PostgreSQL through psycopg 3) with a streamed,
-server-side cursor, so a large table is never held as Python rows all at once.
+`read_batches` gives the same rows as a stream of small tables, so `load_local` holds one
+batch at a time: CSV in byte ranges parsed by Arrow's multithreaded reader, Parquet a batch at
+a time with bounded reads, a database a fetch at a time (`data/sql.py`), read ahead on a thread
+(`data/stream.py`).
 """
 
 from __future__ import annotations
 
+import io
 import re
-import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from fedledger.data.check import check_columns, check_not_empty
-from fedledger.data.columns import is_numeric_type, is_text_type, label_text, where
+from fedledger.data.columns import first_line, is_text_type, where
+from fedledger.data.sql import concat, sql_batches
+from fedledger.data.stream import FileRange, line_ranges, prefetched
 from fedledger.errors import DataError
 
-#: rows fetched from a database cursor at a time (each batch becomes one Arrow chunk)
-BATCH = 65_536
+#: rows per Parquet batch when streaming
+PARQUET_BATCH = 65_536
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
@@ -68,22 +68,63 @@ def read_table(src: DataSource, *, organisation: str, columns: Sequence[str]) ->
     """
     at = where(organisation, src.describe())
     cols = list(dict.fromkeys(columns))
+    _check_kind(src, at)
     if src.is_url:
-        if not src.query.strip():
-            raise DataError(f"{at}: a database source needs a query (the SELECT that yields the rows)")
-        table = _read_sql(src, cols, at)
+        table = concat(list(sql_batches(src.source, src.query, cols, at)), cols)
     else:
-        if src.query:
-            raise DataError(f"{at}: a query is only for database URLs; remove it for a file source")
         table = _read_file(Path(src.source), cols, at)
     check_not_empty(table.num_rows, at=at)
     return table
 
 
+def read_batches(src: DataSource, *, organisation: str, columns: Sequence[str]) -> Batches:
+    """The source's rows as a stream of small Arrow tables, for loading in bounded memory.
+
+    The same columns, types and failures as `read_table`, except that each batch's types are
+    inferred on its own (a CSV block, a database fetch), so a column whose values change kind
+    part-way may read differently; `load_local` then re-reads the whole table for its check.
+    A missing column, file or database fails before the first batch; an empty source yields
+    no batches (the caller says so).
+    """
+    at = where(organisation, src.describe())
+    cols = list(dict.fromkeys(columns))
+    _check_kind(src, at)
+    if src.is_url:
+        return Batches(sql_batches(src.source, src.query, cols, at), rows=None)
+    path = Path(src.source)
+    _check_file(path, at)
+    if path.suffix.lower() == ".csv":
+        return Batches(prefetched(_csv_batches(path, cols, at)), rows=None)
+    try:
+        text = _parquet_text(pq.read_schema(path), cols, at)
+        file = pq.ParquetFile(path, read_dictionary=text, buffer_size=PARQUET_BUFFER, pre_buffer=False)
+    except (pa.ArrowException, OSError) as e:
+        raise _file_error(e, ".parquet", at) from None
+    return Batches(prefetched(_parquet_batches(file, cols, at)), rows=file.metadata.num_rows)
+
+
+@dataclass
+class Batches:
+    """An iterator of Arrow tables, and the total row count when the source knows it up front."""
+
+    tables: Iterator[pa.Table]
+    rows: int | None
+
+    def __iter__(self) -> Iterator[pa.Table]:
+        return self.tables
+
+
+def _check_kind(src: DataSource, at: str) -> None:
+    if src.is_url and not src.query.strip():
+        raise DataError(f"{at}: a database source needs a query (the SELECT that yields the rows)")
+    if not src.is_url and src.query:
+        raise DataError(f"{at}: a query is only for database URLs; remove it for a file source")
+
+
 # --------------------------------------------------------------------------------------- files
 
 
-def _read_file(path: Path, cols: list[str], at: str) -> pa.Table:
+def _check_file(path: Path, at: str) -> None:
     if not path.exists():
         raise DataError(f"{at}: file {str(path)!r} does not exist; check the data source path")
     if path.is_dir():
@@ -96,13 +137,23 @@ def _read_file(path: Path, cols: list[str], at: str) -> pa.Table:
             f"{at}: unknown data format {suffix or '(no suffix)'!r}; use a .csv, .parquet or .pq file, "
             "an image folder or a database URL"
         )
+
+
+def _file_error(e: BaseException, suffix: str, at: str) -> DataError:
+    if isinstance(e, pa.ArrowException):
+        kind = "CSV" if suffix == ".csv" else "Parquet"
+        return DataError(f"{at}: cannot read the {kind} file: {first_line(e)}")
+    assert isinstance(e, OSError)
+    return DataError(f"{at}: cannot read the file: {e.strerror or first_line(e)}")
+
+
+def _read_file(path: Path, cols: list[str], at: str) -> pa.Table:
+    _check_file(path, at)
+    suffix = path.suffix.lower()
     try:
         return _read_csv(path, cols, at) if suffix == ".csv" else _read_parquet(path, cols, at)
-    except pa.ArrowException as e:
-        kind = "CSV" if suffix == ".csv" else "Parquet"
-        raise DataError(f"{at}: cannot read the {kind} file: {_first_line(e)}") from None
-    except OSError as e:
-        raise DataError(f"{at}: cannot read the file: {e.strerror or _first_line(e)}") from None
+    except (pa.ArrowException, OSError) as e:
+        raise _file_error(e, suffix, at) from None
 
 
 def _read_csv(path: Path, cols: list[str], at: str) -> pa.Table:
@@ -114,170 +165,58 @@ def _read_csv(path: Path, cols: list[str], at: str) -> pa.Table:
         raise
 
 
+def _parquet_text(schema: pa.Schema, cols: list[str], at: str) -> list[str]:
+    """The text columns among `cols` (read dictionary-encoded, as stored); checks `cols` exist."""
+    check_columns(schema.names, cols, at=at)
+    return [c for c in cols if is_text_type(schema.field(c).type)]
+
+
 def _read_parquet(path: Path, cols: list[str], at: str) -> pa.Table:
     schema = pq.read_schema(path)
-    check_columns(schema.names, cols, at=at)
     if not cols:
         return pq.read_table(path)
-    text = [c for c in cols if is_text_type(schema.field(c).type)]
-    return pq.read_table(path, columns=cols, read_dictionary=text)
+    return pq.read_table(path, columns=cols, read_dictionary=_parquet_text(schema, cols, at))
 
 
-# ------------------------------------------------------------------------------------ databases
+#: bytes of a CSV file read as one table when streaming (~90k rows of a 20-column table): each
+#: range is parsed by Arrow's multithreaded reader, so streaming costs no parallelism
+CSV_RANGE = 1 << 25
+#: Parquet: rows per batch, and bytes read at a time from a column chunk (not the whole chunk)
+PARQUET_BUFFER = 1 << 20
 
 
-def _read_sql(src: DataSource, cols: list[str], at: str) -> pa.Table:
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+def _csv_batches(path: Path, cols: list[str], at: str) -> Iterator[pa.Table]:
+    """The file as tables of ~CSV_RANGE bytes each, split at line ends.
 
-    try:
-        url = make_url(src.source)
-    except ArgumentError:
-        raise DataError(
-            f"{at}: not a database URL; write it as dialect://user@host:port/database, "
-            "e.g. postgresql://alice@db.example:5432/claims or sqlite:///claims.db"
-        ) from None
-    query = src.query.strip().rstrip(";").strip()
-    if url.drivername in ("sqlite", "sqlite+pysqlite"):
-        return _read_sqlite(url.database or "", query, cols, at)
-    return _read_sqlalchemy(url, query, cols, at)
-
-
-def _select(query: str, cols: Sequence[str]) -> str:
-    names = ", ".join('"' + c.replace('"', '""') + '"' for c in cols)
-    return f"SELECT {names} FROM ({query}) AS fedledger_source"
-
-
-def _probe(query: str) -> str:
-    return f"SELECT * FROM ({query}) AS fedledger_source LIMIT 0"
-
-
-def _read_sqlite(database: str, query: str, cols: list[str], at: str) -> pa.Table:
-    if not database or database == ":memory:":
-        raise DataError(f"{at}: the URL names no database file; write it as sqlite:///path/to/file.db")
-    path = Path(database)
-    if not path.is_file():
-        raise DataError(
-            f"{at}: database file {database!r} does not exist; check the path in the URL "
-            "(sqlite:///relative.db or sqlite:////absolute/path.db)"
-        )
-    try:
-        conn = sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)
-    except sqlite3.Error as e:
-        raise DataError(f"{at}: cannot open the database: {_first_line(e)}") from None
-    try:
-        try:
-            cur = conn.execute(_probe(query))
-            names = [d[0] for d in cur.description]
-            check_columns(names, cols, at=at)
-            cols = cols or names
-            cur = conn.execute(_select(query, cols))
-            return rows_to_table(cur.fetchmany, cols)
-        except sqlite3.DatabaseError as e:
-            raise DataError(
-                f"{at}: the query failed: {_first_line(e)}; check it with the sqlite3 shell"
-            ) from None
-    finally:
-        conn.close()
-
-
-def _read_sqlalchemy(url: Any, query: str, cols: list[str], at: str) -> pa.Table:
-    from sqlalchemy import create_engine
-    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
-
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
-    secret = url.password or ""
-
-    def scrub(e: BaseException) -> str:
-        line = _first_line(getattr(e, "orig", None) or e)
-        return line.replace(str(secret), "***") if secret else line
-
-    try:
-        engine = create_engine(url)
-    except (NoSuchModuleError, ArgumentError, ImportError) as e:
-        raise DataError(
-            f"{at}: unsupported database URL ({scrub(e)}); use postgresql:// or sqlite:///"
-        ) from None
-    try:
-        try:
-            conn = engine.connect()
-        except SQLAlchemyError as e:
-            raise DataError(f"{at}: cannot connect to the database: {scrub(e)}") from None
-        with conn:
-            try:
-                if engine.dialect.paramstyle in ("format", "pyformat"):
-                    query = query.replace("%", "%%")  # the driver would read `id % 2` as a placeholder
-                result = conn.exec_driver_sql(_probe(query))
-                names = list(result.keys())
-                result.close()
-                check_columns(names, cols, at=at)
-                cols = cols or names
-                result = conn.execution_options(stream_results=True, max_row_buffer=BATCH).exec_driver_sql(
-                    _select(query, cols)
-                )
-                return rows_to_table(result.fetchmany, cols)
-            except DBAPIError as e:
-                raise DataError(
-                    f"{at}: the query failed: {scrub(e)}; check it with the database's own client"
-                ) from None
-    finally:
-        engine.dispose()
-
-
-def rows_to_table(fetch: Callable[[int], Sequence[Sequence[Any]]], names: Sequence[str]) -> pa.Table:
-    """Rows from a DB-API style `fetch(n)` as an Arrow table, one chunk per batch of BATCH rows.
-
-    Each batch is transposed once (zip) and each column becomes an Arrow array in one call, so
-    the Python row objects of only one batch are alive at a time.
+    Splitting at a newline is what Arrow's own reader assumes of a CSV unless told that
+    values may hold newlines (`newlines_in_values`, off by default), so no file that
+    `read_csv` reads is split differently; a quoted newline fails the read of its range
+    like it fails `read_csv`, and the load then falls back to reading the file whole.
     """
-    chunks: list[list[pa.Array]] = [[] for _ in names]
-    while True:
-        batch = fetch(BATCH)
-        if not batch:
-            break
-        for j, values in enumerate(zip(*batch, strict=True)):
-            chunks[j].append(_array(values))
-    return pa.table([_unify(c) for c in chunks], names=list(names))
-
-
-def _array(values: Iterable[Any]) -> pa.Array:
-    """One batch of a column; values of mixed kinds (SQLite's dynamic typing) become text."""
-    values = list(values) if not isinstance(values, list | tuple) else values
     try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array([None if v is None else label_text(v) for v in values], type=pa.string())
+        with pa_csv.open_csv(path) as probe:
+            names = probe.schema.names
+        check_columns(names, cols, at=at)
+        options = pa_csv.ConvertOptions(include_columns=cols)
+        for start, end in line_ranges(path, CSV_RANGE):
+            reader = io.BufferedReader(FileRange(path, start, end), buffer_size=1 << 20)
+            with reader:
+                yield pa_csv.read_csv(
+                    reader, read_options=pa_csv.ReadOptions(column_names=names), convert_options=options
+                )
+    except (pa.ArrowException, OSError) as e:
+        raise _file_error(e, ".csv", at) from None
 
 
-def _unify(chunks: list[pa.Array]) -> pa.ChunkedArray:
-    """Batches whose inferred types differ (int then float, or an all-null batch) under one type."""
-    types = {c.type for c in chunks if not pa.types.is_null(c.type)}
-    if not types:
-        return pa.chunked_array(chunks, type=pa.null())
-    if len(types) == 1:
-        target = types.pop()
-    elif all(is_numeric_type(t) for t in types):
-        target = pa.float64()
-    else:
-        target = pa.string()
-    out = []
-    for c in chunks:
-        if c.type == target:
-            out.append(c)
-        elif target == pa.string() and not pa.types.is_null(c.type):
-            out.append(pa.array([None if v is None else label_text(v) for v in c.to_pylist()], type=target))
-        else:
-            out.append(c.cast(target))
-    return pa.chunked_array(out, type=target)
+def _parquet_batches(file: pq.ParquetFile, cols: list[str], at: str) -> Iterator[pa.Table]:
+    try:
+        for batch in file.iter_batches(batch_size=PARQUET_BATCH, columns=cols or None):
+            yield pa.Table.from_batches([batch])
+    except (pa.ArrowException, OSError) as e:
+        raise _file_error(e, ".parquet", at) from None
 
 
 # ----------------------------------------------------------------------------------------- text
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0].strip() if text else type(e).__name__
 
 
 def _url_without_password(source: str) -> str:
