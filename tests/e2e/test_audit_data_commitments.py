@@ -286,7 +286,7 @@ def test_in_process_export_edits_are_caught_by_reexecution(run: Path, edit: str)
         expected = "fields schema_hash differ from re-execution"
     else:
         ev["block_number"] = first_update(export, ev["args"]["trainer"])["block_number"] + 1
-        expected = "differs from re-execution (name or position)"
+        expected = "block_number differs from re-execution"
     save(run, export)
     report = audit_run_dir(run)
     assert not report.ok

@@ -139,10 +139,14 @@ def reexecute(export: dict[str, Any]) -> EventSource:
             if mine["args"].get(k) != theirs.get("args", {}).get(k)
         )
         values = ", ".join(f"{k}={mine['args'].get(k)}" for k in changed)
+        placed = [
+            k for k in ("name", "address", "block_number", "log_index", "tx_hash") if mine[k] != theirs.get(k)
+        ]
         detail = (
             f"fields {', '.join(changed)} differ from re-execution (re-executed {values})"
             if changed
-            else "differs from re-execution (name or position)"
+            else f"{', '.join(placed) or 'its place'} {'differs' if len(placed) == 1 else 'differ'} from "
+            "re-execution (an event or transaction was added, dropped or moved before it)"
         )
         findings.append(
             Finding(
