@@ -105,6 +105,29 @@ def test_devnet_then_create_and_inspect_a_job(tmp_path: Path) -> None:
             "job", "status", "--rpc", info["rpc"], "--coordinator", info["coordinator"], "--job", "9"
         )
         assert missing.returncode == 2 and "job 9 does not exist" in missing.stderr
+
+        # a job on the organisations' own data: the sponsor needs only the schema
+        from fedledger.chain.contracts import Coordinator
+        from fedledger.data.schema import Feature, TableSchema
+
+        schema = TableSchema(
+            features=(Feature(name="age"), Feature(name="ward", type="categorical", vocabulary=("a", "b"))),
+            label="outcome",
+            classes=("no", "yes"),
+        )
+        own = {"dataset": "wards", "data_schema": schema.model_dump(), "partition": "organisation",
+               "model": "mlp", "trainers": 4, "validators": 3, "rounds": 2}  # fmt: skip
+        spec.write_text(json.dumps(own))
+        created = cli(*args)
+        assert created.returncode == 0, created.stderr
+        assert "job 2 created by" in created.stdout
+        registry = Coordinator.connect(info["rpc"], info["coordinator"]).data_registry()
+        assert registry.address == info["data_registry"]
+        assert registry.coordinator() == info["coordinator"]
+        # user code the spec does not approve by digest is refused before anything is sent
+        spec.write_text(json.dumps({**own, "model": "json.decoder:JSONDecoder"}))
+        refused = cli(*args)
+        assert refused.returncode == 2 and "approves no digest" in refused.stderr, refused.stderr
     finally:
         proc.terminate()
         proc.wait(timeout=10)
