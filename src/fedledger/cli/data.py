@@ -27,7 +27,7 @@ from fedledger.data.commitment import (
     schema_hash,
 )
 from fedledger.data.sources import DataSource
-from fedledger.errors import AuditFailure, DataError, SpecError
+from fedledger.errors import AuditFailure, CodecError, DataError, SpecError
 from fedledger.spec import JobSpec
 
 
@@ -87,10 +87,19 @@ def _source(text: str, query: str) -> tuple[DataSource, str]:
     """One source as `--data` reads it, and the organisation name its file gives."""
     from fedledger.data.discover import discover
 
-    sources, _ = discover([text], query=query)
+    sources, names = discover([text], query=query)
     if len(sources) != 1:
         raise DataError(f"{text}: holds {len(sources)} sources; a commitment is to one organisation's")
-    return sources[0], Path(text).stem if "://" not in text else "organisation"
+    if "://" not in text:  # a folder holding one table: the table's name, as `simulate` names it
+        return sources[0], names[0] if names and Path(text).is_dir() else Path(text).stem
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:  # sqlite:///west.db is "west", as `simulate` names a .db file; postgresql://…/claims "claims"
+        database = make_url(text).database or ""
+    except ArgumentError:
+        database = ""
+    return sources[0], Path(database).stem or "organisation"
 
 
 def _schema(spec: JobSpec, where: str) -> JobSpec:
@@ -122,32 +131,12 @@ def _commit(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _on_chain(args: argparse.Namespace, opening: Opening) -> tuple[JobSpec, str, DataCommitment | None, str]:
-    """(spec, trainer, its commitment on chain or None, where) from --run or --rpc."""
+def _on_chain(
+    args: argparse.Namespace, opening: Opening
+) -> tuple[JobSpec, str, DataCommitment | None, str, str]:
+    """(spec, trainer, its commitment on chain or None, where, a caveat or "") from --run or --rpc."""
     if args.run is not None:
-        from fedledger.audit.replay import load_export, reexecute
-
-        run = args.run
-        if not (run / "spec.json").exists() or not (run / "chain.json").exists():
-            raise AuditFailure(f"{run} is not a run directory: spec.json and chain.json are needed")
-        spec = JobSpec.load(run / "spec.json")
-        export = load_export(run / "chain.json")
-        if export["chain"].get("kind") == "inprocess":
-            source = reexecute(export)  # the events as the chain computes them, not as exported
-            if source.findings:
-                raise AuditFailure(f"{run}/chain.json does not re-execute as recorded: run `fedledger audit`")
-            events = [e.to_json() for e in source.events]
-        else:
-            events = list(export["events"])
-        participants: dict[str, str] = dict(export.get("participants", {}))
-        trainer = args.trainer or next((a for a, n in participants.items() if n == opening.organisation), "")
-        if not trainer:
-            raise AuditFailure(
-                f"no participant of {run} is named {opening.organisation!r} (the opening's organisation): "
-                "give --trainer ADDRESS"
-            )
-        found = find_data_commitment(events, job_id=int(export["job_id"]), trainer=trainer)
-        return spec, trainer, found, f"job {export['job_id']} of {run}"
+        return _in_run(args.run, args.trainer, opening)
     missing = [f for f in ("rpc", "coordinator", "job", "spec", "trainer") if getattr(args, f) is None]
     if missing:
         raise AuditFailure(
@@ -163,12 +152,74 @@ def _on_chain(args: argparse.Namespace, opening: Opening) -> tuple[JobSpec, str,
         raise SpecError("spec", f"{args.spec} does not hash to job {args.job}'s spec hash 0x{on_chain.hex()}")
     posted = coordinator.data_registry().data_commitment(args.job, args.trainer)
     found = None if posted is None else DataCommitment(root=posted[0], rows=posted[1], schema_hash=posted[2])
-    return spec, args.trainer, found, f"job {args.job} on {coordinator.chain.description}"
+    return spec, args.trainer, found, f"job {args.job} on {coordinator.chain.description}", ""
+
+
+#: what a chain export that does not parse as one raises on the way (a hand-edited chain.json)
+_MALFORMED = (KeyError, ValueError, TypeError, AttributeError, CodecError)
+
+
+def _in_run(
+    run: Path, trainer: str | None, opening: Opening
+) -> tuple[JobSpec, str, DataCommitment | None, str, str]:
+    """--run: the trainer's commitment among the run's events.
+
+    An in-process run is re-executed, so its events are the chain's. An RPC run's chain.json
+    cannot be: its events are only as exported, so the verdict says so (an edited export
+    would otherwise prove anything), and only the data registry's events count.
+    """
+    from fedledger.audit.replay import load_export, reexecute
+
+    if not (run / "spec.json").exists() or not (run / "chain.json").exists():
+        raise AuditFailure(f"{run} is not a run directory: spec.json and chain.json are needed")
+    spec = JobSpec.load(run / "spec.json")
+    export = load_export(run / "chain.json")
+    try:
+        if not isinstance(export.get("chain"), dict):
+            raise TypeError("no chain description")
+        replayed = export["chain"].get("kind") == "inprocess"
+        if replayed:
+            source = reexecute(export)  # the events as the chain computes them, not as exported
+            if source.findings:
+                raise AuditFailure(f"{run}/chain.json does not re-execute as recorded: run `fedledger audit`")
+            events = [e.to_json() for e in source.events]
+        else:
+            registry = str(export["contracts"].get("DataRegistry", "")).lower()
+            events = [
+                e
+                for e in export["events"]
+                if str(e["address"]).lower() == registry and e["name"] == "DataCommitted"
+            ]
+        job_id = int(export["job_id"])
+        participants = {str(a): str(n) for a, n in dict(export.get("participants", {})).items()}
+        trainer = trainer or next((a for a, n in participants.items() if n == opening.organisation), "")
+        if not trainer:
+            raise AuditFailure(
+                f"no participant of {run} is named {opening.organisation!r} (the opening's organisation): "
+                "give --trainer ADDRESS"
+            )
+        found = find_data_commitment(events, job_id=job_id, trainer=trainer)
+    except _MALFORMED as exc:
+        raise AuditFailure(
+            f"{run}/chain.json is not a well-formed chain export ({type(exc).__name__}: {exc}): "
+            "prove against the run's original export, or the live chain with --rpc"
+        ) from None
+    note = (
+        ""
+        if replayed
+        else (
+            f"{run}/chain.json was exported from an RPC node: its events are taken as exported, not "
+            "re-executed, so this verdict is only as good as the file; for a binding one prove with --rpc"
+        )
+    )
+    return spec, trainer, found, f"job {job_id} of {run}", note
 
 
 def _prove(args: argparse.Namespace, console: Console) -> int:
     opening = Opening.read(args.opening)
-    spec, trainer, posted, where = _on_chain(args, opening)
+    spec, trainer, posted, where, note = _on_chain(args, opening)
+    if note:
+        console.print(f"[yellow]warning[/]: {note}")
     _schema(spec, where)
     assert spec.data_schema is not None
     org = opening.organisation

@@ -7,26 +7,56 @@ import queue
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
 
 def line_ranges(path: Path, size: int) -> list[tuple[int, int]]:
-    """Byte ranges of about `size` covering the file after its header line, each ending at a newline."""
+    """Byte ranges of about `size` covering the file after its header line, each ending at a line end.
+
+    A line ends at "\n", "\r\n" or a bare "\r" (old Mac files), as Arrow's CSV reader reads
+    them: cutting at "\n" only would see a "\r"-only file as one header line and no rows.
+    """
     total = path.stat().st_size
     with path.open("rb") as f:
-        f.readline()  # the header
-        start = f.tell()
+        start = _line_end(f)  # after the header
         ranges = []
         while start < total:
             f.seek(min(start + size, total))
-            if f.tell() < total:
-                f.readline()  # to the end of the line the cut fell in
-            end = f.tell()
+            end = _line_end(f) if f.tell() < total else total  # the end of the line the cut fell in
             ranges.append((start, end))
             start = end
     return ranges
+
+
+#: bytes read at a time while looking for the end of a line
+_SCAN = 1 << 16
+
+
+def _line_end(f: BinaryIO) -> int:
+    """Moves `f` past the end of the line its position is in; returns that position (EOF if none)."""
+    while True:
+        at = f.tell()
+        block = f.read(_SCAN)
+        if not block:
+            return at
+        ends = [i for i in (block.find(b"\n"), block.find(b"\r")) if i >= 0]
+        if not ends:
+            continue
+        i = min(ends)
+        after = at + i + 1
+        if block[i : i + 1] == b"\r":  # "\r\n" is one line end; the "\n" may be in the next block
+            nxt = block[i + 1 : i + 2] if i + 1 < len(block) else _peek(f, after)
+            if nxt == b"\n":
+                after += 1
+        f.seek(after)
+        return after
+
+
+def _peek(f: BinaryIO, at: int) -> bytes:
+    f.seek(at)
+    return f.read(1)
 
 
 class FileRange(io.RawIOBase):

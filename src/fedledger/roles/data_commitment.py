@@ -41,8 +41,10 @@ def make_opening(
     assert spec.data_schema is not None
     salt = new_salt() if salt is None else salt
     commitment = commit_rows(data.x, data.y, salt=salt, schema_hash=schema_hash(spec.data_schema))
+    # the opening is handed to an auditor: a database URL goes in without its password
+    where = source.describe() if source.is_url else source.source
     return Opening(
-        organisation=organisation, source=source.source, salt=salt, commitment=commitment, query=source.query
+        organisation=organisation, source=where, salt=salt, commitment=commitment, query=source.query
     )
 
 
@@ -58,13 +60,25 @@ def node_opening(
     assert spec.data_schema is not None
     if path.exists():
         opening = Opening.read(path)
-        again = commit_rows(data.x, data.y, salt=opening.salt, schema_hash=schema_hash(spec.data_schema))
+        want = schema_hash(spec.data_schema)
+        if opening.commitment.schema_hash != want:  # the rows cannot be compared: another job's opening
+            raise DataError(
+                f"{organisation}: the opening {path} commits under another data schema than this job's "
+                "(it is another job's opening): point [data] opening at this job's, or move the file "
+                "away to commit afresh"
+            )
+        again = commit_rows(data.x, data.y, salt=opening.salt, schema_hash=want)
         changed = differences(opening.commitment, again)
         if changed:
+            whose = (
+                f", which is {opening.organisation}'s, not {organisation}'s"
+                if opening.organisation != organisation
+                else ""
+            )
             raise DataError(
-                f"{organisation}: {source.source} no longer matches the data this node committed to "
-                f"({', '.join(changed)} differ from the opening {path}): restore the source, or join "
-                "another job with the new data"
+                f"{organisation}: {source.describe()} no longer matches the data this node committed to "
+                f"({' and '.join(changed)} {'differs' if len(changed) == 1 else 'differ'} from the opening "
+                f"{path}{whose}): restore the source, or join another job with the new data"
             )
         return opening
     opening = make_opening(data, spec, organisation=organisation, source=source)
