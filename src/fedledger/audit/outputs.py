@@ -1,0 +1,400 @@
+"""The audit of what a user deploys and reads: final model, model card, metrics, export decoding.
+
+The round checks prove the chain and the store; a user, though, loads `final_model.safetensors`
+and reads `model_card.json`, `MODEL_CARD.md` and `metrics.json`. Each is re-derived here from the
+trusted (re-executed) events and the store, so an edited or swapped file is an error naming it.
+
+Fixed point → float32, as `codec.fixedpoint.dequantize` (which the run writer calls) defines it:
+each int64 q becomes float64(q) · 2**-scale_bits, exact (a pure exponent change), then one IEEE
+round-half-to-even to float32. An own-data job's committed statistics (`stats.*`) are not
+dequantised: `data.stats.standardiser` turns their exact sums into float64 (mean, std), rounded
+once to float32 as `standardise.mean` / `standardise.std`.
+
+Recorded accuracy is recomputed on a bundled dataset's test split (`load_dataset` of the spec)
+with each round's model in force on chain; an own-data job's test rows stay with its sponsor.
+Not checked: card fields stating no chain or spec fact (chain, attack, contribution, privacy)
+and metrics columns other than status, model commitment, counts, accuracy and loss.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import math
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedledger.audit.replay import EventSource
+from fedledger.chain.abi import ContractABI
+from fedledger.chain.artifacts import load_artifact
+from fedledger.chain.contracts import Coordinator, DataRegistry, Event, RewardToken, jsonable
+from fedledger.codec.commitment import commitment_hex
+from fedledger.codec.fixedpoint import dequantize
+from fedledger.data.stats import split_stats, standardiser
+from fedledger.errors import FedledgerError
+from fedledger.spec import JobSpec
+from fedledger.store.base import BlobStore
+
+Report = Callable[..., None]  # (severity, check, artefact, message, round=, org=)
+
+FINAL, CARD, CARD_MD = "final_model.safetensors", "model_card.json", "MODEL_CARD.md"
+METRICS, METRICS_CSV = "metrics.json", "metrics.csv"
+#: checked by replay.py and verify.py (spec hash, re-execution, referenced blobs); the audit's own report
+CHECKED_ELSEWHERE = ("spec.json", "chain.json", "store/", "audit.json")
+ACCURACY_ATOL = 1e-6  # absolute: accuracy is a count over the test rows
+LOSS_RTOL = 1e-5  # relative: a float32 sum may differ by ulps with the thread count
+
+
+class _Facts:
+    """The job as its trusted events state it; `final`: the last finalised aggregate, else the initial."""
+
+    def __init__(self, source: EventSource) -> None:
+        self.sponsor, self.outcome, self.spec_hash, self.initial, self.final = "", "aborted", b"", b"", b""
+        self.finalized: dict[int, Event] = {}
+        self.failed: set[int] = set()
+        self.commits: dict[int, list[str]] = defaultdict(list)  # round -> trainers, in commit order
+        self.excluded: dict[int, set[str]] = defaultdict(set)
+        self.slashed: dict[int, list[tuple[str, int]]] = defaultdict(list)  # (trainer, amount)
+        self.ejected: list[str] = []
+        self.paid: dict[str, int] = {}  # Withdrawn: reward + fees + stake
+        self.data_roots: dict[str, str] = {}  # trainer -> its data commitment's root
+        mine = (source.coordinator, source.data_registry)
+        for e in (e for e in source.events if e.address in mine and e.args.get("job_id") == source.job_id):
+            a = e.args
+            r = int(a.get("round", 0))
+            if e.name == "JobCreated":
+                self.sponsor, self.spec_hash = str(a["sponsor"]), a["spec_hash"]
+                self.initial = self.final = a["initial_model"]
+            elif e.name == "RoundFinalized":
+                self.finalized[r], self.final = e, a["aggregate"]
+            elif e.name == "RoundFailed":
+                self.failed.add(r)
+            elif e.name == "UpdateCommitted":
+                self.commits[r].append(str(a["trainer"]))
+            elif e.name == "UpdateExcluded":
+                self.excluded[r].add(str(a["trainer"]))
+            elif e.name == "TrainerSlashed":
+                self.slashed[r].append((str(a["trainer"]), int(a["amount"])))
+            elif e.name == "TrainerEjected":
+                self.ejected.append(str(a["trainer"]))
+            elif e.name == "Withdrawn":
+                self.paid[str(a["account"])] = int(a["reward"]) + int(a["fees"]) + int(a["stake"])
+            elif e.name == "DataCommitted" and e.address == source.data_registry:
+                self.data_roots.setdefault(str(a["trainer"]), commitment_hex(a["root"]))
+            elif e.name == "JobCompleted":
+                self.outcome = "completed"
+        self.rounds = sorted(set(self.finalized) | self.failed)
+        self.contributors = {t for r in self.finalized for t in self.commits[r] if t not in self.excluded[r]}
+
+
+def expected_final_model(model_q: dict[str, np.ndarray], scale_bits: int) -> dict[str, np.ndarray]:
+    """`final_model.safetensors`'s tensors from the committed model (see the module docstring)."""
+    weights_q, stats_q = split_stats(model_q)
+    final = {k: np.ascontiguousarray(v) for k, v in dequantize(weights_q, scale_bits).items()}
+    if stats_q:
+        mean, std = standardiser(stats_q, scale_bits)
+        final["standardise.mean"] = mean.astype(np.float32)
+        final["standardise.std"] = std.astype(np.float32)
+    return final
+
+
+def _evaluator(spec: JobSpec, store: BlobStore) -> Callable[[bytes], tuple[float, float]]:
+    """Test (accuracy, loss) of a committed model on a bundled dataset's held-out split."""
+    from fedledger.roles.model import float_weights
+    from fedledger.training.datasets import load_dataset
+    from fedledger.training.models import build_model
+    from fedledger.training.torch_client import evaluate, set_weights, weight_names
+
+    ds = load_dataset(spec.dataset, test_fraction=spec.test_fraction, seed=spec.seed)
+    model = build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)
+    names = weight_names(model)
+
+    @functools.cache
+    def accuracy_loss(commitment: bytes) -> tuple[float, float]:
+        set_weights(model, float_weights(names, store.get_tensors(commitment), spec.scale_bits))
+        loss, acc = evaluate(model, ds.x_test, ds.y_test)
+        return acc, loss
+
+    return accuracy_loss
+
+
+class _Checker:
+    """One run directory's derived files against the trusted events, the store and the spec."""
+
+    def __init__(self, run: Path, spec: JobSpec, source: EventSource, store: BlobStore, report: Report):
+        self.run, self.spec, self.src, self.store, self.report = run, spec, source, store, report
+        self.f = _Facts(source)
+
+    def name(self, address: str) -> str:
+        return self.src.participants.get(address, address)
+
+    def error(self, check: str, artefact: str, message: str, **where: Any) -> None:
+        self.report("error", check, artefact, message, **where)
+
+    def settle(self, check: str, artefact: str, problems: list[str], **where: Any) -> None:
+        """Each problem an error; none, one passed check."""
+        for p in problems:
+            self.error(check, artefact, p, **where)
+        if not problems:
+            self.report("passed", check)
+
+    def final_model(self, card: Any) -> bool:
+        """The file's tensors byte for byte, and its metadata as the card's scalars; False if unchecked."""
+        from safetensors import safe_open
+
+        final = commitment_hex(self.f.final)
+        try:
+            want = expected_final_model(self.store.get_tensors(self.f.final), self.spec.scale_bits)
+        except (FedledgerError, ValueError) as exc:
+            self.report("warning", "final-model", FINAL, f"cannot recompute from {final}: {exc}")
+            return False
+        try:
+            with safe_open(str(self.run / FINAL), framework="numpy") as fh:
+                got, meta = {k: fh.get_tensor(k) for k in fh.keys()}, dict(fh.metadata() or {})  # noqa: SIM118
+        except Exception as exc:  # safetensors raises several unrelated types on bad bytes
+            self.error("final-model", FINAL, f"unreadable as safetensors: {exc}")
+            return True
+        problems = []
+        for k in sorted(set(want) | set(got)):
+            g, w = got.get(k), want.get(k)
+            if g is None or w is None:
+                problems.append(f"tensor {k!r} {'is missing' if g is None else 'is not in the model'}")
+            elif (g.dtype, g.shape) != (w.dtype, w.shape):
+                problems.append(
+                    f"tensor {k!r} is {g.dtype}{list(g.shape)}, the model's {w.dtype}{list(w.shape)}"
+                )
+            elif (n := int(np.count_nonzero(g.view(np.uint8) != w.view(np.uint8)))) > 0:
+                problems.append(f"tensor {k!r} differs from the dequantised committed model in {n} byte(s)")
+        if isinstance(card, dict):
+            stated = {k: str(v) for k, v in card.items() if not isinstance(v, list | dict)}
+            diff = [k for k in sorted(set(stated) | set(meta)) if stated.get(k) != meta.get(k)]
+            problems += [f"metadata {k} = {meta.get(k)!r}, {CARD} says {stated.get(k)!r}" for k in diff]
+        self.settle("final-model", FINAL, [f"{p} (committed model {final})" for p in problems])
+        return True
+
+    def metrics(self, *, recompute: bool) -> float | None:
+        """Each row against the chain, accuracy and loss recomputed; the last round's accuracy."""
+        f, rows = self.f, json.loads((self.run / METRICS).read_text())
+        by_round = {int(m["round"]): m for m in rows}
+        if sorted(by_round) != f.rounds or len(rows) != len(by_round):
+            listed = [m["round"] for m in rows]
+            self.error("metrics", METRICS, f"rounds {listed}; the chain decided {f.rounds}")
+        evaluate = _evaluator(self.spec, self.store) if recompute else None
+        current, acc = f.initial, None
+        for r in f.rounds:
+            current = f.finalized[r].args["aggregate"] if r in f.finalized else current
+            if (m := by_round.get(r)) is None:
+                continue
+            want: dict[str, Any] = {
+                "status": "finalized" if r in f.finalized else "failed",
+                "model_commitment": commitment_hex(current),
+                "commits": len(f.commits[r]),
+                "accepted": len(f.commits[r]) - len(f.excluded[r]),
+                "rejected": len(f.excluded[r]),
+                "flagged": len(f.slashed[r]),
+            }
+            wrong = [k for k, v in want.items() if m.get(k) != v]
+            if evaluate is not None:
+                acc, loss = want["test_accuracy"], want["test_loss"] = evaluate(current)
+                wrong += [] if abs(float(m["test_accuracy"]) - acc) <= ACCURACY_ATOL else ["test_accuracy"]
+                wrong += [] if math.isclose(float(m["test_loss"]), loss, rel_tol=LOSS_RTOL) else ["test_loss"]
+            problems = [f"{k} = {m.get(k)!r}, re-derived {want[k]!r}" for k in wrong]
+            self.settle("metrics", METRICS, problems, round=r)
+        return acc
+
+    def metrics_csv(self) -> None:
+        """metrics.csv must be metrics.json's rows exactly as the run writes them."""
+        rows, out = json.loads((self.run / METRICS).read_text()), io.StringIO(newline="")
+        if rows:
+            csv.DictWriter(out, fieldnames=list(rows[0])).writeheader()
+            csv.DictWriter(out, fieldnames=list(rows[0])).writerows(rows)
+        want, got = out.getvalue().splitlines(), (self.run / METRICS_CSV).read_text().splitlines()
+        diff = [i for i in range(max(len(want), len(got))) if want[i : i + 1] != got[i : i + 1]][:1]
+        problems = [f"line {i + 1} is not {METRICS}'s row as the run writes it" for i in diff]
+        self.settle("metrics", METRICS_CSV, problems)
+
+    def card_facts(self) -> dict[str, Any]:
+        """The card's fields as the chain and the spec state them."""
+        f, spec, name = self.f, self.spec, self.name
+        flagged: dict[str, list[int]] = defaultdict(list)
+        for trainer, amount in (x for r in sorted(f.slashed) for x in f.slashed[r]):
+            flagged[name(trainer)].append(amount)
+        want = {
+            "job_id": self.src.job_id,
+            "coordinator": self.src.coordinator,
+            "spec_hash": "0x" + f.spec_hash.hex(),
+            "outcome": f.outcome,
+            "rounds_finalized": len(f.finalized),
+            "rounds_failed": len(f.failed),
+            "final_model_commitment": commitment_hex(f.final),
+            "contributing_organisations": sorted(name(t) for t in f.contributors),
+            "flagged": {o: {"flags": len(a), "slashed": str(sum(a))} for o, a in flagged.items()},
+            "ejected": [name(t) for t in f.ejected],
+            "payouts": {name(a): str(v) for a, v in f.paid.items() if a != f.sponsor},
+            **{k: getattr(spec, k) for k in ("dataset", "partition", "model", "aggregation", "scale_bits")},
+            "client": spec.client or None,
+            "code_digest": spec.code_digest or None,
+            "committee": spec.committee_size,
+            "quorum": spec.effective_quorum,
+            "min_commits": spec.effective_min_commits,
+        }
+        if spec.data_schema is None:
+            want["data"] = None
+        else:
+            want["data.data_commitments"] = {name(t): root for t, root in f.data_roots.items()}
+        return want
+
+    def card(self, card: Any, want: dict[str, Any], accuracy: float | None) -> None:
+        if not isinstance(card, dict):
+            self.error("model-card", CARD, "is not a JSON object")
+            return
+        data: dict[str, Any] = card["data"] if isinstance(card.get("data"), dict) else {}
+        stated = {**card, "data.data_commitments": data.get("data_commitments")}
+        wrong = [k for k, v in want.items() if stated.get(k) != v]
+        if accuracy is not None:
+            want = {**want, "final_test_accuracy": accuracy}
+            close = (
+                isinstance(x := card.get("final_test_accuracy"), float) and abs(x - accuracy) <= ACCURACY_ATOL
+            )
+            wrong += [] if close else ["final_test_accuracy"]
+        problems = [f"{k} = {stated.get(k)!r}, the chain says {want[k]!r}" for k in wrong]
+        self.settle("model-card", CARD, problems)
+
+    def card_md(self, want: dict[str, Any], accuracy: float) -> None:
+        """The prose card's chain facts, line by line as the run writes them."""
+        lines = (self.run / CARD_MD).read_text().splitlines()
+        flags = ", ".join(f"{o} ({e['flags']}x)" for o, e in sorted(want["flagged"].items())) or "nobody"
+        ejected = f"; ejected: {', '.join(want['ejected'])}" if want["ejected"] else ""
+        expect = {
+            "- Job id: ": f"- Job id: {want['job_id']} on coordinator `{want['coordinator']}` (",
+            "- Spec hash: ": f"- Spec hash: `{want['spec_hash']}`",
+            "- Outcome: ": f"- Outcome: job {want['outcome']}; rounds: {want['rounds_finalized']} "
+            f"finalised, {want['rounds_failed']} failed",
+            "- Final model commitment": f"model): `{want['final_model_commitment']}`",
+            "- Final test accuracy": f": {100 * accuracy:.2f}%",
+            "- Contributing organisations: ": f"- Contributing organisations: "
+            f"{', '.join(want['contributing_organisations'])}",
+            "- Flagged and slashed: ": f"- Flagged and slashed: {flags}{ejected}",
+        }
+        problems = []
+        for prefix, text in expect.items():
+            stated = [ln for ln in lines if ln.startswith(prefix)]
+            if len(stated) != 1 or text not in stated[0]:
+                what = prefix[2:].strip(": ")
+                problems.append(f"{what}: states {stated or 'nothing'}, the chain and {CARD} give {text!r}")
+        roots = {ln for ln in lines if ln.startswith("- Data commitment of ")}
+        if roots != {f"- Data commitment of {self.name(t)}: `{c}`" for t, c in self.f.data_roots.items()}:
+            problems.append("its data commitments are not the ones posted on chain")
+        self.settle("model-card", CARD_MD, problems)
+
+    def transactions(self, export: dict[str, Any]) -> list[dict[str, Any]]:
+        """Each transaction's contract, function and args against its raw input; the decodings."""
+        s = self.src
+        kinds = {s.coordinator: Coordinator, s.data_registry: DataRegistry, s.token: RewardToken}
+        abis = {
+            a: (c.__name__, ContractABI(load_artifact(c.artifact_name).abi)) for a, c in kinds.items() if a
+        }
+        decoded = []
+        for tx in export.get("transactions", []):
+            where = f"chain.json transaction {tx.get('tx_hash')}"
+            want: dict[str, Any] = {"contract": "", "function": "<create>", "args": {}}
+            target = abis.get(str(tx.get("to") or ""))
+            try:
+                if target is not None:
+                    fn, args = target[1].decode_calldata(bytes.fromhex(str(tx["input"])[2:]))
+                    want = {"contract": target[0], "function": fn, "args": jsonable(args)}
+            except Exception as exc:  # eth_abi raises several unrelated types on bad calldata
+                self.error("tx-decoding", where, f"input does not decode: {exc}")
+            decoded.append(want)
+            got = dict(tx.get("args") or {}) if isinstance(tx.get("args"), dict) else {}
+            wrong = [(k, tx.get(k), want[k]) for k in ("contract", "function") if tx.get(k) != want[k]]
+            wrong += [
+                (f"args.{k}", got.get(k), want["args"].get(k))
+                for k in sorted(set(got) | set(want["args"]))
+                if got.get(k) != want["args"].get(k)
+            ]
+            problems = [f"{k} = {stated!r}, its input decodes to {real!r}" for k, stated, real in wrong]
+            self.settle("tx-decoding", where, problems)
+        return decoded
+
+    def participants(self, export: dict[str, Any], decoded: list[dict[str, Any]], dup: list[str]) -> None:
+        """One name per account and one account per name; every sender of this job named."""
+        problems = [f"key {k!r} appears twice in one object" for k in dup]
+        accounts: dict[str, list[str]] = defaultdict(list)
+        spellings: dict[str, list[str]] = defaultdict(list)
+        for addr, org in self.src.participants.items():
+            accounts[org].append(addr)
+            spellings[addr.lower()].append(addr)
+        problems += [f"{o!r} names accounts {', '.join(a)}" for o, a in accounts.items() if len(a) > 1]
+        problems += [f"account {a[0]} is named {len(a)} times" for a in spellings.values() if len(a) > 1]
+        senders = {self.f.sponsor: "is the job's sponsor"} if self.f.sponsor else {}
+        setup = self.src.job_id if export["chain"].get("kind") == "inprocess" else None  # a node's: shared
+        for tx, d in zip(export.get("transactions", []), decoded, strict=True):
+            if d["args"].get("job_id", setup) == self.src.job_id:  # this job's, or its chain's setup
+                senders.setdefault(str(tx.get("from")), f"sent {d['function']} ({tx.get('tx_hash')})")
+        problems += [f"{a} {why} but has no name" for a, why in senders.items() if a.lower() not in spellings]
+        self.settle("participants", "chain.json participants", problems)
+
+
+def _load_export(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """chain.json, and every key that appears twice in one of its objects (JSON keeps the last)."""
+    duplicates: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        duplicates.extend(k for k, n in Counter(k for k, _ in items).items() if n > 1)
+        return dict(items)
+
+    return dict(json.loads(path.read_text(), object_pairs_hook=pairs)), duplicates
+
+
+def check_outputs(
+    run: Path,
+    *,
+    spec: JobSpec,
+    source: EventSource,
+    store: BlobStore,
+    report: Report,
+    recompute_accuracy: bool = True,
+) -> list[str]:
+    """Checks every derived file of the run directory; returns the files it does not cover.
+
+    `report(severity, check, artefact, message, round=, org=)` is the auditor's `record`;
+    `recompute_accuracy=False` evaluates no model, and metrics.json is then not covered.
+    """
+    c, covered = _Checker(run, spec, source, store, report), set(CHECKED_ELSEWHERE)
+    export, duplicates = _load_export(run / "chain.json")
+    c.participants(export, c.transactions(export), duplicates)
+    card: Any = None
+    if (run / CARD).is_file():
+        try:
+            card = json.loads((run / CARD).read_text())
+        except ValueError as exc:
+            c.error("model-card", CARD, f"is not valid JSON: {exc}")
+    if (run / FINAL).is_file() and c.final_model(card):
+        covered.add(FINAL)
+    accuracy, recompute = None, recompute_accuracy and spec.data_schema is None
+    if (run / METRICS).is_file():  # an own-data job's test rows stay with its sponsor: not covered
+        try:
+            accuracy = c.metrics(recompute=recompute)
+            if (run / METRICS_CSV).is_file():
+                c.metrics_csv()
+                covered.add(METRICS_CSV)
+        except (ValueError, KeyError, TypeError, FedledgerError) as exc:
+            c.error("metrics", METRICS, f"cannot be checked: {exc}")
+        if recompute:
+            covered.add(METRICS)
+    want = c.card_facts()
+    if card is not None:
+        c.card(card, want, accuracy)
+        covered.add(CARD)
+    if (run / CARD_MD).is_file() and isinstance(card, dict):
+        c.card_md(want, accuracy if accuracy is not None else float(card.get("final_test_accuracy", "nan")))
+        covered.add(CARD_MD)
+    present = [p.name + ("/" if p.is_dir() else "") for p in sorted(run.iterdir())]
+    return [p for p in present if p not in covered]
