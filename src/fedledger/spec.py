@@ -409,25 +409,31 @@ class JobSpec(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> JobSpec:
-        """Reads a spec from a JSON or TOML file."""
+        """Reads a spec from a JSON or TOML file; every refusal is one line naming the file."""
         p = Path(path)
+        kind = "TOML" if p.suffix == ".toml" else "JSON"
         try:
-            text = p.read_text()
+            text = p.read_text(encoding="utf-8")
         except OSError as exc:
-            raise SpecError("file", f"cannot read {p}: {exc.strerror}") from None
+            raise SpecError("file", f"cannot read {p}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise SpecError("file", f"{p} is not UTF-8 (byte {exc.start}); save the spec as UTF-8") from None
         try:
-            if p.suffix == ".toml":
+            if kind == "TOML":
                 import tomllib
 
                 data = tomllib.loads(text)
             else:
                 data = json.loads(text)
         except ValueError as exc:
-            kind = p.suffix.lstrip(".") or "JSON"
-            raise SpecError("file", f"{p} is not valid {kind}: {exc}") from None
+            raise SpecError("file", f"{p} is not valid {kind}: {' '.join(str(exc).split())}") from None
         if not isinstance(data, dict):
-            raise SpecError("file", f"{p} must hold an object of spec fields")
-        return cls.from_dict(data)
+            raise SpecError("file", f"{p} must hold an object of spec fields, not {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except SpecError as exc:
+            detail = str(exc).removeprefix(f"job spec: {exc.field}: ")
+            raise type(exc)(exc.field, f"{' '.join(detail.split())} (in {p})") from None
 
     def with_overrides(self, **overrides: Any) -> JobSpec:
         """A copy with some fields replaced (None values ignored), validated again."""

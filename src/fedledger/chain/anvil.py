@@ -67,7 +67,14 @@ class AnvilNode:
         if block_time:
             args += ["--block-time", str(block_time)]
         self._proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:  # a signal or Ctrl-C while it starts must not leave anvil running
+            self.stop()
+            raise
+
+    def running(self) -> bool:
+        return self._proc.poll() is None
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
@@ -84,12 +91,16 @@ class AnvilNode:
         raise ChainUnavailable(f"anvil did not answer on {self.url} within {timeout} s")
 
     def stop(self) -> None:
+        """Terminates anvil and reaps it (killed if it has not exited within 5 s); idempotent."""
         if self._proc.poll() is None:
             self._proc.terminate()
             try:
                 self._proc.wait(5)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
+                self._proc.wait()
+        if self._proc.stderr is not None:
+            self._proc.stderr.close()
 
     def __enter__(self) -> AnvilNode:
         return self

@@ -190,11 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
             )
             p.add_argument(
                 "--committee",
-                action="append",
+                action="extend",
+                nargs="+",
                 default=[],
                 required=True,
                 metavar="ADDRESS",
-                help="a validator of the committee (repeat for each)",
+                help="the committee's validators: --committee A B C, or --committee A --committee B ...",
             )
             p.add_argument(
                 "--store",

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 
 from rich.console import Console
 from rich.table import Table
@@ -17,33 +22,67 @@ from fedledger.store.http import open_store
 
 
 def run_devnet(args: argparse.Namespace, console: Console) -> int:
+    """Runs anvil until Ctrl-C, SIGTERM or anvil's own exit; anvil never outlives this process.
+
+    Python's default SIGTERM ends the process without unwinding, which would orphan
+    anvil; here SIGTERM unwinds as Ctrl-C does, through `Devnet.stop`.
+    """
+    with _stop_on_signals():
+        return _serve_devnet(args, console)
+
+
+def _serve_devnet(args: argparse.Namespace, console: Console) -> int:
     from fedledger.roles.devnet import start_devnet
 
     with console.status("starting anvil and deploying the contracts", spinner="dots"):
         net = start_devnet(port=args.port, accounts=args.accounts, block_time=args.block_time, host=args.host)
-    info = net.describe()
-    if args.out:
-        Path(args.out).write_text(json.dumps(info, indent=2) + "\n")
-    console.print(f"[bold]devnet[/] anvil at [bold]{info['rpc']}[/] (chain id {info['chain_id']})")
-    console.print(f"coordinator {info['coordinator']}\ntoken       {info['token']} (minter: account 0)")
-    table = Table(title=f"funded development accounts ({net.funds / 1e18:,.0f} tokens each; keys dev:N)")
-    table.add_column("key")
-    table.add_column("address")
-    for i, a in enumerate(net.accounts):
-        table.add_row(f"dev:{i}", a.address)
-    console.print(table)
-    if args.out:
-        console.print(f"addresses written to {args.out}")
-    console.print("[dim]development keys are public: never use them on a real network. Ctrl-C stops.[/]")
     try:
-        while net.node._proc.poll() is None:
+        info = net.describe()
+        if args.out:  # whole or not at all: a script polls for this file and reads it at once
+            out = Path(args.out)
+            partial = out.with_name(out.name + ".partial")
+            partial.write_text(json.dumps(info, indent=2) + "\n")
+            partial.replace(out)
+        console.print(f"[bold]devnet[/] anvil at [bold]{info['rpc']}[/] (chain id {info['chain_id']})")
+        console.print(f"coordinator {info['coordinator']}\ntoken       {info['token']} (minter: account 0)")
+        table = Table(title=f"funded development accounts ({net.funds / 1e18:,.0f} tokens each; keys dev:N)")
+        table.add_column("key")
+        table.add_column("address")
+        for i, a in enumerate(net.accounts):
+            table.add_row(f"dev:{i}", a.address)
+        console.print(table)
+        if args.out:
+            console.print(f"addresses written to {args.out}")
+        console.print("[dim]development keys are public: never use them on a real network. Ctrl-C stops.[/]")
+        while net.node.running():
             time.sleep(0.5)
         console.print("[red]anvil exited[/]")
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM
         return 0
     finally:
         net.stop()
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT raise KeyboardInterrupt once; a repeat is ignored while anvil stops."""
+    if threading.current_thread() is not threading.main_thread():  # only it may set handlers
+        yield
+        return
+    caught = (signal.SIGTERM, signal.SIGINT)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        for s in caught:
+            signal.signal(s, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    before = {s: signal.signal(s, stop) for s in caught}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 def run_job(args: argparse.Namespace, console: Console) -> int:

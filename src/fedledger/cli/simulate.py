@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -96,19 +98,89 @@ def own_data_spec(base: JobSpec, args: argparse.Namespace) -> JobSpec:
     return JobSpec.from_dict(data)
 
 
-def prepare_out(out: Path, *, force: bool) -> None:
-    """A run directory is evidence: never mix two runs in one."""
+OWN_DATA_FLAGS = ("key", "label", "test_data", "query")
+
+
+def check_flags(args: argparse.Namespace, faults: list[Fault]) -> None:
+    """Refusals that need only the command line, made before any directory exists."""
+    if not getattr(args, "data", None):
+        given = [f for f in OWN_DATA_FLAGS if getattr(args, f, None)]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise SpecError("data", f"{flag} applies to own data only; give the sources with --data")
+    for f in faults:
+        if f.from_round < 1:
+            raise SpecError("fault", f"{f.kind}@{f.trainer}:{f.from_round}: rounds count from 1")
+
+
+@dataclass
+class RunDir:
+    """The run directory being prepared, and how to leave things as they were if the job is refused.
+
+    `created` is the topmost directory this run made (`out` or a parent such as runs/);
+    `previous` is the run that --force replaces, set aside until the new one is under way.
+    """
+
+    out: Path
+    created: Path | None
+    previous: Path | None
+
+    def refuse(self) -> None:
+        """Removes everything this run wrote and puts back what it replaced."""
+        _close_logs_under(self.out)
+        shutil.rmtree(self.out, ignore_errors=True)
+        if self.previous is not None:
+            self.previous.replace(self.out)
+        elif self.created is None:
+            self.out.mkdir(exist_ok=True)  # an empty directory the user made stays, empty
+        else:
+            parent = self.out.parent
+            while parent != self.created.parent and parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
+
+    def accept(self) -> None:
+        """The job is under way: the run it replaces goes."""
+        if self.previous is not None:
+            shutil.rmtree(self.previous)
+            self.previous = None
+
+
+def prepare_out(out: Path, *, force: bool) -> RunDir:
+    """A run directory is evidence: never mix two runs in one, nor lose one to a refused job."""
+    previous = None
     if out.exists() and any(out.iterdir()):
         if not force:
             raise SpecError("out", f"run directory {out} is not empty; choose another --out or pass --force")
-        shutil.rmtree(out)
+        out = out.resolve()
+        if Path.cwd().is_relative_to(out):
+            raise SpecError("out", f"--force would replace {out}, which holds the working directory")
+        previous = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+        shutil.rmtree(previous, ignore_errors=True)
+        out.replace(previous)
+    created = None
+    for p in [out, *out.parents]:
+        if p.exists():
+            break
+        created = p
     out.mkdir(parents=True, exist_ok=True)
+    return RunDir(out=out, created=None if previous is not None else created, previous=previous)
+
+
+def _close_logs_under(out: Path) -> None:
+    """Detaches and closes any run log still open in `out`, as a refusal can leave one."""
+    log = logging.getLogger("fedledger")
+    for h in list(log.handlers):
+        if isinstance(h, logging.FileHandler) and Path(h.baseFilename).is_relative_to(os.path.abspath(out)):
+            log.removeHandler(h)
+            h.close()
 
 
 def run_simulate(args: argparse.Namespace, console: Console) -> int:
+    faults = [Fault.parse(f) for f in args.fault]
+    check_flags(args, faults)
     spec = load_spec(args)
     own = own_sources(args)
-    faults = [Fault.parse(f) for f in args.fault]
     attack = Attack(args.attack, args.malicious) if args.attack else None
     profiles = [parse_profile(p) for p in args.profile]
     out = args.out or Path("runs") / f"{spec.name}-seed{spec.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -130,7 +202,7 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
         from fedledger.chain.rpc import RpcChain
 
         chain = RpcChain(args.rpc)
-    prepare_out(out, force=args.force)  # only once the chain is reachable: no empty run directories
+    run_dir = prepare_out(out, force=args.force)  # only once the chain is reachable
     if not args.quiet:
         console.print(
             f"[bold]fedledger simulate[/]  {spec.trainers} organisations · {spec.dataset} "
@@ -142,21 +214,22 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
             f"[dim]chain: {chain.description if chain else 'in-process EVM'} · run directory: {out}[/]"
         )
     t0 = time.perf_counter()
-    with (
-        console.status(
-            "setting up: loading data, deploying contracts, registering organisations",
-            spinner="dots",
-        )
-        if not args.quiet
-        else _Null()
-    ):
-        try:
+    try:
+        with (
+            console.status(
+                "setting up: loading data, deploying contracts, registering organisations",
+                spinner="dots",
+            )
+            if not args.quiet
+            else _Null()
+        ):
             sim = Simulation(
                 spec, out_dir=out, chain=chain, faults=faults, attack=attack, profiles=profiles, data=own
             )
-        except BaseException:  # refused at setup (bad data, a node down): leave no half-written run
-            shutil.rmtree(out, ignore_errors=True)
-            raise
+    except BaseException:  # refused at setup (bad data, a node down): leave no half-written run
+        run_dir.refuse()
+        raise
+    run_dir.accept()
     if not args.quiet:
         joined = (
             "registered, staked and committed to their data"
