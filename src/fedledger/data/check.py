@@ -106,6 +106,8 @@ def _numeric(col: pa.ChunkedArray, name: str, n: int, at: str) -> pa.ChunkedArra
         t = col.type
     elif pa.types.is_null(t):
         _nulls(n, name, n, at, "fill them with numbers or drop the column from the schema")
+    elif pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        _not_utf8(col, name, n, at)
     elif not is_numeric_type(t):
         raise DataError(
             f"{at}: column {name!r} is {t} in all {n:,} rows but the schema says numeric; "
@@ -144,7 +146,7 @@ def _text_as_number(col: pa.ChunkedArray, name: str, n: int, at: str) -> pa.Chun
         first = int(np.flatnonzero(pc.fill_null(pc.invert(ok), False).to_numpy(zero_copy_only=False))[0])
         raise DataError(
             f"{at}: column {name!r} should be numeric but {rows(bad, n)} are text, e.g. "
-            f"{col[first].as_py()!r}; fix or drop those rows, or make the column categorical"
+            f"{_short(col[first].as_py())!r}; fix or drop those rows, or make the column categorical"
         )
     return pc.utf8_trim_whitespace(col).cast(pa.float64())
 
@@ -153,6 +155,8 @@ def _categories(
     col: pa.ChunkedArray, name: str, vocabulary: tuple[str, ...], n: int, at: str, *, label: bool
 ) -> Codes:
     what = f"column {name!r} (the label)" if label else f"column {name!r}"
+    if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
+        _not_utf8(col, name, n, at)
     if not is_category_type(col.type):
         kind = "the label (text, integer or boolean)" if label else "categorical (text, integer or boolean)"
         raise DataError(
@@ -164,7 +168,7 @@ def _categories(
         fix = "drop those rows" if label else "fill them with a category from the vocabulary or drop the rows"
         raise DataError(f"{at}: {what}: {rows(codes.nulls, n)} are empty (null); {fix}")
     if codes.outside:
-        example = label_text(col[codes.first_outside()].as_py())
+        example = _short(label_text(col[codes.first_outside()].as_py()))
         if label:
             raise DataError(
                 f"{at}: {what}: {rows(codes.outside, n)} have a label outside the classes "
@@ -179,3 +183,23 @@ def _categories(
 
 def _nulls(count: int, name: str, n: int, at: str, fix: str) -> NoReturn:
     raise DataError(f"{at}: column {name!r}: {rows(count, n)} are empty (null); {fix}")
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """An offending value as an error line quotes it: a 5,000-character cell is cut, not pasted."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _not_utf8(col: pa.ChunkedArray, name: str, n: int, at: str) -> NoReturn:
+    """A column Arrow read as bytes: its text is not UTF-8 (a Latin-1 or Windows-1252 export)."""
+    bad = 0
+    for value in col.to_pylist():  # the error path only: count the rows that do not decode
+        if value is not None:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                bad += 1
+    raise DataError(
+        f"{at}: column {name!r}: {rows(bad or n, n)} are not UTF-8 text; save the file as UTF-8 "
+        "(e.g. `iconv -f latin1 -t utf-8`) or convert the column in the query"
+    )

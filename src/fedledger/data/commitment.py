@@ -172,9 +172,12 @@ class Opening:
             raise DataError(f"not a data opening: expected an object with format {OPENING_FORMAT!r}")
         try:
             salt = parse_commitment(data["salt"])
+            rows = data["rows"]
+            if type(rows) is not int:  # not 3.9, true or "3": a hand-edited count is refused
+                raise ValueError(f"rows must be a whole number, got {rows!r}")
             commitment = DataCommitment(
                 root=parse_commitment(data["root"]),
-                rows=int(data["rows"]),
+                rows=rows,
                 schema_hash=parse_commitment(data["schema_hash"]),
             )
             organisation, source, query = data["organisation"], data["source"], data.get("query", "")
@@ -270,8 +273,10 @@ def commit_source(
     local = load_local(source, schema, organisation=organisation)
     salt = new_salt() if salt is None else salt
     commitment = commit_rows(local.x, local.y, salt=salt, schema_hash=schema_hash(schema))
+    # the opening is handed to an auditor: a database URL is named without its password
+    name = source.describe() if source.is_url else source.source
     return Opening(
-        organisation=organisation, source=source.source, salt=salt, commitment=commitment, query=source.query
+        organisation=organisation, source=name, salt=salt, commitment=commitment, query=source.query
     )
 
 

@@ -117,6 +117,7 @@ def _load_batches(
     batches = read_batches(src, organisation=organisation, columns=columns)
     out = _Output(schema.encoded_width, batches.rows)
     groups: list[np.ndarray] = []
+    key_type: pa.DataType | None = None
     with ThreadPoolExecutor(THREADS_MAX) as pool:
         for table in _rechecked(batches):
             if table.num_rows == 0:
@@ -124,6 +125,7 @@ def _load_batches(
             try:
                 prep = prepare(table, schema, organisation=organisation, source=source, finite=False)
                 if key:
+                    key_type = _same_type(key_type, table.column(key).type)
                     groups.append(_groups(table.column(key), key, organisation, source))
             except DataError:
                 raise _Recheck from None
@@ -135,6 +137,23 @@ def _load_batches(
     check_not_empty(out.n, at=where(organisation, source))
     x_all, y_all = out.finish()
     return LocalData(x=x_all, y=y_all, groups=np.concatenate(groups) if key else None)
+
+
+def _same_type(seen: pa.DataType | None, now: pa.DataType) -> pa.DataType | None:
+    """The partition key's type so far; _Recheck if this batch read it as another kind.
+
+    A group's name is the key's text, and `01` read as an integer is `1`: a key that one batch
+    infers as numbers and another as text would split a group, so the whole table decides.
+    """
+    if pa.types.is_null(now):
+        return seen
+    if (
+        seen is not None
+        and now != seen
+        and not (pa.types.is_dictionary(now) and pa.types.is_dictionary(seen))
+    ):
+        raise _Recheck
+    return now
 
 
 def _rechecked(batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
@@ -241,7 +260,13 @@ def _fill_rows(
 
 
 class _Pieces:
-    """A numeric column's chunks as numpy arrays (zero-copy where Arrow allows), written by row range."""
+    """A numeric column's chunks as numpy arrays (zero-copy where Arrow allows), written by row range.
+
+    Every number reaches float32 through float64: an int64 beyond 2^53 cast straight to float32
+    rounds once, through float64 twice, and a column may arrive as int64 in one batch and
+    float64 in another, so one rule for all keeps streamed and whole-table loads identical.
+    A value beyond float32 becomes inf silently here; the caller's finiteness test catches it.
+    """
 
     def __init__(self, col: pa.ChunkedArray) -> None:
         self.parts: list[np.ndarray] = []
@@ -263,7 +288,11 @@ class _Pieces:
         while pos < b:
             part, s = self.parts[i], self.starts[i]
             end = min(b, s + len(part))
-            out[pos - a : end - a] = part[pos - s : end - s]
+            values = part[pos - s : end - s]
+            if values.dtype.kind in "iu":
+                values = values.astype(np.float64)  # (end - pos,)
+            with np.errstate(over="ignore"):
+                out[pos - a : end - a] = values
             pos, i = end, i + 1
 
 

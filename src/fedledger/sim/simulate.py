@@ -340,12 +340,22 @@ class Simulation:
         """Organisation i commits to its rows; its opening goes to `private/`, never handed over."""
         from fedledger.roles.data_commitment import make_opening, post_data_commitment
 
-        assert self.own is not None
-        sources = self.own.sources
+        assert self.own is not None and self.spec.data_schema is not None
+        sources, local = self.own.sources, self.local[i - 1]
         source = sources[i - 1] if len(sources) == len(self.local) else sources[0]
-        opening = make_opening(self.local[i - 1].data, self.spec, organisation=name, source=source)
         private = self.out_dir / "private"
         private.mkdir(mode=0o700, exist_ok=True)
+        schema = self.spec.data_schema
+        if local.rows is not None and schema.kind == "table":  # a share of one table: its own file now
+            import pyarrow.parquet as pq
+
+            from fedledger.data.sources import DataSource, read_table
+
+            table = read_table(source, organisation=name, columns=list(schema.columns))
+            share = private / f"{name}.parquet"
+            pq.write_table(table.take(local.rows), share)
+            source = DataSource(str(share))
+        opening = make_opening(local.data, self.spec, organisation=name, source=source)
         opening.write(private / f"{name}.opening.json")
         post_data_commitment(
             self.deployment.data_registry, account, self.job_id, opening.commitment, name=name

@@ -51,6 +51,8 @@ class LocalTrainer:
     #: its rows as read and encoded, before any standardisation: what its data commitment binds
     #: (a simulation's held-out test share included: those rows are the organisation's too)
     data: LocalData
+    #: a simulation that splits one table: which of its rows are this organisation's share
+    rows: np.ndarray | None = None
 
 
 def _features(spec: JobSpec, x: np.ndarray, organisation: str) -> LocalFeatures | None:
@@ -112,6 +114,7 @@ def build_own_consortium(
     if schema is None:
         raise SpecError("data_schema", "own data needs the job's data_schema")
     names = list(organisations) or [f"org-{i:02d}" for i in range(1, spec.trainers + 1)]
+    shares: list[np.ndarray | None] = [None] * spec.trainers
     if spec.partition == "organisation":
         if len(sources) != spec.trainers:
             raise SpecError(
@@ -132,6 +135,7 @@ def build_own_consortium(
         else:
             parts = partition_dirichlet(whole.y, spec.trainers, spec.alpha, spec.seed)
         loaded = [LocalData(x=whole.x[p], y=whole.y[p], groups=None) for p in parts]
+        shares = list(parts)
 
     trains: list[tuple[np.ndarray, np.ndarray]] = []
     tests_x, tests_y = [], []
@@ -168,7 +172,8 @@ def build_own_consortium(
         # what the organisation brought (its data commitment), held-out share included
         raw = LocalData(x=loaded[i - 1].x, y=loaded[i - 1].y, groups=None)
         client = make_client(spec, ds, np.array(x, dtype=np.float32), y, seed=spec.seed + i)
-        locals_.append(LocalTrainer(client, weight_names(init), _features(spec, client.x_train, name), raw))
+        features = _features(spec, client.x_train, name)
+        locals_.append(LocalTrainer(client, weight_names(init), features, raw, rows=shares[i - 1]))
     consortium = Consortium(
         dataset=ds,
         initial_model=init,

@@ -3,8 +3,7 @@
 One small own-data simulation (a CSV hospital and a SQLite one) is shared by the module. Its
 run directory is copied and edited as an adversary would edit it: an RPC-style chain.json
 whose events cannot be re-executed, malformed exports, hand-edited openings, wrong sources.
-Every refusal must be one line naming the problem; tests marked xfail(strict) are bugs outside
-the CLI, and their reason names the fix.
+Every refusal must be one line naming the problem.
 """
 
 from __future__ import annotations
@@ -272,13 +271,6 @@ def test_commit_names_a_database_and_a_one_table_folder_as_simulate_does(
 # ------------------------------------------------------------------------- bugs outside the CLI
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sim/simulate.py _commit_data: with one source partitioned among the trainers each "
-    "opening names the whole table but commits to a partition no file holds, so no organisation "
-    "can ever prove its data; write each organisation's rows (its slice of the source table) to "
-    "private/<name>.parquet and name that file as the opening's source",
-)
 def test_a_partitioned_runs_openings_are_proven_by_the_file_they_name(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -293,25 +285,12 @@ def test_a_partitioned_runs_openings_are_proven_by_the_file_they_name(
     assert _prove(json.loads(opening.read_text())["source"], opening, run) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="audit/data.py check_data_commitments: DataCommitment.from_event(e.args) raises "
-    "ValueError on rows 0 (or a short root) in an RPC export; catch ValueError/CodecError there and "
-    "report('error', 'data', where, f'malformed DataCommitted: {exc}', org=org) instead",
-)
 def test_the_audit_reports_a_malformed_data_commitment(root: Path, tmp_path: Path) -> None:
     run = _edited_run(root, tmp_path, lambda export: _north_commitment(export)["args"].update(rows=0))
     report = audit_run_dir(run)
     assert any(f.check == "data" and f.severity == "error" for f in report.findings)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="audit/data.py check_data_commitments compares `e.address == registry` case-sensitively, "
-    "so an export with lower-case addresses has 'no data commitment'; compare "
-    "`e.address.lower() == registry.lower()`",
-)
 def test_the_audit_reads_a_lower_case_registry_address(root: Path, tmp_path: Path) -> None:
     def lower(export: Export) -> None:
         event = _north_commitment(export)
