@@ -37,7 +37,12 @@ def run_audit(args: argparse.Namespace, console: Console) -> int:
             report = audit_run_dir(args.run_dir)
         report_path = args.report or args.run_dir / "audit.json"
     if report_path:
-        report_path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        try:
+            report_path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        except OSError as exc:
+            raise AuditFailure(
+                f"cannot write the report {report_path}: {exc.strerror or exc}; give --report FILE elsewhere"
+            ) from None
     show(report, console, quiet=args.quiet)
     return 0 if report.ok else 1
 

@@ -142,6 +142,12 @@ class Simulation:
     ) -> None:
         if spec.own_data and data is None:
             raise SpecError("data", f"job {spec.name!r} trains on own data: give each organisation's source")
+        for f in faults:  # refused before the run directory or its log exist
+            if not 1 <= f.trainer <= spec.trainers:
+                raise SpecError("fault", f"trainer {f.trainer} is outside 1..{spec.trainers}")
+            if f.kind in VALIDATOR_FAULTS and f.trainer > spec.committee_size:
+                committee = f"the committee is 1..{spec.committee_size}"
+                raise SpecError("fault", f"trainer {f.trainer} is not a validator ({committee})")
         self.own = data
         self.spec = spec
         self.attack = attack
@@ -162,12 +168,6 @@ class Simulation:
         # reader, then served verified to the rest (see store/cached.py)
         self.store = VerifiedCache(self.disk)
         self.faults = {f.trainer: f for f in faults}
-        for f in faults:
-            if not 1 <= f.trainer <= spec.trainers:
-                raise SpecError("fault", f"trainer {f.trainer} is outside 1..{spec.trainers}")
-            if f.kind in VALIDATOR_FAULTS and f.trainer > spec.committee_size:
-                committee = f"the committee is 1..{spec.committee_size}"
-                raise SpecError("fault", f"trainer {f.trainer} is not a validator ({committee})")
         self.accounts = dev_accounts(spec.trainers + 1)
         self.sponsor = self.accounts[0]
         self.metrics: list[RoundMetrics] = []
