@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from fedledger.audit.outputs import check_outputs
 from fedledger.audit.replay import from_export, from_live, load_export, reexecute
 from fedledger.audit.verify import AuditReport, audit_events
 from fedledger.chain.contracts import Coordinator
@@ -28,7 +29,11 @@ def audit_run_dir(run_dir: Path | str) -> AuditReport:
     spec = JobSpec.load(run / "spec.json")
     export = load_export(run / "chain.json")
     source = reexecute(export) if export["chain"].get("kind") == "inprocess" else from_export(export)
-    return audit_events(source, spec, LocalStore(run / "store"))
+    store = LocalStore(run / "store")
+    report = audit_events(source, spec, store)
+    # what a user deploys and reads: the final model, the model card, metrics, decoded calldata
+    report.not_covered = check_outputs(run, spec=spec, source=source, store=store, report=report.record)
+    return report
 
 
 def audit_live(

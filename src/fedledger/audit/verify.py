@@ -65,6 +65,24 @@ class AuditReport:
     data: list[dict[str, Any]] = field(default_factory=list)
     #: the code every party ran: model, Flower client and their digest, as the spec binds them
     code: dict[str, Any] = field(default_factory=dict)
+    #: files of the run directory that no check reads (run.log, accuracy.png, private/ …)
+    not_covered: list[str] = field(default_factory=list)
+
+    def record(
+        self,
+        severity: str,
+        check: str,
+        artefact: str = "",
+        message: str = "",
+        *,
+        round: int | None = None,
+        org: str | None = None,
+    ) -> None:
+        """One outcome from a check module: `passed`, `warning` or `error`."""
+        if severity == "passed":
+            self.checks[check] += 1
+        else:
+            self.findings.append(Finding(severity, check, artefact, message, round, org))
 
     @property
     def ok(self) -> bool:
@@ -82,6 +100,7 @@ class AuditReport:
             "privacy": self.privacy,
             "data": self.data,
             "code": self.code,
+            "not_covered": self.not_covered,
         }
 
 
@@ -134,10 +153,7 @@ class _Auditor:
 
     def record(self, severity: str, check: str, artefact: str = "", message: str = "", **where: Any) -> None:
         """One outcome from a check module: `passed`, `warning` or `error`."""
-        if severity == "passed":
-            self.passed(check)
-        else:
-            self._find(severity, check, artefact, message, **where)
+        self.report.record(severity, check, artefact, message, **where)
 
     # -- blobs -------------------------------------------------------------------------------
 

@@ -93,8 +93,11 @@ def show(report: AuditReport, console: Console, *, quiet: bool = False) -> None:
         style = "red" if f.severity == "error" else "yellow"
         if f.severity == "error" or not quiet:
             console.print(f"[{style}]{f.line()}[/]", highlight=False)
+    if report.not_covered and not quiet:
+        console.print(f"not covered by any check: {', '.join(report.not_covered)}", highlight=False)
     errors = sum(1 for f in report.findings if f.severity == "error")
     if report.ok:
-        console.print("[bold green]AUDIT PASSED[/]: every blob, round and payout checks out")
+        outputs = ", and so do the final model and the model card" if report.checks.get("final-model") else ""
+        console.print(f"[bold green]AUDIT PASSED[/]: every blob, round and payout checks out{outputs}")
     else:
         console.print(f"[bold red]AUDIT FAILED[/]: {errors} discrepanc{'y' if errors == 1 else 'ies'}")
