@@ -2,7 +2,7 @@
 
 Runs gas.py, chain_tps.py, overhead.py, quantization.py, flag_gas.py, settlement_gas.py,
 robustness.py, scoring.py, conservation.py, secagg.py, dp_noise.py, dp_accuracy.py,
-data_loading.py and deployment.py sequentially (each in
+data_loading.py, deployment.py and audit_time.py sequentially (each in
 its own process, so one's imports and caches do not favour another), in full
 form or, with `--quick`, in their quick forms (< 3 minutes in all). Each script
 compares its figure with a baseline measured in the same run and with its bar
@@ -23,7 +23,7 @@ from _common import RESULTS, ROOT, parse_args, verdict
 
 BENCHES = (
     "gas", "chain_tps", "overhead", "quantization", "flag_gas", "settlement_gas", "robustness", "scoring",
-    "conservation", "secagg", "dp_noise", "dp_accuracy", "data_loading", "deployment",
+    "conservation", "secagg", "dp_noise", "dp_accuracy", "data_loading", "deployment", "audit_time",
 )
 
 
@@ -210,6 +210,14 @@ def rows_for(name: str, r: dict[str, Any]) -> list[list[str]]:
              verdict(r["passed"]) if label == "fashion-mnist" else "—"]
             for label, w in r["workloads"].items()
         ]
+    if name == "audit_time":
+        sim, aud, ratio = r["simulate_s"], r["audit_s"], r["ratio"]
+        return [[f"Audit time of a run directory ({r['workload']}, {r['repeats']} repeats)",
+                 f"{aud['median']:.1f} s (×{ratio['median']:.3f} of simulate, range "
+                 f"×{ratio['min']:.3f}–×{ratio['max']:.3f}); accuracy recomputation "
+                 f"{r['audit_split_s']['accuracy_s']:.1f} s",
+                 f"fedledger simulate {sim['median']:.1f} s", f"≤ ×{r['bar']['max_ratio']}",
+                 verdict(r["passed"])]]
     raise ValueError(name)
 
 

@@ -20,7 +20,7 @@ def test_quick_benchmarks_run() -> None:
     for figure in ("Gas per trainer commit", "Coordination overhead", "Fixed-point accuracy cost",
                    "Secure aggregation: server unmasking", "Discrete Gaussian central noise",
                    "Accuracy under DP", "Loading an organisation's Parquet table",
-                   "Deployment: 4 node processes"):
+                   "Deployment: 4 node processes", "Audit time of a run directory"):
         assert figure in proc.stdout
 
 
