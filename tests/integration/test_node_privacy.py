@@ -52,8 +52,9 @@ def test_secure_aggregation_recovers_a_trainer_that_dropped_out(tmp_path: Path) 
         tmp_path,
         orgs=5,
         # the round waits out the window for the silent trainer; half of it is the nodes' time
-        # to start and register their keys before the first commit closes the directory
-        spec={"privacy": "secagg", "rounds": 1, "commit_window_s": 40},
+        # to start and register their keys before the first commit closes the directory (five
+        # node processes import torch at once: on 2 loaded cores that has taken over 20 s)
+        spec={"privacy": "secagg", "rounds": 1, "commit_window_s": 60},
         node_options={"availability_wait_s": 3},
         start_nodes=False,
     )
