@@ -35,9 +35,8 @@ from fedledger.chain.abi import ContractABI
 from fedledger.chain.artifacts import load_artifact
 from fedledger.chain.contracts import Coordinator, DataRegistry, Event, RewardToken, jsonable
 from fedledger.codec.commitment import commitment_hex
-from fedledger.codec.fixedpoint import dequantize
-from fedledger.data.stats import split_stats, standardiser
 from fedledger.errors import FedledgerError
+from fedledger.roles.model import final_model_tensors
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
 
@@ -92,17 +91,6 @@ class _Facts:
         self.contributors = {t for r in self.finalized for t in self.commits[r] if t not in self.excluded[r]}
 
 
-def expected_final_model(model_q: dict[str, np.ndarray], scale_bits: int) -> dict[str, np.ndarray]:
-    """`final_model.safetensors`'s tensors from the committed model (see the module docstring)."""
-    weights_q, stats_q = split_stats(model_q)
-    final = {k: np.ascontiguousarray(v) for k, v in dequantize(weights_q, scale_bits).items()}
-    if stats_q:
-        mean, std = standardiser(stats_q, scale_bits)
-        final["standardise.mean"] = mean.astype(np.float32)
-        final["standardise.std"] = std.astype(np.float32)
-    return final
-
-
 def _evaluator(spec: JobSpec, store: BlobStore) -> Callable[[bytes], tuple[float, float]]:
     """Test (accuracy, loss) of a committed model on a bundled dataset's held-out split."""
     from fedledger.roles.model import float_weights
@@ -148,7 +136,7 @@ class _Checker:
 
         final = commitment_hex(self.f.final)
         try:
-            want = expected_final_model(self.store.get_tensors(self.f.final), self.spec.scale_bits)
+            want = final_model_tensors(self.store.get_tensors(self.f.final), self.spec.scale_bits)
         except (FedledgerError, ValueError) as exc:
             self.report("warning", "final-model", FINAL, f"cannot recompute from {final}: {exc}")
             return False

@@ -53,3 +53,20 @@ def quantized_delta(
     """
     new_q = quantize_model(names, new, scale_bits)
     return {n: (new_q[n] - global_q[n]).astype(np.int64) for n in names}
+
+
+def final_model_tensors(model_q: Mapping[str, np.ndarray], scale_bits: int) -> dict[str, np.ndarray]:
+    """A committed model as `final_model.safetensors` holds it: float32 weights, and for a job
+    with a statistics round its committed z-scoring as `standardise.mean` / `standardise.std`.
+
+    One function for the run writer and the audit, so the file and its check cannot drift.
+    """
+    from fedledger.data.stats import split_stats, standardiser
+
+    weights_q, stats_q = split_stats(dict(model_q))
+    final = {k: np.ascontiguousarray(v) for k, v in dequantize(weights_q, scale_bits).items()}
+    if stats_q:
+        mean, std = standardiser(stats_q, scale_bits)
+        final["standardise.mean"] = mean.astype(np.float32)
+        final["standardise.std"] = std.astype(np.float32)
+    return final

@@ -23,12 +23,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from fedledger.chain.export import export_chain
 from fedledger.codec.commitment import commitment_hex
-from fedledger.codec.fixedpoint import dequantize
-from fedledger.data.stats import split_stats, standardiser
+from fedledger.roles.model import final_model_tensors
 
 if TYPE_CHECKING:
     from fedledger.sim.simulate import RoundMetrics, Simulation, SimulationResult
@@ -208,12 +205,7 @@ def write_run(sim: Simulation, result: SimulationResult) -> None:
 
     from safetensors.numpy import save_file
 
-    final_q, stats_q = split_stats(sim.store.get_tensors(result.final_commitment))
-    final = {k: np.ascontiguousarray(v) for k, v in dequantize(final_q, spec.scale_bits).items()}
-    if stats_q:  # the committed statistics as the z-scoring a deployment applies to its inputs
-        mean, std = standardiser(stats_q, spec.scale_bits)
-        final["standardise.mean"] = mean.astype(np.float32)
-        final["standardise.std"] = std.astype(np.float32)
+    final = final_model_tensors(sim.store.get_tensors(result.final_commitment), spec.scale_bits)
     contributors = sorted(
         {
             sim.participants.get(c.trainer, c.trainer)
