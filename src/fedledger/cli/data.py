@@ -150,8 +150,9 @@ def _on_chain(
     on_chain = bytes(coordinator.job_config(args.job)["spec_hash"])
     if spec.spec_hash() != on_chain:
         raise SpecError("spec", f"{args.spec} does not hash to job {args.job}'s spec hash 0x{on_chain.hex()}")
-    posted = coordinator.data_registry().data_commitment(args.job, args.trainer)
-    found = None if posted is None else DataCommitment(root=posted[0], rows=posted[1], schema_hash=posted[2])
+    from fedledger.roles.data_commitment import posted_commitment
+
+    found = posted_commitment(coordinator.data_registry(), args.job, args.trainer)
     return spec, args.trainer, found, f"job {args.job} on {coordinator.chain.description}", ""
 
 

@@ -87,6 +87,12 @@ def node_opening(
     return opening
 
 
+def posted_commitment(registry: DataRegistry, job_id: int, trainer: str) -> DataCommitment | None:
+    """The trainer's data commitment for the job as the registry holds it, or None."""
+    posted = registry.data_commitment(job_id, trainer)
+    return None if posted is None else DataCommitment(root=posted[0], rows=posted[1], schema_hash=posted[2])
+
+
 def post_data_commitment(
     registry: DataRegistry, account: LocalAccount, job_id: int, commitment: DataCommitment, *, name: str
 ) -> Receipt | None:
@@ -95,9 +101,8 @@ def post_data_commitment(
     A different commitment already on chain for this trainer is a DataError: this node is
     about to train on data other than what it committed to.
     """
-    posted = registry.data_commitment(job_id, account.address)
-    if posted is not None:
-        on_chain = DataCommitment(root=posted[0], rows=posted[1], schema_hash=posted[2])
+    on_chain = posted_commitment(registry, job_id, account.address)
+    if on_chain is not None:
         changed = differences(on_chain, commitment)
         if changed:
             raise DataError(
