@@ -155,3 +155,47 @@ def test_prefetched_passes_errors_and_stops_its_reader_when_the_caller_stops() -
     next(got)
     with pytest.raises(DataError, match="boom"):
         next(got)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pa.array([-100, 100, 0, 5, 3], pa.int8()),  # max - min overflows int8
+        pa.array([2**64 - 1, 2**64 - 2, 7], pa.uint64()),  # beyond int64: the hashing path
+        pa.array([1, None, 2, 9], pa.int32()),  # a null: the hashing path
+        pa.array([0, 70_000, 1], pa.int64()),  # a span too wide for a lookup table
+        pa.array([3, 3, 4], pa.int16()),
+    ],
+)
+def test_integer_categories_code_like_their_dictionary(values: pa.Array) -> None:
+    """The lookup-table path for integer columns gives the codes hashing gives, value for value."""
+    from fedledger.data.columns import category_codes
+
+    vocabulary = ("-100", "100", "5", "1", "0", "3", "18446744073709551615")
+    fast = category_codes(pa.chunked_array([values]), vocabulary)
+    hashed = category_codes(pa.chunked_array([values.dictionary_encode()]), vocabulary)
+    assert fast.codes.tolist() == hashed.codes.tolist()
+    assert (fast.nulls, fast.outside) == (hashed.nulls, hashed.outside)
+
+
+def test_csv_text_arrives_dictionary_encoded_and_loads_like_the_whole(
+    tmp_path: Path, small_batches: None
+) -> None:
+    src = _write(tmp_path, _table())["csv"]
+    batches = list(read_batches(src, organisation="a", columns=["region", "default", "age"]))
+    assert len(batches) > 10
+    assert all(pa.types.is_dictionary(b.column("region").type) for b in batches)
+    assert pa.types.is_integer(batches[0].column("age").type)  # numbers stay numbers
+    got = load_local(src, SCHEMA, organisation="a")
+    x, y = encode_table(read_table(src, organisation="a", columns=list(SCHEMA.columns)), SCHEMA)
+    assert got.x.tobytes() == x.tobytes() and got.y.tobytes() == y.tobytes()
+
+
+def test_a_csv_line_estimate_is_close_and_errs_high(tmp_path: Path) -> None:
+    from fedledger.data.stream import estimate_lines
+
+    pa_csv.write_csv(_table(20_000), tmp_path / "t.csv")
+    estimate = estimate_lines(tmp_path / "t.csv", sample=1 << 14)
+    assert 20_001 <= estimate <= 20_001 * 1.15
+    (tmp_path / "one.csv").write_text("a,b\n1,2\n")
+    assert estimate_lines(tmp_path / "one.csv") == 2

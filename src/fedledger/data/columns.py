@@ -104,10 +104,11 @@ class Codes:
 
 
 def category_codes(column: pa.ChunkedArray, vocabulary: Sequence[str]) -> Codes:
-    """Maps every row of `column` to its index in `vocabulary`, one hash pass per chunk.
+    """Maps every row of `column` to its index in `vocabulary`, one pass per chunk.
 
-    Each chunk is dictionary-encoded (or already is); its few distinct values are turned to
-    text in Python and looked up, and the rows take their code by a numpy gather.
+    A dictionary chunk (Parquet text, CSV text) maps its few distinct values in Python and
+    its rows by one numpy gather; an integer chunk over a short range does the same through a
+    table indexed by value, with no hashing at all; anything else is dictionary-encoded first.
     """
     index = {v: i for i, v in enumerate(vocabulary)}
     out = np.empty(len(column), dtype=np.int32)  # (N,)
@@ -116,25 +117,52 @@ def category_codes(column: pa.ChunkedArray, vocabulary: Sequence[str]) -> Codes:
         n = len(chunk)
         if n == 0:
             continue
-        if pa.types.is_null(chunk.type):
-            out[offset : offset + n] = NULL_CODE
-            offset += n
-            continue
-        enc = chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)
-        values = enc.dictionary.to_pylist()
-        mapping = np.array(
-            [NULL_CODE if v is None else index.get(label_text(v), OUTSIDE_CODE) for v in values]
-            + [NULL_CODE],
-            dtype=np.int32,
-        )  # (distinct + 1,): the last entry is for null rows
-        idx = pc.fill_null(enc.indices, len(values)).to_numpy(zero_copy_only=False)
-        out[offset : offset + n] = mapping[idx]
+        rows_out = out[offset : offset + n]
         offset += n
+        if pa.types.is_null(chunk.type):
+            rows_out[:] = NULL_CODE
+        elif not _integer_codes(chunk, index, rows_out):
+            enc = chunk if pa.types.is_dictionary(chunk.type) else pc.dictionary_encode(chunk)
+            values = enc.dictionary.to_pylist()
+            mapping = np.array(
+                [NULL_CODE if v is None else index.get(label_text(v), OUTSIDE_CODE) for v in values]
+                + [NULL_CODE],
+                dtype=np.int32,
+            )  # (distinct + 1,): the last entry is for null rows
+            _gather(mapping, enc.indices, len(values), rows_out)
     if len(out) == 0 or out.min() >= 0:  # the common case: one pass, nothing to count
         return Codes(codes=out, nulls=0, outside=0)
     nulls = int(np.count_nonzero(out == NULL_CODE))
     outside = int(np.count_nonzero(out == OUTSIDE_CODE))
     return Codes(codes=out, nulls=nulls, outside=outside)
+
+
+#: widest value range an integer column is mapped through a lookup table instead of a hash
+INTEGER_SPAN = 1 << 16
+
+
+def _integer_codes(chunk: pa.Array, index: dict[str, int], out: np.ndarray) -> bool:
+    """out[:] = the codes of an integer chunk with no nulls over < INTEGER_SPAN values; else False.
+
+    The table holds the code of every integer from min to max, each through `label_text` like
+    the dictionary path, so both give the same code for every value.
+    """
+    if not pa.types.is_integer(chunk.type) or chunk.null_count:
+        return False
+    values = chunk.to_numpy(zero_copy_only=False)  # (n,)
+    lo, hi = int(values.min()), int(values.max())
+    if hi - lo >= INTEGER_SPAN or hi >= 1 << 63:
+        return False
+    table = np.array([index.get(str(v), OUTSIDE_CODE) for v in range(lo, hi + 1)], dtype=np.int32)
+    np.take(table, values.astype(np.int64) - lo, out=out)  # int64: an int8 minus its min can overflow int8
+    return True
+
+
+def _gather(mapping: np.ndarray, indices: pa.Array, nulls_at: int, out: np.ndarray) -> None:
+    """out[:] = mapping[indices], null indices taking mapping[nulls_at]."""
+    if indices.null_count:
+        indices = pc.fill_null(indices, nulls_at)
+    np.take(mapping, indices.to_numpy(zero_copy_only=False), out=out)
 
 
 def text_values(column: pa.ChunkedArray) -> np.ndarray:

@@ -115,7 +115,7 @@ def _load_batches(
     """
     source = src.describe()
     batches = read_batches(src, organisation=organisation, columns=columns)
-    out = _Output(schema.encoded_width, batches.rows)
+    out = _Output(schema.encoded_width, batches.rows if batches.rows is not None else batches.estimate)
     groups: list[np.ndarray] = []
     key_type: pa.DataType | None = None
     with ThreadPoolExecutor(THREADS_MAX) as pool:
@@ -190,8 +190,9 @@ class _Output:
 
 
 #: rows encoded at a time: a block of the output (rows × width float32) stays in cache while every
-#: column is written into it, instead of each column sweeping the whole matrix
-BLOCK_ROWS = 8192
+#: column is written into it, instead of each column sweeping the whole matrix (16,384 measured
+#: fastest of 4k–32k on a 36-wide table)
+BLOCK_ROWS = 16384
 #: threads that fill the matrix (each a share of the row blocks)
 THREADS_MAX = 4
 
@@ -237,18 +238,27 @@ def _fill_rows(
     starts: range,
     check_finite: bool,
 ) -> bool:
-    """Writes the blocks of rows beginning at `starts`; False if a numeric value is not finite."""
+    """Writes the blocks of rows beginning at `starts`; False if a numeric value is not finite.
+
+    Numeric columns go first into a column-major scratch block (contiguous writes and a
+    contiguous finiteness test), then into the output by one transposing copy: cheaper than
+    writing each column down the output's stride.
+    """
     n, width = x.shape
     nn = len(numeric)
     row_starts = np.arange(BLOCK_ROWS, dtype=np.int64) * width  # (BLOCK_ROWS,)
+    scratch = np.empty((nn, BLOCK_ROWS), dtype=np.float32)  # (numeric columns, BLOCK_ROWS)
     finite = True
     for a in starts:
         b = min(n, a + BLOCK_ROWS)
         block = x[a:b]  # (b - a, width), a view
-        for j, pieces in enumerate(numeric):
-            pieces.write(block[:, j], a, b)
-        if check_finite and finite:
-            finite = bool(np.isfinite(block[:, :nn]).all())
+        if nn:
+            cols = scratch[:, : b - a]  # (nn, b - a)
+            for j, pieces in enumerate(numeric):
+                pieces.write(cols[j], a, b)
+            if check_finite and finite:
+                finite = bool(np.isfinite(cols).all())
+            block[:, :nn] = cols.T
         if codes:
             block[:, nn:] = 0.0
             flat = block.reshape(-1)  # (rows * width,), a view: x is C-contiguous
@@ -282,7 +292,7 @@ class _Pieces:
             offset += len(chunk)
 
     def write(self, out: np.ndarray, a: int, b: int) -> None:
-        """out[:] = the column's rows a..b (out is a (b - a,) strided view)."""
+        """out[:] = the column's rows a..b (out is a (b - a,) view)."""
         i = bisect.bisect_right(self.starts, a) - 1
         pos = a
         while pos < b:

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 from fedledger.data.check import check_columns, check_not_empty
 from fedledger.data.columns import first_line, is_text_type, where
 from fedledger.data.sql import concat, sql_batches
-from fedledger.data.stream import FileRange, line_ranges, prefetched
+from fedledger.data.stream import FileRange, estimate_lines, line_ranges, prefetched
 from fedledger.errors import DataError
 
 #: rows per Parquet batch when streaming
@@ -94,7 +94,7 @@ def read_batches(src: DataSource, *, organisation: str, columns: Sequence[str]) 
     path = Path(src.source)
     _check_file(path, at)
     if path.suffix.lower() == ".csv":
-        return Batches(prefetched(_csv_batches(path, cols, at)), rows=None)
+        return Batches(prefetched(_csv_batches(path, cols, at)), rows=None, estimate=estimate_lines(path))
     try:
         text = _parquet_text(pq.read_schema(path), cols, at)
         file = pq.ParquetFile(path, read_dictionary=text, buffer_size=PARQUET_BUFFER, pre_buffer=False)
@@ -105,10 +105,15 @@ def read_batches(src: DataSource, *, organisation: str, columns: Sequence[str]) 
 
 @dataclass
 class Batches:
-    """An iterator of Arrow tables, and the total row count when the source knows it up front."""
+    """An iterator of Arrow tables, and the total row count when the source knows it up front.
+
+    `estimate`: a likely row count when the exact one is not known (a CSV file's line count
+    from its first megabyte), for sizing the output once.
+    """
 
     tables: Iterator[pa.Table]
     rows: int | None
+    estimate: int | None = None
 
     def __iter__(self) -> Iterator[pa.Table]:
         return self.tables
@@ -197,7 +202,12 @@ def _csv_batches(path: Path, cols: list[str], at: str) -> Iterator[pa.Table]:
         with pa_csv.open_csv(path) as probe:
             names = probe.schema.names
         check_columns(names, cols, at=at)
-        options = pa_csv.ConvertOptions(include_columns=cols)
+        # text columns arrive dictionary-encoded, as Parquet's do: Arrow's parser threads build
+        # the dictionaries, so the categorical checks look up a few values instead of hashing
+        # every row's text (no range holds 2^24 rows, so none falls back to plain text)
+        options = pa_csv.ConvertOptions(
+            include_columns=cols, auto_dict_encode=True, auto_dict_max_cardinality=1 << 24
+        )
         for start, end in line_ranges(path, CSV_RANGE):
             reader = io.BufferedReader(FileRange(path, start, end), buffer_size=1 << 20)
             with reader:

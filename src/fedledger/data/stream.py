@@ -30,6 +30,21 @@ def line_ranges(path: Path, size: int) -> list[tuple[int, int]]:
     return ranges
 
 
+def estimate_lines(path: Path, sample: int = 1 << 20) -> int:
+    """About how many lines the file holds, from the line length of its first `sample` bytes.
+
+    An output sized by this is reserved once instead of doubling as rows arrive; it errs high
+    (by 5%), and reserved pages that are never written are never resident.
+    """
+    total = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(sample)
+    lines = head.count(b"\n") or head.count(b"\r")
+    if not lines or len(head) >= total:
+        return max(lines, 1)
+    return int(total / (len(head) / lines) * 1.05) + 1
+
+
 #: bytes read at a time while looking for the end of a line
 _SCAN = 1 << 16
 
