@@ -1,0 +1,139 @@
+"""A node's trainer side across rounds: train and commit, hold the first secure commit, reveal.
+
+What it keeps in memory only saves work: an update trained but not yet committed when the
+chain or its store went away (`pending`) is committed as it is once they are back, not
+trained again, and an update trained ahead on this validator's own aggregate
+(`speculate`) is committed only if the next round opens on exactly that model.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from fedledger.chain.base import Chain
+from fedledger.chain.contracts import Coordinator, JobState
+from fedledger.codec.commitment import commitment_hex
+from fedledger.errors import TransactionReverted
+from fedledger.roles.job import JobReader
+from fedledger.spec import JobSpec
+
+if TYPE_CHECKING:
+    from fedledger.roles.trainer import PreparedUpdate, Trainer
+
+log = logging.getLogger("fedledger.node")
+
+
+class NodeTraining:
+    def __init__(
+        self, *, name: str, job: int, spec: JobSpec, chain: Chain, trainer: Trainer, reader: JobReader
+    ) -> None:
+        self.name, self.job, self.spec = name, job, spec
+        self.chain, self.trainer, self.reader = chain, trainer, reader
+        self.pending: PreparedUpdate | None = None  # trained, not yet committed
+        self.committed = 0  # the last round this process committed to
+        self.revealed: set[int] = set()  # secure aggregation: rounds this trainer revealed for
+        self.holding: set[int] = set()  # secure aggregation: rounds whose first commit it held back
+
+    def train_and_commit(self, s: JobState, global_model: bytes) -> None:
+        p = self.pending
+        if p is None or p.round != s.round or p.global_commitment != global_model:
+            from fedledger.roles.trainer import PreparedUpdate
+
+            prepared = self.trainer.prepare(s.round, global_model)
+            if not isinstance(prepared, PreparedUpdate):
+                return
+            self.pending = p = prepared
+        try:
+            result = self.trainer.submit(p)
+        except TransactionReverted as exc:
+            if exc.reason != "coordinator: already committed":
+                raise
+            # a commit that landed before the chain went away, seen before it was confirmed
+            log.info("%s: round %d: already committed", self.name, s.round)
+            self.pending = None
+            return
+        self.pending = None
+        self.committed = s.round
+        what = "nothing" if result.commitment is None else commitment_hex(result.commitment)[:14]
+        log.info(
+            "%s: round %d: trained on %d examples in %.2f s (loss %.4f), committed %s",
+            self.name,
+            s.round,
+            result.num_examples,
+            result.train_seconds,
+            result.loss,
+            what,
+        )
+
+    def awaiting_keys(self, s: JobState) -> bool:
+        """Secure aggregation: holds the job's first commit while the key directory fills.
+
+        The first commit closes the directory that every mask is computed against, so a
+        trainer that committed as soon as it started would shut out the organisations whose
+        nodes start a little later. It waits until every trainer the spec counts has
+        registered its key, or half the commit window has passed with enough keys registered
+        for a round to finalise (`min_commits`, and at least two).
+        """
+        if not self.spec.secure or s.version > 0 or s.commits > 0 or s.trainers >= self.spec.trainers:
+            return False
+        opened = s.deadline - self.spec.commit_window_s
+        enough = s.trainers >= max(2, self.spec.effective_min_commits)  # a round could finalise
+        if enough and self.chain.now() - opened >= self.spec.commit_window_s / 2:
+            return False
+        if s.round not in self.holding:
+            self.holding.add(s.round)
+            log.info(
+                "%s: round %d: %d of %d trainers have registered keys; holding the first commit "
+                "(it closes the key directory)",
+                self.name,
+                s.round,
+                s.trainers,
+                self.spec.trainers,
+            )
+        return True
+
+    def reveal(self, s: JobState, view: Coordinator, me: str) -> bool:
+        """Secure aggregation: once the commit phase closed, reveal the shares the validators need.
+
+        Returns whether it posted a reveal (False: this trainer did not commit to the round).
+        """
+        self.revealed.add(s.round)
+        if view.trainer_state(self.job, me).last_round != s.round:
+            return False
+        commits = self.reader.commits(s.round)
+        try:
+            receipt, _ = self.trainer.reveal(s.round, view.global_model(self.job), commits)
+        except TransactionReverted as exc:
+            if exc.reason not in ("coordinator: already revealed", "coordinator: round not aggregating"):
+                self.revealed.discard(s.round)
+                raise
+            return False
+        except BaseException:
+            self.revealed.discard(s.round)  # a chain or store outage: try again on the next pass
+            raise
+        if receipt is not None:
+            log.info("%s: round %d: revealed its shares for %d committers", self.name, s.round, len(commits))
+        return receipt is not None
+
+    def speculate(self, s: JobState, aggregate: bytes | None) -> bool:
+        """Trains the next round on the aggregate this validator just proposed, while the quorum forms.
+
+        Honest validators compute identical bytes, so the model the quorum finalises is almost
+        always the one this node computed; training on it now takes the quorum's transactions
+        and the wait for them off the round's critical path. The update is committed only if the
+        next round opens on exactly that model (`train_and_commit` checks), so a round that
+        fails or finalises something else costs one discarded training, nothing on chain.
+        """
+        if (
+            aggregate is None
+            or self.trainer.ejected
+            or (self.pending is not None and self.pending.round == s.round + 1)
+        ):
+            return False
+        from fedledger.roles.trainer import PreparedUpdate
+
+        prepared = self.trainer.prepare(s.round + 1, aggregate)
+        if isinstance(prepared, PreparedUpdate):
+            self.pending = prepared
+        return True

@@ -1,0 +1,127 @@
+"""A node's validator side across rounds: fetch updates as they are committed, then propose.
+
+The validator proper (`roles/validator.py`) computes and proposes one round from its
+inputs; this is what a long-running node adds around it: fetching blobs while the round
+is open, waiting a bounded time for a blob or a secure reveal that is late, and logging
+what it excluded, so one slow peer delays a round by at most `availability_wait_s`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from fedledger.chain.contracts import Coordinator, JobState, Phase
+from fedledger.codec.commitment import commitment_hex
+from fedledger.errors import StoreError, TransactionReverted
+from fedledger.roles.job import JobReader
+from fedledger.spec import JobSpec
+from fedledger.store.cached import VerifiedCache
+
+if TYPE_CHECKING:
+    from fedledger.roles.secure import SecureInputs
+    from fedledger.roles.validator import Validator
+
+log = logging.getLogger("fedledger.node")
+
+
+class NodeValidation:
+    def __init__(
+        self,
+        *,
+        name: str,
+        job: int,
+        spec: JobSpec,
+        coordinator: Coordinator,
+        store: VerifiedCache,
+        validator: Validator,
+        reader: JobReader,
+        availability_wait_s: float,
+    ) -> None:
+        self.name, self.job, self.spec = name, job, spec
+        self.coordinator, self.store, self.validator, self.reader = coordinator, store, validator, reader
+        self.availability_wait_s = availability_wait_s
+        self.proposed: set[int] = set()
+        self.computed: dict[int, bytes] = {}  # round -> the aggregate this validator computed
+        self.fetched: set[bytes] = set()  # this round's updates already in the verified cache
+        self.waiting_since: dict[int, float] = {}  # round -> when this validator first saw it aggregating
+
+    def prefetch(self, round: int) -> None:
+        """While the round is open, fetches and hash-checks each update as its commit appears.
+
+        A validator has nothing else to do until the phase closes, and then it needs every
+        blob at once: fetching them as they come takes the downloads off the round's critical
+        path. A blob that cannot be fetched yet is simply tried again later.
+        """
+        for c in self.reader.commits(round):
+            if c.commitment not in self.fetched:
+                with contextlib.suppress(StoreError):
+                    self.store.get(c.commitment)
+                    self.fetched.add(c.commitment)
+
+    def validate_and_propose(self, s: JobState, global_model: bytes) -> bool:
+        """Proposes the round's aggregate; False while it still waits for a committed blob."""
+        commits = self.reader.commits(s.round)
+        missing = [
+            c for c in commits if c.commitment not in self.fetched and not self.store.has(c.commitment)
+        ]
+        since = self.waiting_since.setdefault(s.round, time.monotonic())
+        waited = time.monotonic() - since
+        if missing and waited < self.availability_wait_s:
+            return False  # a peer's store may be restarting: wait, up to availability_wait_s
+        secure: SecureInputs | None = None
+        if self.spec.secure:
+            from fedledger.roles.secure import SecureInputs
+
+            secure = SecureInputs.from_events(
+                self.coordinator.address, self.reader.events, self.job, s.round, global_model
+            )
+            unrevealed = [c.trainer for c in commits if c.trainer not in secure.reveals]
+            if unrevealed and waited < self.availability_wait_s:
+                return False  # committers reveal once the phase closes; give them the same wait
+            for who in unrevealed:
+                log.warning(
+                    "%s: round %d: %s did not reveal its shares within %.0f s; recovering without them",
+                    self.name,
+                    s.round,
+                    who,
+                    waited,
+                )
+        releases = sum(1 for e in self.reader.events if e.name == "PrivacySpent")
+        for c in missing:
+            log.warning(
+                "%s: round %d: data-availability fault: %s's update %s could not be fetched from any "
+                "store for %.0f s; excluding it",
+                self.name,
+                s.round,
+                c.trainer,
+                commitment_hex(c.commitment)[:14],
+                time.monotonic() - since,
+            )
+        try:
+            outcome, _ = self.validator.process_round(
+                round=s.round,
+                version=s.version,
+                global_model=self.store.get_tensors(global_model),
+                commits=commits,
+                names={},
+                secure=secure,
+                releases_before=releases,
+            )
+            self.computed[s.round] = outcome.aggregate
+            for who, why in outcome.faults.items():
+                log.warning("%s: round %d: secure aggregation fault of %s: %s", self.name, s.round, who, why)
+            for r in outcome.rejected:
+                log.warning("%s: round %d: excluded %s: %s", self.name, s.round, r.trainer, r.reason)
+            log.info("%s: round %d: proposed %s", self.name, s.round, commitment_hex(outcome.aggregate)[:14])
+        except TransactionReverted as exc:
+            now = self.coordinator.job_state(self.job)
+            moved_on = now.phase != Phase.AGGREGATING or now.round != s.round
+            if exc.reason != "coordinator: already proposed" and not moved_on:
+                raise
+            log.info("%s: round %d: decided before this proposal landed", self.name, s.round)
+        self.proposed.add(s.round)
+        self.fetched.clear()
+        return True
