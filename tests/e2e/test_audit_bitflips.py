@@ -125,73 +125,11 @@ def plan(kind: str) -> list[tuple[str, int, int]]:
     return [("raw", i, 5) for i in range(5)]
 
 
-# What no check reads today; each reason says where the check belongs.
-RENAMED = (
-    "a participant's name in chain.json binds nothing: the card that still states the old name is "
-    "blamed (model_card.json, MODEL_CARD.md) and no error names chain.json; outputs.card_facts "
-    "takes names from the export, so a disagreement should name chain.json participants too"
-)
-KIND = (
-    "chain.kind other than 'inprocess' makes audit_run_dir (audit/run.py) read the events as an "
-    "RPC export, not re-executed, and pass with a warning; a run directory's export must be "
-    "inprocess, or an unknown kind refused in replay.load_export"
-)
-DESCRIPTION = (
-    "chain.description is read by no check, yet the card's 'chain' and MODEL_CARD.md repeat it; "
-    "an in-process export's description is a constant replay.load_export can require"
-)
-SOURCES = (
-    "contract_sources_sha256 is never compared with the bundled contract sources' hash "
-    "(replay.load_export or reexecute)"
-)
-TX_HASH = (
-    "a transaction's own tx_hash is not compared with the re-executed one (only events' tx_hash "
-    "are); replay.reexecute"
-)
-TIMESTAMP = (
-    "a transaction's timestamp that changes no event is replayed as given and never checked "
-    "against the in-process chain's clock (genesis + block_time per block); replay.reexecute"
-)
-BLOCK = (
-    "the block number of a transaction that emits no event is replayed as given and never "
-    "checked (blocks of the in-process chain are consecutive); replay.reexecute"
-)
-CARD_CHAIN = (
-    "the card's 'chain' is checked against nothing; it is taken as the truth for the final "
-    "model's metadata, so the error blames final_model.safetensors; outputs.card_facts should "
-    "state it from chain.json's chain.description"
-)
-CARD_ACCURACY = (
-    "a last-digit change of final_test_accuracy is within ACCURACY_ATOL for the card check, so "
-    "the card's value becomes the metadata's truth and the error blames "
-    "final_model.safetensors; check_outputs should judge the metadata by the recomputed value"
-)
-CARD_PRIVACY = (
-    "the card's privacy block is not checked (outputs.card); the audit re-derives epsilon and "
-    "the privacy mode, so outputs.card_facts can state it"
-)
-MD_TITLE = "MODEL_CARD.md's title (the spec's name) is not in outputs.card_md's expected lines"
-MD_QUORUM = (
-    "MODEL_CARD.md's quorum / committee / min-commits line is not in outputs.card_md's expected "
-    "lines, though card_facts holds all three"
-)
-MD_DATA = (
-    "MODEL_CARD.md's data line (dataset, partition, organisations) is not in outputs.card_md's expected lines"
-)
-MD_CHAIN = (
-    "MODEL_CARD.md's Job id line is checked only up to the chain's description in brackets (outputs.card_md)"
-)
-MD_PROSE = (
-    "MODEL_CARD.md's closing prose (what the model file holds, how to verify) is checked by no "
-    "line of outputs.card_md; it could be compared whole with what the run writes"
-)
+# What no check reads today: none. A gap found later goes here as a named reason saying where the
+# check belongs, marked on its case with `gap(REASON)` (in SEEDED_GAPS for a seeded case).
 
 #: seeded cases that land in one of the gaps above (positions are deterministic: see `seeded`)
-SEEDED_GAPS = {
-    "chain.json-digit1": TX_HASH,  # a transaction's tx_hash, 0x1af0...: 9 -> 8
-    "MODEL_CARD.md-digit2": MD_DATA,  # '- Data: ... over 3 organisations' -> 2
-    "MODEL_CARD.md-raw1": MD_PROSE,  # '`final_model.safetensors` holds float32 ...'
-}
+SEEDED_GAPS: dict[str, str] = {}
 
 
 def gap(reason: str) -> pytest.MarkDecorator:
@@ -224,22 +162,22 @@ AIMED = [
     aimed("model_card.json", '"final_test_accuracy": 0.9', 26),
     aimed("metrics.json", '"backdoor_success": NaN', 20),
     aimed("final_model.safetensors", '"spec_hash":"0x', 15),
-    # fields no check reads today
-    aimed("chain.json", '"org-01"', 6, RENAMED),
-    aimed("chain.json", '"kind": "inprocess"', 9, KIND),
-    aimed("chain.json", '"description": "in-process', 16, DESCRIPTION),
-    aimed("chain.json", '"contract_sources_sha256": "', 28, SOURCES),
-    aimed("chain.json", '"tx_hash": "0x', 16, TX_HASH),
-    aimed("chain.json", '"timestamp": ', 22, TIMESTAMP),
-    aimed("chain.json", '"block_number": 2,', 16, BLOCK),
-    aimed("model_card.json", '"chain": "in-process', 10, CARD_CHAIN),
-    aimed("model_card.json", '"final_test_accuracy": 0.', 39, CARD_ACCURACY),
-    aimed("model_card.json", '"epsilon_spent": 0.0', 19, CARD_PRIVACY),
-    aimed("MODEL_CARD.md", "# Model card: digits", 15, MD_TITLE),
-    aimed("MODEL_CARD.md", "- Quorum 2", 9, MD_QUORUM),
-    aimed("MODEL_CARD.md", "- Data: digits", 9, MD_DATA),
-    aimed("MODEL_CARD.md", "(in-process", 2, MD_CHAIN),
-    aimed("MODEL_CARD.md", "holds float32", 6, MD_PROSE),
+    # fields that once no check read: each aimed at directly
+    aimed("chain.json", '"org-01"', 6),
+    aimed("chain.json", '"kind": "inprocess"', 9),
+    aimed("chain.json", '"description": "in-process', 16),
+    aimed("chain.json", '"contract_sources_sha256": "', 28),
+    aimed("chain.json", '"tx_hash": "0x', 16),
+    aimed("chain.json", '"timestamp": ', 22),
+    aimed("chain.json", '"block_number": 2,', 16),
+    aimed("model_card.json", '"chain": "in-process', 10),
+    aimed("model_card.json", '"final_test_accuracy": 0.', 39),
+    aimed("model_card.json", '"epsilon_spent": 0.0', 19),
+    aimed("MODEL_CARD.md", "# Model card: digits", 15),
+    aimed("MODEL_CARD.md", "- Quorum 2", 9),
+    aimed("MODEL_CARD.md", "- Data: digits", 9),
+    aimed("MODEL_CARD.md", "(in-process", 2),
+    aimed("MODEL_CARD.md", "holds float32", 6),
 ]
 
 

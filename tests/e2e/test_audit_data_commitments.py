@@ -190,17 +190,20 @@ def test_dropped_commitment_leaves_an_update_without_data(run: Path) -> None:
 
 
 def test_dropped_commitment_with_rewritten_hashes_is_left_to_the_data_check(run: Path) -> None:
-    """A forger who also rewrites the later transaction hashes passes re-execution cleanly:
-    only the data check stands between it and a clean audit."""
+    """A forger who also renumbers the later blocks and rewrites what they derive (transaction
+    hashes, events' blocks) passes re-execution cleanly: only the data check stands between it
+    and a clean audit."""
     export = load(run)
     trainer, org = drop_data_commitment(export, 1)
+    for block, t in enumerate(export["transactions"], start=1):  # one block per transaction
+        t["block_number"] = block
     replayed = reexecute(export).events
     assert len(replayed) == len(export["events"])
     renamed = {
         theirs["tx_hash"]: ours.tx_hash for ours, theirs in zip(replayed, export["events"], strict=True)
     }
-    for e in export["events"]:
-        e["tx_hash"] = renamed[e["tx_hash"]]
+    for ours, e in zip(replayed, export["events"], strict=True):
+        e["tx_hash"], e["block_number"] = ours.tx_hash, ours.block_number
     for t in export["transactions"]:
         t["tx_hash"] = renamed.get(t["tx_hash"], t["tx_hash"])
     save(run, export)

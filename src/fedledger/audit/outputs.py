@@ -30,10 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from fedledger.audit.card import card_facts, card_md_problems, card_problems, final_accuracy, verified
+from fedledger.audit.facts import RunFacts
 from fedledger.audit.replay import EventSource
 from fedledger.chain.abi import ContractABI
 from fedledger.chain.artifacts import load_artifact
-from fedledger.chain.contracts import Coordinator, DataRegistry, Event, RewardToken, jsonable
+from fedledger.chain.contracts import Coordinator, DataRegistry, RewardToken, jsonable
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import FedledgerError
 from fedledger.roles.model import final_model_tensors
@@ -48,47 +50,6 @@ METRICS, METRICS_CSV = "metrics.json", "metrics.csv"
 CHECKED_ELSEWHERE = ("spec.json", "chain.json", "store/", "audit.json")
 ACCURACY_ATOL = 1e-6  # absolute: accuracy is a count over the test rows
 LOSS_RTOL = 1e-5  # relative: a float32 sum may differ by ulps with the thread count
-
-
-class _Facts:
-    """The job as its trusted events state it; `final`: the last finalised aggregate, else the initial."""
-
-    def __init__(self, source: EventSource) -> None:
-        self.sponsor, self.outcome, self.spec_hash, self.initial, self.final = "", "aborted", b"", b"", b""
-        self.finalized: dict[int, Event] = {}
-        self.failed: set[int] = set()
-        self.commits: dict[int, list[str]] = defaultdict(list)  # round -> trainers, in commit order
-        self.excluded: dict[int, set[str]] = defaultdict(set)
-        self.slashed: dict[int, list[tuple[str, int]]] = defaultdict(list)  # (trainer, amount)
-        self.ejected: list[str] = []
-        self.paid: dict[str, int] = {}  # Withdrawn: reward + fees + stake
-        self.data_roots: dict[str, str] = {}  # trainer -> its data commitment's root
-        mine = (source.coordinator, source.data_registry)
-        for e in (e for e in source.events if e.address in mine and e.args.get("job_id") == source.job_id):
-            a, r = e.args, int(e.args.get("round", 0))
-            if e.name == "JobCreated":
-                self.sponsor, self.spec_hash = str(a["sponsor"]), a["spec_hash"]
-                self.initial = self.final = a["initial_model"]
-            elif e.name == "RoundFinalized":
-                self.finalized[r], self.final = e, a["aggregate"]
-            elif e.name == "RoundFailed":
-                self.failed.add(r)
-            elif e.name == "UpdateCommitted":
-                self.commits[r].append(str(a["trainer"]))
-            elif e.name == "UpdateExcluded":
-                self.excluded[r].add(str(a["trainer"]))
-            elif e.name == "TrainerSlashed":
-                self.slashed[r].append((str(a["trainer"]), int(a["amount"])))
-            elif e.name == "TrainerEjected":
-                self.ejected.append(str(a["trainer"]))
-            elif e.name == "Withdrawn":
-                self.paid[str(a["account"])] = int(a["reward"]) + int(a["fees"]) + int(a["stake"])
-            elif e.name == "DataCommitted" and e.address == source.data_registry:
-                self.data_roots.setdefault(str(a["trainer"]), commitment_hex(a["root"]))
-            elif e.name == "JobCompleted":
-                self.outcome = "completed"
-        self.rounds = sorted(set(self.finalized) | self.failed)
-        self.contributors = {t for r in self.finalized for t in self.commits[r] if t not in self.excluded[r]}
 
 
 def _evaluator(spec: JobSpec, store: BlobStore) -> Callable[[bytes], tuple[float, float]]:
@@ -115,14 +76,28 @@ class _Checker:
 
     def __init__(self, run: Path, spec: JobSpec, source: EventSource, store: BlobStore, report: Report):
         self.run, self.spec, self.src, self.store, self.report = run, spec, source, store, report
-        self.f = _Facts(source)
+        self.f = RunFacts(source)
+        self.metrics_last: Any = None  # metrics.json's last test_accuracy, as stated
 
-    @staticmethod
-    def near(stated: Any, accuracy: float) -> bool:
-        return isinstance(stated, float) and abs(stated - accuracy) <= ACCURACY_ATOL
-
-    def name(self, address: str) -> str:
-        return self.src.participants.get(address, address)
+    def final_accuracy(self, card: dict[str, Any], recomputed: float | None) -> Any:
+        """The final accuracy all three copies should state (`card.final_accuracy`); names metrics.json
+        if its copy is the odd one out."""
+        meta = _metadata(self.run / FINAL).get("final_test_accuracy")
+        try:
+            in_model = float(meta) if meta is not None else None
+        except ValueError:
+            in_model = None
+        stated = card.get("final_test_accuracy")
+        copies = {METRICS: self.metrics_last, CARD: stated, FINAL: in_model}
+        truth = final_accuracy(recomputed, copies, atol=ACCURACY_ATOL)
+        if truth is None:
+            return stated
+        if isinstance(self.metrics_last, float) and self.metrics_last != truth:
+            self.report(
+                "error", "metrics", METRICS,
+                f"the last round's test_accuracy = {self.metrics_last!r}, the audit finds {truth!r}",
+            )  # fmt: skip
+        return truth
 
     def settle(self, check: str, artefact: str, problems: list[str], **where: Any) -> None:
         for p in problems:
@@ -167,6 +142,7 @@ class _Checker:
     def metrics(self, *, recompute: bool) -> float | None:
         """Each row against the chain, accuracy and loss recomputed; the last round's accuracy."""
         f, rows = self.f, json.loads((self.run / METRICS).read_text())
+        self.metrics_last = rows[-1].get("test_accuracy") if rows and isinstance(rows[-1], dict) else None
         by_round = {int(m["round"]): m for m in rows}
         if sorted(by_round) != f.rounds or len(rows) != len(by_round):
             self.settle("metrics", METRICS, [f"rounds {[m['round'] for m in rows]}, the chain's {f.rounds}"])
@@ -203,78 +179,6 @@ class _Checker:
         diff = [i for i in range(max(len(want), len(got))) if want[i : i + 1] != got[i : i + 1]][:1]
         problems = [f"line {i + 1} is not {METRICS}'s row as the run writes it" for i in diff]
         self.settle("metrics", METRICS_CSV, problems)
-
-    def card_facts(self) -> dict[str, Any]:
-        """The card's fields as the chain and the spec state them."""
-        f, spec, name = self.f, self.spec, self.name
-        flagged: dict[str, list[int]] = defaultdict(list)
-        for trainer, amount in (x for r in sorted(f.slashed) for x in f.slashed[r]):
-            flagged[name(trainer)].append(amount)
-        want = {
-            "job_id": self.src.job_id,
-            "coordinator": self.src.coordinator,
-            "spec_hash": "0x" + f.spec_hash.hex(),
-            "outcome": f.outcome,
-            "rounds_finalized": len(f.finalized),
-            "rounds_failed": len(f.failed),
-            "final_model_commitment": commitment_hex(f.final),
-            "contributing_organisations": sorted(name(t) for t in f.contributors),
-            "flagged": {o: {"flags": len(a), "slashed": str(sum(a))} for o, a in flagged.items()},
-            "ejected": [name(t) for t in f.ejected],
-            "payouts": {name(a): str(v) for a, v in f.paid.items() if a != f.sponsor},
-            **{k: getattr(spec, k) for k in ("dataset", "partition", "model", "aggregation", "scale_bits")},
-            "client": spec.client or None,
-            "code_digest": spec.code_digest or None,
-            "committee": spec.committee_size,
-            "quorum": spec.effective_quorum,
-            "min_commits": spec.effective_min_commits,
-        }
-        if spec.data_schema is None:
-            want["data"] = None
-        else:
-            want["data.data_commitments"] = {name(t): root for t, root in f.data_roots.items()}
-        return want
-
-    def card(self, card: Any, want: dict[str, Any], accuracy: float | None) -> None:
-        if not isinstance(card, dict):
-            self.settle("model-card", CARD, ["is not a JSON object"])
-            return
-        data: dict[str, Any] = card["data"] if isinstance(card.get("data"), dict) else {}
-        stated = {**card, "data.data_commitments": data.get("data_commitments")}
-        wrong = [k for k, v in want.items() if stated.get(k) != v]
-        if accuracy is not None:
-            want = {**want, "final_test_accuracy": accuracy}
-            wrong += [] if self.near(card.get("final_test_accuracy"), accuracy) else ["final_test_accuracy"]
-        problems = [f"{k} = {stated.get(k)!r}, the chain says {want[k]!r}" for k in wrong]
-        self.settle("model-card", CARD, problems)
-
-    def card_md(self, want: dict[str, Any], accuracy: float) -> None:
-        """The prose card's chain facts, line by line as the run writes them."""
-        lines = (self.run / CARD_MD).read_text().splitlines()
-        flags = ", ".join(f"{o} ({e['flags']}x)" for o, e in sorted(want["flagged"].items())) or "nobody"
-        ejected = f"; ejected: {', '.join(want['ejected'])}" if want["ejected"] else ""
-        expect = {
-            "- Job id: ": f"- Job id: {want['job_id']} on coordinator `{want['coordinator']}` (",
-            "- Spec hash: ": f"- Spec hash: `{want['spec_hash']}`",
-            "- Outcome: ": f"- Outcome: job {want['outcome']}; rounds: {want['rounds_finalized']} "
-            f"finalised, {want['rounds_failed']} failed",
-            "- Final model commitment": f"model): `{want['final_model_commitment']}`",
-            "- Final test accuracy": f": {100 * accuracy:.2f}%",
-            "- Contributing organisations: ": f"- Contributing organisations: "
-            f"{', '.join(want['contributing_organisations'])}",
-            "- Flagged and slashed: ": f"- Flagged and slashed: {flags}{ejected}",
-        }
-        problems = []
-        for prefix, text in expect.items():
-            stated = [ln for ln in lines if ln.startswith(prefix)]
-            if len(stated) != 1 or text not in stated[0]:
-                problems.append(
-                    f"{prefix[2:].strip(': ')}: states {stated or 'nothing'}, the chain: {text!r}"
-                )
-        roots = {ln for ln in lines if ln.startswith("- Data commitment of ")}
-        if roots != {f"- Data commitment of {self.name(t)}: `{c}`" for t, c in self.f.data_roots.items()}:
-            problems.append("its data commitments are not the ones posted on chain")
-        self.settle("model-card", CARD_MD, problems)
 
     def transactions(self, export: dict[str, Any]) -> list[dict[str, Any]]:
         """Each transaction's contract, function and args against its raw input; the decodings."""
@@ -327,6 +231,17 @@ class _Checker:
         self.settle("participants", "chain.json participants", problems)
 
 
+def _metadata(path: Path) -> dict[str, str]:
+    """A safetensors file's metadata; {} if there is no such file or it does not read."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="numpy") as fh:
+            return dict(fh.metadata() or {})
+    except Exception:  # safetensors raises several unrelated types on bad bytes
+        return {}
+
+
 def _load_export(path: Path) -> tuple[dict[str, Any], list[str]]:
     """chain.json, and every key that appears twice in one of its objects (JSON keeps the last)."""
     duplicates: list[str] = []
@@ -345,11 +260,13 @@ def check_outputs(
     source: EventSource,
     store: BlobStore,
     report: Report,
+    privacy: dict[str, Any] | None = None,
     recompute_accuracy: bool = True,
 ) -> list[str]:
     """Checks every derived file of the run directory; returns the files it does not cover.
 
-    `report` is the auditor's `record`; with `recompute_accuracy=False` metrics.json is not covered.
+    `report` is the auditor's `record`, `privacy` its re-derived ε (`AuditReport.privacy`); with
+    `recompute_accuracy=False` metrics.json is not covered.
     """
     c, covered = _Checker(run, spec, source, store, report), set(CHECKED_ELSEWHERE)
     export, duplicates = _load_export(run / "chain.json")
@@ -371,17 +288,30 @@ def check_outputs(
             c.settle("metrics", METRICS, [f"cannot be checked: {exc}"])
         if recompute:
             covered.add(METRICS)
-    want = c.card_facts()
-    truth = {**card, **{k: v for k, v in want.items() if k in card}} if isinstance(card, dict) else None
-    if truth is not None and accuracy is not None and not c.near(truth.get("final_test_accuracy"), accuracy):
-        truth["final_test_accuracy"] = accuracy  # the metadata is judged by the facts, not by the card
+    chain = export["chain"] if export["chain"].get("kind") == "inprocess" else None  # re-executed: vouched
+    want = card_facts(
+        c.f, source=source, spec=spec, chain=chain, privacy=privacy or {}, names=source.participants
+    )
+    truth = verified(card, want) if isinstance(card, dict) else None
+    if truth is not None:  # the accuracy the three copies should state, judged by the recomputation
+        truth["final_test_accuracy"] = c.final_accuracy(card, accuracy)
     if (run / FINAL).is_file() and c.final_model(truth):
         covered.add(FINAL)
     if card is not None:
-        c.card(card, want, accuracy)
+        problems = card_problems(card, want)
+        if truth is not None and card.get("final_test_accuracy") != truth["final_test_accuracy"]:
+            problems.append(
+                f"final_test_accuracy = {card.get('final_test_accuracy')!r}, the audit finds "
+                f"{truth['final_test_accuracy']!r}"
+            )
+        c.settle("model-card", CARD, problems)
         covered.add(CARD)
-    if (run / CARD_MD).is_file() and isinstance(card, dict):
-        c.card_md(want, accuracy if accuracy is not None else float(card.get("final_test_accuracy", "nan")))
-        covered.add(CARD_MD)
+    if (run / CARD_MD).is_file() and truth is not None:
+        md = card_md_problems(run / CARD_MD, truth, spec)
+        if md is None:
+            report("warning", "model-card", CARD_MD, f"cannot be re-rendered from {CARD}, which is malformed")
+        else:
+            c.settle("model-card", CARD_MD, md)
+            covered.add(CARD_MD)
     present = [p.name + ("/" if p.is_dir() else "") for p in sorted(run.iterdir())]
     return [p for p in present if p not in covered]

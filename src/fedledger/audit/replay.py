@@ -10,15 +10,16 @@ which is the source of truth there.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from fedledger.audit.export_file import CHAIN_KINDS, load_export
+from fedledger.chain.artifacts import load_artifact
 from fedledger.chain.contracts import Coordinator, DataRegistry, Event, RewardToken
-from fedledger.chain.export import EXPORT_FORMAT
 from fedledger.chain.inprocess import InProcessChain
 from fedledger.errors import AuditFailure, FedledgerError, TransactionReverted
+
+__all__ = ["CHAIN_KINDS", "EventSource", "Finding", "from_export", "from_live", "load_export", "reexecute"]
 
 
 @dataclass
@@ -60,90 +61,6 @@ class EventSource:
     transactions: int = 0
 
 
-#: what every exported transaction and event must hold for the audit to read it: key -> types
-_TX_FIELDS: dict[str, tuple[type, ...]] = {
-    "from": (str,),
-    "to": (str, type(None)),
-    "input": (str,),
-    "block_number": (int,),
-    "timestamp": (int,),
-}
-_EVENT_FIELDS: dict[str, tuple[type, ...]] = {
-    "name": (str,),
-    "args": (dict,),
-    "address": (str,),
-    "block_number": (int,),
-    "tx_hash": (str,),
-    "log_index": (int,),
-}
-_TOP_FIELDS: dict[str, tuple[type, ...]] = {
-    "chain": (dict,),
-    "contracts": (dict,),
-    "job_id": (int,),
-    "transactions": (list,),
-    "events": (list,),
-}
-
-
-def load_export(path: Path) -> dict[str, Any]:
-    """Reads a chain export, refusing (one line naming the file and the entry) one the audit
-    cannot read: not UTF-8, not JSON, or missing a key or holding a wrong type where it reads one.
-
-    Well-formed but edited values are not refused here: re-execution finds those.
-    """
-    try:
-        export = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise AuditFailure(f"cannot read {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise AuditFailure(f"{path} is not UTF-8 (byte {exc.start}): not a chain export") from None
-    except ValueError as exc:
-        raise AuditFailure(f"{path} is not valid JSON ({' '.join(str(exc).split())}): truncated?") from None
-    if not isinstance(export, dict) or export.get("format") != EXPORT_FORMAT:
-        raise AuditFailure(f"{path} is not a fedledger chain export ({EXPORT_FORMAT})")
-    _check_fields(path, "the export", export, _TOP_FIELDS)
-    participants = export.get("participants", {})
-    if not isinstance(participants, dict):
-        raise AuditFailure(f"{path}: participants is {_kind(participants)}, not an object")
-    for name in ("Coordinator", "RewardToken", "DataRegistry"):
-        address = export["contracts"].get(name, "" if name == "DataRegistry" else None)
-        if not isinstance(address, str):  # exports from before the data registry lack one
-            raise AuditFailure(f"{path}: contracts has no {name} address")
-    block_time = export["chain"].get("block_time", 1)
-    if not isinstance(block_time, int) or isinstance(block_time, bool):
-        raise AuditFailure(f"{path}: chain 'block_time' is {_kind(block_time)}, not an integer")
-    for what, entries, fields in (
-        ("transaction", export["transactions"], _TX_FIELDS),
-        ("event", export["events"], _EVENT_FIELDS),
-    ):
-        for i, entry in enumerate(entries):
-            if not isinstance(entry, dict):
-                raise AuditFailure(f"{path}: {what} #{i} is {_kind(entry)}, not an object")
-            _check_fields(path, f"{what} #{i}", entry, fields)
-    return export
-
-
-def _check_fields(path: Path, where: str, obj: dict[str, Any], fields: dict[str, tuple[type, ...]]) -> None:
-    for key, types in fields.items():
-        if key not in obj:
-            raise AuditFailure(f"{path}: {where} has no {key!r}")
-        value = obj[key]
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            want = " or ".join("null" if t is type(None) else _TYPE_NAMES.get(t, t.__name__) for t in types)
-            raise AuditFailure(f"{path}: {where} {key!r} is {_kind(value)}, not {want}")
-
-
-_TYPE_NAMES = {str: "a string", int: "an integer", dict: "an object", list: "a list"}
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    return _TYPE_NAMES.get(type(value), f"a {type(value).__name__}")
-
-
 def _label(i: int, ev: dict[str, Any]) -> str:
     return (
         f"chain.json event #{i} {ev.get('name')} (block {ev.get('block_number')}, log {ev.get('log_index')})"
@@ -157,9 +74,21 @@ def reexecute(export: dict[str, Any]) -> EventSource:
     coordinator = Coordinator(chain, addresses["Coordinator"])
     token = RewardToken(chain, addresses["RewardToken"])
     registry = DataRegistry(chain, addresses.get("DataRegistry", ""))
-    findings: list[Finding] = []
+    findings = _chain_findings(export, chain)
     replayed: list[Event] = []
+    block = 0
     for tx in export["transactions"]:
+        block += 1
+        if tx["block_number"] != block:
+            findings.append(
+                Finding(
+                    "error",
+                    "chain-export",
+                    f"transaction {tx.get('tx_hash')}",
+                    f"is recorded in block {tx['block_number']}, but the in-process chain mines one "
+                    f"block per transaction and this is transaction {block}",
+                )
+            )
         try:
             receipt = chain.replay(
                 sender=tx["from"],
@@ -178,6 +107,16 @@ def reexecute(export: dict[str, Any]) -> EventSource:
                 )
             )
             continue
+        if receipt.tx_hash != tx.get("tx_hash"):
+            findings.append(
+                Finding(
+                    "error",
+                    "chain-export",
+                    f"transaction {tx.get('tx_hash')}",
+                    f"re-executes as {receipt.tx_hash}: its sender, target, input, block, timestamp "
+                    "or place in the sequence differs from what was recorded",
+                )
+            )
         if receipt.contract_address != tx.get("contract_address"):
             findings.append(
                 Finding(
@@ -200,6 +139,7 @@ def reexecute(export: dict[str, Any]) -> EventSource:
             ev = coordinator.decode(log) or registry.decode(log) or token.decode(log)
             if ev is not None:
                 replayed.append(ev)
+    findings += _bytecode_findings(export)
     exported = export["events"]
     for i, (ours, theirs) in enumerate(zip(replayed, exported, strict=False)):
         mine = ours.to_json()
@@ -249,6 +189,65 @@ def reexecute(export: dict[str, Any]) -> EventSource:
         findings=findings,
         transactions=len(export["transactions"]),
     )
+
+
+def _chain_findings(export: dict[str, Any], chain: InProcessChain) -> list[Finding]:
+    """The export's description of its chain must be the in-process chain's own."""
+    findings = []
+    recorded = export["chain"]
+    for key, want in (("description", chain.description), ("chain_id", chain.chain_id)):
+        if recorded.get(key) != want:
+            findings.append(
+                Finding(
+                    "error",
+                    "chain-export",
+                    "chain.json chain",
+                    f"{key} is {recorded.get(key)!r}, but an in-process export's is {want!r}",
+                )
+            )
+    return findings
+
+
+#: contract name in an export -> its artifact
+_ARTIFACTS = {"Coordinator": "coordinator", "DataRegistry": "data_registry", "RewardToken": "reward_token"}
+
+
+def _bytecode_findings(export: dict[str, Any]) -> list[Finding]:
+    """The contracts were built from the sources this fedledger ships, and deployed as built.
+
+    `contract_sources_sha256` names the sources; if they are this version's, each deployment's
+    calldata must begin with the bytecode compiled from them. A run made with other contracts
+    cannot be vouched for by this version: audit it with the fedledger that made it.
+    """
+    recorded = export.get("contract_sources_sha256")
+    ours = load_artifact("coordinator").source_hash
+    if recorded != ours:
+        return [
+            Finding(
+                "error",
+                "chain-export",
+                "chain.json contract_sources_sha256",
+                f"is {recorded!r}, not the hash of the contract sources this fedledger ships "
+                f"({ours}); audit the run with the fedledger version that made it",
+            )
+        ]
+    created = {tx.get("contract_address"): tx for tx in export["transactions"] if tx.get("to") is None}
+    findings = []
+    for name, address in export["contracts"].items():
+        tx = created.get(address)
+        if name not in _ARTIFACTS or not address:
+            continue
+        code = "0x" + load_artifact(_ARTIFACTS[name]).bytecode.hex()
+        if tx is None or not str(tx["input"]).startswith(code):
+            findings.append(
+                Finding(
+                    "error",
+                    "chain-export",
+                    f"chain.json contracts {name}",
+                    f"{address} was not deployed with the bytecode of the shipped {name} source",
+                )
+            )
+    return findings
 
 
 def from_export(export: dict[str, Any]) -> EventSource:

@@ -32,7 +32,9 @@ def audit_run_dir(run_dir: Path | str) -> AuditReport:
     store = LocalStore(run / "store")
     report = audit_events(source, spec, store)
     # what a user deploys and reads: the final model, the model card, metrics, decoded calldata
-    report.not_covered = check_outputs(run, spec=spec, source=source, store=store, report=report.record)
+    report.not_covered = check_outputs(
+        run, spec=spec, source=source, store=store, report=report.record, privacy=report.privacy
+    )
     return report
 
 

@@ -78,9 +78,11 @@ class InProcessChain(Chain):
         for i in range(1, 0x12):
             state.mark_address_warm(i.to_bytes(20, "big"))
 
-    def _tx_hash(self, sender: str, to: str | None, data: bytes) -> str:
+    def _tx_hash(self, sender: str, to: str | None, data: bytes, block: int, timestamp: int) -> str:
+        """A hash that binds everything re-execution depends on, the block and its time included,
+        so an export whose block or timestamp was edited names a hash its replay does not give."""
         n = next(self._tx_counter)
-        return "0x" + bytes(keccak(f"{n}:{sender}:{to}".encode() + data)).hex()
+        return "0x" + bytes(keccak(f"{n}:{sender}:{to}:{block}:{timestamp}".encode() + data)).hex()
 
     def _execute(
         self,
@@ -114,7 +116,7 @@ class InProcessChain(Chain):
             self._env.evm.patch.block_number, self._env.evm.patch.timestamp = previous
             raise TransactionReverted(decode_revert(bytes(computation.output)))
         block, ts = int(self._env.evm.patch.block_number), int(self._env.evm.patch.timestamp)
-        tx_hash = self._tx_hash(sender, to, data)
+        tx_hash = self._tx_hash(sender, to, data, block, ts)
         standard, floor = intrinsic_gas(data, create=to is None)
         used = standard + computation.get_gas_used()
         refund = min(computation.get_gas_refund(), used // 5)
