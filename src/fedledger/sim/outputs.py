@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING, Any
 from fedledger.chain.export import export_chain
 from fedledger.codec.commitment import commitment_hex
 from fedledger.roles.model import final_model_tensors
+from fedledger.sim.results import RoundMetrics, SimulationResult
 
 if TYPE_CHECKING:
-    from fedledger.sim.simulate import RoundMetrics, Simulation, SimulationResult
+    from fedledger.sim.setup import SimulationSetup
     from fedledger.spec import JobSpec
 
 
@@ -144,7 +145,7 @@ def write_scores(out: Path, result: SimulationResult) -> None:
     plt.close(fig)
 
 
-def data_card(sim: Simulation) -> dict[str, Any] | None:
+def data_card(sim: SimulationSetup) -> dict[str, Any] | None:
     """An own-data job's data as the model card states it: schema, rows and commitments per organisation."""
     spec = sim.spec
     if spec.data_schema is None:
@@ -184,7 +185,7 @@ def data_lines(card: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def write_run(sim: Simulation, result: SimulationResult) -> None:
+def write_run(sim: SimulationSetup, result: SimulationResult) -> None:
     out, spec = sim.out_dir, sim.spec
     (out / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
     export = export_chain(
