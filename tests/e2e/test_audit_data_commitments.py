@@ -24,6 +24,9 @@ from sklearn.datasets import load_breast_cancer
 from fedledger.audit.replay import reexecute
 from fedledger.audit.run import audit_run_dir
 from fedledger.audit.verify import AuditReport
+from fedledger.chain import signing
+from fedledger.chain.base import dev_accounts
+from fedledger.chain.inprocess import InProcessChain
 from fedledger.data.discover import discover, infer_job_schema
 from fedledger.sim.simulate import Simulation
 from fedledger.spec import JobSpec
@@ -176,36 +179,41 @@ def assert_update_without_data(report: AuditReport, trainer: str, org: str) -> N
             assert ("data_commitment" in c) == (c["trainer"] != trainer)
 
 
-def test_dropped_commitment_leaves_an_update_without_data(run: Path) -> None:
-    """Every remaining transaction re-executes; the in-process chain's transaction hashes count
-    transactions, so the later events' hashes no longer match, and the data check names the trainer."""
+def test_a_dropped_commitment_stalls_its_trainer_s_later_transactions(run: Path) -> None:
+    """Dropping a signed transaction leaves a gap in its sender's nonces: that trainer's later
+    transactions (its updates among them) no longer re-execute, and every other one does."""
     export = load(run)
-    trainer, org = drop_data_commitment(export, 1)
+    trainer, _ = drop_data_commitment(export, 1)
     save(run, export)
     report = audit_run_dir(run)
-    assert_update_without_data(report, trainer, org)
+    assert not report.ok
     chain_export = [m for c, m, _ in errors(report) if c == "chain-export"]
-    assert chain_export and not any("does not re-execute" in m for m in chain_export)
-    assert not any("fields" in m for m in chain_export)  # no event's arguments changed
+    assert any(f"{trainer} signed nonce" in m for m in chain_export)
+    stuck = [m for m in chain_export if "does not re-execute" in m]
+    assert stuck and all(f"{trainer} signed nonce" in m for m in stuck)
 
 
-def test_dropped_commitment_with_rewritten_hashes_is_left_to_the_data_check(run: Path) -> None:
-    """A forger who also renumbers the later blocks and rewrites what they derive (transaction
-    hashes, events' blocks) passes re-execution cleanly: only the data check stands between it
-    and a clean audit."""
+def test_dropped_commitment_with_a_re_signed_history_is_left_to_the_data_check(run: Path) -> None:
+    """A forger holding the keys (the simulator's are the public development accounts) re-signs
+    every later transaction, renumbers the blocks and rewrites what they derive: the history then
+    re-executes cleanly, and only the data check stands between it and a clean audit."""
     export = load(run)
     trainer, org = drop_data_commitment(export, 1)
+    keys = {a.address: a for a in dev_accounts(len(export["participants"]) + 2)}
+    chain = InProcessChain(block_time=int(export["chain"]["block_time"]))
     for block, t in enumerate(export["transactions"], start=1):  # one block per transaction
-        t["block_number"] = block
+        signed = signing.decode(bytes.fromhex(t["raw"][2:]))
+        raw = signing.sign(
+            keys[t["from"]], nonce=chain._nonces.get(t["from"], 0), to=signed.to, data=signed.data,
+            gas=signed.gas, chain_id=signed.chain_id,
+        )  # fmt: skip
+        receipt = chain.replay(raw, block_number=block, timestamp=t["timestamp"])
+        t.update(
+            raw="0x" + raw.hex(), tx_hash=receipt.tx_hash, block_number=block, block_hash=receipt.block_hash
+        )
     replayed = reexecute(export).events
     assert len(replayed) == len(export["events"])
-    renamed = {
-        theirs["tx_hash"]: ours.tx_hash for ours, theirs in zip(replayed, export["events"], strict=True)
-    }
-    for ours, e in zip(replayed, export["events"], strict=True):
-        e["tx_hash"], e["block_number"] = ours.tx_hash, ours.block_number
-    for t in export["transactions"]:
-        t["tx_hash"] = renamed.get(t["tx_hash"], t["tx_hash"])
+    export["events"] = [e.to_json() for e in replayed]
     save(run, export)
     report = audit_run_dir(run)
     # the model card names the dropped commitment too: it no longer matches the chain

@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fedledger.audit.export_file import CHAIN_KINDS, load_export
+from fedledger.chain import signing
 from fedledger.chain.artifacts import load_artifact
+from fedledger.chain.base import Receipt
 from fedledger.chain.contracts import Coordinator, DataRegistry, Event, RewardToken
 from fedledger.chain.inprocess import InProcessChain
 from fedledger.errors import AuditFailure, FedledgerError, TransactionReverted
@@ -79,62 +81,9 @@ def reexecute(export: dict[str, Any]) -> EventSource:
     block = 0
     for tx in export["transactions"]:
         block += 1
-        if tx["block_number"] != block:
-            findings.append(
-                Finding(
-                    "error",
-                    "chain-export",
-                    f"transaction {tx.get('tx_hash')}",
-                    f"is recorded in block {tx['block_number']}, but the in-process chain mines one "
-                    f"block per transaction and this is transaction {block}",
-                )
-            )
-        try:
-            receipt = chain.replay(
-                sender=tx["from"],
-                to=tx["to"],
-                data=bytes.fromhex(tx["input"][2:]),
-                block_number=int(tx["block_number"]),
-                timestamp=int(tx["timestamp"]),
-            )
-        except (TransactionReverted, FedledgerError, ValueError, KeyError) as exc:
-            findings.append(
-                Finding(
-                    "error",
-                    "chain-export",
-                    f"transaction {tx.get('tx_hash')}",
-                    f"does not re-execute as recorded: {exc}",
-                )
-            )
+        receipt = _replay(chain, tx, block, findings)
+        if receipt is None:
             continue
-        if receipt.tx_hash != tx.get("tx_hash"):
-            findings.append(
-                Finding(
-                    "error",
-                    "chain-export",
-                    f"transaction {tx.get('tx_hash')}",
-                    f"re-executes as {receipt.tx_hash}: its sender, target, input, block, timestamp "
-                    "or place in the sequence differs from what was recorded",
-                )
-            )
-        if receipt.contract_address != tx.get("contract_address"):
-            findings.append(
-                Finding(
-                    "error",
-                    "chain-export",
-                    f"transaction {tx.get('tx_hash')}",
-                    f"created {receipt.contract_address}, export says {tx.get('contract_address')}",
-                )
-            )
-        if receipt.gas_used != tx.get("gas_used"):
-            findings.append(
-                Finding(
-                    "error",
-                    "chain-export",
-                    f"transaction {tx.get('tx_hash')}",
-                    f"re-executed gas {receipt.gas_used} != recorded {tx.get('gas_used')}",
-                )
-            )
         for log in receipt.logs:
             ev = coordinator.decode(log) or registry.decode(log) or token.decode(log)
             if ev is not None:
@@ -189,6 +138,51 @@ def reexecute(export: dict[str, Any]) -> EventSource:
         findings=findings,
         transactions=len(export["transactions"]),
     )
+
+
+def _replay(chain: InProcessChain, tx: dict[str, Any], block: int, findings: list[Finding]) -> Receipt | None:
+    """Re-executes one exported transaction from its signed envelope; what differs goes to `findings`."""
+
+    def error(message: str) -> None:
+        findings.append(Finding("error", "chain-export", f"transaction {tx.get('tx_hash')}", message))
+
+    if tx["block_number"] != block:
+        error(
+            f"is recorded in block {tx['block_number']}, but the in-process chain mines one block per "
+            f"transaction and this is transaction {block}"
+        )
+    raw = tx.get("raw")
+    try:
+        if not isinstance(raw, str) or not raw.startswith("0x"):
+            raise ValueError("it carries no signed transaction ('raw')")
+        signed = signing.decode(bytes.fromhex(raw[2:]))
+        at = {"block_number": int(tx["block_number"]), "timestamp": int(tx["timestamp"])}
+        receipt = chain.replay(signed.raw, **at)
+    except (TransactionReverted, FedledgerError, ValueError) as exc:
+        error(f"does not re-execute as recorded: {exc}")
+        return None
+    said = {"from": tx["from"], "to": tx["to"], "input": tx["input"]}
+    signed_fields = {"from": signed.sender, "to": signed.to, "input": "0x" + signed.data.hex()}
+    for k, v in signed_fields.items():
+        if str(said[k]).lower() != str(v).lower():
+            error(f"its {k} is {_short(said[k])}, but the transaction its sender signed says {_short(v)}")
+    if receipt.tx_hash != tx.get("tx_hash"):
+        error(f"re-executes as {receipt.tx_hash}, the hash of the signed transaction it carries")
+    if receipt.block_hash != tx.get("block_hash"):
+        error(
+            f"its block re-executes with hash {receipt.block_hash}, not {tx.get('block_hash')}: its block "
+            "number, timestamp or an earlier block differs from what was recorded"
+        )
+    if receipt.contract_address != tx.get("contract_address"):
+        error(f"created {receipt.contract_address}, export says {tx.get('contract_address')}")
+    if receipt.gas_used != tx.get("gas_used"):
+        error(f"re-executed gas {receipt.gas_used} != recorded {tx.get('gas_used')}")
+    return receipt
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 80 else f"{text[:40]}…{text[-8:]} ({len(text)} characters)"
 
 
 def _chain_findings(export: dict[str, Any], chain: InProcessChain) -> list[Finding]:

@@ -45,6 +45,8 @@ class Receipt:
     gas_used: int
     logs: tuple[LogEntry, ...] = field(default_factory=tuple)
     contract_address: str | None = None
+    raw: bytes = b""  # the signed transaction, where the chain keeps it (the in-process one does)
+    block_hash: str = ""
 
 
 def dev_accounts(count: int, mnemonic: str = DEV_MNEMONIC) -> list[LocalAccount]:

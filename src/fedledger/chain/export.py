@@ -49,6 +49,7 @@ def export_chain(
                 "input": "0x" + r.input.hex(),
                 "gas_used": r.gas_used,
                 "contract_address": r.contract_address,
+                **({"raw": "0x" + r.raw.hex(), "block_hash": r.block_hash} if r.raw else {}),
             }
         )
         for log in r.logs:

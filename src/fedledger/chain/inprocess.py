@@ -11,19 +11,22 @@ is `block_time` seconds after the previous one — deterministic, so a
 simulation and an audit's re-execution see the same timestamps. Gas is charged
 as a real node would: intrinsic cost (EIP-2028 calldata and the EIP-7623
 floor), execution with fresh EIP-2929 access lists, and the refund cap.
-Transactions are not signed here; the sender is taken as given.
+Every transaction is signed by its sender's key and executed from the signed envelope
+(`chain/signing.py`), nonce and chain id checked; a reverted transaction is not mined, so
+it uses no nonce. Each block's hash chains its parent's, its number, its timestamp and its
+transaction, so an export's blocks and times are bound to its transactions.
 """
 
 from __future__ import annotations
 
 import bisect
-import itertools
 
 from boa.environment import Env
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_canonical_address, to_checksum_address
 from eth_utils.crypto import keccak
 
+from fedledger.chain import signing
 from fedledger.chain.abi import decode_revert
 from fedledger.chain.base import Chain, LogEntry, Receipt
 from fedledger.errors import ChainError, TransactionReverted
@@ -55,7 +58,8 @@ class InProcessChain(Chain):
         self._env.evm.patch.block_number = 0
         self._logs: list[LogEntry] = []
         self._receipts: list[Receipt] = []
-        self._tx_counter = itertools.count()
+        self._nonces: dict[str, int] = {}
+        self._head_hash = "0x" + "00" * 32  # the genesis block's
 
     # -- mining ------------------------------------------------------------------------------
 
@@ -78,23 +82,22 @@ class InProcessChain(Chain):
         for i in range(1, 0x12):
             state.mark_address_warm(i.to_bytes(20, "big"))
 
-    def _tx_hash(self, sender: str, to: str | None, data: bytes, block: int, timestamp: int) -> str:
-        """A hash that binds everything re-execution depends on, the block and its time included,
-        so an export whose block or timestamp was edited names a hash its replay does not give."""
-        n = next(self._tx_counter)
-        return "0x" + bytes(keccak(f"{n}:{sender}:{to}:{block}:{timestamp}".encode() + data)).hex()
+    def _block_hash(self, block: int, timestamp: int, tx_hash: str) -> str:
+        """keccak(parent hash, number, timestamp, transaction hash): the block a transaction ran in."""
+        head = self._head_hash.removeprefix("0x")
+        return "0x" + bytes(keccak(f"{head}:{block}:{timestamp}:{tx_hash}".encode())).hex()
 
     def _execute(
-        self,
-        sender: str,
-        to: str | None,
-        data: bytes,
-        *,
-        gas: int | None = None,
-        block_number: int | None = None,
-        timestamp: int | None = None,
+        self, raw: bytes, *, block_number: int | None = None, timestamp: int | None = None
     ) -> Receipt:
-        """Runs one transaction in a new block; a revert rolls back state and the block."""
+        """Runs one signed transaction in a new block; a revert rolls back state and the block."""
+        tx = signing.decode(raw)
+        if tx.chain_id != self.chain_id:
+            raise ChainError(f"a transaction signed for chain {tx.chain_id}, not this one ({self.chain_id})")
+        expected = self._nonces.get(tx.sender, 0)
+        if tx.nonce != expected:
+            raise ChainError(f"{tx.sender} signed nonce {tx.nonce}; its next is {expected}")
+        sender, to, data, gas = tx.sender, tx.to, tx.data, tx.gas
         origin = to_canonical_address(sender)
         previous = self._open_block(block_number, timestamp)
         contract_address = None
@@ -102,21 +105,21 @@ class InProcessChain(Chain):
             self._fresh_access_lists(origin)
             # snapshot after lock_changes(), which discards the journal's checkpoints
             snapshot = self._env.evm.snapshot()
-            address, computation = self._env.deploy(sender=origin, bytecode=data, gas=gas or TX_GAS_LIMIT)
+            address, computation = self._env.deploy(sender=origin, bytecode=data, gas=gas)
             contract_address = to_checksum_address(bytes(address.canonical_address))
         else:
             target = to_canonical_address(to)
             self._fresh_access_lists(origin, target)
             snapshot = self._env.evm.snapshot()
-            computation = self._env.execute_code(
-                to_address=target, sender=origin, data=data, gas=gas or TX_GAS_LIMIT
-            )
+            computation = self._env.execute_code(to_address=target, sender=origin, data=data, gas=gas)
         if computation.is_error:
             self._env.evm.revert(snapshot)
             self._env.evm.patch.block_number, self._env.evm.patch.timestamp = previous
             raise TransactionReverted(decode_revert(bytes(computation.output)))
         block, ts = int(self._env.evm.patch.block_number), int(self._env.evm.patch.timestamp)
-        tx_hash = self._tx_hash(sender, to, data, block, ts)
+        tx_hash = tx.tx_hash
+        self._nonces[sender] = expected + 1
+        self._head_hash = self._block_hash(block, ts, tx_hash)
         standard, floor = intrinsic_gas(data, create=to is None)
         used = standard + computation.get_gas_used()
         refund = min(computation.get_gas_refund(), used // 5)
@@ -143,6 +146,8 @@ class InProcessChain(Chain):
             gas_used=max(used - refund, floor),
             logs=tuple(logs),
             contract_address=contract_address,
+            raw=raw,
+            block_hash=self._head_hash,
         )
         self._receipts.append(receipt)
         return receipt
@@ -151,22 +156,25 @@ class InProcessChain(Chain):
 
     def deploy(self, sender: LocalAccount, bytecode: bytes, ctor_args: bytes = b"") -> Receipt:
         try:
-            return self._execute(sender.address, None, bytecode + ctor_args)
+            return self._execute(self._sign(sender, None, bytecode + ctor_args, None))
         except TransactionReverted as exc:
             raise TransactionReverted(exc.reason, function="deploy") from None
 
     def send(self, sender: LocalAccount, to: str, data: bytes, *, gas: int | None = None) -> Receipt:
-        return self._execute(sender.address, to, data, gas=gas)
+        return self._execute(self._sign(sender, to, data, gas))
 
-    def replay(
-        self, *, sender: str, to: str | None, data: bytes, block_number: int, timestamp: int
-    ) -> Receipt:
-        """Re-executes a recorded transaction in its recorded block (the auditor's tool).
+    def _sign(self, sender: LocalAccount, to: str | None, data: bytes, gas: int | None) -> bytes:
+        nonce = self._nonces.get(to_checksum_address(sender.address), 0)
+        return signing.sign(
+            sender, nonce=nonce, to=to, data=data, gas=gas or TX_GAS_LIMIT, chain_id=self.chain_id
+        )
 
-        No key is needed: this chain does not check signatures, which is also why
-        an in-process export is only as trustworthy as its re-execution.
+    def replay(self, raw: bytes, *, block_number: int, timestamp: int) -> Receipt:
+        """Re-executes a recorded signed transaction in its recorded block (the auditor's tool).
+
+        No key is needed: the signature, nonce and chain id are checked as when it first ran.
         """
-        return self._execute(sender, to, data, block_number=block_number, timestamp=timestamp)
+        return self._execute(raw, block_number=block_number, timestamp=timestamp)
 
     def call(self, to: str, data: bytes, *, sender: str | None = None, block: int | None = None) -> bytes:
         if block is not None and block != self.block_number():
