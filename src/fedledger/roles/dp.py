@@ -4,12 +4,15 @@ The primitives are `privacy/dp.py` (exact clipping, the deterministic discrete G
 `privacy/accountant.py` (dp-accounting); this module wires them to the rounds:
 
     plain mode    the trainer clips its delta and puts a secret nonce in its update blob; the
-                  validators clip again (the sensitivity must not rest on trainers' honesty),
-                  draw the central noise from HKDF over the accepted updates' nonces, and
-                  commit ⌊(Σ clip(dᵢ) + N_Z(0, σ²)) / n⌉ (`noisy_mean`): every validator and the
-                  audit draw the same noise, a consumer of the model without store access cannot
+                  validators' stages (fetch → validate → budget → clip → sum → noise → mean)
+                  clip again (the sensitivity must not rest on trainers' honesty), draw the
+                  central noise from HKDF over the accepted updates' nonces, and commit
+                  ⌊(Σ clip(dᵢ) + N_Z(0, σ²)) / n⌉ (`privacy/dp.noisy_mean`, stage by stage):
+                  every validator and the audit draw the same noise, a consumer of the model
+                  without store access cannot
     secure mode   the trainer clips, adds its share N_Z(0, σ²/n_min) and masks with weight 1;
-                  validators unmask the noisy sum and divide by n (`roles/secure.py`)
+                  validators unmask the noisy sum, check the budget and divide by n
+                  (`roles/secure.py`'s stages, then this module's `Budget`)
 
 After every quorum-agreed release the chain records the job's cumulative ε (`PrivacySpent`):
 validators post `micro_epsilon(ε after k releases)`, k counting the job's earlier releases,
@@ -20,21 +23,21 @@ should failed rounds have used it up, validators release nothing more and the jo
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
 
-from fedledger.aggregation.base import apply_delta
-from fedledger.aggregation.validate import validate_update
+from fedledger.aggregation.stats import INT64_SAFE_BOUND
 from fedledger.errors import InvalidUpdate, PrivacyError
-from fedledger.privacy.dp import central_seed, clip_update, new_nonce, noise_share, noisy_mean
+from fedledger.privacy.dp import add_noise, central_noise, central_seed, clip_update, new_nonce, noise_share
 from fedledger.privacy.dp import central_sigma_q as _sigma
 from fedledger.privacy.masking import flatten, unflatten
 from fedledger.roles.job import CommitRecord, fetch_committed
-from fedledger.roles.outcome import Rejection, RoundOutcome, update_metadata
+from fedledger.roles.outcome import update_metadata
+from fedledger.roles.round_types import Candidate, RoundInputs, RoundState, Stage
 from fedledger.spec import JobSpec, dp_micro_epsilon, dp_rounds_affordable
-from fedledger.store.base import BlobStore
 
 #: metadata key of a plain-mode DP update blob: the trainer's secret 32-byte nonce (hex)
 NONCE = "nonce"
@@ -79,72 +82,85 @@ def private_update(
     return unflatten(noisy, shapes), dict(metadata)
 
 
-# -- validator side -----------------------------------------------------------------------------
+# -- validator side: the stages a DP round adds (`roles/pipeline.py` orders them) ----------------
+
+BUDGET_SPENT = "the job's (ε, δ) budget is spent: nothing more is released"
 
 
-def _fetch(
-    store: BlobStore,
-    spec: JobSpec,
-    global_model: Mapping[str, np.ndarray],
-    expected: Mapping[str, str],
-    c: CommitRecord,
-) -> tuple[dict[str, np.ndarray], bytes]:
-    delta, meta = fetch_committed(store, c)
+def read_private(inputs: RoundInputs, c: CommitRecord) -> Candidate:
+    """A plain-mode DP update: the commit's metadata plus the trainer's 32-byte secret nonce."""
+    delta, meta = fetch_committed(inputs.store, c)
+    expected = update_metadata(inputs.job_id, inputs.round, c.trainer)
     nonce_hex = meta.get(NONCE, "")
-    if {k: v for k, v in meta.items() if k != NONCE} != dict(expected):
-        raise InvalidUpdate(f"blob metadata {meta} does not match the commit {dict(expected)}")
+    if {k: v for k, v in meta.items() if k != NONCE} != expected:
+        raise InvalidUpdate(f"blob metadata {meta} does not match the commit {expected}")
     try:
         nonce = bytes.fromhex(nonce_hex[2:]) if nonce_hex.startswith("0x") else b""
     except ValueError:
         nonce = b""
     if len(nonce) != 32:
         raise InvalidUpdate("a DP update must carry a 32-byte secret nonce (0x-hex) in its metadata")
-    validate_update(delta, global_model, spec.max_update_norm_q, scale_bits=spec.scale_bits)
-    return delta, nonce
+    return Candidate(c, delta, nonce)
 
 
-def compute_dp_round(
-    *,
-    store: BlobStore,
-    spec: JobSpec,
-    job_id: int,
-    round: int,
-    version: int,
-    global_model: Mapping[str, np.ndarray],
-    commits: Sequence[CommitRecord],
-    releases_before: int,
-) -> RoundOutcome:
-    """`compute_round` for a plain-mode DP job: validate, clip, add the central noise, average.
+@dataclass(frozen=True)
+class Budget(Stage):
+    """Once the job's budget affords no more releases, every update is left out unflagged.
 
-    `releases_before`: noisy aggregates the job released before (PrivacySpent events). If the
-    budget affords no more, every update is left out unflagged: the round fails, nothing new
-    is released.
+    The round then fails and nothing new is released (`releases_before`: the job's earlier
+    noisy releases, its PrivacySpent events).
     """
-    rejected: list[Rejection] = []
-    accepted: list[CommitRecord] = []
-    deltas: list[Mapping[str, np.ndarray]] = []
-    nonces: dict[str, bytes] = {}
-    exhausted = releases_before + 1 > releases_affordable(spec)
-    for c in sorted(commits, key=lambda c: int(c.trainer, 16)):
+
+    name = "budget"
+
+    def apply(self, inputs: RoundInputs, state: RoundState) -> RoundState:
+        if not state.valid or inputs.releases_before + 1 <= releases_affordable(inputs.spec):
+            return state
+        return state.drop_all(BUDGET_SPENT)
+
+
+@dataclass(frozen=True)
+class Clip(Stage):
+    """Each update clipped to the DP bound again: the sensitivity must not rest on trainers' honesty.
+
+    `privacy/dp.clip_update` is exact and idempotent, so an honest trainer's update is unchanged.
+    """
+
+    name = "clip"
+
+    def apply(self, inputs: RoundInputs, state: RoundState) -> RoundState:
+        if not state.valid:
+            return state
+        clip_q = inputs.spec.dp_clip_q
+        if len(state.valid) * int(clip_q) >= INT64_SAFE_BOUND:
+            raise InvalidUpdate(
+                "DP aggregation failed: n · clip bound overflows int64; lower scale_bits or the clip norm"
+            )
         try:
-            delta, nonce = _fetch(store, spec, global_model, update_metadata(job_id, round, c.trainer), c)
-        except InvalidUpdate as exc:
-            rejected.append(Rejection(c.trainer, c.commitment, str(exc)))
-            continue
-        if exhausted:
-            reason = "the job's (ε, δ) budget is spent: nothing more is released"
-            rejected.append(Rejection(c.trainer, c.commitment, reason, flagged=False))
-            continue
-        accepted.append(c)
-        deltas.append(delta)
-        nonces[c.trainer.lower()] = nonce
-    model = {k: np.asarray(v, dtype=np.int64) for k, v in global_model.items()}
-    if deltas:
-        seed = central_seed(nonces, noise_context(job_id, round))
-        try:
-            model = apply_delta(global_model, noisy_mean(deltas, spec.dp_clip_q, sigma_q(spec), seed))
+            clipped = tuple(replace(v, tensors=clip_update(v.tensors, clip_q)) for v in state.valid)
         except PrivacyError as exc:
             raise InvalidUpdate(f"DP aggregation failed: {exc}") from None
-    return RoundOutcome.of(
-        model, job_id=job_id, round=round, version=version, accepted=accepted, rejected=rejected
-    )
+        return replace(state, valid=clipped)
+
+
+@dataclass(frozen=True)
+class CentralNoise(Stage):
+    """N_Z(0, σ²) on the sum, drawn from HKDF over the accepted updates' nonces (`privacy/dp.py`).
+
+    Every validator and the audit draw the same noise; a consumer of the model without the
+    store's nonces cannot.
+    """
+
+    name = "noise"
+
+    def apply(self, inputs: RoundInputs, state: RoundState) -> RoundState:
+        if state.total is None:
+            return state
+        nonces = {v.trainer.lower(): v.extra for v in state.valid}
+        seed = central_seed(nonces, noise_context(inputs.job_id, inputs.round))
+        size = sum(int(np.size(t)) for t in state.total.values())
+        try:
+            noisy = add_noise(state.total, central_noise(seed, size, sigma_q(inputs.spec)))
+        except PrivacyError as exc:
+            raise InvalidUpdate(f"DP aggregation failed: {exc}") from None
+        return replace(state, total=noisy)

@@ -9,28 +9,29 @@ store, as the roles do for plain rounds:
                 bundle's commitment) and commits the blob; once the chain has closed the
                 commit phase it reveals what the committers C require and posts the
                 reveal's commitment (`reveal`)
-    validator   `compute_secure_round`: the same contract as `compute_round` — a pure
-                function of (store, spec, chain events) that every honest validator and the
-                audit evaluate to identical bytes — but it sees only the committers' sum
+    validator   the stages `FetchMasked` and `Unmask`, which replace a plain round's fetch
+                and validate in `roles/pipeline.py`: the round stays a pure function of
+                (store, spec, chain events) that every honest validator and the audit
+                evaluate to identical bytes, but it sees only the committers' sum
 
-The new model is `global + floor((2·Σ wᵢxᵢ + W) / 2W)`: exactly `aggregation/fedavg.py`'s
-rounding applied to the exact integer sum, so a secure round commits the same bytes a plain
-FedAvg round over the same updates would.
+The pipeline's `Mean` then commits `global + floor((2·Σ wᵢxᵢ + W) / 2W)`: exactly
+`aggregation/fedavg.py`'s rounding applied to the exact integer sum, so a secure round
+commits the same bytes a plain FedAvg round over the same updates would. `SecureInputs`
+(the key directory and reveals) lives in `roles/round_types.py`, below every stage; it is
+importable from here as before.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from fedledger.aggregation.base import apply_delta
 from fedledger.aggregation.clipped import clip
-from fedledger.aggregation.stats import div_half_up, squared_norm
-from fedledger.chain.contracts import Event
+from fedledger.aggregation.stats import squared_norm
 from fedledger.codec.blob import encode_tensors
 from fedledger.codec.commitment import commitment_hex, merkle_root, parse_commitment
 from fedledger.errors import (
@@ -43,12 +44,15 @@ from fedledger.errors import (
 )
 from fedledger.privacy import keys
 from fedledger.privacy.masking import flatten, unflatten, weighted
-from fedledger.privacy.recovery import Recovery, recover, unmask
+from fedledger.privacy.recovery import recover, unmask
 from fedledger.privacy.secagg import RoundSetup, SecAggTrainer
 from fedledger.roles.job import CommitRecord, fetch_committed
-from fedledger.roles.outcome import Rejection, RoundOutcome, update_metadata
+from fedledger.roles.outcome import Rejection, update_metadata
+from fedledger.roles.round_types import Candidate, RoundInputs, RoundState, SecureInputs, Stage
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
+
+__all__ = ["SecureInputs"]  # re-exported: the node, the simulator and the audit import it from here
 
 log = logging.getLogger("fedledger.secagg")
 
@@ -64,32 +68,6 @@ def x25519_key(signing_key: bytes) -> X25519PrivateKey:
 def domain_of(coordinator_address: str) -> bytes:
     """The deployment's bytes in every HKDF label: a job id is unique only per coordinator."""
     return bytes.fromhex(coordinator_address[2:])
-
-
-@dataclass(frozen=True)
-class SecureInputs:
-    """What a secure round needs from the chain besides the commits."""
-
-    coordinator: str  # address: the derivations' domain
-    global_commitment: bytes  # the model the round trains from: seeds the neighbour graph
-    directory: Mapping[str, bytes]  # trainer -> X25519 key (KeyRegistered)
-    reveals: Mapping[str, bytes]  # committer -> commitment of its reveal (SharesRevealed)
-
-    @classmethod
-    def from_events(
-        cls, coordinator: str, events: Sequence[Event], job_id: int, round: int, global_commitment: bytes
-    ) -> SecureInputs:
-        directory: dict[str, bytes] = {}
-        reveals: dict[str, bytes] = {}
-        for e in events:
-            a = e.args
-            if a.get("job_id") != job_id:
-                continue
-            if e.name == "KeyRegistered":
-                directory[a["trainer"]] = bytes(a["public_key"])
-            elif e.name == "SharesRevealed" and a["round"] == round:
-                reveals.setdefault(a["trainer"], bytes(a["commitment"]))
-        return cls(coordinator, global_commitment, directory, reveals)
 
 
 def round_setup(spec: JobSpec, inputs: SecureInputs, job_id: int, round: int) -> RoundSetup:
@@ -208,164 +186,100 @@ def make_reveal(
     return SecAggTrainer(setup, me, key, directory).reveal(bundles, committers)
 
 
-# -- validator side -----------------------------------------------------------------------------
+# -- validator side: the stages a secure round runs (`roles/pipeline.py` orders them) -----------
+
+#: why a committer without a registered key is flagged
+KEYLESS = "no X25519 key in the job's key directory: cannot be aggregated securely"
+
+#: the tensors a round's masks cover: the layout its trainers flattened their updates in
+Layout = Callable[[RoundInputs], Mapping[str, np.ndarray]]
+
+
+def model_layout(inputs: RoundInputs) -> Mapping[str, np.ndarray]:
+    return inputs.global_model
+
+
+def _secure(inputs: RoundInputs) -> SecureInputs:
+    if inputs.secure is None:
+        raise ValueError("a secure-aggregation round needs its key directory and reveals (secure=)")
+    return inputs.secure
 
 
 @dataclass(frozen=True)
-class SecureSum:
-    """The committers' exact integer sum, or why there is none."""
+class FetchMasked(Stage):
+    """Reads every keyed committer's masked update and share bundle; never unmasks part of a round.
 
-    total: dict[str, np.ndarray] | None  # Σ wᵢxᵢ per tensor (int64)
-    invalid: dict[str, str]  # committer -> why its masked update is unusable (flagged)
-    keyless: list[str]  # committers with no key in the directory (flagged, left out)
-    failure: str  # why the sum could not be unmasked ("" if it was)
-    recovery: Recovery | None
-
-
-def secure_sum(
-    *,
-    store: BlobStore,
-    spec: JobSpec,
-    job_id: int,
-    round: int,
-    global_model: Mapping[str, np.ndarray],
-    commits: Sequence[CommitRecord],
-    inputs: SecureInputs,
-    metadata_for: Mapping[str, Mapping[str, str]],
-) -> SecureSum:
-    """Sums and unmasks the committers' updates; never unmasks part of a round.
-
-    A committer without a registered key is left out (it masked nothing we can remove).
-    If any keyed committer's masked update or bundle is unusable, or too few shares were
-    revealed, there is no sum: the caller fails the round.
+    A committer without a registered key is flagged and left out (it masked nothing we can
+    remove). If the key directory cannot form a round, or any keyed committer's masked update
+    or bundle is unusable (flagged, provable from the store like any bad blob), nothing is
+    unmasked: every other keyed update is left out unflagged and the round fails.
     """
-    keyless = [c.trainer for c in commits if c.trainer not in inputs.directory]
-    keyed = [c for c in commits if c.trainer in inputs.directory]
-    try:
-        setup = round_setup(spec, inputs, job_id, round)
-    except PrivacyError as exc:  # fewer than two keys: nothing can be aggregated securely
-        return SecureSum(None, {}, keyless, str(exc), None)
-    names = sorted(global_model)  # masks cover the tensors flattened in sorted-name order
-    size = sum(int(np.asarray(global_model[n]).size) for n in names)
-    acc = np.zeros(size, dtype=np.uint64)
-    bundles: dict[str, bytes | None] = {}
-    invalid: dict[str, str] = {}
-    for c in keyed:
+
+    name = "fetch"
+    layout: Layout = model_layout
+
+    def apply(self, inputs: RoundInputs, state: RoundState) -> RoundState:
+        secure = _secure(inputs)
+        keyless = [c for c in inputs.commits if c.trainer not in secure.directory]
+        keyed = [c for c in inputs.commits if c.trainer in secure.directory]
+        rejected = state.reject(keyless, KEYLESS)
         try:
-            tensors, bundles[c.trainer] = fetch_masked(store, spec, global_model, metadata_for[c.trainer], c)
-        except InvalidUpdate as exc:
-            invalid[c.trainer] = str(exc)
-            continue
-        np.add(acc, flatten(tensors, names).view(np.uint64), out=acc)
-    if invalid:
-        return SecureSum(None, invalid, keyless, "a committer's masked update is unusable", None)
-    reveals: dict[str, bytes | None] = {}
-    for trainer, commitment in inputs.reveals.items():
-        try:
-            reveals[trainer] = store.get(commitment)
-        except (BlobNotFound, BlobIntegrityError):
-            reveals[trainer] = None
-    try:
-        recovery = recover(setup, inputs.directory, bundles, [c.trainer for c in keyed], reveals)
-    except (RecoveryFailed, PrivacyError) as exc:
-        return SecureSum(None, {}, keyless, str(exc), None)
-    total = unmask(acc, recovery)
-    shapes = {n: tuple(np.asarray(global_model[n]).shape) for n in names}
-    return SecureSum(unflatten(total, shapes), {}, keyless, "", recovery)
-
-
-def secure_fedavg(
-    global_model: Mapping[str, np.ndarray], total: Mapping[str, np.ndarray], weight: int
-) -> dict[str, np.ndarray]:
-    """global + FedAvg from the exact sum: fedavg.py's rounding, so the bytes match plain FedAvg."""
-    if weight <= 0:
-        raise InvalidUpdate("weights sum to 0; nothing to average")
-    mean = {
-        n: div_half_up(np.asarray(total[n], dtype=np.int64).reshape(-1), weight).reshape(
-            np.asarray(global_model[n]).shape
-        )
-        for n in global_model
-    }
-    return apply_delta(global_model, mean)
-
-
-def compute_secure_round(
-    *,
-    store: BlobStore,
-    spec: JobSpec,
-    job_id: int,
-    round: int,
-    version: int,
-    global_model: Mapping[str, np.ndarray],
-    commits: Sequence[CommitRecord],
-    secure: SecureInputs,
-    releases_before: int = 0,
-) -> RoundOutcome:
-    """`compute_round` for a secure-aggregation job (it dispatches here): same inputs, same bytes.
-
-    Flagged: committers with no registered key, and committers whose masked update or share
-    bundle is unusable (provable from the store, like any bad blob). If any keyed
-    committer's update is unusable or too few shares were revealed, every update is left
-    out (the others unflagged), so the round fails: a partial sum is never unmasked. A
-    committer that withheld its reveal is a recorded fault, not a flag: the round recovers
-    from its neighbours' shares, and an honest node may simply have crashed.
-    """
-    ordered = sorted(commits, key=lambda c: int(c.trainer, 16))
-    meta = {c.trainer: update_metadata(job_id, round, c.trainer) for c in ordered}
-    s = secure_sum(
-        store=store,
-        spec=spec,
-        job_id=job_id,
-        round=round,
-        global_model=global_model,
-        commits=ordered,
-        inputs=secure,
-        metadata_for=meta,
-    )
-    rejected, keyed = sum_rejections(s, ordered)
-    accepted: list[CommitRecord] = []
-    if s.total is None:
-        model = {k: np.asarray(v, dtype=np.int64) for k, v in global_model.items()}
-    elif spec.dp and releases_before + 1 > _releases_affordable(spec):
-        reason = "the job's (ε, δ) budget is spent: nothing more is released"
-        rejected += [Rejection(c.trainer, c.commitment, reason, flagged=False) for c in keyed]
-        model = {k: np.asarray(v, dtype=np.int64) for k, v in global_model.items()}
-    else:
-        accepted = keyed
-        # DP rounds average unweighted (each update's influence is bounded by the clip norm)
-        weight = len(keyed) if spec.dp else sum(c.num_examples for c in keyed)
-        model = secure_fedavg(global_model, s.total, weight)
-    rejected.sort(key=lambda r: int(r.trainer, 16))
-    return RoundOutcome.of(
-        model,
-        job_id=job_id,
-        round=round,
-        version=version,
-        accepted=accepted,
-        rejected=rejected,
-        faults=dict(s.recovery.faults) if s.recovery is not None else {},
-    )
-
-
-def sum_rejections(
-    s: SecureSum, ordered: Sequence[CommitRecord]
-) -> tuple[list[Rejection], list[CommitRecord]]:
-    """(rejections, keyed committers) of a secure sum: keyless committers are flagged, and when
-    nothing was unmasked every keyed one is left out (flagged only if its own blob is at fault)."""
-    why = "no X25519 key in the job's key directory: cannot be aggregated securely"
-    rejected = [Rejection(c.trainer, c.commitment, why) for c in ordered if c.trainer in s.keyless]
-    keyed = [c for c in ordered if c.trainer not in s.keyless]
-    if s.total is None:
+            round_setup(inputs.spec, secure, inputs.job_id, inputs.round)
+        except PrivacyError as exc:  # fewer than two keys: nothing can be aggregated securely
+            failed = replace(state, rejected=rejected)
+            return replace(failed, rejected=failed.reject(keyed, _failed(exc), flagged=False))
+        layout = self.layout(inputs)
+        valid: list[Candidate] = []
+        invalid: list[Rejection] = []
         for c in keyed:
-            if c.trainer in s.invalid:
-                rejected.append(Rejection(c.trainer, c.commitment, s.invalid[c.trainer]))
-            else:
-                reason = f"round not unmasked: {s.failure}"
-                rejected.append(Rejection(c.trainer, c.commitment, reason, flagged=False))
-    return rejected, keyed
+            expected = update_metadata(inputs.job_id, inputs.round, c.trainer)
+            try:
+                tensors, bundle = fetch_masked(inputs.store, inputs.spec, layout, expected, c)
+            except InvalidUpdate as exc:
+                invalid.append(Rejection(c.trainer, c.commitment, str(exc)))
+                continue
+            valid.append(Candidate(c, tensors, bundle))
+        fetched = replace(state, valid=tuple(valid), rejected=rejected + tuple(invalid))
+        return fetched.drop_all(_failed("a committer's masked update is unusable")) if invalid else fetched
 
 
-def _releases_affordable(spec: JobSpec) -> int:
-    from fedledger.roles.dp import releases_affordable
+@dataclass(frozen=True)
+class Unmask(Stage):
+    """The committers' exact integer sum Σ wᵢxᵢ, their masks removed with the revealed shares.
 
-    return releases_affordable(spec)
+    Too few shares revealed: nothing is unmasked and the round fails. A committer that withheld
+    its reveal is a recorded fault, not a flag: the round recovers from its neighbours' shares,
+    and an honest node may simply have crashed.
+    """
+
+    name = "unmask"
+    layout: Layout = model_layout
+
+    def apply(self, inputs: RoundInputs, state: RoundState) -> RoundState:
+        if not state.valid:
+            return state
+        secure = _secure(inputs)
+        setup = round_setup(inputs.spec, secure, inputs.job_id, inputs.round)
+        layout = self.layout(inputs)
+        names = sorted(layout)  # masks cover the tensors flattened in sorted-name order
+        acc = np.zeros(sum(int(np.asarray(layout[n]).size) for n in names), dtype=np.uint64)
+        for v in state.valid:
+            np.add(acc, flatten(v.tensors, names).view(np.uint64), out=acc)
+        reveals: dict[str, bytes | None] = {}
+        for trainer, commitment in secure.reveals.items():
+            try:
+                reveals[trainer] = inputs.store.get(commitment)
+            except (BlobNotFound, BlobIntegrityError):
+                reveals[trainer] = None
+        bundles: dict[str, bytes | None] = {v.trainer: v.extra for v in state.valid}
+        try:
+            recovery = recover(setup, secure.directory, bundles, [v.trainer for v in state.valid], reveals)
+        except (RecoveryFailed, PrivacyError) as exc:
+            return state.drop_all(_failed(exc))
+        shapes = {n: tuple(np.asarray(layout[n]).shape) for n in names}
+        total = unflatten(unmask(acc, recovery), shapes)
+        return replace(state, total=total, faults=dict(recovery.faults))
+
+
+def _failed(why: object) -> str:
+    return f"round not unmasked: {why}"

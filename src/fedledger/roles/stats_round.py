@@ -10,24 +10,23 @@ tensors unchanged (`RoundOutcome.carrying`).
 Secure aggregation masks the sums like any update: a trainer masks its statistics
 unweighted, and validators unmask only the committers' total, which is checked as a
 whole (they cannot see any one organisation's sums).
+
+The round is the pipeline's (`roles/pipeline.py`) with this module's stages:
+fetch → validate (`check_statistics`) → sum → statistics, or in a secure job
+fetch → unmask (over `statistics_layout`) → check → statistics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from fedledger.data import stats
 from fedledger.errors import InvalidUpdate
-from fedledger.roles.job import CommitRecord, fetch_committed
-from fedledger.roles.outcome import Rejection, RoundOutcome, update_metadata
+from fedledger.roles.round_types import Candidate, RoundInputs, RoundState, Stage
 from fedledger.spec import JobSpec
-from fedledger.store.base import BlobStore
-
-if TYPE_CHECKING:
-    from fedledger.roles.secure import SecureInputs
 
 
 def is_stats_round(spec: JobSpec, version: int) -> bool:
@@ -46,105 +45,74 @@ def stats_layout(spec: JobSpec) -> dict[str, np.ndarray]:
     }
 
 
-def compute_stats_round(
-    *,
-    store: BlobStore,
-    spec: JobSpec,
-    job_id: int,
-    round: int,
-    version: int,
-    global_model: Mapping[str, np.ndarray],
-    commits: Sequence[CommitRecord],
-    secure: SecureInputs | None = None,
-) -> RoundOutcome:
-    """Checks every committed statistics update and sums the valid ones into version 1.
+#: every reason a statistics round gives starts so, naming the round it came from
+REASON_PREFIX = "statistics round: "
 
-    Same contract as `compute_round`: a pure function every honest validator and the
-    audit evaluate to identical bytes. An invalid update is flagged, as in any round.
+
+def statistics_layout(inputs: RoundInputs) -> Mapping[str, np.ndarray]:
+    """What a secure statistics round's masks cover: the statistics tensors, not the model."""
+    return stats_layout(inputs.spec)
+
+
+def _features(spec: JobSpec) -> int:
+    assert spec.data_schema is not None and spec.data_schema.kind == "table"
+    return len(spec.data_schema.numeric)
+
+
+def check_statistics(inputs: RoundInputs, candidate: Candidate) -> None:
+    """One trainer's integer feature sums: their names, shapes and row count (`data/stats.py`)."""
+    stats.check_contribution(
+        candidate.tensors, features=_features(inputs.spec), num_examples=candidate.commit.num_examples
+    )
+
+
+@dataclass(frozen=True)
+class SumStatistics(Stage):
+    """The valid contributions summed limb by limb (`data/stats.py`), exactly."""
+
+    name = "sum"
+
+    def apply(self, inputs: RoundInputs, state: RoundState) -> RoundState:
+        if not state.valid:
+            return state
+        return replace(state, total=stats.sum_contributions([v.tensors for v in state.valid]))
+
+
+@dataclass(frozen=True)
+class CheckStatisticsTotal(Stage):
+    """An unmasked total must itself be valid statistics over the committers' rows.
+
+    If it is not, someone's masked sums were wrong and nobody can say whose: every update is
+    left out unflagged and the round fails.
     """
-    if spec.secure:
-        return _secure_stats_round(
-            store=store, spec=spec, job_id=job_id, round=round, version=version,
-            global_model=global_model, commits=commits, secure=secure,
-        )  # fmt: skip
-    assert spec.data_schema is not None and spec.data_schema.kind == "table"
-    features = len(spec.data_schema.numeric)
-    rejected: list[Rejection] = []
-    accepted: list[CommitRecord] = []
-    contributions: list[dict[str, np.ndarray]] = []
-    for c in sorted(commits, key=lambda c: int(c.trainer, 16)):
-        try:
-            tensors, meta = fetch_committed(store, c)
-            expected = update_metadata(job_id, c.round, c.trainer)
-            if meta != expected:
-                raise InvalidUpdate(f"blob metadata {meta} does not match the commit {expected}")
-            stats.check_contribution(tensors, features=features, num_examples=c.num_examples)
-        except InvalidUpdate as exc:
-            rejected.append(Rejection(c.trainer, c.commitment, f"statistics round: {exc}"))
-            continue
-        accepted.append(c)
-        contributions.append(tensors)
-    model = {k: np.asarray(v, dtype=np.int64) for k, v in global_model.items()}
-    if contributions:
-        model.update(stats.sum_contributions(contributions))
-    return RoundOutcome.of(
-        model, job_id=job_id, round=round, version=version, accepted=accepted, rejected=rejected
-    )
 
+    name = "check"
 
-def _secure_stats_round(
-    *,
-    store: BlobStore,
-    spec: JobSpec,
-    job_id: int,
-    round: int,
-    version: int,
-    global_model: Mapping[str, np.ndarray],
-    commits: Sequence[CommitRecord],
-    secure: SecureInputs | None,
-) -> RoundOutcome:
-    from fedledger.roles.secure import secure_sum, sum_rejections
-
-    if secure is None:
-        raise ValueError("a secure-aggregation round needs its key directory and reveals (secure=)")
-    assert spec.data_schema is not None and spec.data_schema.kind == "table"
-    ordered = sorted(commits, key=lambda c: int(c.trainer, 16))
-    meta = {c.trainer: update_metadata(job_id, round, c.trainer) for c in ordered}
-    s = secure_sum(
-        store=store,
-        spec=spec,
-        job_id=job_id,
-        round=round,
-        global_model=stats_layout(spec),
-        commits=ordered,
-        inputs=secure,
-        metadata_for=meta,
-    )
-    rejected, keyed = sum_rejections(s, ordered)
-    model = {k: np.asarray(v, dtype=np.int64) for k, v in global_model.items()}
-    accepted: list[CommitRecord] = []
-    if s.total is not None:
-        total = {k: np.asarray(v, dtype=np.int64) for k, v in s.total.items()}
+    def apply(self, inputs: RoundInputs, state: RoundState) -> RoundState:
+        if state.total is None:
+            return state
+        total = {k: np.asarray(v, dtype=np.int64) for k, v in state.total.items()}
         try:
             stats.check_contribution(
                 total,
-                features=len(spec.data_schema.numeric),
-                num_examples=sum(c.num_examples for c in keyed),
-                parts=len(keyed),
+                features=_features(inputs.spec),
+                num_examples=sum(v.commit.num_examples for v in state.valid),
+                parts=len(state.valid),
             )
-        except InvalidUpdate as exc:  # someone's masked sums were wrong; nobody can say whose
-            why = f"statistics round: the unmasked total is not valid statistics ({exc})"
-            rejected += [Rejection(c.trainer, c.commitment, why, flagged=False) for c in keyed]
-        else:
-            accepted = keyed
-            model.update(total)
-    rejected.sort(key=lambda r: int(r.trainer, 16))
-    return RoundOutcome.of(
-        model,
-        job_id=job_id,
-        round=round,
-        version=version,
-        accepted=accepted,
-        rejected=rejected,
-        faults=dict(s.recovery.faults) if s.recovery is not None else {},
-    )
+        except InvalidUpdate as exc:
+            return state.drop_all(f"{REASON_PREFIX}the unmasked total is not valid statistics ({exc})")
+        return replace(state, total=total)
+
+
+@dataclass(frozen=True)
+class AddStatistics(Stage):
+    """Version 1: the initial weights plus the summed statistics; every valid update is accepted."""
+
+    name = "statistics"
+
+    def apply(self, inputs: RoundInputs, state: RoundState) -> RoundState:
+        if state.total is None:
+            return state
+        model = inputs.unchanged()
+        model.update(state.total)
+        return replace(state, model=model, accepted=tuple(v.commit for v in state.valid))
