@@ -17,6 +17,9 @@ from pathlib import Path
 from _common import parse_args, table, verdict, write_result
 from scipy.stats import spearmanr
 
+from fedledger.data.stats import split_stats
+from fedledger.roles.scorer import scorer_for
+from fedledger.roles.validator import compute_round
 from fedledger.sim.simulate import Simulation
 from fedledger.spec import JobSpec
 from fedledger.training.torch_client import configure_torch
@@ -49,10 +52,33 @@ def main() -> None:
                 # baseline in the same run: exact Shapley on evaluated accuracy, last round
                 last = result.scores[-1]
                 rec = sim.reader.rounds[last.round]
-                global_c = rec.global_model
+                global_q = sim.store.get_tensors(rec.global_model)
+                # the validators' own round computation gives the accepted updates they scored
+                outcome = compute_round(
+                    store=sim.store,
+                    spec=sim.spec,
+                    job_id=sim.job_id,
+                    round=last.round,
+                    version=rec.version_before,
+                    global_model=global_q,
+                    commits=rec.commits,
+                )
                 slow = sim.spec.model_copy(update={"scoring": "exact", "scoring_utility": "accuracy"})
-                sim.spec = slow
-                exact = sim.score(last.round, rec.commits, set(rec.excluded), global_c)
+                # the simulation keeps no consortium; scorer_for rebuilds it from the spec and
+                # checks its validation set against the hash the run's spec binds
+                exact = (
+                    scorer_for(slow)
+                    .score(
+                        round=last.round,
+                        aggregate=outcome.aggregate,
+                        accepted=[
+                            (c.trainer, c.num_examples, outcome.deltas[c.trainer]) for c in outcome.accepted
+                        ],
+                        commits=[(c.trainer, c.block_number, c.log_index) for c in rec.commits],
+                        global_model=split_stats(global_q)[0],
+                    )
+                    .scores
+                )
                 rho = float(spearmanr(exact.values, last.values).statistic)
                 entry |= {
                     "accuracy_exact_s": exact.seconds,
