@@ -26,28 +26,11 @@ from typing import TYPE_CHECKING, Any
 from fedledger.chain.export import export_chain
 from fedledger.codec.commitment import commitment_hex
 from fedledger.roles.model import final_model_tensors
+from fedledger.roles.model_card import card_markdown
 from fedledger.sim.results import RoundMetrics, SimulationResult
 
 if TYPE_CHECKING:
     from fedledger.sim.setup import SimulationSetup
-    from fedledger.spec import JobSpec
-
-
-def privacy_lines(spec: JobSpec, result: SimulationResult) -> list[str]:
-    """The model card's privacy lines: secure aggregation, and the ε spent as recorded on chain."""
-    lines = []
-    if spec.secure:
-        lines.append(
-            "- Secure aggregation (SecAgg+): validators saw only the sum of each round's updates"
-            + (f"; faults recovered from: {len(result.secagg_faults)}" if result.secagg_faults else "")
-        )
-    if spec.dp:
-        lines.append(
-            f"- Differential privacy: ε = {result.epsilon_spent:.6f} spent of {spec.dp_epsilon:g} "
-            f"(δ = {spec.dp_delta:g}, clip {spec.dp_clip_norm:g}, noise multiplier "
-            f"{spec.noise_multiplier:.4g}, {spec.dp_accountant.upper()} accountant), as recorded on chain"
-        )
-    return lines
 
 
 def write_metrics(out: Path, rows: list[RoundMetrics]) -> None:
@@ -167,24 +150,6 @@ def data_card(sim: SimulationSetup) -> dict[str, Any] | None:
     return card
 
 
-def data_lines(card: dict[str, Any] | None) -> list[str]:
-    if card is None:
-        return []
-    lines = [f"- Rows per organisation: {', '.join(f'{o} {n:,}' for o, n in card['rows'].items())}"]
-    if card["kind"] == "table":
-        lines.append(
-            f"- Label `{card['label']}` ({', '.join(card['classes'])}); {len(card['features'])} features; "
-            + (
-                "standardised with statistics aggregated by the job's statistics round (version 1)"
-                if card["standardise"] == "federated"
-                else "not standardised"
-            )
-        )
-    for org, root in card["data_commitments"].items():
-        lines.append(f"- Data commitment of {org}: `{root}`")
-    return lines
-
-
 def write_run(sim: SimulationSetup, result: SimulationResult) -> None:
     out, spec = sim.out_dir, sim.spec
     (out / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
@@ -263,27 +228,5 @@ def write_run(sim: SimulationSetup, result: SimulationResult) -> None:
     )
     (out / "final_model.safetensors").chmod(0o644)  # safetensors writes 0600; the card is public
     (out / "model_card.json").write_text(json.dumps(card, indent=2) + "\n")
-    lines = [
-        f"# Model card: {spec.name}",
-        "",
-        f"- Job id: {sim.job_id} on coordinator `{card['coordinator']}` ({card['chain']})",
-        f"- Spec hash: `{card['spec_hash']}`",
-        f"- Outcome: job {result.outcome}; rounds: {card['rounds_finalized']} finalised, "
-        f"{card['rounds_failed']} failed",
-        f"- Quorum {spec.effective_quorum} of a committee of {spec.committee_size}; "
-        f"at least {spec.effective_min_commits} accepted updates per round",
-        f"- Final model commitment (Merkle root of the committed fixed-point model): "
-        f"`{card['final_model_commitment']}`",
-        f"- Final test accuracy on held-out data no trainer saw: {100 * result.final_accuracy:.2f}%",
-        f"- Data: {spec.dataset}, {spec.partition} partition over {spec.trainers} organisations",
-        *data_lines(data_card(sim)),
-        f"- Contributing organisations: {', '.join(contributors)}",
-        "- Flagged and slashed: "
-        + (", ".join(f"{org} ({n}x)" for org, n in sorted(result.flags.items())) or "nobody")
-        + (f"; ejected: {', '.join(result.ejected)}" if result.ejected else ""),
-        *privacy_lines(spec, result),
-        "",
-        "`final_model.safetensors` holds float32 weights dequantised from the committed model;",
-        f"verify everything with `fedledger audit {out}`.",
-    ]
-    (out / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
+    # the prose card states only what the JSON card and the spec state: the audit re-renders it
+    (out / "MODEL_CARD.md").write_text(card_markdown(card, spec, out=str(out)))
