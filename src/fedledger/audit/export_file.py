@@ -7,11 +7,16 @@ kind); the values are not: re-execution (`audit/replay.py`) finds edited ones.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from fedledger.chain.export import EXPORT_FORMAT
 from fedledger.errors import AuditFailure
+
+#: how deep a run's JSON may nest before it is refused (none of the files a run writes nests past 10)
+JSON_DEPTH = 500
 
 #: the kinds of chain an export comes from: re-executed here, or read as exported
 CHAIN_KINDS = ("inprocess", "rpc")
@@ -48,7 +53,7 @@ def load_export(path: Path) -> dict[str, Any]:
     Well-formed but edited values are not refused here: re-execution finds those.
     """
     try:
-        export = json.loads(path.read_text(encoding="utf-8"))
+        export = parse_json(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise AuditFailure(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
@@ -82,6 +87,33 @@ def load_export(path: Path) -> dict[str, Any]:
                 raise AuditFailure(f"{path}: {what} #{i} is {_kind(entry)}, not an object")
             _check_fields(path, f"{what} #{i}", entry, fields)
     return export
+
+
+def parse_json(text: str, **kwargs: Any) -> Any:
+    """`json.loads`, with a deeply nested document refused as ValueError instead of crashing.
+
+    Importing the EVM raises Python's recursion limit far past what the C stack holds, so the
+    C decoder would overflow the stack (a segfault, no message) on a forged file of a few
+    hundred thousand brackets; under a small limit it raises RecursionError, turned here into
+    the ValueError every caller already reports as malformed JSON.
+    """
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(min(limit, JSON_DEPTH + _depth()))
+    try:
+        return json.loads(text, **kwargs)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {JSON_DEPTH} levels") from None
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _depth() -> int:
+    """How many frames are on the stack now: the recursion limit counts them too."""
+    frame: FrameType | None = sys._getframe()
+    n = 0
+    while frame is not None:
+        frame, n = frame.f_back, n + 1
+    return n
 
 
 def _check_fields(path: Path, where: str, obj: dict[str, Any], fields: dict[str, tuple[type, ...]]) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from fedledger.audit.card import card_facts, card_md_problems, card_problems, final_accuracy, verified
+from fedledger.audit.export_file import parse_json
 from fedledger.audit.facts import RunFacts
 from fedledger.audit.replay import EventSource
 from fedledger.chain.abi import ContractABI
@@ -141,7 +141,7 @@ class _Checker:
 
     def metrics(self, *, recompute: bool) -> float | None:
         """Each row against the chain, accuracy and loss recomputed; the last round's accuracy."""
-        f, rows = self.f, json.loads((self.run / METRICS).read_text())
+        f, rows = self.f, parse_json((self.run / METRICS).read_text())
         self.metrics_last = rows[-1].get("test_accuracy") if rows and isinstance(rows[-1], dict) else None
         by_round = {int(m["round"]): m for m in rows}
         if sorted(by_round) != f.rounds or len(rows) != len(by_round):
@@ -171,7 +171,7 @@ class _Checker:
 
     def metrics_csv(self) -> None:
         """metrics.csv must be metrics.json's rows exactly as the run writes them."""
-        rows, out = json.loads((self.run / METRICS).read_text()), io.StringIO(newline="")
+        rows, out = parse_json((self.run / METRICS).read_text()), io.StringIO(newline="")
         if rows:
             csv.DictWriter(out, fieldnames=list(rows[0])).writeheader()
             csv.DictWriter(out, fieldnames=list(rows[0])).writerows(rows)
@@ -250,7 +250,7 @@ def _load_export(path: Path) -> tuple[dict[str, Any], list[str]]:
         duplicates.extend(k for k, n in Counter(k for k, _ in items).items() if n > 1)
         return dict(items)
 
-    return dict(json.loads(path.read_text(), object_pairs_hook=pairs)), duplicates
+    return dict(parse_json(path.read_text(), object_pairs_hook=pairs)), duplicates
 
 
 def check_outputs(
@@ -274,7 +274,7 @@ def check_outputs(
     card: Any = None
     if (run / CARD).is_file():
         try:
-            card = json.loads((run / CARD).read_text())
+            card = parse_json((run / CARD).read_text())
         except ValueError as exc:
             c.settle("model-card", CARD, [f"is not valid JSON: {exc}"])
     accuracy, recompute = None, recompute_accuracy and spec.data_schema is None
