@@ -47,3 +47,22 @@ def test_deeply_nested_chain_export_is_refused_in_one_line(
     assert main(["audit", str(run_copy), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "chain.json" in err[0] and "nested deeper" in err[0]
+
+
+@pytest.mark.parametrize("section", [None, "privacy"])
+def test_a_field_no_card_has_is_blamed_on_the_card(
+    run_copy: Path, capsys: pytest.CaptureFixture[str], section: str | None
+) -> None:
+    """An added claim was once compared with the model file's metadata (blaming the model file)
+    or, inside a section, not read at all (a silent pass)."""
+    path = run_copy / "model_card.json"
+    card = json.loads(path.read_text())
+    (card[section] if section else card)["certified_by"] = "a regulator"
+    path.write_text(json.dumps(card, indent=2))
+    capsys.readouterr()
+    assert main(["audit", str(run_copy), "--quiet"]) == 1
+    errors = [
+        f for f in json.loads((run_copy / "audit.json").read_text())["findings"] if f["severity"] == "error"
+    ]
+    assert errors and all(f["artefact"] == "model_card.json" for f in errors)
+    assert "certified_by" in errors[0]["message"]

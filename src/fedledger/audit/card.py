@@ -34,6 +34,9 @@ from fedledger.spec import JobSpec
 
 #: sections of the card whose facts are a part of it: compared key by key
 SECTIONS = ("privacy", "data")
+#: fields the card states that the chain cannot: taken from the card (per section: its own such keys)
+TAKEN = ("final_test_accuracy", "chain", "contribution", "attack")
+TAKEN_IN = {"privacy": ("secagg_faults",), "data": ("test_rows",)}
 #: fields holding organisation names (taken from chain.json's participants)
 NAMED = ("contributing_organisations", "flagged", "ejected", "payouts", "data.data_commitments", "data.rows")
 NAMES_NOTE = " (names as chain.json participants gives them; one of the two was edited)"
@@ -127,13 +130,22 @@ def disagreements(card: Mapping[str, Any], want: Mapping[str, Any]) -> list[tupl
     return wrong
 
 
+def unknown(card: Mapping[str, Any], want: Mapping[str, Any]) -> list[str]:
+    """Fields no fedledger card has (a section's as `section.key`): claims nothing vouches for."""
+    extra = [k for k in card if k not in want and k not in TAKEN]
+    for k in SECTIONS:
+        if isinstance(want.get(k), dict) and isinstance(card.get(k), dict):
+            extra += [f"{k}.{j}" for j in card[k] if j not in want[k] and j not in TAKEN_IN[k]]
+    return extra
+
+
 def verified(card: Mapping[str, Any], want: Mapping[str, Any]) -> dict[str, Any]:
-    """The card with every fact put in: what the card should have said (an equal value keeps the
-    card's own, so a dict's order as written survives)."""
-    out = dict(card)
+    """The card with every fact put in and unknown fields left out: what the card should have said
+    (an equal value keeps the card's own, so a dict's order as written survives)."""
+    out = {k: v for k, v in card.items() if k in want or k in TAKEN}
     for k, fact in want.items():
         if k in SECTIONS and isinstance(fact, dict) and isinstance(out.get(k), dict):
-            part = dict(out[k])
+            part = {j: v for j, v in out[k].items() if j in fact or j in TAKEN_IN[k]}
             part.update({j: v for j, v in fact.items() if part.get(j) != v})
             out[k] = part
         elif out.get(k) != fact or type(out.get(k)) is not type(fact):
@@ -147,7 +159,7 @@ def card_problems(card: Any, want: Mapping[str, Any]) -> list[str]:
     return [
         f"{k} = {stated!r}, the chain says {fact!r}" + (NAMES_NOTE if k in NAMED else "")
         for k, stated, fact in disagreements(card, want)
-    ]
+    ] + [f"states {k!r}, which no fedledger model card has" for k in unknown(card, want)]
 
 
 def card_md_problems(path: Path, truth: Mapping[str, Any], spec: JobSpec) -> list[str] | None:
