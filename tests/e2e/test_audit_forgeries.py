@@ -66,3 +66,17 @@ def test_a_field_no_card_has_is_blamed_on_the_card(
     ]
     assert errors and all(f["artefact"] == "model_card.json" for f in errors)
     assert "certified_by" in errors[0]["message"]
+
+
+def test_a_unicode_line_separator_in_the_prose_card_is_named(
+    run_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """U+2028 for a newline: str.splitlines() read the same lines, Markdown does not."""
+    path = run_copy / "MODEL_CARD.md"
+    path.write_text(path.read_text(encoding="utf-8").replace("\n", "\u2028", 1), encoding="utf-8")
+    capsys.readouterr()
+    assert main(["audit", str(run_copy), "--quiet"]) == 1
+    errors = [
+        f for f in json.loads((run_copy / "audit.json").read_text())["findings"] if f["severity"] == "error"
+    ]
+    assert errors and all(f["artefact"] == "MODEL_CARD.md" for f in errors)

@@ -164,7 +164,11 @@ def card_problems(card: Any, want: Mapping[str, Any]) -> list[str]:
 
 def card_md_problems(path: Path, truth: Mapping[str, Any], spec: JobSpec) -> list[str] | None:
     """MODEL_CARD.md against its re-rendering from the verified card; None if it cannot be rendered."""
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    # split on "\n" alone: str.splitlines() also breaks at U+2028, \x0c and the like, which Markdown
+    # does not, so a file laid out otherwise would pass (reading folds CRLF and CR into "\n")
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    if lines[-1] == "":
+        lines.pop()
     last = lines[-1] if lines else ""
     out = last[len(VERIFY_PREFIX) : -len(VERIFY_SUFFIX)] if _is_verify_line(last) else str(path.parent)
     try:
