@@ -97,7 +97,12 @@ def show(report: AuditReport, console: Console, *, quiet: bool = False) -> None:
         console.print(f"not covered by any check: {', '.join(report.not_covered)}", highlight=False)
     errors = sum(1 for f in report.findings if f.severity == "error")
     if report.ok:
-        outputs = ", and so do the final model and the model card" if report.checks.get("final-model") else ""
+        vouched = [
+            what
+            for what, check in (("the final model", "final-model"), ("the model card", "model-card"))
+            if report.checks.get(check)
+        ]  # only what a check covered: a missing card is not vouched for
+        outputs = f", and so do {' and '.join(vouched)}" if vouched else ""
         console.print(f"[bold green]AUDIT PASSED[/]: every blob, round and payout checks out{outputs}")
     else:
         console.print(f"[bold red]AUDIT FAILED[/]: {errors} discrepanc{'y' if errors == 1 else 'ies'}")
