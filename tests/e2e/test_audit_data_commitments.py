@@ -201,13 +201,16 @@ def test_dropped_commitment_with_a_re_signed_history_is_left_to_the_data_check(r
     chain = InProcessChain(block_time=int(export["chain"]["block_time"]))
     for block, t in enumerate(export["transactions"], start=1):  # one block per transaction
         signed = signing.decode(bytes.fromhex(t["raw"][2:]))
-        raw = signing.sign(
+        resigned = signing.sign(
             keys[t["from"]], nonce=chain._nonces.get(t["from"], 0), to=signed.to, data=signed.data,
             gas=signed.gas, chain_id=signed.chain_id,
         )  # fmt: skip
-        receipt = chain.replay(raw, block_number=block, timestamp=t["timestamp"])
+        receipt = chain.replay(resigned, block_number=block, timestamp=t["timestamp"])
         t.update(
-            raw="0x" + raw.hex(), tx_hash=receipt.tx_hash, block_number=block, block_hash=receipt.block_hash
+            raw="0x" + resigned.raw.hex(),
+            tx_hash=receipt.tx_hash,
+            block_number=block,
+            block_hash=receipt.block_hash,
         )
     replayed = reexecute(export).events
     assert len(replayed) == len(export["events"])

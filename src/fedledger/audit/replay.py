@@ -157,7 +157,7 @@ def _replay(chain: InProcessChain, tx: dict[str, Any], block: int, findings: lis
             raise ValueError("it carries no signed transaction ('raw')")
         signed = signing.decode(bytes.fromhex(raw[2:]))
         at = {"block_number": int(tx["block_number"]), "timestamp": int(tx["timestamp"])}
-        receipt = chain.replay(signed.raw, **at)
+        receipt = chain.replay(signed, **at)  # decoded once: the signature is recovered here only
     except (TransactionReverted, FedledgerError, ValueError) as exc:
         error(f"does not re-execute as recorded: {exc}")
         return None

@@ -88,10 +88,9 @@ class InProcessChain(Chain):
         return "0x" + bytes(keccak(f"{head}:{block}:{timestamp}:{tx_hash}".encode())).hex()
 
     def _execute(
-        self, raw: bytes, *, block_number: int | None = None, timestamp: int | None = None
+        self, tx: signing.SignedTx, *, block_number: int | None = None, timestamp: int | None = None
     ) -> Receipt:
         """Runs one signed transaction in a new block; a revert rolls back state and the block."""
-        tx = signing.decode(raw)
         if tx.chain_id != self.chain_id:
             raise ChainError(f"a transaction signed for chain {tx.chain_id}, not this one ({self.chain_id})")
         expected = self._nonces.get(tx.sender, 0)
@@ -146,7 +145,7 @@ class InProcessChain(Chain):
             gas_used=max(used - refund, floor),
             logs=tuple(logs),
             contract_address=contract_address,
-            raw=raw,
+            raw=tx.raw,
             block_hash=self._head_hash,
         )
         self._receipts.append(receipt)
@@ -163,18 +162,18 @@ class InProcessChain(Chain):
     def send(self, sender: LocalAccount, to: str, data: bytes, *, gas: int | None = None) -> Receipt:
         return self._execute(self._sign(sender, to, data, gas))
 
-    def _sign(self, sender: LocalAccount, to: str | None, data: bytes, gas: int | None) -> bytes:
+    def _sign(self, sender: LocalAccount, to: str | None, data: bytes, gas: int | None) -> signing.SignedTx:
         nonce = self._nonces.get(to_checksum_address(sender.address), 0)
         return signing.sign(
             sender, nonce=nonce, to=to, data=data, gas=gas or TX_GAS_LIMIT, chain_id=self.chain_id
         )
 
-    def replay(self, raw: bytes, *, block_number: int, timestamp: int) -> Receipt:
+    def replay(self, tx: signing.SignedTx, *, block_number: int, timestamp: int) -> Receipt:
         """Re-executes a recorded signed transaction in its recorded block (the auditor's tool).
 
         No key is needed: the signature, nonce and chain id are checked as when it first ran.
         """
-        return self._execute(raw, block_number=block_number, timestamp=timestamp)
+        return self._execute(tx, block_number=block_number, timestamp=timestamp)
 
     def call(self, to: str, data: bytes, *, sender: str | None = None, block: int | None = None) -> bytes:
         if block is not None and block != self.block_number():

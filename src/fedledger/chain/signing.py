@@ -43,8 +43,11 @@ class SignedTx:
         return "0x" + keccak(self.raw).hex()
 
 
-def sign(account: LocalAccount, *, nonce: int, to: str | None, data: bytes, gas: int, chain_id: int) -> bytes:
-    """The signed envelope of a call (or, with `to` None, a deployment)."""
+def sign(
+    account: LocalAccount, *, nonce: int, to: str | None, data: bytes, gas: int, chain_id: int
+) -> SignedTx:
+    """The signed envelope of a call (or, with `to` None, a deployment); the signer is known, so
+    nothing is recovered."""
     tx: dict[str, Any] = {
         "nonce": nonce,
         "gasPrice": 0,
@@ -55,7 +58,16 @@ def sign(account: LocalAccount, *, nonce: int, to: str | None, data: bytes, gas:
     }
     if to is not None:
         tx["to"] = to_checksum_address(to)
-    return bytes(account.sign_transaction(tx).raw_transaction)
+    raw = bytes(account.sign_transaction(tx).raw_transaction)
+    return SignedTx(
+        raw=raw,
+        sender=to_checksum_address(account.address),
+        nonce=nonce,
+        gas=gas,
+        to=to_checksum_address(to) if to is not None else None,
+        data=bytes(data),
+        chain_id=chain_id,
+    )
 
 
 def decode(raw: bytes) -> SignedTx:
