@@ -3,7 +3,10 @@
 @title fedledger data registry
 @custom:contract-name data_registry
 @license MIT
-@notice Where each trainer of a job commits, once, to the local dataset it trains
+@notice What each trainer's own records went through: its data commitment, and
+        under record-level differential privacy the ε it has spent on them.
+
+        Each trainer of a job commits, once, to the local dataset it trains
         on: a salted Merkle root over its canonical rows, the row count and the
         schema hash. The salt stays with the organisation, so the commitment
         reveals nothing about the rows, yet it binds them: later the organisation
@@ -13,6 +16,12 @@
         its first update, so every update it contributes was trained after its
         data was fixed. The audit lineage reads model version -> contributors ->
         these commitments -> the job's code digest.
+
+        In a record-level DP job (DP-SGD inside each trainer) a trainer posts,
+        after each update it commits, the cumulative ε its records have spent,
+        as micro-ε rounded up. The value depends only on public parameters and
+        on how many rounds the trainer took part in, so the audit recomputes it;
+        this contract makes it never decrease and binds it to a committed round.
 @dev    A separate contract because the coordinator is at the EIP-170 code size
         limit. The coordinator binds itself here once, from its constructor, and
         keeps this address as `data_registry`; this contract reads the
@@ -39,6 +48,11 @@ struct DataCommitment:
     schema_hash: bytes32
 
 
+struct PrivacySpend:
+    round: uint32
+    micro_epsilon: uint64
+
+
 event CoordinatorBound:
     coordinator: indexed(address)
 
@@ -51,9 +65,17 @@ event DataCommitted:
     schema_hash: bytes32
 
 
+event TrainerPrivacySpent:
+    job_id: indexed(uint256)
+    trainer: indexed(address)
+    round: uint32
+    micro_epsilon: uint64
+
+
 ## @notice The coordinator whose jobs and trainers this registry serves.
 coordinator: public(address)
 _commitment: HashMap[uint256, HashMap[address, DataCommitment]]
+_spend: HashMap[uint256, HashMap[address, PrivacySpend]]
 
 
 @deploy
@@ -112,3 +134,42 @@ def data_commitment(job_id: uint256, trainer: address) -> DataCommitment:
     @return DataCommitment Its root, row count and schema hash.
     """
     return self._commitment[job_id][trainer]
+
+
+@external
+def spend_privacy(job_id: uint256, round: uint32, micro_epsilon: uint64):
+    """
+    @notice Records the ε the caller's own records have spent in `job_id` so far,
+            after its update for `round` (record-level DP).
+    @dev The round must be the caller's last committed one, so a spend is posted
+         with its commit; one spend per round, and it never decreases. Whether
+         it is the right value is the audit's to recompute from the spec.
+    @param job_id The job.
+    @param round The round whose update the caller has just committed.
+    @param micro_epsilon Cumulative ε over the caller's records, in units of 1e-6, rounded up.
+    """
+    coordinator: address = self.coordinator
+    assert coordinator != empty(address), "data_registry: not bound"
+    assert micro_epsilon > 0, "data_registry: epsilon is zero"
+    job: packing.JobWord = staticcall Coordinator(coordinator).job_state(job_id)
+    assert job.phase == PHASE_OPEN or job.phase == PHASE_AGGREGATING, "data_registry: job not running"
+    t: packing.TrainerWord = staticcall Coordinator(coordinator).trainer_state(job_id, msg.sender)
+    assert t.registered, "data_registry: not a registered trainer"
+    assert t.last_round == round, "data_registry: round not committed"
+    last: PrivacySpend = self._spend[job_id][msg.sender]
+    assert last.round < round, "data_registry: round already spent"
+    assert micro_epsilon >= last.micro_epsilon, "data_registry: epsilon decreased"
+    self._spend[job_id][msg.sender] = PrivacySpend(round=round, micro_epsilon=micro_epsilon)
+    log TrainerPrivacySpent(job_id=job_id, trainer=msg.sender, round=round, micro_epsilon=micro_epsilon)
+
+
+@external
+@view
+def privacy_spent(job_id: uint256, trainer: address) -> PrivacySpend:
+    """
+    @notice The last ε a trainer recorded for a job (all zero if none).
+    @param job_id The job.
+    @param trainer The trainer.
+    @return PrivacySpend The round it was posted after, and the cumulative micro-ε.
+    """
+    return self._spend[job_id][trainer]

@@ -102,7 +102,8 @@ class RewardToken(Contract):
 
 
 class DataRegistry(Contract):
-    """Each trainer's salted commitment to its local dataset, once per job (data_registry.vy)."""
+    """Each trainer's salted commitment to its local dataset, once per job, and under
+    record-level DP the ε its records have spent (data_registry.vy)."""
 
     artifact_name = "data_registry"
 
@@ -120,3 +121,11 @@ class DataRegistry(Contract):
         if int(c["rows"]) == 0:
             return None
         return bytes(c["root"]), int(c["rows"]), bytes(c["schema_hash"])
+
+    def spend_privacy(self, trainer: LocalAccount, job_id: int, round: int, micro_epsilon: int) -> Receipt:
+        return self.transact(trainer, "spend_privacy", job_id, round, micro_epsilon)
+
+    def privacy_spent(self, job_id: int, trainer: str) -> tuple[int, int]:
+        """(round, cumulative micro-ε) the trainer last recorded for the job; (0, 0) if none."""
+        p = self.read("privacy_spent", job_id, trainer)
+        return int(p["round"]), int(p["micro_epsilon"])

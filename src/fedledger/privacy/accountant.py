@@ -195,16 +195,20 @@ def rounds_affordable(
     sampling_rate: float = 1.0,
     accountant: str = "rdp",
     max_rounds: int = 10**6,
+    steps_per_round: int = 1,
 ) -> int:
     """The most rounds whose ε stays ≤ the budget (0 if one round already exceeds it).
 
-    ε grows with rounds, so doubling then bisection: O(log r) evaluations. Capped at
-    `max_rounds`, which is returned if even that many fit.
+    A round is `steps_per_round` releases (DP-SGD steps at record level). ε grows with
+    rounds, so doubling then bisection: O(log r) evaluations. Capped at `max_rounds`,
+    which is returned if even that many fit.
     """
     budget = check_epsilon(epsilon_budget)
+    if isinstance(steps_per_round, bool) or not isinstance(steps_per_round, int) or steps_per_round < 1:
+        raise PrivacyError(f"steps per round must be a positive integer, got {steps_per_round!r}")
 
     def fits(r: int) -> bool:
-        return epsilon(noise_multiplier, sampling_rate, r, delta, accountant) <= budget
+        return epsilon(noise_multiplier, sampling_rate, r * steps_per_round, delta, accountant) <= budget
 
     if not fits(1):
         return 0

@@ -110,8 +110,16 @@ class JobFields(BaseModel):
         le=255,
         description="secagg: neighbours per trainer; 0 means about 3 log2 n (n - 1: complete)",
     )
+    dp_level: Literal["organisation", "record"] = Field(
+        "organisation",
+        description="DP: the unit protected: a whole organisation (noise on the aggregate) or one "
+        "record (DP-SGD inside each trainer)",
+    )
     dp_epsilon: float = Field(
-        0.0, ge=0, description="differential privacy: the job's ε budget (user-level); 0 means no DP"
+        0.0,
+        ge=0,
+        description="differential privacy: the ε budget, the job's (organisation level) or each "
+        "organisation's over its own records (record level); 0 means no DP",
     )
     dp_delta: float = Field(1e-5, gt=0, lt=1, description="differential privacy: δ of the (ε, δ) budget")
     dp_clip_norm: float = Field(
@@ -121,6 +129,18 @@ class JobFields(BaseModel):
         0.0, ge=0, description="DP: noise σ / clip norm; 0 means the smallest that affords every round"
     )
     dp_accountant: Literal["rdp", "pld"] = Field("rdp", description="DP accountant (dp-accounting library)")
+    dp_max_grad_norm: float = Field(
+        1.0, gt=0, description="record-level DP: L2 bound each example's gradient is clipped to (DP-SGD)"
+    )
+    dp_sample_rate: float = Field(
+        0.01, gt=0, le=1, description="record-level DP: Poisson sampling rate, each record's chance per step"
+    )
+    dp_local_steps: int = Field(
+        0,
+        ge=0,
+        le=1_000_000,
+        description="record-level DP: DP-SGD steps per round; 0 means local_epochs passes in expectation",
+    )
     # contribution scoring
     scoring: Literal["none", "loo", "gtg", "exact"] = Field(
         "none", description="contribution scores per round: leave-one-out, GTG-Shapley or exact Shapley"

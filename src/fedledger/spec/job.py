@@ -58,7 +58,7 @@ class JobSpec(JobFields):
                 "contribution scoring needs a validation set every validator holds; own-data jobs "
                 "do not have one yet"
             )
-        if self.data_schema.federated_stats and self.dp:
+        if self.data_schema.federated_stats and (self.dp or self.record_dp):
             raise ValueError(
                 "federated standardisation releases feature sums without DP noise; use "
                 "standardise='none' in the data_schema for a DP job"
@@ -100,6 +100,8 @@ class JobSpec(JobFields):
                 raise ValueError(
                     "privacy=secagg hides the individual updates that contribution scoring needs"
                 )
+        if self.dp_level == "record":
+            self._check_record_dp()
         if self.dp:
             if self.aggregation != "fedavg":
                 raise ValueError(
@@ -108,9 +110,7 @@ class JobSpec(JobFields):
                 )
             if self.scored:
                 raise ValueError("dp_epsilon > 0 does not combine with contribution scoring")
-            affordable = dp_rounds_affordable(
-                self.dp_epsilon, self.dp_delta, self.noise_multiplier, self.dp_accountant
-            )
+            affordable = self.dp_rounds_affordable
             if affordable < self.rounds:
                 raise ValueError(
                     f"the (ε={self.dp_epsilon:g}, δ={self.dp_delta:g}) budget affords {affordable} rounds "
@@ -122,6 +122,27 @@ class JobSpec(JobFields):
         if self.effective_min_commits > self.trainers:
             raise ValueError(f"min_commits ({self.effective_min_commits}) exceeds trainers ({self.trainers})")
         return self
+
+    def _check_record_dp(self) -> None:
+        """Record level: DP-SGD runs in fedledger's trainer, so a budget and our training loop are needed.
+
+        No rule, mode or scoring is excluded: no noise is added centrally, so the aggregate is
+        an ordinary one over updates that are each already private.
+        """
+        if self.dp_epsilon == 0:
+            raise ValueError("dp_level=record needs a budget: set dp_epsilon > 0")
+        if self.client:
+            raise ValueError(
+                "dp_level=record runs DP-SGD in fedledger's own training loop; an organisation's own "
+                "Flower client trains its own way, so leave client empty or use dp_level=organisation"
+            )
+        affordable = self.dp_rounds_affordable
+        if affordable < 1:
+            raise ValueError(
+                f"the (ε={self.dp_epsilon:g}, δ={self.dp_delta:g}) budget does not afford one round of "
+                f"{self.dp_steps_per_round} DP-SGD steps at noise multiplier {self.noise_multiplier:g} "
+                f"and sampling rate {self.dp_sample_rate:g}: raise the noise or lower the steps"
+            )
 
     # -- derived values every party computes the same way ---------------------------------
 
@@ -182,14 +203,55 @@ class JobSpec(JobFields):
 
     @property
     def dp(self) -> bool:
-        return self.dp_epsilon > 0
+        """Organisation-level DP: validators clip the updates and noise the aggregate."""
+        return self.dp_epsilon > 0 and self.dp_level == "organisation"
+
+    @property
+    def record_dp(self) -> bool:
+        """Record-level DP: each trainer runs DP-SGD on its own records; nothing is noised centrally."""
+        return self.dp_epsilon > 0 and self.dp_level == "record"
+
+    @property
+    def dp_sampling_rate(self) -> float:
+        """Each release's sampling rate: 1 for the aggregate (every trainer commits), q for DP-SGD."""
+        return self.dp_sample_rate if self.dp_level == "record" else 1.0
+
+    @property
+    def dp_steps_per_round(self) -> int:
+        """Releases per round a trainer takes part in: 1 aggregate, or its DP-SGD steps.
+
+        At record level 0 steps means local_epochs passes in expectation, ⌈local_epochs / q⌉,
+        a number that does not depend on how many rows an organisation has, so anyone can
+        recompute every organisation's ε from the spec and its commits alone.
+        """
+        if self.dp_level != "record":
+            return 1
+        return self.dp_local_steps or -(-self.local_epochs * 10**9 // round(self.dp_sample_rate * 10**9))
 
     @property
     def noise_multiplier(self) -> float:
         """The DP noise multiplier z: the spec's, or the smallest whose ε over every round fits."""
         if self.dp_noise_multiplier > 0:
             return self.dp_noise_multiplier
-        return dp_noise_for(self.dp_epsilon, self.dp_delta, self.rounds, self.dp_accountant)
+        return dp_noise_for(
+            self.dp_epsilon,
+            self.dp_delta,
+            self.rounds * self.dp_steps_per_round,
+            self.dp_accountant,
+            self.dp_sampling_rate,
+        )
+
+    @property
+    def dp_rounds_affordable(self) -> int:
+        """Rounds a trainer (record level) or the job (organisation level) can spend within the budget."""
+        return dp_rounds_affordable(
+            self.dp_epsilon,
+            self.dp_delta,
+            self.noise_multiplier,
+            self.dp_accountant,
+            self.dp_sampling_rate,
+            self.dp_steps_per_round,
+        )
 
     @property
     def dp_clip_q(self) -> int:

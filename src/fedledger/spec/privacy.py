@@ -11,27 +11,40 @@ from functools import lru_cache
 
 
 @lru_cache(maxsize=64)
-def dp_noise_for(epsilon: float, delta: float, rounds: int, accountant: str) -> float:
-    """The accountant's smallest noise multiplier for the budget (cached: specs are re-validated)."""
+def dp_noise_for(
+    epsilon: float, delta: float, rounds: int, accountant: str, sampling_rate: float = 1.0
+) -> float:
+    """The accountant's smallest noise multiplier for the budget (cached: specs are re-validated).
+
+    `rounds` counts releases: aggregates at organisation level, DP-SGD steps at record level.
+    """
     from fedledger.errors import PrivacyError
     from fedledger.privacy.accountant import noise_multiplier_for
 
     try:
-        return noise_multiplier_for(epsilon, delta, rounds, 1.0, accountant)
+        return noise_multiplier_for(epsilon, delta, rounds, sampling_rate, accountant)
     except PrivacyError as exc:
         raise ValueError(str(exc)) from None
 
 
 @lru_cache(maxsize=64)
-def dp_rounds_affordable(epsilon: float, delta: float, z: float, accountant: str) -> int:
+def dp_rounds_affordable(
+    epsilon: float, delta: float, z: float, accountant: str, sampling_rate: float = 1.0, steps: int = 1
+) -> int:
+    """Rounds of `steps` releases each that the budget affords (record level: DP-SGD steps)."""
     from fedledger.privacy.accountant import rounds_affordable
 
-    return rounds_affordable(epsilon, delta, z, 1.0, accountant, max_rounds=100_000)
+    return rounds_affordable(
+        epsilon, delta, z, sampling_rate, accountant, max_rounds=100_000, steps_per_round=steps
+    )
 
 
 @lru_cache(maxsize=4096)
-def dp_micro_epsilon(z: float, releases: int, delta: float, accountant: str) -> int:
-    """Micro-ε (rounded up) after `releases` noisy aggregates: what validators post on chain."""
+def dp_micro_epsilon(
+    z: float, releases: int, delta: float, accountant: str, sampling_rate: float = 1.0
+) -> int:
+    """Micro-ε (rounded up) after `releases` noisy releases: what validators (organisation level)
+    or each trainer (record level, one release per DP-SGD step) post on chain."""
     from fedledger.privacy.accountant import epsilon, micro_epsilon
 
-    return micro_epsilon(epsilon(z, 1.0, releases, delta, accountant)) if releases else 0
+    return micro_epsilon(epsilon(z, sampling_rate, releases, delta, accountant)) if releases else 0
