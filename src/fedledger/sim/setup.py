@@ -38,10 +38,10 @@ from fedledger.sim.timing import TimedChain
 from fedledger.spec import JobSpec
 from fedledger.store.cached import VerifiedCache
 from fedledger.store.local import LocalStore
-from fedledger.training.client import NumPyClient
+from fedledger.training.client import ClientWrapper, NumPyClient
 from fedledger.training.consortium import build_consortium
 from fedledger.training.datasets import Dataset
-from fedledger.training.torch_client import get_weights
+from fedledger.training.torch_client import TorchClient, get_weights
 
 if TYPE_CHECKING:  # own-data jobs import Arrow and the SQL drivers only when they run
     from eth_account.signers.local import LocalAccount
@@ -154,6 +154,11 @@ class SimulationSetup:
             clients, self.malicious = apply_attack(consortium, spec, self.attack)
         if self.profiles:
             clients = apply_profiles(consortium, spec, clients, self.profiles)
+        for c in clients:  # a simulation reruns bit for bit: DP-SGD noise from the public seed
+            while isinstance(c, ClientWrapper):
+                c = c.inner
+            if isinstance(c, TorchClient):
+                c.seeded_noise = True
         self.dataset: Dataset = consortium.dataset
         init = consortium.initial_model
         self.names = consortium.names

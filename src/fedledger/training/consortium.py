@@ -15,6 +15,7 @@ from torch import nn
 from fedledger.spec import JobSpec
 from fedledger.training.client import NumPyClient
 from fedledger.training.datasets import Dataset, load_dataset
+from fedledger.training.dpsgd import DpSgd
 from fedledger.training.models import build_model
 from fedledger.training.partition import partition
 from fedledger.training.torch_client import TorchClient, weight_names
@@ -33,8 +34,14 @@ class Consortium:
     validation_hash: str = ""
 
 
-def make_client(spec: JobSpec, ds: Dataset, x: np.ndarray, y: np.ndarray, seed: int) -> TorchClient:
-    """A seeded trainer client with the spec's model and training settings."""
+def make_client(
+    spec: JobSpec, ds: Dataset, x: np.ndarray, y: np.ndarray, seed: int, *, trainer: bool = True
+) -> TorchClient:
+    """A seeded client with the spec's model and training settings.
+
+    A trainer's client in a record-level DP job runs DP-SGD; the sponsor's (FLTrust's root,
+    `trainer=False`) trains on the sponsor's own data and is not private.
+    """
     return TorchClient(
         build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed),
         x,
@@ -46,6 +53,7 @@ def make_client(spec: JobSpec, ds: Dataset, x: np.ndarray, y: np.ndarray, seed: 
         lr=spec.learning_rate,
         momentum=spec.momentum,
         seed=seed,
+        dp=DpSgd.from_spec(spec) if spec.record_dp and trainer else None,
     )
 
 
@@ -69,7 +77,7 @@ def build_consortium(spec: JobSpec) -> Consortium:
         order = np.random.default_rng([spec.seed, 0xF17]).permutation(len(pool))
         root_rows, pool = np.sort(order[: spec.root_examples]), np.sort(order[spec.root_examples :])
         rx, ry = ds.x_train[root_rows], ds.y_train[root_rows]
-        root = make_client(spec, ds, rx, ry, seed=spec.seed)
+        root = make_client(spec, ds, rx, ry, seed=spec.seed, trainer=False)
         root_hash = dataset_hash(rx, ry)
     validation = None
     validation_hash = ""

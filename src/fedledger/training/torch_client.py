@@ -19,6 +19,7 @@ from torch import nn
 
 from fedledger.errors import DatasetError, InvalidUpdate
 from fedledger.training.client import Config, Metrics, NDArrays, NumPyClient
+from fedledger.training.dpsgd import DpSgd, check_private_model, dp_train
 
 
 def configure_torch(threads: int | None) -> None:
@@ -164,7 +165,8 @@ class TorchClient(NumPyClient):
 
     `fit` reads optional overrides from the config a coordinator sends, with the
     job spec's field names: "round" (changes the shuffling), "local_epochs",
-    "batch_size", "learning_rate", "momentum".
+    "batch_size", "learning_rate", "momentum". With `dp` it runs DP-SGD instead, whose
+    steps and batches come from the spec's DP parameters alone.
     """
 
     def __init__(
@@ -180,6 +182,7 @@ class TorchClient(NumPyClient):
         lr: float,
         momentum: float,
         seed: int,
+        dp: DpSgd | None = None,
     ) -> None:
         _check_data(x_train, y_train, "TorchClient training data")
         self.model = model
@@ -190,6 +193,14 @@ class TorchClient(NumPyClient):
         self.lr = lr
         self.momentum = momentum
         self.seed = seed
+        #: record-level DP: DP-SGD (Poisson batches, per-sample clipping, noise) instead of `train`
+        self.dp = dp
+        #: DP-SGD's sampling and noise from the seed (a simulation, rerun bit for bit) instead of
+        #: the operating system's randomness; the seed is public, and noise known to others could
+        #: be subtracted from the update, so only a simulation sets this
+        self.seeded_noise = False
+        if dp is not None:
+            check_private_model(model)
 
     def get_parameters(self, config: Config) -> NDArrays:
         return get_weights(self.model)
@@ -199,6 +210,17 @@ class TorchClient(NumPyClient):
 
     def fit(self, parameters: NDArrays, config: Config) -> tuple[NDArrays, int, Metrics]:
         set_weights(self.model, parameters)
+        if self.dp is not None:
+            loss = dp_train(
+                self.model,
+                self.x_train,
+                self.y_train,
+                dp=self.dp,
+                lr=float(config.get("learning_rate", self.lr)),
+                momentum=float(config.get("momentum", self.momentum)),
+                seed=round_seed(self.seed, int(config.get("round", 0))) if self.seeded_noise else None,
+            )
+            return get_weights(self.model), len(self.x_train), {"loss": loss}
         loss = train(
             self.model,
             self.x_train,
