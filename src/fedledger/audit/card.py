@@ -90,7 +90,11 @@ def card_facts(
             "dp": spec.dp,
             "epsilon_spent": float(privacy.get("epsilon_spent", 0.0)),
             "epsilon_budget": spec.dp_epsilon,
-            "delta": spec.dp_delta if spec.dp else None,
+            "delta": spec.dp_delta if spec.dp or spec.record_dp else None,
+            "level": spec.dp_level if spec.dp or spec.record_dp else None,
+            "epsilon_by_organisation": {
+                org: o["epsilon_recorded"] for org, o in sorted(privacy.get("organisations", {}).items())
+            },
         },
     }
     if chain is not None:

@@ -15,6 +15,7 @@ from collections import defaultdict
 
 from fedledger.audit.data import check_data_commitments, code_lineage
 from fedledger.audit.payouts import check_payouts, check_privacy
+from fedledger.audit.record_privacy import check_record_privacy
 from fedledger.audit.replay import EventSource
 from fedledger.audit.report import AuditReport, AuditState, LineageEntry
 from fedledger.audit.rounds import check_round
@@ -125,4 +126,7 @@ def audit_events(source: EventSource, spec: JobSpec, store: BlobStore) -> AuditR
             current = new
     check_payouts(audit, created[0], finalized_rounds, events)
     check_privacy(audit, events)
+    check_record_privacy(
+        audit, [e for e in audit.src.events if e.args.get("job_id") == job], audit.src.data_registry, job
+    )
     return audit.report

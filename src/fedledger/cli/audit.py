@@ -82,7 +82,17 @@ def show(report: AuditReport, console: Console, *, quiet: bool = False) -> None:
         ran = " + ".join(x for x in (code["model"], code["client"]) if x)
         digest = code.get("code_digest") or "none (built-in model, part of fedledger)"
         console.print(f"code: {ran} · digest {digest} · bound by the spec hash on chain")
-    if report.privacy:
+    if report.privacy.get("level") == "record":
+        p = report.privacy
+        orgs = p["organisations"]
+        console.print(
+            f"record-level differential privacy: each organisation's ε over its own records, "
+            f"re-derived from its commits with the {p['accountant'].upper()} accountant "
+            f"(budget {p['epsilon_budget']:g}, δ = {p['delta']:g}, noise multiplier "
+            f"{p['noise_multiplier']:.4g}, q = {p['sample_rate']:g}, {p['steps_per_round']} steps a round): "
+            + ", ".join(f"{org} {o['epsilon']:.4f}" for org, o in orgs.items())
+        )
+    elif report.privacy:
         p = report.privacy
         console.print(
             f"differential privacy: ε = {p['epsilon_spent']:.6f} spent of {p['epsilon_budget']:g} "

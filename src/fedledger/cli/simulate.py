@@ -283,6 +283,14 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
             "secure aggregation: validators saw only each round's sum"
             + (f"; {len(recovered)} faults recovered from neighbours' shares" if recovered else "")
         )
+    if spec.record_dp:
+        spent = result.epsilon_by_organisation
+        console.print(
+            f"record-level differential privacy (DP-SGD in each trainer): ε over each organisation's "
+            f"records, budget {spec.dp_epsilon:g} (δ = {spec.dp_delta:g}, noise multiplier "
+            f"{spec.noise_multiplier:.4g}), recorded on chain: "
+            + ", ".join(f"{org} [bold]{eps:.4f}[/]" for org, eps in sorted(spent.items()))
+        )
     if spec.dp:
         console.print(
             f"differential privacy: ε = [bold]{result.epsilon_spent:.4f}[/] spent of {spec.dp_epsilon:g} "

@@ -56,6 +56,16 @@ def privacy_lines(spec: JobSpec, privacy: Mapping[str, Any]) -> list[str]:
             "- Secure aggregation (SecAgg+): validators saw only the sum of each round's updates"
             + (f"; faults recovered from: {len(faults)}" if faults else "")
         )
+    if spec.record_dp:
+        spent = privacy.get("epsilon_by_organisation") or {}
+        lines.append(
+            f"- Record-level differential privacy (DP-SGD in each trainer, Opacus): budget ε = "
+            f"{spec.dp_epsilon:g} per organisation over its own records (δ = {spec.dp_delta:g}, "
+            f"per-example clip {spec.dp_max_grad_norm:g}, noise multiplier {spec.noise_multiplier:.4g}, "
+            f"sampling rate {spec.dp_sample_rate:g}, {spec.dp_steps_per_round} steps a round, "
+            f"{spec.dp_accountant.upper()} accountant); spent, as recorded on chain: "
+            + (", ".join(f"{org} {eps:.6f}" for org, eps in spent.items()) or "none")
+        )
     if spec.dp:
         lines.append(
             f"- Differential privacy: ε = {privacy['epsilon_spent']:.6f} spent of {spec.dp_epsilon:g} "

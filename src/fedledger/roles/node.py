@@ -174,7 +174,7 @@ class Node:
             self.finish()
             return False
         expired = self.chain.now() > s.deadline
-        trains = self.trains and not self.trainer.ejected
+        trains = self.trains and not self.trainer.stopped  # ejected, or its records' budget spent
         # FLTrust's root update waits for `min_commits` trainers: committed first, it could close
         # a round (every registered trainer committed) that has too few updates to finalise
         root_waits = self.config.root and s.commits < self.spec.effective_min_commits

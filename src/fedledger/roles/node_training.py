@@ -127,7 +127,7 @@ class NodeTraining:
         """
         if (
             aggregate is None
-            or self.trainer.ejected
+            or self.trainer.stopped
             or (self.pending is not None and self.pending.round == s.round + 1)
         ):
             return False

@@ -26,6 +26,7 @@ from fedledger.roles.dp import private_update
 from fedledger.roles.job import CommitRecord
 from fedledger.roles.model import float_weights, quantized_delta
 from fedledger.roles.outcome import update_metadata
+from fedledger.roles.record_dp import RecordBudget
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
 from fedledger.training.client import NumPyClient
@@ -95,6 +96,17 @@ class Trainer:
         # directory, read once it can no longer change (after this trainer's first commit)
         self.x25519 = secure.x25519_key(bytes(account.key)) if spec.secure else None
         self._directory: dict[str, bytes] | None = None
+        # record-level DP: this organisation's own ε budget over its records
+        self.record_budget = (
+            RecordBudget(name=name, spec=spec, coordinator=coordinator, job_id=job_id, account=account)
+            if spec.record_dp
+            else None
+        )
+
+    @property
+    def stopped(self) -> bool:
+        """Trains no more in this job: ejected, or its records' ε budget affords no further round."""
+        return self.ejected or (self.record_budget is not None and self.record_budget.exhausted)
 
     def register(self) -> Receipt:
         if self.x25519 is not None:  # secure aggregation: publish the key at join time
@@ -128,6 +140,8 @@ class Trainer:
         """
         if self.ejected:
             log.info("%s: round %d: ejected from job %d, not training", self.name, round, self.job_id)
+            return TrainerRound(round, None, 0, float("nan"), 0.0, None)
+        if self.record_budget is not None and not self.record_budget.allows(round):
             return TrainerRound(round, None, 0, float("nan"), 0.0, None)
         global_q, stats_q = split_stats(self.store.get_tensors(global_commitment))
         if self.spec.federated_stats and not stats_q:
@@ -211,6 +225,8 @@ class Trainer:
             commitment = merkle_root(u.blob) if hooked is None else self.store.put(hooked)
         else:
             commitment = self.store.put(u.blob)
+        if self.record_budget is not None:  # readable from here on: its records' ε is spent
+            self.record_budget.released_one(round)
         try:
             receipt = self.coordinator.commit(self.account, self.job_id, round, commitment, num_examples)
         except TransactionReverted as exc:
@@ -236,6 +252,8 @@ class Trainer:
                 raise
             log.warning("%s: round %d: too late to commit (%s)", self.name, round, exc.reason)
             return TrainerRound(round, None, num_examples, loss, train_s, None)
+        if self.record_budget is not None:
+            self.record_budget.post(round)
         if self.x25519 is not None and self._directory is None:
             # our commit closed the key directory: what we masked against is now final
             self._directory = dict(self.secure_inputs(round, u.global_commitment).directory)

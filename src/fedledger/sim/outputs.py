@@ -217,7 +217,9 @@ def write_run(sim: SimulationSetup, result: SimulationResult) -> None:
             "dp": spec.dp,
             "epsilon_spent": result.epsilon_spent,
             "epsilon_budget": spec.dp_epsilon,
-            "delta": spec.dp_delta if spec.dp else None,
+            "delta": spec.dp_delta if spec.dp or spec.record_dp else None,
+            "level": spec.dp_level if spec.dp or spec.record_dp else None,
+            "epsilon_by_organisation": dict(sorted(result.epsilon_by_organisation.items())),
             "secagg_faults": [{"round": r, "org": o, "fault": f} for r, o, f in result.secagg_faults],
         },
     }

@@ -66,5 +66,8 @@ class SimulationResult:
     backdoor_success: float = float("nan")  # of the final model, whatever the attack
     scores: list[RoundScores] = field(default_factory=list)  # per finalised round, if scoring
     earnings: dict[str, Earnings] = field(default_factory=dict)  # organisation -> what it withdrew
-    epsilon_spent: float = 0.0  # differential privacy: ε recorded on chain (PrivacySpent)
+    #: differential privacy: ε recorded on chain (PrivacySpent; at record level the largest organisation's)
+    epsilon_spent: float = 0.0
+    #: record-level DP: each organisation's ε over its own records, as recorded on chain
+    epsilon_by_organisation: dict[str, float] = field(default_factory=dict)
     secagg_faults: list[tuple[int, str, str]] = field(default_factory=list)  # (round, org, fault)

@@ -181,7 +181,9 @@ class Simulation(SimulationSetup):
             train_seconds=train_s,
             round_seconds=time.perf_counter() - t_round,
             model_commitment=commitment_hex(model_c),
-            epsilon=coordinator.epsilon_spent(self.job_id) / 1e6 if self.spec.dp else 0.0,
+            epsilon=coordinator.epsilon_spent(self.job_id) / 1e6
+            if self.spec.dp
+            else max(self.record_epsilons().values(), default=0.0),
         )
         if self.attack is not None and self.attack.kind == "backdoor":
             m.backdoor_success = self.backdoor_success(model_c)
@@ -204,6 +206,16 @@ class Simulation(SimulationSetup):
         self.reader.poll()
         coordinator = self.deployment.coordinator
         return SecureInputs.from_events(coordinator.address, self.reader.events, self.job_id, r, global_c)
+
+    def record_epsilons(self) -> dict[str, float]:
+        """Record-level DP: each organisation's ε as its trainer recorded it in the data registry."""
+        if not self.spec.record_dp:
+            return {}
+        registry = self.deployment.data_registry
+        return {
+            o.name: registry.privacy_spent(self.job_id, str(o.trainer.account.address))[1] / 1e6
+            for o in self.orgs
+        }
 
     def running(self) -> bool:
         return self.deployment.coordinator.job_state(self.job_id).phase in (
@@ -262,7 +274,10 @@ class Simulation(SimulationSetup):
             backdoor_success=float("nan") if self.spec.own_data else self.backdoor_success(final),
             scores=self.scores,
             earnings=self.earnings,
-            epsilon_spent=self.deployment.coordinator.epsilon_spent(self.job_id) / 1e6,
+            epsilon_spent=self.deployment.coordinator.epsilon_spent(self.job_id) / 1e6
+            if not self.spec.record_dp
+            else max(self.record_epsilons().values(), default=0.0),
+            epsilon_by_organisation=self.record_epsilons(),
             secagg_faults=list(self.secagg_faults),
         )
         write_run(self, result)

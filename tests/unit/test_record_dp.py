@@ -1,0 +1,252 @@
+"""Record-level DP: the spec's parameters, DP-SGD through Opacus, each organisation's budget."""
+
+from __future__ import annotations
+
+import logging
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fedledger.errors import SpecError
+from fedledger.privacy.accountant import epsilon
+from fedledger.roles.record_dp import RecordBudget, micro_epsilon_after
+from fedledger.spec import JobSpec
+from fedledger.training.dpsgd import DpSgd, check_private_model, dp_train
+from fedledger.training.models import build_model
+from fedledger.training.torch_client import get_weights
+
+#: an explicit noise multiplier keeps these specs off the accountant's calibration search
+RECORD = {"dp_level": "record", "dp_epsilon": 8.0, "dp_noise_multiplier": 1.0}
+
+
+# -- the spec -----------------------------------------------------------------------------------
+
+
+def test_record_level_needs_a_budget_and_fedledgers_own_training() -> None:
+    with pytest.raises(SpecError, match="dp_level=record needs a budget: set dp_epsilon > 0"):
+        JobSpec.from_dict({"dp_level": "record"})
+    with pytest.raises(SpecError, match="runs DP-SGD in fedledger's own training loop"):
+        JobSpec.from_dict({**RECORD, "client": "my_app.client:client_fn"})
+
+
+def test_record_level_combines_with_robust_rules_secagg_and_scoring() -> None:
+    for extra in (
+        {"aggregation": "median"},
+        {"privacy": "secagg"},
+        {"scoring": "loo"},
+        {"aggregation": "krum"},
+    ):
+        spec = JobSpec.from_dict({**RECORD, **extra})
+        assert spec.record_dp and not spec.dp  # nothing is noised centrally
+    # organisation level still refuses them: its noise is on the FedAvg mean
+    with pytest.raises(SpecError, match="does not combine with median"):
+        JobSpec.from_dict({"dp_epsilon": 8.0, "aggregation": "median"})
+
+
+def test_steps_per_round_depend_on_the_spec_alone() -> None:
+    spec = JobSpec.from_dict({**RECORD, "local_epochs": 2, "dp_sample_rate": 0.01})
+    assert spec.dp_steps_per_round == 200  # two passes in expectation, whatever an organisation's N
+    assert JobSpec.from_dict({**RECORD, "dp_sample_rate": 0.03}).dp_steps_per_round == 67  # ⌈2 / 0.03⌉
+    assert JobSpec.from_dict({**RECORD, "dp_local_steps": 25}).dp_steps_per_round == 25
+    assert JobSpec.from_dict({"dp_epsilon": 8.0}).dp_steps_per_round == 1  # one aggregate a round
+
+
+def test_noise_is_calibrated_over_every_step_of_every_round() -> None:
+    spec = JobSpec.from_dict({"dp_level": "record", "dp_epsilon": 3.0, "rounds": 5, "dp_local_steps": 50})
+    z, steps = spec.noise_multiplier, spec.rounds * spec.dp_steps_per_round
+    assert epsilon(z, spec.dp_sample_rate, steps, spec.dp_delta) <= 3.0
+    assert epsilon(z * 0.99, spec.dp_sample_rate, steps, spec.dp_delta) > 3.0  # and no more noise than that
+    assert spec.dp_rounds_affordable == 5
+
+
+def test_a_budget_that_affords_no_round_is_refused() -> None:
+    with pytest.raises(
+        SpecError, match=r"does not afford one round of 200 DP-SGD steps at noise multiplier 0\.3"
+    ):
+        JobSpec.from_dict({**RECORD, "dp_epsilon": 0.5, "dp_noise_multiplier": 0.3})
+
+
+def test_levels_hash_differently() -> None:
+    a = JobSpec.from_dict({"dp_epsilon": 8.0})
+    b = JobSpec.from_dict({"dp_epsilon": 8.0, "dp_level": "record"})
+    assert a.spec_hash() != b.spec_hash()
+
+
+def test_our_rdp_accounting_agrees_with_opacus() -> None:
+    from opacus.accountants import RDPAccountant
+
+    for z, q, steps in [(0.75, 0.01, 4000), (2.68, 0.01, 4000), (1.0, 0.05, 500)]:
+        theirs = RDPAccountant()
+        theirs.history = [(z, q, steps)]
+        ours, opacus = epsilon(z, q, steps, 1e-5), theirs.get_epsilon(1e-5)
+        # the same RDP bound over different grids of orders: ours is never looser by more than 0.1%
+        assert ours == pytest.approx(opacus, rel=1e-3)
+        assert ours >= opacus * (1 - 1e-12)
+
+
+# -- DP-SGD -------------------------------------------------------------------------------------
+
+
+def _data(n: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, 1, 8, 8)).astype(np.float32), rng.integers(0, 10, n)
+
+
+def _model() -> nn.Module:
+    return build_model("mlp", (1, 8, 8), 10, seed=0)
+
+
+def _delta(before: list[np.ndarray], after: list[np.ndarray]) -> float:
+    return math.sqrt(
+        sum(float(((a - b).astype(np.float64) ** 2).sum()) for a, b in zip(after, before, strict=True))
+    )
+
+
+def test_dp_sgd_is_reproducible_from_its_seed() -> None:
+    x, y = _data()
+    dp = DpSgd(noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.1, steps=5)
+    runs = []
+    for seed in (7, 7, 8):
+        m = _model()
+        dp_train(m, x, y, dp=dp, lr=0.1, momentum=0.0, seed=seed)
+        runs.append(get_weights(m))
+    assert all(np.array_equal(a, b) for a, b in zip(runs[0], runs[1], strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(runs[0], runs[2], strict=True))
+
+
+def test_without_a_seed_batches_and_noise_come_from_the_operating_system() -> None:
+    """A node's DP-SGD: the spec's seed is public, so noise derived from it could be subtracted."""
+    x, y = _data()
+    dp = DpSgd(noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.1, steps=2)
+    runs = []
+    for _ in range(2):
+        m = _model()
+        dp_train(m, x, y, dp=dp, lr=0.1, momentum=0.0, seed=None)
+        runs.append(get_weights(m))
+    assert not all(np.array_equal(a, b) for a, b in zip(runs[0], runs[1], strict=True))
+
+
+def test_a_clients_noise_is_seeded_only_when_a_simulation_asks() -> None:
+    from fedledger.training.torch_client import TorchClient
+
+    x, y = _data()
+    client = TorchClient(
+        _model(),
+        x,
+        y,
+        x,
+        y,
+        epochs=1,
+        batch_size=32,
+        lr=0.1,
+        momentum=0.0,
+        seed=3,
+        dp=DpSgd(noise_multiplier=1.0, max_grad_norm=1.0, sample_rate=0.1, steps=2),
+    )
+    start = client.get_parameters({})
+    fits = [client.fit(start, {"round": 1})[0] for _ in range(2)]
+    assert not all(np.array_equal(a, b) for a, b in zip(*fits, strict=True))
+    client.seeded_noise = True
+    fits = [client.fit(start, {"round": 1})[0] for _ in range(2)]
+    assert all(np.array_equal(a, b) for a, b in zip(*fits, strict=True))
+
+
+def test_each_records_gradient_is_clipped() -> None:
+    """Without noise and with every record sampled, one step moves the weights by at most lr · C."""
+    x, y = _data()
+    m = _model()
+    before = get_weights(m)
+    clip = 0.01
+    dp_train(m, x, y, dp=DpSgd(0.0, clip, 1.0, 1), lr=1.0, momentum=0.0, seed=0)
+    moved = _delta(before, get_weights(m))
+    assert 0 < moved <= clip * (1 + 1e-5)
+    plain = _model()
+    loss = nn.functional.cross_entropy(plain(torch.from_numpy(x)), torch.from_numpy(y))
+    loss.backward()
+    assert math.sqrt(sum(float((p.grad**2).sum()) for p in plain.parameters())) > 10 * clip
+
+
+def test_noise_has_the_calibrated_scale() -> None:
+    """With a tiny clip the step is the noise: N(0, (zC)²) per coordinate over qN, times lr."""
+    x, y = _data(400)
+    m = _model()
+    before = get_weights(m)
+    z, clip, q = 2.0, 1e-6, 0.5
+    dp_train(m, x, y, dp=DpSgd(z, clip, q, 1), lr=1.0, momentum=0.0, seed=0)
+    d = sum(w.size for w in before)
+    expected = z * clip * math.sqrt(d) / round(q * len(x))
+    assert _delta(before, get_weights(m)) == pytest.approx(expected, rel=0.05)
+
+
+def test_an_empty_poisson_batch_is_a_noise_only_step() -> None:
+    x, y = _data(20)
+    m = _model()
+    before = get_weights(m)
+    loss = dp_train(m, x, y, dp=DpSgd(1.0, 1.0, 1e-9, 3), lr=0.1, momentum=0.0, seed=0)
+    assert loss == 0.0  # no record was sampled
+    assert _delta(before, get_weights(m)) > 0  # yet each step added noise
+
+
+def test_the_model_is_the_clients_again_after_training() -> None:
+    x, y = _data()
+    m = _model()
+    names = list(m.state_dict())
+    dp_train(m, x, y, dp=DpSgd(1.0, 1.0, 0.1, 2), lr=0.1, momentum=0.0, seed=0)
+    assert list(m.state_dict()) == names  # no "_module." prefix: weights keep their names
+    assert not any(hasattr(p, "grad_sample") for p in m.parameters())
+
+
+def test_a_model_without_per_sample_gradients_is_refused() -> None:
+    bn = nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.BatchNorm1d(8), nn.Linear(8, 10))
+    with pytest.raises(
+        SpecError, match="dp_level=record needs per-sample gradients, which this model cannot give"
+    ):
+        check_private_model(bn)
+
+
+# -- each organisation's budget -------------------------------------------------------------------
+
+
+def _budget(spec: JobSpec, committed_rounds: int) -> RecordBudget:
+    me = "0x" + "ab" * 20
+    events = [
+        SimpleNamespace(name="UpdateCommitted", args={"job_id": 1, "trainer": me, "round": r + 1})
+        for r in range(committed_rounds)
+    ] + [SimpleNamespace(name="UpdateCommitted", args={"job_id": 1, "trainer": "0x" + "cd" * 20, "round": 1})]
+    coordinator = SimpleNamespace(events=lambda: events)
+    return RecordBudget(
+        name="org-01",
+        spec=spec,
+        coordinator=coordinator,
+        job_id=1,
+        account=SimpleNamespace(address=me),  # type: ignore[arg-type]
+    )
+
+
+def test_a_trainer_counts_its_own_commits_and_stops_at_its_budget(caplog: pytest.LogCaptureFixture) -> None:
+    spec = JobSpec.from_dict({**RECORD, "dp_epsilon": 2.0, "dp_local_steps": 100})
+    affordable = spec.dp_rounds_affordable
+    assert 1 <= affordable < spec.rounds
+    budget = _budget(spec, committed_rounds=affordable - 1)  # a restarted node: the chain's count
+    assert budget.released == affordable - 1
+    assert budget.epsilon == micro_epsilon_after(spec, affordable - 1) / 1e6
+    assert budget.allows(affordable)
+    budget.released_one(affordable)
+    budget.released_one(affordable)  # a node retrying the same round's upload: counted once
+    assert budget.released == affordable
+    with caplog.at_level(logging.WARNING, logger="fedledger.trainer"):
+        assert not budget.allows(affordable + 1)
+        assert not budget.allows(affordable + 2)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1  # said once
+    assert lines[0].startswith(
+        f"org-01: round {affordable + 1}: not training: one more round would spend ε = "
+    )
+    assert lines[0].endswith(
+        f"of its records' budget 2 (ε = {budget.epsilon:.4f} spent over {affordable} rounds); "
+        "it commits no more updates in job 1"
+    )
