@@ -107,3 +107,22 @@ def test_a_spent_budget_stops_every_trainer_with_one_line(
     report = audit_run_dir(out)
     assert report.ok, [f.line() for f in report.findings if f.severity == "error"]
     assert {o["rounds"] for o in report.privacy["organisations"].values()} == {2}
+
+
+def test_a_spend_above_the_budget_fails_the_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The contract only keeps a spend from decreasing; the audit holds it to the spec's budget."""
+    honest = record_dp.micro_epsilon_after
+    over = 8_000_001  # micro-ε: one above the budget of 8
+
+    def overstated(spec, rounds):
+        return over if rounds == 2 else honest(spec, rounds)
+
+    spec = small_spec(**RECORD)
+    out = tmp_path / "run"
+    monkeypatch.setattr(record_dp.RecordBudget, "allows", lambda self, round: True)
+    monkeypatch.setattr(record_dp, "micro_epsilon_after", overstated)
+    Simulation(spec, out_dir=out).run()
+    monkeypatch.undo()
+    report = audit_run_dir(out)
+    errors = [f.message for f in report.findings if f.severity == "error" and f.check == "privacy"]
+    assert errors == ["ε 8.000001 exceeds the budget 8"] * 3
