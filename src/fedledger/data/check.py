@@ -68,14 +68,14 @@ def prepare(
     check_columns(table.column_names, schema.columns, at=at)
     n = table.num_rows
     check_not_empty(n, at=at)
-    numeric = tuple(_numeric(table.column(f.name), f.name, n, at) for f in schema.numeric)
+    numeric = tuple(check_numeric(table.column(f.name), f.name, n, at) for f in schema.numeric)
     if finite:
         check_finite(numeric, schema, organisation=organisation, source=source)
     categorical = tuple(
-        _categories(table.column(f.name), f.name, f.vocabulary, n, at, label=False)
+        check_categories(table.column(f.name), f.name, f.vocabulary, n, at, label=False)
         for f in schema.categorical
     )
-    label = _categories(table.column(schema.label), schema.label, schema.classes, n, at, label=True)
+    label = check_categories(table.column(schema.label), schema.label, schema.classes, n, at, label=True)
     return Prepared(n=n, numeric=numeric, categorical=categorical, label=label)
 
 
@@ -97,7 +97,8 @@ def check_not_empty(n: int, *, at: str) -> None:
         raise DataError(f"{at}: the source has no rows; point it at a table or query that yields data")
 
 
-def _numeric(col: pa.ChunkedArray, name: str, n: int, at: str) -> pa.ChunkedArray:
+def check_numeric(col: pa.ChunkedArray, name: str, n: int, at: str) -> pa.ChunkedArray:
+    """A column the schema calls numeric, as Arrow numbers; a DataError if it cannot be (n: all rows)."""
     t = col.type
     if pa.types.is_dictionary(t):
         col, t = col.cast(t.value_type), t.value_type
@@ -124,18 +125,22 @@ def check_finite(
     """A DataError for the first numeric column with a NaN, an inf or a value beyond float32's range."""
     at = where(organisation, source)
     for col, f in zip(numeric, schema.numeric, strict=True):
-        t, n = col.type, len(col)
-        if not (pa.types.is_floating(t) or pa.types.is_decimal(t)):
-            continue  # integers are always finite, and within float32's range
-        as_float = col if pa.types.is_floating(t) else col.cast(pa.float64())
-        good = pc.sum(pc.less_equal(pc.abs(as_float), FLOAT32_MAX)).as_py() or 0
-        if good < n:
-            finite = pc.sum(pc.is_finite(as_float)).as_py() or 0
-            what = "NaN or inf" if finite == good else "NaN, inf or beyond float32's range (±3.4e38)"
-            raise DataError(
-                f"{at}: column {f.name!r}: {rows(n - good, n)} are {what}; "
-                "drop or impute them before training"
-            )
+        check_finite_column(col, f.name, at)
+
+
+def check_finite_column(col: pa.ChunkedArray, name: str, at: str) -> None:
+    """A DataError if a checked numeric column holds a NaN, an inf or a value beyond float32's range."""
+    t, n = col.type, len(col)
+    if not (pa.types.is_floating(t) or pa.types.is_decimal(t)):
+        return  # integers are always finite, and within float32's range
+    as_float = col if pa.types.is_floating(t) else col.cast(pa.float64())
+    good = pc.sum(pc.less_equal(pc.abs(as_float), FLOAT32_MAX)).as_py() or 0
+    if good < n:
+        finite = pc.sum(pc.is_finite(as_float)).as_py() or 0
+        what = "NaN or inf" if finite == good else "NaN, inf or beyond float32's range (±3.4e38)"
+        raise DataError(
+            f"{at}: column {name!r}: {rows(n - good, n)} are {what}; drop or impute them before training"
+        )
 
 
 def _text_as_number(col: pa.ChunkedArray, name: str, n: int, at: str) -> pa.ChunkedArray:
@@ -151,9 +156,11 @@ def _text_as_number(col: pa.ChunkedArray, name: str, n: int, at: str) -> pa.Chun
     return pc.utf8_trim_whitespace(col).cast(pa.float64())
 
 
-def _categories(
+def check_categories(
     col: pa.ChunkedArray, name: str, vocabulary: tuple[str, ...], n: int, at: str, *, label: bool
 ) -> Codes:
+    """A categorical column (or the label) mapped onto its vocabulary; a DataError for a null, a
+    value outside it, or a type that cannot name a category (n: all rows)."""
     what = f"column {name!r} (the label)" if label else f"column {name!r}"
     if pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type):
         _not_utf8(col, name, n, at)

@@ -7,12 +7,14 @@ here: the means and deviations come from the federated statistics round (`data/s
 never from one party's rows.
 
 `load_local` is what a node calls: read only the schema's columns, check them (one-line
-`DataError`s), encode. It streams: each batch of the source (a CSV block, a Parquet batch,
-a database fetch) is checked and written into one growing (N, width) float32 matrix, column
-by column from the Arrow buffers, one-hotting categories from the codes the checks already
-computed. So loading costs little beyond the reading, and its peak memory is the output plus
-one batch, never a whole Arrow table. A batch that fails a check sends the load to the
-whole-table path, whose message counts the offending rows over the entire source.
+`DataError`s), encode (`data/fill.py`). It never holds a whole Arrow table. A Parquet file is
+read a column at a time, the way it is stored (`data/parquet.py`): each column is checked
+against all rows as it is decoded, so its messages need no second pass. A CSV or a database
+streams: each batch (a CSV block, a database fetch) is checked and written into one growing
+(N, width) float32 matrix, one-hotting categories from the codes the checks already
+computed, so its peak memory is the output plus one batch. A batch that fails a check sends
+the load to the whole-table path, whose message counts the offending rows over the entire
+source.
 
 Image folders go through `read_images` (in `data/images.py`); schema inference for
 `fedledger simulate` is in `data/infer.py`. Both are re-exported here.
@@ -20,19 +22,20 @@ Image folders go through `read_images` (in `data/images.py`); schema inference f
 
 from __future__ import annotations
 
-import bisect
-import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from fedledger.data.check import Prepared, check_not_empty, prepare
+from fedledger.data.check import check_not_empty, prepare
 from fedledger.data.columns import label_text, rows, text_values, where
+from fedledger.data.fill import THREADS_MAX, Output, fill, fill_prepared
 from fedledger.data.images import infer_image_schema, read_images
 from fedledger.data.infer import infer_schema
+from fedledger.data.parquet import load_parquet
 from fedledger.data.schema import ImageSchema, TableSchema
 from fedledger.data.sources import DataSource, read_batches, read_table
 from fedledger.errors import DataError
@@ -66,7 +69,7 @@ def encode_table(table: pa.Table, schema: TableSchema) -> tuple[np.ndarray, np.n
     The table is checked on the way (a mismatch is a DataError); `load_local` does this with
     the organisation's name in the message.
     """
-    return _fill(prepare(table, schema, organisation="table", source="encode_table"), schema)
+    return fill(prepare(table, schema, organisation="table", source="encode_table"), schema)
 
 
 def load_local(
@@ -85,6 +88,12 @@ def load_local(
             )
         x, y = read_images(src, schema, organisation=organisation)
         return LocalData(x=x, y=y, groups=None)
+    if not src.is_url and Path(src.source).suffix.lower() in (".parquet", ".pq"):
+        x, y, keys = load_parquet(
+            Path(src.source), schema, organisation=organisation, source=src.describe(), key=key
+        )
+        groups = _groups(keys, key, organisation, src.describe()) if keys is not None else None
+        return LocalData(x=x, y=y, groups=groups)
     columns = [*schema.columns, key] if key and key not in schema.columns else list(schema.columns)
     try:
         return _load_batches(src, schema, organisation=organisation, key=key, columns=columns)
@@ -96,7 +105,7 @@ def load_local(
     prep = prepare(table, schema, organisation=organisation, source=src.describe())
     groups = _groups(table.column(key), key, organisation, src.describe()) if key else None
     del table
-    x, y = _fill(prep, schema)
+    x, y = fill(prep, schema)
     return LocalData(x=x, y=y, groups=groups)
 
 
@@ -115,7 +124,7 @@ def _load_batches(
     """
     source = src.describe()
     batches = read_batches(src, organisation=organisation, columns=columns)
-    out = _Output(schema.encoded_width, batches.rows if batches.rows is not None else batches.estimate)
+    out = Output(schema.encoded_width, batches.rows if batches.rows is not None else batches.estimate)
     groups: list[np.ndarray] = []
     key_type: pa.DataType | None = None
     with ThreadPoolExecutor(THREADS_MAX) as pool:
@@ -131,7 +140,7 @@ def _load_batches(
                 raise _Recheck from None
             del table
             x, y = out.take(prep.n)
-            if not _fill_into(x, prep, schema, check_finite=True, pool=pool):
+            if not fill_prepared(x, prep, schema, check_finite=True, pool=pool):
                 raise _Recheck
             y[:] = prep.label.codes
     check_not_empty(out.n, at=where(organisation, source))
@@ -162,148 +171,6 @@ def _rechecked(batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
         yield from batches
     except DataError:
         raise _Recheck from None
-
-
-class _Output:
-    """(N, width) float32 and (N,) int64 buffers that grow as batches arrive."""
-
-    def __init__(self, width: int, rows: int | None) -> None:
-        capacity = rows if rows is not None else 1 << 16
-        self.x = np.empty((max(capacity, 1), width), dtype=np.float32)  # (capacity, width)
-        self.y = np.empty(max(capacity, 1), dtype=np.int64)  # (capacity,)
-        self.n = 0
-
-    def take(self, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """Views of the next `rows` rows (valid until the next call: the buffers may move)."""
-        need = self.n + rows
-        if need > len(self.y):
-            capacity = max(need, 2 * len(self.y))
-            self.x.resize((capacity, self.x.shape[1]), refcheck=False)
-            self.y.resize(capacity, refcheck=False)
-        a, self.n = self.n, need
-        return self.x[a:need], self.y[a:need]
-
-    def finish(self) -> tuple[np.ndarray, np.ndarray]:
-        self.x.resize((self.n, self.x.shape[1]), refcheck=False)
-        self.y.resize(self.n, refcheck=False)
-        return self.x, self.y
-
-
-#: rows encoded at a time: a block of the output (rows × width float32) stays in cache while every
-#: column is written into it, instead of each column sweeping the whole matrix (16,384 measured
-#: fastest of 4k–32k on a 36-wide table)
-BLOCK_ROWS = 16384
-#: threads that fill the matrix (each a share of the row blocks)
-THREADS_MAX = 4
-
-
-def _fill(prep: Prepared, schema: TableSchema) -> tuple[np.ndarray, np.ndarray]:
-    """A checked table's (x (N, encoded_width) float32, y (N,) int64)."""
-    x = np.empty((prep.n, schema.encoded_width), dtype=np.float32)  # (N, encoded_width)
-    with ThreadPoolExecutor(THREADS_MAX) as pool:
-        finite = _fill_into(x, prep, schema, check_finite=False, pool=pool)
-    assert finite
-    return x, prep.label.codes.astype(np.int64)
-
-
-def _fill_into(
-    x: np.ndarray, prep: Prepared, schema: TableSchema, *, check_finite: bool, pool: ThreadPoolExecutor
-) -> bool:
-    """Encodes a prepared table block by block into `x` ((N, encoded_width) float32, C-contiguous).
-
-    With `check_finite`, the numeric block is tested as it is written (cheap: it is in cache);
-    False then means a NaN, inf or a value beyond float32, which the Arrow-side check reports
-    exactly. Large tables are split between threads by row range (numpy releases the GIL).
-    """
-    n = prep.n
-    numeric = [_Pieces(col) for col in prep.numeric]
-    widths = [len(f.vocabulary) for f in schema.categorical]
-    codes = [c.codes for c in prep.categorical]
-    blocks = range(0, n, BLOCK_ROWS)
-    workers = min(os.cpu_count() or 1, THREADS_MAX, len(blocks))
-
-    def run(part: int) -> bool:
-        return _fill_rows(x, numeric, widths, codes, blocks[part::workers], check_finite)
-
-    if workers > 1:
-        return all(pool.map(run, range(workers)))
-    return run(0)
-
-
-def _fill_rows(
-    x: np.ndarray,
-    numeric: list[_Pieces],
-    widths: list[int],
-    codes: list[np.ndarray],
-    starts: range,
-    check_finite: bool,
-) -> bool:
-    """Writes the blocks of rows beginning at `starts`; False if a numeric value is not finite.
-
-    Numeric columns go first into a column-major scratch block (contiguous writes and a
-    contiguous finiteness test), then into the output by one transposing copy: cheaper than
-    writing each column down the output's stride.
-    """
-    n, width = x.shape
-    nn = len(numeric)
-    row_starts = np.arange(BLOCK_ROWS, dtype=np.int64) * width  # (BLOCK_ROWS,)
-    scratch = np.empty((nn, BLOCK_ROWS), dtype=np.float32)  # (numeric columns, BLOCK_ROWS)
-    finite = True
-    for a in starts:
-        b = min(n, a + BLOCK_ROWS)
-        block = x[a:b]  # (b - a, width), a view
-        if nn:
-            cols = scratch[:, : b - a]  # (nn, b - a)
-            for j, pieces in enumerate(numeric):
-                pieces.write(cols[j], a, b)
-            if check_finite and finite:
-                finite = bool(np.isfinite(cols).all())
-            block[:, :nn] = cols.T
-        if codes:
-            block[:, nn:] = 0.0
-            flat = block.reshape(-1)  # (rows * width,), a view: x is C-contiguous
-            start = nn
-            for v, c in zip(widths, codes, strict=True):
-                flat[row_starts[: b - a] + (c[a:b] + start)] = 1.0
-                start += v
-    return finite
-
-
-class _Pieces:
-    """A numeric column's chunks as numpy arrays (zero-copy where Arrow allows), written by row range.
-
-    Every number reaches float32 through float64: an int64 beyond 2^53 cast straight to float32
-    rounds once, through float64 twice, and a column may arrive as int64 in one batch and
-    float64 in another, so one rule for all keeps streamed and whole-table loads identical.
-    A value beyond float32 becomes inf silently here; the caller's finiteness test catches it.
-    """
-
-    def __init__(self, col: pa.ChunkedArray) -> None:
-        self.parts: list[np.ndarray] = []
-        self.starts: list[int] = []
-        offset = 0
-        for chunk in col.chunks:
-            if len(chunk) == 0:
-                continue
-            if pa.types.is_decimal(chunk.type):
-                chunk = chunk.cast(pa.float64())
-            self.parts.append(chunk.to_numpy(zero_copy_only=False))  # (len(chunk),)
-            self.starts.append(offset)
-            offset += len(chunk)
-
-    def write(self, out: np.ndarray, a: int, b: int) -> None:
-        """out[:] = the column's rows a..b (out is a (b - a,) view)."""
-        i = bisect.bisect_right(self.starts, a) - 1
-        pos = a
-        while pos < b:
-            part, s = self.parts[i], self.starts[i]
-            end = min(b, s + len(part))
-            values = part[pos - s : end - s]
-            if values.dtype.kind in "iu":
-                values = values.astype(np.float64)  # (end - pos,)
-            with np.errstate(over="ignore"):
-                out[pos - a : end - a] = values
-            pos, i = end, i + 1
 
 
 def _groups(col: pa.ChunkedArray, key: str, organisation: str, source: str) -> np.ndarray:

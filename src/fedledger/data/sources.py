@@ -92,14 +92,14 @@ def read_batches(src: DataSource, *, organisation: str, columns: Sequence[str]) 
     if src.is_url:
         return Batches(sql_batches(src.source, src.query, cols, at), rows=None)
     path = Path(src.source)
-    _check_file(path, at)
+    check_file(path, at)
     if path.suffix.lower() == ".csv":
         return Batches(prefetched(_csv_batches(path, cols, at)), rows=None, estimate=estimate_lines(path))
     try:
-        text = _parquet_text(pq.read_schema(path), cols, at)
+        text = parquet_text(pq.read_schema(path), cols, at)
         file = pq.ParquetFile(path, read_dictionary=text, buffer_size=PARQUET_BUFFER, pre_buffer=False)
     except (pa.ArrowException, OSError) as e:
-        raise _file_error(e, ".parquet", at) from None
+        raise file_error(e, ".parquet", at) from None
     return Batches(prefetched(_parquet_batches(file, cols, at)), rows=file.metadata.num_rows)
 
 
@@ -129,7 +129,7 @@ def _check_kind(src: DataSource, at: str) -> None:
 # --------------------------------------------------------------------------------------- files
 
 
-def _check_file(path: Path, at: str) -> None:
+def check_file(path: Path, at: str) -> None:
     if not path.exists():
         raise DataError(f"{at}: file {str(path)!r} does not exist; check the data source path")
     if path.is_dir():
@@ -144,7 +144,7 @@ def _check_file(path: Path, at: str) -> None:
         )
 
 
-def _file_error(e: BaseException, suffix: str, at: str) -> DataError:
+def file_error(e: BaseException, suffix: str, at: str) -> DataError:
     if isinstance(e, pa.ArrowException):
         kind = "CSV" if suffix == ".csv" else "Parquet"
         return DataError(f"{at}: cannot read the {kind} file: {first_line(e)}")
@@ -153,12 +153,12 @@ def _file_error(e: BaseException, suffix: str, at: str) -> DataError:
 
 
 def _read_file(path: Path, cols: list[str], at: str) -> pa.Table:
-    _check_file(path, at)
+    check_file(path, at)
     suffix = path.suffix.lower()
     try:
         return _read_csv(path, cols, at) if suffix == ".csv" else _read_parquet(path, cols, at)
     except (pa.ArrowException, OSError) as e:
-        raise _file_error(e, suffix, at) from None
+        raise file_error(e, suffix, at) from None
 
 
 def _read_csv(path: Path, cols: list[str], at: str) -> pa.Table:
@@ -170,7 +170,7 @@ def _read_csv(path: Path, cols: list[str], at: str) -> pa.Table:
         raise
 
 
-def _parquet_text(schema: pa.Schema, cols: list[str], at: str) -> list[str]:
+def parquet_text(schema: pa.Schema, cols: list[str], at: str) -> list[str]:
     """The text columns among `cols` (read dictionary-encoded, as stored); checks `cols` exist."""
     check_columns(schema.names, cols, at=at)
     return [c for c in cols if is_text_type(schema.field(c).type)]
@@ -180,7 +180,7 @@ def _read_parquet(path: Path, cols: list[str], at: str) -> pa.Table:
     schema = pq.read_schema(path)
     if not cols:
         return pq.read_table(path)
-    return pq.read_table(path, columns=cols, read_dictionary=_parquet_text(schema, cols, at))
+    return pq.read_table(path, columns=cols, read_dictionary=parquet_text(schema, cols, at))
 
 
 #: bytes of a CSV file read as one table when streaming (~90k rows of a 20-column table): each
@@ -215,7 +215,7 @@ def _csv_batches(path: Path, cols: list[str], at: str) -> Iterator[pa.Table]:
                     reader, read_options=pa_csv.ReadOptions(column_names=names), convert_options=options
                 )
     except (pa.ArrowException, OSError) as e:
-        raise _file_error(e, ".csv", at) from None
+        raise file_error(e, ".csv", at) from None
 
 
 def _parquet_batches(file: pq.ParquetFile, cols: list[str], at: str) -> Iterator[pa.Table]:
@@ -223,7 +223,7 @@ def _parquet_batches(file: pq.ParquetFile, cols: list[str], at: str) -> Iterator
         for batch in file.iter_batches(batch_size=PARQUET_BATCH, columns=cols or None):
             yield pa.Table.from_batches([batch])
     except (pa.ArrowException, OSError) as e:
-        raise _file_error(e, ".parquet", at) from None
+        raise file_error(e, ".parquet", at) from None
 
 
 # ----------------------------------------------------------------------------------------- text
