@@ -25,7 +25,8 @@ bug.
     │   ├── KeyMismatch           a public key differs from the on-chain key directory
     │   ├── ShareError            a share is missing, malformed or not for its reader (`.party`)
     │   └── RecoveryFailed        too few shares to unmask a round: nothing is unmasked
-    └── AuditFailure              the audit found a discrepancy
+    ├── AuditFailure              the audit found a discrepancy
+    └── NondeterminismError       two honest computations of one round differ: a bug, not an input
 """
 
 from __future__ import annotations
@@ -131,3 +132,11 @@ class RecoveryFailed(PrivacyError):
 
 class AuditFailure(FedledgerError):
     """The audit found a discrepancy."""
+
+
+class NondeterminismError(FedledgerError):
+    """Two honest computations of the same round gave different bytes.
+
+    Every rule is a pure integer function of its inputs, so this is never a participant's
+    fault: it is a bug in fedledger (or the platform), and no round built on it may stand.
+    """

@@ -66,8 +66,12 @@ class Validator:
         aggregate_hook: Callable[[bytes], bytes] | None = None,
         scorer: RoundScorer | None = None,
         score_hook: Callable[[list[int]], list[int]] | None = None,
+        compute: Callable[..., RoundOutcome] = compute_round,
     ) -> None:
         self.name = name
+        # how this member computes a round: `compute_round`, or a simulated committee's
+        # shared computation (sim/committee.py), which still computes each round twice
+        self.compute = compute
         self.root_trainer = root_trainer
         # the simulator's lying validator: proposes hook(aggregate) instead of the aggregate
         self.aggregate_hook = aggregate_hook
@@ -100,7 +104,7 @@ class Validator:
         In a DP job `releases_before` counts the job's earlier noisy releases (PrivacySpent
         events); the proposal carries the job's ε once this round's is released too.
         """
-        outcome = compute_round(
+        outcome = self.compute(
             secure=secure,
             releases_before=releases_before,
             store=self.store,

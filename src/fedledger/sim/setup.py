@@ -32,6 +32,7 @@ from fedledger.roles.sponsor import create_job
 from fedledger.roles.trainer import Trainer
 from fedledger.roles.validator import Validator
 from fedledger.sim.attacks import Attack, apply_attack, apply_profiles
+from fedledger.sim.committee import SharedRound
 from fedledger.sim.faults import CONDUCT_FAULTS, VALIDATOR_FAULTS, Fault, NaNClient, blob_hook
 from fedledger.sim.results import RoundMetrics
 from fedledger.sim.timing import TimedChain
@@ -164,6 +165,8 @@ class SimulationSetup:
         self.names = consortium.names
         self.eval_model = init
         self.scorer = scorer_for(self.spec, consortium) if self.validation is not None else None
+        # the committee computes each round twice, independently, and shares it (sim/committee.py)
+        self.committee = SharedRound()
         initial_q = quantize_model(self.names, get_weights(init), spec.scale_bits)
         self.initial_model = self.store.put(encode_tensors(initial_q, metadata=model_metadata(0, 0)))
 
@@ -262,6 +265,7 @@ class SimulationSetup:
                     aggregate_hook=liar,
                     scorer=self.scorer,
                     score_hook=self._biased_scores(acct.address, fault),
+                    compute=self.committee,
                 )
             trainer.register()
             if self.local:
