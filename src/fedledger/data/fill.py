@@ -76,9 +76,10 @@ class Output:
 
 def fill(prep: Prepared, schema: TableSchema) -> tuple[np.ndarray, np.ndarray]:
     """A checked table's (x (N, encoded_width) float32, y (N,) int64)."""
-    x = np.empty((prep.n, schema.encoded_width), dtype=np.float32)  # (N, encoded_width)
+    x = np.zeros((prep.n, schema.encoded_width), dtype=np.float32)  # (N, encoded_width)
     with ThreadPoolExecutor(THREADS_MAX) as pool:
-        finite = fill_into(x, ArrowNumeric(prep.numeric), _codes(prep), schema, check_finite=False, pool=pool)
+        numeric = ArrowNumeric(prep.numeric)
+        finite = fill_into(x, numeric, _codes(prep), schema, check_finite=False, pool=pool, zeroed=True)
     assert finite
     return x, prep.label.codes.astype(np.int64)
 
@@ -103,9 +104,13 @@ def fill_into(
     *,
     check_finite: bool,
     pool: ThreadPoolExecutor,
+    zeroed: bool = False,
 ) -> bool:
     """Encodes the numeric columns and category codes block by block into `x`
     ((N, encoded_width) float32, C-contiguous).
+
+    `zeroed`: the caller made `x` with `np.zeros` (fresh pages the kernel hands out zeroed,
+    at no cost), so the one-hot columns need no zeroing before their ones are scattered.
 
     With `check_finite`, each numeric block is tested as it is written (cheap: it is in cache);
     False then means a NaN, inf or a value beyond float32, which the Arrow-side check reports
@@ -117,7 +122,7 @@ def fill_into(
     workers = min(os.cpu_count() or 1, THREADS_MAX, len(blocks))
 
     def run(part: int) -> bool:
-        return _fill_rows(x, numeric, widths, codes, blocks[part::workers], check_finite)
+        return _fill_rows(x, numeric, widths, codes, blocks[part::workers], check_finite, zeroed)
 
     if workers > 1:
         return all(pool.map(run, range(workers)))
@@ -131,6 +136,7 @@ def _fill_rows(
     codes: Sequence[np.ndarray],
     starts: range,
     check_finite: bool,
+    zeroed: bool,
 ) -> bool:
     """Writes the blocks of rows beginning at `starts`; False if a numeric value is not finite."""
     n, width = x.shape
@@ -148,7 +154,8 @@ def _fill_rows(
                 finite = bool(np.isfinite(cols).all())
             block[:, :nn] = cols.T
         if codes:
-            block[:, nn:] = 0.0
+            if not zeroed:
+                block[:, nn:] = 0.0
             flat = block.reshape(-1)  # (rows * width,), a view: x is C-contiguous
             start = nn
             for v, c in zip(widths, codes, strict=True):

@@ -77,9 +77,9 @@ def load_parquet(
             codes: list[Codes] = _in_order(categorical)
             y = label.result().codes.astype(np.int64)  # (N,)
             keys = group.result() if group is not None else None
-            x = np.empty((n, schema.encoded_width), dtype=np.float32)  # (N, encoded_width)
+            x = np.zeros((n, schema.encoded_width), dtype=np.float32)  # (N, encoded_width)
             onehot = [c.codes for c in codes]
-            fill_into(x, StagedNumeric(staged), onehot, schema, check_finite=False, pool=pool)
+            fill_into(x, StagedNumeric(staged), onehot, schema, check_finite=False, pool=pool, zeroed=True)
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
