@@ -250,3 +250,63 @@ def test_a_trainer_counts_its_own_commits_and_stops_at_its_budget(caplog: pytest
         f"of its records' budget 2 (ε = {budget.epsilon:.4f} spent over {affordable} rounds); "
         "it commits no more updates in job 1"
     )
+
+
+def _opacus_reference(
+    model: nn.Module, x: np.ndarray, y: np.ndarray, dp: DpSgd, momentum: float, seed: int
+) -> None:
+    """DP-SGD exactly as Opacus runs it (GradSampleModule + DPOptimizer), batches and noise drawn
+    in the same order from the same seed as `dp_train`."""
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
+
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    wrapped = GradSampleModule(model, loss_reduction="sum")
+    optimizer = DPOptimizer(
+        torch.optim.SGD(model.parameters(), lr=0.1, momentum=momentum),
+        noise_multiplier=dp.noise_multiplier,
+        max_grad_norm=dp.max_grad_norm,
+        expected_batch_size=max(1, round(dp.sample_rate * len(xt))),
+        loss_reduction="mean",
+        generator=generator,
+    )
+    for _ in range(dp.steps):
+        idx = torch.from_numpy(np.flatnonzero(rng.random(len(xt)) < dp.sample_rate))
+        assert len(idx)  # an empty batch is its own test
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(wrapped(xt[idx]), yt[idx], reduction="sum").backward()
+        optimizer.step()
+    wrapped._close()
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+@pytest.mark.parametrize("hooks", [False, True], ids=["torch.func", "hooks fallback"])
+def test_dp_sgd_takes_opacus_steps(model: str, hooks: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clipping, noise, scaling and momentum as Opacus's DPOptimizer: the same weights after 4 steps."""
+    import fedledger.training.dpsgd as dpsgd
+
+    if hooks:
+        monkeypatch.setattr(dpsgd, "_functional_grads", lambda *a: None)
+    shape = (1, 8, 8) if model == "mlp" else (1, 12, 12)
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, *shape)).astype(np.float32)
+    y = rng.integers(0, 10, 120)
+    dp = DpSgd(noise_multiplier=0.8, max_grad_norm=0.5, sample_rate=0.2, steps=4)
+    ours, theirs = build_model(model, shape, 10, seed=0), build_model(model, shape, 10, seed=0)
+    dp_train(ours, x, y, dp=dp, lr=0.1, momentum=0.9, seed=5)
+    _opacus_reference(theirs, x, y, dp, momentum=0.9, seed=5)
+    for a, b in zip(get_weights(ours), get_weights(theirs), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
+    assert not any(hasattr(p, "grad_sample") for p in ours.parameters())
+
+
+def test_a_model_with_dropout_draws_a_mask_per_record() -> None:
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 10))
+    x, y = _data()
+    before = get_weights(m)
+    loss = dp_train(m, x, y, dp=DpSgd(0.5, 1.0, 0.2, 3), lr=0.1, momentum=0.0, seed=0)
+    assert math.isfinite(loss) and _delta(before, get_weights(m)) > 0
