@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fedledger.data.schema import ImageSchema, TableSchema
 from fedledger.data.sources import DataSource
 from fedledger.errors import DataError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -101,13 +105,55 @@ def infer_job_schema(
         return schemas[0].model_copy(update={"classes": tuple(classes)})
     if not label:
         raise DataError("a table needs --label COLUMN (or a data_schema in the --spec file)")
-    tables = [
-        read_table(s, organisation=s.describe(), columns=()) for s in (*sources, *([test] if test else []))
-    ]
-    columns = [c for c in tables[0].column_names if c not in exclude]
-    for s, t in zip(sources, tables, strict=False):
+    named = [*sources, *([test] if test else [])]
+    tables = [read_table(s, organisation=s.describe(), columns=()) for s in named]
+    # every column any source has, in the order first seen: which file comes first changes nothing
+    columns = list(dict.fromkeys(c for t in tables for c in t.column_names if c not in exclude))
+    for s, t in zip(named, tables, strict=True):
         missing = [c for c in columns if c not in t.column_names]
         if missing:
-            raise DataError(f"{s.describe()}: column {missing[0]!r} of {sources[0].describe()} is missing")
-    pooled = pa.concat_tables([t.select(columns) for t in tables], promote_options="permissive")
+            has = next(o for o, u in zip(named, tables, strict=True) if missing[0] in u.column_names)
+            who = f"the test data ({s.describe()})" if s is test else s.describe()
+            raise DataError(
+                f"{who}: column {missing[0]!r} is missing ({has.describe()} has it); give every "
+                "organisation the same columns, or write a data_schema in the --spec file"
+            )
+    try:
+        pooled = pa.concat_tables([t.select(columns) for t in tables], promote_options="permissive")
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        raise _type_clash(named, tables, columns) from None
     return infer_schema(pooled, label=label)  # excluded columns are already dropped
+
+
+def _kind(t: pa.DataType) -> str:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(t):
+        return _kind(t.value_type)
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        return "numbers"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "text"
+    if pa.types.is_boolean(t):
+        return "booleans"
+    return str(t)
+
+
+def _type_clash(
+    sources: Sequence[DataSource], tables: Sequence[pa.Table], columns: Sequence[str]
+) -> DataError:
+    """The first column whose values are of different kinds in two sources, as one line."""
+    import pyarrow as pa
+
+    for c in columns:
+        kinds: dict[str, str] = {}
+        for s, t in zip(sources, tables, strict=True):
+            if not pa.types.is_null(t.schema.field(c).type):
+                kinds.setdefault(_kind(t.schema.field(c).type), s.describe())
+        if len(kinds) > 1:
+            (k1, s1), (k2, s2) = list(kinds.items())[:2]
+            return DataError(
+                f"column {c!r} holds {k1} in {s1} but {k2} in {s2}; make it one type in every source "
+                "(a number written with a comma or a unit, like '12,5k', reads as text)"
+            )
+    return DataError("the sources' columns have types that cannot be combined; make them agree")

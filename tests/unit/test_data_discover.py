@@ -1,0 +1,82 @@
+"""`fedledger simulate --data` infers one schema over every organisation's table.
+
+Which file is named first must change nothing, and sources that disagree (a column one
+organisation lacks, a column that is numbers in one file and text in another, test data
+without a feature) are one line naming the column and both files, never a traceback.
+"""
+
+from __future__ import annotations
+
+from itertools import permutations
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import pytest
+
+from fedledger.data.discover import discover, infer_job_schema
+from fedledger.errors import DataError
+
+
+def _write(path: Path, **cols: list[object]) -> str:
+    t = pa.table(cols)
+    if path.suffix == ".csv":
+        pa_csv.write_csv(t, path)
+    else:
+        pq.write_table(t, path)
+    return str(path)
+
+
+def test_the_schema_does_not_depend_on_the_order_of_the_sources(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.csv", income=[1.0, 2.0], region=["n", "s"], y=[0, 1])
+    b = _write(tmp_path / "b.parquet", income=[3.0, 4.0], region=["e", "s"], y=[1, 0])
+    c = _write(tmp_path / "c.csv", income=[5.0, 6.0], region=["w", "w"], y=[0, 0])
+    schemas = {
+        infer_job_schema(discover(list(order))[0], label="y").model_dump_json()
+        for order in permutations([a, b, c])
+    }
+    assert len(schemas) == 1
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["lacking source first", "lacking source last"])
+def test_a_column_one_organisation_lacks_is_named_whichever_comes_first(tmp_path: Path, first: bool) -> None:
+    full = _write(tmp_path / "north.csv", income=[1.0, 2.0], debt=[3.0, 4.0], y=[0, 1])
+    lacking = _write(tmp_path / "south.csv", income=[1.0, 2.0], y=[1, 0])
+    paths = [lacking, full] if first else [full, lacking]
+    with pytest.raises(DataError) as e:
+        infer_job_schema(discover(paths)[0], label="y")
+    assert str(e.value) == (
+        "south.csv: column 'debt' is missing (north.csv has it); give every organisation the same "
+        "columns, or write a data_schema in the --spec file"
+    )
+
+
+def test_test_data_without_a_feature_is_one_line(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.csv", income=[1.0, 2.0], debt=[1.0, 1.0], y=[0, 1])
+    b = _write(tmp_path / "b.csv", income=[1.0, 2.0], debt=[2.0, 2.0], y=[1, 0])
+    test = _write(tmp_path / "test.csv", income=[1.0], y=[1])
+    sources, _ = discover([a, b])
+    with pytest.raises(
+        DataError, match=r"^the test data \(test.csv\): column 'debt' is missing \(a.csv has it\)"
+    ):
+        infer_job_schema(sources, label="y", test=discover([test])[0][0])
+
+
+@pytest.mark.parametrize(
+    ("column", "bad", "kinds"),
+    [
+        ("income", ["12,5k", "3"], "numbers in a.csv but text in b.csv"),
+        ("y", ["no", "yes"], "numbers in a.csv but text in b.csv"),
+    ],
+)
+def test_a_column_of_different_kinds_in_two_sources_is_one_line(
+    tmp_path: Path, column: str, bad: list[object], kinds: str
+) -> None:
+    a = _write(tmp_path / "a.csv", income=[1.0, 2.0], y=[0, 1])
+    cols: dict[str, list[object]] = {"income": [1.0, 2.0], "y": [1, 0]}
+    cols[column] = bad
+    b = _write(tmp_path / "b.csv", **cols)
+    with pytest.raises(DataError) as e:
+        infer_job_schema(discover([a, b])[0], label="y")
+    assert str(e.value).startswith(f"column {column!r} holds {kinds}; make it one type in every source")
