@@ -58,6 +58,13 @@ class JobSpec(JobFields):
                 "contribution scoring needs a validation set every validator holds; own-data jobs "
                 "do not have one yet"
             )
+        if self.client:
+            raise ValueError(
+                "a Flower client (client) loads and preprocesses its own data, but an own-data job "
+                "needs fedledger to read each organisation's source (schema checks, statistics, the "
+                "data commitment), so nothing could vouch that the client trained on the committed "
+                "rows: name the client's model factory in model = \"package.module:build\" instead"
+            )
         if self.data_schema.federated_stats and (self.dp or self.record_dp):
             raise ValueError(
                 "federated standardisation releases feature sums without DP noise; use "
