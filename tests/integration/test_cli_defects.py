@@ -81,6 +81,33 @@ def test_force_gives_back_the_previous_run_when_the_new_job_is_refused(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+@pytest.mark.parametrize("stop", ["code", "interrupt"])
+def test_a_run_stopped_before_any_final_round_leaves_nothing_and_gives_back_the_previous(
+    stop: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An organisation's code that raises in round 1, or Ctrl-C: nothing is final, nothing is kept."""
+    from fedledger.errors import CodeError
+    from fedledger.training.torch_client import TorchClient
+
+    def fit(*args: object, **kwargs: object) -> object:
+        if stop == "code":
+            raise CodeError("client", "fit raised RuntimeError: the organisation's own bug")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TorchClient, "fit", fit)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "chain.json").write_text("the previous run's evidence")
+    code = main(["simulate", *SMALL, "--out", str(out), "--force"])
+    if stop == "code":
+        assert code == 2 and "fit raised RuntimeError: the organisation's own bug" in one_error_line(capsys)
+    else:
+        assert code == 130
+    assert (out / "chain.json").read_text() == "the previous run's evidence"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert sorted(p.name for p in out.iterdir()) == ["chain.json"]
+
+
 # -- audit: unreadable inputs are one line and exit 2 ---------------------------------------------
 
 

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fedledger.errors import SpecError
 from fedledger.sim.attacks import ATTACKS, Attack, parse_profile
 from fedledger.sim.faults import Fault
-from fedledger.sim.simulate import RoundMetrics, Simulation
+from fedledger.sim.simulate import RoundMetrics, Simulation, SimulationResult
 from fedledger.spec import DATASETS, JobSpec
 
 if TYPE_CHECKING:
@@ -124,6 +124,7 @@ class RunDir:
     out: Path
     created: Path | None
     previous: Path | None
+    accepted: bool = False
 
     def refuse(self) -> None:
         """Removes everything this run wrote and puts back what it replaced."""
@@ -140,7 +141,8 @@ class RunDir:
                 parent = parent.parent
 
     def accept(self) -> None:
-        """The job is under way: the run it replaces goes."""
+        """The job has a finalised round worth keeping: the run it replaces goes."""
+        self.accepted = True
         if self.previous is not None:
             shutil.rmtree(self.previous)
             self.previous = None
@@ -229,8 +231,34 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
     except BaseException:  # refused at setup (bad data, a node down): leave no half-written run
         run_dir.refuse()
         raise
+    try:
+        result = _run(sim, spec, run_dir, console, quiet=args.quiet, attack=attack)
+    except BaseException:
+        # stopped mid-run (the organisation's code raised, Ctrl-C): before any round is final
+        # there is nothing to keep, so nothing half-written is left and a replaced run comes back
+        if not run_dir.accepted:
+            run_dir.refuse()
+        raise
     run_dir.accept()
-    if not args.quiet:
+    return _report(result, spec, out, console, t0, attack=attack)
+
+
+def _run(
+    sim: Simulation,
+    spec: JobSpec,
+    run_dir: RunDir,
+    console: Console,
+    *,
+    quiet: bool,
+    attack: Attack | None,
+) -> SimulationResult:
+    """Runs the job, printing a row a round; the run directory is kept from the first final round."""
+
+    def keep(m: RoundMetrics) -> None:
+        if m.status == "finalized" and not run_dir.accepted:
+            run_dir.accept()
+
+    if not quiet:
         joined = (
             "registered, staked and committed to their data"
             if sim.data_commitments
@@ -241,26 +269,32 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
             bad = ", ".join(sim.malicious_names) or "none"
             console.print(f"[red]attack[/] {attack.kind}: {ATTACKS[attack.kind]} · malicious: {bad}")
 
-    if args.quiet:
-        result = sim.run()
-    else:
-        console.print(f"[bold]{HEADER}[/]")
-        with Progress(
-            TextColumn("[progress.description]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("rounds", total=spec.rounds)
+    if quiet:
+        return sim.run(keep)
+    console.print(f"[bold]{HEADER}[/]")
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("rounds", total=spec.rounds)
 
-            def on_round(m: RoundMetrics) -> None:
-                bar.console.print(format_row(m), highlight=False)
-                if m.status == "finalized":
-                    bar.advance(task)
+        def on_round(m: RoundMetrics) -> None:
+            keep(m)
+            bar.console.print(format_row(m), highlight=False)
+            if m.status == "finalized":
+                bar.advance(task)
 
-            result = sim.run(on_round)
+        return sim.run(on_round)
+
+
+def _report(
+    result: SimulationResult, spec: JobSpec, out: Path, console: Console, t0: float, *, attack: Attack | None
+) -> int:
+    """The closing lines: rounds, accuracy, gas, privacy, flags, contributions, where the evidence is."""
     wall = time.perf_counter() - t0
     finalized = sum(1 for m in result.rounds if m.status == "finalized")
     gas = sum(m.gas_used for m in result.rounds)
