@@ -281,25 +281,37 @@ def _opacus_reference(
     wrapped._close()
 
 
+def _layernorm_net(shape: tuple[int, ...], num_classes: int, seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    width = int(np.prod(shape))
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(width, 16), nn.LayerNorm(16), nn.ReLU(), nn.Linear(16, num_classes)
+    )
+
+
 @pytest.mark.filterwarnings("ignore:Full backward hook is firing")
-@pytest.mark.parametrize("model", ["mlp", "cnn"])
-@pytest.mark.parametrize("hooks", [False, True], ids=["torch.func", "hooks fallback"])
-def test_dp_sgd_takes_opacus_steps(model: str, hooks: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Clipping, noise, scaling and momentum as Opacus's DPOptimizer: the same weights after 4 steps."""
+@pytest.mark.parametrize("model", ["mlp", "cnn", "layernorm"])
+@pytest.mark.parametrize("path", ["ghost", "torch.func", "hooks"])
+def test_dp_sgd_takes_opacus_steps(model: str, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clipping, noise, scaling and momentum as Opacus's DPOptimizer: the same weights after 4 steps,
+    whichever way the clipped sum is computed (a LayerNorm is not ghost-clipped: it falls back)."""
     import fedledger.training.dpsgd as dpsgd
 
-    if hooks:
+    if path != "ghost":
+        monkeypatch.setattr(dpsgd, "ghost_clipper", lambda *a: None)
+    if path == "hooks":
         monkeypatch.setattr(dpsgd, "_functional_grads", lambda *a: None)
-    shape = (1, 8, 8) if model == "mlp" else (1, 12, 12)
+    shape = (1, 8, 8) if model != "cnn" else (1, 12, 12)
     rng = np.random.default_rng(1)
     x = rng.normal(size=(120, *shape)).astype(np.float32)
     y = rng.integers(0, 10, 120)
     dp = DpSgd(noise_multiplier=0.8, max_grad_norm=0.5, sample_rate=0.2, steps=4)
-    ours, theirs = build_model(model, shape, 10, seed=0), build_model(model, shape, 10, seed=0)
+    build = _layernorm_net if model == "layernorm" else lambda s, c, seed: build_model(model, s, c, seed=seed)
+    ours, theirs = build(shape, 10, seed=0), build(shape, 10, seed=0)
     dp_train(ours, x, y, dp=dp, lr=0.1, momentum=0.9, seed=5)
     _opacus_reference(theirs, x, y, dp, momentum=0.9, seed=5)
     for a, b in zip(get_weights(ours), get_weights(theirs), strict=True):
-        np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
+        np.testing.assert_allclose(a, b, rtol=0, atol=5e-6)
     assert not any(hasattr(p, "grad_sample") for p in ours.parameters())
 
 
@@ -310,3 +322,16 @@ def test_a_model_with_dropout_draws_a_mask_per_record() -> None:
     before = get_weights(m)
     loss = dp_train(m, x, y, dp=DpSgd(0.5, 1.0, 0.2, 3), lr=0.1, momentum=0.0, seed=0)
     assert math.isfinite(loss) and _delta(before, get_weights(m)) > 0
+
+
+def test_ghost_clipping_covers_the_built_in_models_and_refuses_other_layers() -> None:
+    from fedledger.training.ghost import ghost_clipper
+
+    for m in (build_model("cnn", (1, 12, 12), 10, seed=0), build_model("mlp", (1, 8, 8), 10, seed=0)):
+        clipper = ghost_clipper(m, [k for k, _ in m.named_parameters()])
+        assert clipper is not None
+        clipper.close()
+    other = _layernorm_net((1, 8, 8), 10, seed=0)
+    assert ghost_clipper(other, [k for k, _ in other.named_parameters()]) is None
+    grouped = nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+    assert ghost_clipper(grouped, [k for k, _ in grouped.named_parameters()]) is None
