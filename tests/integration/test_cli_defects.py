@@ -274,3 +274,26 @@ def test_a_signal_to_devnet_stops_its_anvil(sig: signal.Signals, tmp_path: Path)
         for pid in anvil:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_own_data_partition_flags_that_cannot_apply_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    folder = tmp_path / "orgs"
+    folder.mkdir()
+    for name in ("north", "south"):
+        pa_csv.write_csv(pa.table({"x": [1.0, 2.0, 3.0], "region": ["a", "b", "a"], "y": [0, 1, 0]}),
+                         folder / f"{name}.csv")  # fmt: skip
+    out = tmp_path / "run"
+    several = ["--data", str(folder), "--label", "y", "--partition", "key", "--key", "region"]
+    assert main(["simulate", *several, "--out", str(out), "--quiet"]) == 2
+    assert "--partition key splits one table, but the --data sources are 2 organisations" in one_error_line(
+        capsys
+    )
+    one = ["--data", str(folder / "north.csv"), "--label", "y", "--partition", "key"]
+    assert main(["simulate", *one, "--out", str(out), "--quiet"]) == 2
+    assert "--partition key needs --key COLUMN" in one_error_line(capsys)
+    assert not out.exists()

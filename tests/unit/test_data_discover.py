@@ -80,3 +80,47 @@ def test_a_column_of_different_kinds_in_two_sources_is_one_line(
     with pytest.raises(DataError) as e:
         infer_job_schema(discover([a, b])[0], label="y")
     assert str(e.value).startswith(f"column {column!r} holds {kinds}; make it one type in every source")
+
+
+def test_exclude_and_max_vocabulary_shape_the_inferred_schema(tmp_path: Path) -> None:
+    ids = [f"id-{i}" for i in range(80)]
+    a = _write(
+        tmp_path / "a.csv", customer=ids, income=[float(i) for i in range(80)], y=[i % 2 for i in range(80)]
+    )
+    sources, _ = discover([a])
+    with pytest.raises(
+        DataError, match=r"column 'customer' has 80 distinct values .* \(--exclude customer\)"
+    ):
+        infer_job_schema(sources, label="y")
+    schema = infer_job_schema(sources, label="y", exclude=["customer"])
+    assert [f.name for f in schema.features] == ["income"]  # type: ignore[union-attr]
+    wide = infer_job_schema(sources, label="y", max_vocabulary=100)
+    assert [f.name for f in wide.features] == ["customer", "income"]  # type: ignore[union-attr]
+    with pytest.raises(DataError, match=r"^--exclude custmer: no source has that column"):
+        infer_job_schema(sources, label="y", exclude=["custmer"])
+
+
+def test_two_files_of_one_organisation_in_a_directory_are_one_line(tmp_path: Path) -> None:
+    _write(tmp_path / "north.csv", income=[1.0], y=[0])
+    _write(tmp_path / "north.parquet", income=[1.0], y=[0])
+    _write(tmp_path / "south.csv", income=[1.0], y=[0])
+    with pytest.raises(DataError, match=r"north.csv and north.parquet both name organisation 'north'"):
+        discover([str(tmp_path)])
+
+
+def test_simulate_help_lists_every_fault_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    from fedledger.cli.main import main
+    from fedledger.sim.faults import FAULT_KINDS
+
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert all(kind in text for kind in FAULT_KINDS)
+
+
+def test_an_empty_label_is_named_as_such_not_as_a_type(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.csv", income=[1.0, 2.0, 3.0], y=[0, None, 1])
+    with pytest.raises(
+        DataError, match=r"the label column 'y': 1 of 3 rows are empty \(null\); drop those rows"
+    ):
+        infer_job_schema(discover([a])[0], label="y")

@@ -292,5 +292,5 @@ def test_infer_schema_refuses_an_identifier_column() -> None:
         infer_schema(t, label="y")
     assert str(e.value) == (
         "schema inference: column 'id' has 100 distinct values (more than max_vocabulary 64); "
-        "drop it with exclude, or raise max_vocabulary"
+        "leave it out (--exclude id), or raise --max-vocabulary"
     )

@@ -70,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KIND@TRAINER[:FROM_ROUND]",
         help="make trainer TRAINER (1-based) misbehave from round FROM_ROUND (default 1) on; kinds: "
-        "corrupt-blob, withhold-blob, wrong-shape, float-blob, huge-norm, malformed, nan-weights "
-        "(repeatable)",
+        "corrupt-blob, withhold-blob, wrong-shape, float-blob, huge-norm, malformed, nan-weights, "
+        "drop-out, withhold-reveal, lying-validator, biased-validator (repeatable)",
     )
     sim.add_argument(
         "--attack",
@@ -124,6 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --partition key: the natural column (state, branch, ward) whose groups stay whole",
     )
     own.add_argument("--query", default="", metavar="SQL", help="the SELECT for database sources")
+    own.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="leave a column out of the inferred schema (an identifier, a timestamp); repeatable",
+    )
+    own.add_argument(
+        "--max-vocabulary",
+        type=int,
+        default=64,
+        metavar="N",
+        help="most categories a text column may have in the inferred schema (default 64)",
+    )
 
     aud = sub.add_parser(
         "audit",

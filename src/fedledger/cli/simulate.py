@@ -49,6 +49,17 @@ def load_spec(args: argparse.Namespace) -> JobSpec:
     named = args.name is not None or (args.spec is not None and "name" in base.model_fields_set)
     if getattr(args, "data", None):
         base = own_data_spec(base, args)
+        part = getattr(args, "partition", None)
+        if part == "key" and not args.key:
+            raise SpecError(
+                "partition", "--partition key needs --key COLUMN: the column whose groups stay whole"
+            )
+        if base.partition == "organisation" and part not in (None, "organisation"):
+            raise SpecError(
+                "partition",
+                f"--partition {part} splits one table, but the --data sources are {base.trainers} "
+                "organisations already; give one table to split, or leave --partition out",
+            )
     spec = base.with_overrides(**overrides)
     if not named:  # a default name that says what the job is, not always "mnist-fedavg"
         spec = spec.with_overrides(name=f"{spec.dataset}-{spec.aggregation}")
@@ -77,8 +88,9 @@ def own_data_spec(base: JobSpec, args: argparse.Namespace) -> JobSpec:
     fields: dict[str, object] = {}
     schema = base.data_schema
     if schema is None:
-        schema = infer_job_schema(own.sources, label=args.label, exclude=[args.key] if args.key else [],
-                                  test=own.test)  # fmt: skip
+        exclude = [*args.exclude, *([args.key] if args.key else [])]
+        schema = infer_job_schema(own.sources, label=args.label, exclude=exclude, test=own.test,
+                                  max_vocabulary=args.max_vocabulary)  # fmt: skip
         fields["data_schema"] = schema.model_dump()
     elif args.label and schema.kind == "table" and schema.label != args.label:
         raise SpecError(
@@ -98,7 +110,7 @@ def own_data_spec(base: JobSpec, args: argparse.Namespace) -> JobSpec:
     return JobSpec.from_dict(data)
 
 
-OWN_DATA_FLAGS = ("key", "label", "test_data", "query")
+OWN_DATA_FLAGS = ("key", "label", "test_data", "query", "exclude")
 
 
 def check_flags(args: argparse.Namespace, faults: list[Fault]) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fedledger.data.columns import quoted
 from fedledger.data.schema import ImageSchema, TableSchema
 from fedledger.data.sources import DataSource
 from fedledger.errors import DataError
@@ -73,7 +74,15 @@ def discover(paths: Sequence[str], *, query: str = "") -> tuple[list[DataSource]
                     f"{p}: holds no tables ({', '.join(TABLE_SUFFIXES + SQLITE_SUFFIXES)}) and no image "
                     "folders; give one file per organisation"
                 )
-            return [_source(str(e), query) for e in entries], [_name(e) for e in entries]
+            names = [_name(e) for e in entries]
+            for n in sorted(set(names)):
+                clash = [e.name for e in entries if _name(e) == n]
+                if len(clash) > 1:
+                    raise DataError(
+                        f"{p}: {' and '.join(clash)} both name organisation {n!r}; keep one file per "
+                        "organisation in the directory"
+                    )
+            return [_source(str(e), query) for e in entries], names
         return [_source(paths[0], query)], []
     names = [_name(Path(x)) if "://" not in x else f"org-{i:02d}" for i, x in enumerate(paths, start=1)]
     if len(set(names)) != len(names):
@@ -91,6 +100,7 @@ def infer_job_schema(
     label: str,
     exclude: Sequence[str] = (),
     test: DataSource | None = None,
+    max_vocabulary: int = 64,
 ) -> TableSchema | ImageSchema:
     """A schema covering every source (simulation only: it sees every organisation's columns)."""
     import pyarrow as pa
@@ -109,6 +119,10 @@ def infer_job_schema(
     tables = [read_table(s, organisation=s.describe(), columns=()) for s in named]
     # every column any source has, in the order first seen: which file comes first changes nothing
     columns = list(dict.fromkeys(c for t in tables for c in t.column_names if c not in exclude))
+    present = {c for t in tables for c in t.column_names}
+    unknown = [c for c in exclude if c not in present]
+    if unknown:
+        raise DataError(f"--exclude {unknown[0]}: no source has that column ({quoted(sorted(present))})")
     for s, t in zip(named, tables, strict=True):
         missing = [c for c in columns if c not in t.column_names]
         if missing:
@@ -122,7 +136,8 @@ def infer_job_schema(
         pooled = pa.concat_tables([t.select(columns) for t in tables], promote_options="permissive")
     except (pa.ArrowTypeError, pa.ArrowInvalid):
         raise _type_clash(named, tables, columns) from None
-    return infer_schema(pooled, label=label)  # excluded columns are already dropped
+    # excluded columns are already dropped
+    return infer_schema(pooled, label=label, max_vocabulary=max_vocabulary)
 
 
 def _kind(t: pa.DataType) -> str:

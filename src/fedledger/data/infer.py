@@ -49,6 +49,10 @@ def infer_schema(
     if not features:
         raise DataError(f"{AT}: no feature columns are left besides the label {label!r}")
     col, what = table.column(label), f"the label column {label!r}"
+    if 0 < col.null_count < len(col):
+        raise DataError(
+            f"{AT}: {what}: {col.null_count:,} of {len(col):,} rows are empty (null); drop those rows"
+        )
     if col.null_count == len(col) or not _category_like(col.type):
         raise DataError(f"{AT}: {what} is {col.type}; it must hold classes (text or integers)")
     classes = numeric_sort(distinct_texts(col))
@@ -74,15 +78,16 @@ def _feature(col: pa.ChunkedArray, name: str, limit: int) -> Feature:
         return Feature(name=name, type="numeric")
     if not _category_like(col.type):
         raise DataError(
-            f"{AT}: column {name!r} is {col.type}; exclude it or cast it to a number or text in the source"
+            f"{AT}: column {name!r} is {col.type}; leave it out (--exclude {name}) or cast it to a number "
+            "or text in the source"
         )
     vocabulary = numeric_sort(distinct_texts(col))
     if not vocabulary:
-        raise DataError(f"{AT}: column {name!r} is empty (all null); exclude it")
+        raise DataError(f"{AT}: column {name!r} is empty (all null); leave it out (--exclude {name})")
     if len(vocabulary) > limit:
         raise DataError(
             f"{AT}: column {name!r} has {len(vocabulary):,} distinct values (more than max_vocabulary "
-            f"{limit}); drop it with exclude, or raise max_vocabulary"
+            f"{limit}); leave it out (--exclude {name}), or raise --max-vocabulary"
         )
     return Feature(name=name, type="categorical", vocabulary=tuple(vocabulary))
 
