@@ -230,3 +230,18 @@ def test_check_code_digest_names_both_digests_and_the_package(
         check_code_digest(refs, "", organisation="org-2")
     with pytest.raises(CodeError, match="names no user code"):
         check_code_digest(["cnn"], wrong, organisation="org-2")
+
+
+def test_a_multi_line_error_keeps_its_later_lines_on_one_line() -> None:
+    from fedledger.training.code import DESCRIBE_MAX, describe_error
+
+    exc = RuntimeError(
+        "Error(s) in loading state_dict for Net:\n\tsize mismatch for fc.weight: copying a param with "
+        "shape torch.Size([10, 64]) from checkpoint, the shape in current model is torch.Size([2, 64])."
+    )
+    line = describe_error(exc)
+    assert "\n" not in line
+    head = "RuntimeError: Error(s) in loading state_dict for Net: size mismatch for fc.weight:"
+    assert line.startswith(head)
+    long = describe_error(ValueError("x" * 5000))
+    assert len(long) <= len("ValueError: ") + DESCRIBE_MAX and long.endswith("…")

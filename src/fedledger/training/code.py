@@ -94,10 +94,24 @@ def load_ref(ref: str, *, field: str = "code") -> object:
     return obj
 
 
+#: the most characters of an exception's message an error line quotes
+DESCRIBE_MAX = 400
+
+
 def describe_error(exc: BaseException) -> str:
-    """`ValueError: bad input` on one line (the first line of the message)."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    """`ValueError: bad input` on one line: every line of the message, joined.
+
+    A multi-line message keeps its useful part on later lines (PyTorch's "Error(s) in loading
+    state_dict for Net:" is followed by the mismatched sizes), so the lines are joined with
+    "; " and the whole is cut at DESCRIBE_MAX characters.
+    """
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = lines[0] + (" " + "; ".join(lines[1:]) if len(lines) > 1 else "")
+    if len(text) > DESCRIBE_MAX:
+        text = text[: DESCRIBE_MAX - 1] + "…"
+    return f"{type(exc).__name__}: {text}"
 
 
 def is_builtin(ref: str) -> bool:
