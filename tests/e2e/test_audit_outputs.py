@@ -77,7 +77,7 @@ def test_honest_run_has_no_error_and_lists_what_it_does_not_cover(run: Path) -> 
     assert passed == {"final-model", "model-card", "metrics", "tx-decoding", "participants"}
     assert not_covered == ["accuracy.png", "run.log"]
     _, without = audit(run, recompute_accuracy=False)
-    assert without == ["accuracy.png", "metrics.json", "run.log"]
+    assert without == ["accuracy.png", "metrics.csv", "metrics.json", "run.log"]
 
 
 def test_final_model_of_another_run_is_an_error(run: Path, runs: tuple[Path, Path]) -> None:
@@ -217,7 +217,7 @@ def test_own_data_run_checks_standardiser_and_data_commitments(own_run: Path, tm
     assert [f for f in found if f[0] != "passed"] == []
     with safe_open(str(run / "final_model.safetensors"), framework="numpy") as fh:
         assert {"standardise.mean", "standardise.std"} <= set(fh.keys())
-    assert not_covered == ["accuracy.png", "metrics.json", "private/", "run.log"]
+    assert not_covered == ["accuracy.png", "metrics.csv", "metrics.json", "private/", "run.log"]
 
     def forge(card: dict[str, Any]) -> None:
         card["data"]["data_commitments"]["north"] = "0x" + "44" * 32
