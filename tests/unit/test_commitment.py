@@ -132,3 +132,22 @@ def test_hex_roundtrip_and_errors() -> None:
         parse_commitment(c)  # type: ignore[arg-type]
     with pytest.raises(CodecError, match="32 bytes, got 31"):
         commitment_hex(c[:31])
+
+
+def _reference_root(data: bytes) -> bytes:
+    """The root by the definition alone: eth_utils' keccak, one leaf after another."""
+    level = [leaf(data[i * CHUNK_SIZE : (i + 1) * CHUNK_SIZE]) for i in range(num_chunks(len(data)))]
+    while len(level) > 1:
+        parents = [node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        level = parents + ([level[-1]] if len(level) % 2 else [])
+    return level[0]
+
+
+@pytest.mark.parametrize("leaves", [63, 64, 65, 107, 257])
+def test_leaves_hashed_on_several_threads_give_the_definitions_root(leaves: int) -> None:
+    """Around and above PARALLEL_LEAVES the leaves are split between threads: same root."""
+    from fedledger.codec import commitment
+
+    assert commitment.PARALLEL_LEAVES == 64
+    data = random.Random(leaves).randbytes(leaves * CHUNK_SIZE - 17)
+    assert merkle_root(data) == _reference_root(data)
