@@ -25,7 +25,8 @@ average organisation; the steps per round are one pass in expectation per local 
 accountant's smallest for the budget over every step of every round. Bar: at ε = 8 on
 Fashion-MNIST, ≥ 90 % of the non-DP accuracy.
 
-Step cost: one DP-SGD step (Opacus per-sample gradients, clipping, noise) against one plain
+Step cost: one DP-SGD step (ghost clipping's per-record norms and clipped sum, noise, as
+`training/dpsgd.py` runs it) against one plain
 SGD step on the same model, batch and data, one thread, median of 5 alternating pairs of
 200 steps each. Bar: ≤ 2×.
 

@@ -335,3 +335,29 @@ def test_ghost_clipping_covers_the_built_in_models_and_refuses_other_layers() ->
     assert ghost_clipper(other, [k for k, _ in other.named_parameters()]) is None
     grouped = nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
     assert ghost_clipper(grouped, [k for k, _ in grouped.named_parameters()]) is None
+
+
+class _Shared(nn.Module):
+    """One Linear layer called twice in a forward pass: its weights are shared between the calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.inner = nn.Linear(64, 64)
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.inner(x.flatten(1)))
+        return self.head(torch.relu(self.inner(h)))  # (B, 10)
+
+
+@pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+def test_a_layer_called_twice_is_clipped_over_both_calls() -> None:
+    """Ghost clipping sees one call per layer; shared weights go to torch.func, still Opacus's steps."""
+    x, y = _data(120)
+    dp = DpSgd(noise_multiplier=0.8, max_grad_norm=0.5, sample_rate=0.2, steps=4)
+    ours, theirs = _Shared(), _Shared()
+    dp_train(ours, x, y, dp=dp, lr=0.1, momentum=0.9, seed=5)
+    _opacus_reference(theirs, x, y, dp, momentum=0.9, seed=5)
+    for a, b in zip(get_weights(ours), get_weights(theirs), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=5e-6)

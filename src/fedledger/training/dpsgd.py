@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from fedledger.errors import SpecError
-from fedledger.training.ghost import GhostClipper, ghost_clipper
+from fedledger.training.ghost import GhostClipper, NotGhostable, ghost_clipper
 
 if TYPE_CHECKING:
     from fedledger.spec import JobSpec
@@ -123,7 +123,12 @@ def dp_train(
         for _ in range(dp.steps):
             idx = torch.from_numpy(np.flatnonzero(rng.random(n) < dp.sample_rate))  # (B,), B ~ Bin(N, q)
             if len(idx):
-                summed, loss = per_sample.clipped(xt[idx], yt[idx], dp.max_grad_norm)
+                try:
+                    summed, loss = per_sample.clipped(xt[idx], yt[idx], dp.max_grad_norm)
+                except NotGhostable:  # shared weights: per-record gradients from torch.func instead
+                    per_sample.close()
+                    per_sample = _functional_grads(model, params, xt[:1], yt[:1]) or _HookGrads(model)
+                    summed, loss = per_sample.clipped(xt[idx], yt[idx], dp.max_grad_norm)
                 total += loss
                 count += len(idx)
             else:

@@ -41,7 +41,13 @@ class _Layer:
     bias: str | None
     inputs: torch.Tensor | None = None  # (B, in) or (B, C_in, H, W), from the forward pass
     grads: torch.Tensor | None = None  # (B, out) or (B, C_out, H', W'), from the backward pass
+    uses: int = 0  # forward calls this step: a layer called twice shares its weights between them
     handles: list[RemovableHandle] = field(default_factory=list)
+
+
+class NotGhostable(Exception):
+    """The model called a layer more or less than once in a forward pass (shared weights): its
+    per-record gradient is a sum over the calls, which the caller takes from `torch.func`."""
 
 
 class GhostClipper:
@@ -65,6 +71,9 @@ class GhostClipper:
             warnings.filterwarnings("ignore", message="Full backward hook is firing")
             loss.backward()  # type: ignore[no-untyped-call]
         b = len(x)
+        if any(layer.uses != 1 or layer.grads is None for layer in self.layers):
+            self._forget()
+            raise NotGhostable("a layer was not called exactly once in the forward pass")
         squares = torch.zeros(b, dtype=torch.float32)  # (B,) ‖gᵢ‖² over every layer
         parts = []
         for layer in self.layers:
@@ -76,22 +85,28 @@ class GhostClipper:
         sums: dict[str, torch.Tensor] = {}
         for layer, part in zip(self.layers, parts, strict=True):
             sums.update(part.summed(factor, layer))
+        self._forget()
+        return [sums[name] for name in self.order], float(loss.detach())
+
+    def _forget(self) -> None:
+        for layer in self.layers:
             layer.inputs = layer.grads = None
+            layer.uses = 0
         for p in self.model.parameters():
             p.grad = None
-        return [sums[name] for name in self.order], float(loss.detach())
 
     def close(self) -> None:
         for layer in self.layers:
             for h in layer.handles:
                 h.remove()
             layer.handles.clear()
-            layer.inputs = layer.grads = None
+        self._forget()
 
 
 def _keep_inputs(layer: _Layer) -> Callable[[nn.Module, tuple[torch.Tensor, ...], torch.Tensor], None]:
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         layer.inputs = inputs[0].detach()
+        layer.uses += 1
 
     return hook
 
