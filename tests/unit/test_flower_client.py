@@ -262,3 +262,30 @@ def test_missing_flwr_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setitem(sys.modules, "flwr.client", None)
     with pytest.raises(CodeError, match=r"^job spec: client: .*install fedledger\[flower\]$"):
         load_flower_client(f"{APP}:client_fn", partition_id=0, num_partitions=1)
+
+
+def test_a_node_loads_only_its_own_organisations_flower_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client_fn that can load only this organisation's data must not be called for the others."""
+    from fedledger.spec import JobSpec
+    from fedledger.training.consortium import build_consortium
+
+    mod = user_module(
+        tmp_path,
+        monkeypatch,
+        f"""
+        from {APP} import client_fn as example
+        CALLED = []
+        def client_fn(context):
+            pid = context.node_config["partition-id"]
+            CALLED.append(pid)
+            if pid != 1:
+                raise FileNotFoundError(f"partition {{pid}}'s data is not on this machine")
+            return example(context)
+        """,
+    )
+    spec = JobSpec(dataset="digits", model=f"{APP}:build", client=f"{mod}:client_fn", trainers=3, rounds=1)
+    consortium = build_consortium(spec, only=1)
+    assert sys.modules[mod].CALLED == [1]
+    assert isinstance(consortium.clients[1], FlowerNumPyClient | FlowerClient | FlowerClientApp)

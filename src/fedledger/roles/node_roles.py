@@ -64,7 +64,7 @@ def build_roles(
     else:
         from fedledger.training.consortium import build_consortium
 
-        consortium = build_consortium(spec)
+        consortium = build_consortium(spec, only=None if root else organisation - 1)
         if root:
             assert consortium.root is not None  # an FLTrust spec always holds out a root dataset
             if spec.root_dataset and spec.root_dataset != consortium.root_hash:

@@ -63,8 +63,12 @@ def dataset_hash(x: np.ndarray, y: np.ndarray) -> str:
     return "0x" + bytes(keccak(data)).hex()
 
 
-def build_consortium(spec: JobSpec) -> Consortium:
+def build_consortium(spec: JobSpec, *, only: int | None = None) -> Consortium:
     """Loads the data, splits it among `spec.trainers` and gives each a seeded client.
+
+    `only` (a partition index from 0): a node needs just its own organisation's Flower client,
+    and a client_fn that loads its own organisation's data may fail for anyone else's, so only
+    that one is loaded (the others keep the built-in client, which nobody trains with).
 
     For FLTrust, `root_examples` seeded rows are first held out of the trainers' pool as
     the sponsor's root dataset.
@@ -104,6 +108,8 @@ def build_consortium(spec: JobSpec) -> Consortium:
 
         clients = [
             load_flower_client(spec.client, partition_id=i, num_partitions=spec.trainers)
+            if only is None or i == only
+            else clients[i]
             for i in range(spec.trainers)
         ]
     return Consortium(
