@@ -65,6 +65,7 @@ def test_three_hospitals_in_three_formats_train_audit_and_name_their_data(tmp_pa
     assert card["data"]["test_rows"] == 120 and card["data"]["standardise"] == "federated"
     assert card["final_test_accuracy"] > 0.9  # z-scored logistic regression on this table: ~0.97
     assert card["rounds_finalized"] == 4  # the statistics round, then 3 training rounds
+    assert "3 rounds finalised after the statistics round" in proc.stdout  # as asked: --rounds 3
     spec = json.loads((out / "spec.json").read_text())
     assert spec["data_schema"]["label"] == "diagnosis" and len(spec["data_schema"]["features"]) == 30
     audit = fedledger("audit", str(out))

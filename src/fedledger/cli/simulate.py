@@ -31,8 +31,16 @@ HEADER = (
 )
 
 
-def format_row(m: RoundMetrics) -> str:
-    status = "[green]finalized[/]" if m.status == "finalized" else "[red]failed   [/]"
+def is_statistics(m: RoundMetrics, spec: JobSpec) -> bool:
+    """The statistics round of a federated-standardisation job: it makes version 1 and trains nothing."""
+    return spec.federated_stats and m.status == "finalized" and m.version == 1
+
+
+def format_row(m: RoundMetrics, *, statistics: bool = False) -> str:
+    if statistics:
+        status = "[cyan]stats    [/]"  # the statistics round, padded to the status column's 9
+    else:
+        status = "[green]finalized[/]" if m.status == "finalized" else "[red]failed   [/]"
     text = f"{m.accepted}/{m.commits}"
     pad = " " * max(0, 8 - len(text))  # pad outside the markup so columns stay aligned
     commits = f"{pad}[yellow]{text}[/]" if m.rejected else f"{pad}{text}"
@@ -296,8 +304,9 @@ def _run(
 
         def on_round(m: RoundMetrics) -> None:
             keep(m)
-            bar.console.print(format_row(m), highlight=False)
-            if m.status == "finalized":
+            stats = is_statistics(m, spec)
+            bar.console.print(format_row(m, statistics=stats), highlight=False)
+            if m.status == "finalized" and not stats:
                 bar.advance(task)
 
         return sim.run(on_round)
@@ -308,10 +317,11 @@ def _report(
 ) -> int:
     """The closing lines: rounds, accuracy, gas, privacy, flags, contributions, where the evidence is."""
     wall = time.perf_counter() - t0
-    finalized = sum(1 for m in result.rounds if m.status == "finalized")
+    statistics = sum(1 for m in result.rounds if is_statistics(m, spec))
+    finalized = sum(1 for m in result.rounds if m.status == "finalized") - statistics
     gas = sum(m.gas_used for m in result.rounds)
     acc = result.final_accuracy
-    failed = len(result.rounds) - finalized
+    failed = len(result.rounds) - finalized - statistics
     if result.outcome == "aborted":
         console.print(
             f"[bold red]job aborted[/] after {spec.max_failures + 1} failed rounds in a row "
@@ -320,6 +330,7 @@ def _report(
     console.print(
         f"[bold]done[/] in {wall:.1f} s ({result.chain_seconds:.1f} s on chain) · "
         f"{finalized} round{'s' if finalized != 1 else ''} finalised"
+        + (" after the statistics round" if statistics else "")
         + (f", {failed} failed" if failed else "")
         + f" · final test accuracy [bold]{100 * acc:.2f}%[/] · {gas:,} gas"
     )
