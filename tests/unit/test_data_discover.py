@@ -124,3 +124,26 @@ def test_an_empty_label_is_named_as_such_not_as_a_type(tmp_path: Path) -> None:
         DataError, match=r"the label column 'y': 1 of 3 rows are empty \(null\); drop those rows"
     ):
         infer_job_schema(discover([a])[0], label="y")
+
+
+def test_a_parquet_category_and_a_csv_text_column_combine_as_text(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.csv", region=["n", "s"], y=[0, 1])
+    b = tmp_path / "b.parquet"
+    pq.write_table(pa.table({"region": pa.array(["e", "s"]).dictionary_encode(), "y": [1, 0]}), b)
+    schema = infer_job_schema(discover([a, str(b)])[0], label="y")
+    assert schema.features[0].vocabulary == ("e", "n", "s")  # type: ignore[union-attr]
+
+
+def test_columns_in_another_order_give_the_same_schema(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.csv", x=[1.0, 2.0], z=[3.0, 4.0], y=[0, 1])
+    b = _write(tmp_path / "b.csv", z=[3.0, 4.0], x=[1.0, 2.0], y=[1, 0])
+    one, two = (infer_job_schema(discover(p)[0], label="y") for p in ([a, b], [b, a]))
+    assert one == two
+
+
+def test_numbers_arrow_cannot_widen_into_one_type_name_the_column(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.csv", n=[1, 2], y=[0, 1])
+    b = tmp_path / "b.parquet"
+    pq.write_table(pa.table({"n": pa.array([2**63, 2**63 + 1], pa.uint64()), "y": [1, 0]}), b)
+    with pytest.raises(DataError, match=r"^column 'n' is int64 in a.csv but uint64 in b.parquet"):
+        infer_job_schema(discover([a, str(b)])[0], label="y")

@@ -107,9 +107,7 @@ CASES = {
     "a null label": _with(default=_set([50], None)),
     "decimals": _with(income=lambda c: pa.array([decimal.Decimal(f"{v:.2f}") for v in c.to_pylist()])),
     "integers beyond 2^53": _with(age=lambda c: pa.array([2**60 + v for v in c.to_pylist()], pa.int64())),
-    "float32 and int8 columns": _with(
-        income=lambda c: c.cast(pa.float32()), age=lambda c: c.cast(pa.int8())
-    ),
+    "float32 and int8 columns": _with(income=lambda c: c.cast(pa.float32()), age=lambda c: c.cast(pa.int8())),
     "a numeric column of nulls only": _with(age=pa.nulls(N)),
     "a boolean numeric column": _with(age=pa.array([True] * N)),
     "text categories as large strings": _with(region=lambda c: c.cast(pa.large_string())),
@@ -173,3 +171,38 @@ def test_a_failed_load_leaves_no_worker_thread(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         load_local(DataSource(str(path)), SCHEMA, organisation="o")
     assert not [t.name for t in threading.enumerate() if t.name not in before and "parquet" in t.name]
+
+
+def test_a_column_named_twice_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    t = _with()
+    pq.write_table(pa.table([t.column("income"), *t.columns], names=["income", *t.column_names]), path)
+    src = DataSource(str(path))
+    line = "o (t.parquet): column 'income' appears 2 times in the file; give each column one name"
+    assert _loaded(src, SCHEMA) == _whole(src, SCHEMA) == line
+
+
+def test_float16_loads_like_the_whole_table(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(_with(income=lambda c: c.cast(pa.float16())), path)
+    src = DataSource(str(path))
+    got = _loaded(src, SCHEMA)
+    assert not isinstance(got, str) and got == _whole(src, SCHEMA)
+
+
+def test_a_list_partition_key_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.parquet"
+    pq.write_table(_with(unused=pa.array([[i] for i in range(N)])), path)
+    with pytest.raises(DataError, match=r"column 'unused' \(the partition key\) is list<element: int64>"):
+        load_local(DataSource(str(path)), SCHEMA, organisation="o", key="unused")
+
+
+def test_a_file_replaced_while_it_is_read_is_one_line(tmp_path: Path) -> None:
+    from fedledger.data.parquet import _Reader
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(_with(), path)
+    with pytest.raises(DataError, match=r"^o \(t.parquet\): the file changed while it was being read"):
+        _Reader(path, [], "o (t.parquet)", rows=N + 5).column("income")  # the row count read before
+    with pytest.raises(DataError, match=r"the file changed while it was being read"):
+        _Reader(path, [], "o (t.parquet)", rows=N).column("gone")

@@ -47,7 +47,7 @@ def test_a_bundled_spec_hashes_the_same_whatever_the_key_order() -> None:
         ({"aggregation": "fltrust"}, "fltrust needs the sponsor's root dataset"),
         ({"scoring": "loo"}, "contribution scoring needs a validation set every validator holds"),
         ({"dp_epsilon": 8.0}, "federated standardisation releases feature sums without DP noise"),
-        ({"client": "my_app.client_app:client_fn"}, "a Flower client [(]client[)] loads and preprocesses its own"),
+        ({"client": "my_app.app:client_fn"}, "a Flower client [(]client[)] loads and preprocesses"),
         ({"model": "not a ref"}, "String should match pattern"),
         ({"code_digest": "0x12"}, "String should match pattern"),
     ],

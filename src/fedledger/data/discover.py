@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fedledger.data.columns import quoted
+from fedledger.data.columns import is_text_type, quoted
 from fedledger.data.schema import ImageSchema, TableSchema
 from fedledger.data.sources import DataSource
 from fedledger.errors import DataError
@@ -115,9 +115,10 @@ def infer_job_schema(
         return schemas[0].model_copy(update={"classes": tuple(classes)})
     if not label:
         raise DataError("a table needs --label COLUMN (or a data_schema in the --spec file)")
-    named = [*sources, *([test] if test else [])]
-    tables = [read_table(s, organisation=s.describe(), columns=()) for s in named]
-    # every column any source has, in the order first seen: which file comes first changes nothing
+    # the sources in name order, then the test data: the order --data named them in changes nothing
+    named = [*sorted(sources, key=lambda s: (s.describe(), s.source)), *([test] if test else [])]
+    tables = [_plain_text(read_table(s, organisation=s.describe(), columns=())) for s in named]
+    # every column any source has, in the order first seen
     columns = list(dict.fromkeys(c for t in tables for c in t.column_names if c not in exclude))
     present = {c for t in tables for c in t.column_names}
     unknown = [c for c in exclude if c not in present]
@@ -171,4 +172,24 @@ def _type_clash(
                 f"column {c!r} holds {k1} in {s1} but {k2} in {s2}; make it one type in every source "
                 "(a number written with a comma or a unit, like '12,5k', reads as text)"
             )
+    for c in columns:  # the same kind, but types Arrow cannot widen into one (int64 and uint64)
+        types = {str(t.schema.field(c).type): s.describe() for s, t in zip(sources, tables, strict=True)}
+        if len(types) > 1:
+            (t1, s1), (t2, s2) = list(types.items())[:2]
+            return DataError(
+                f"column {c!r} is {t1} in {s1} but {t2} in {s2}; make it one type in every source"
+            )
     return DataError("the sources' columns have types that cannot be combined; make them agree")
+
+
+def _plain_text(table: pa.Table) -> pa.Table:
+    """Dictionary-encoded text (a pandas category in Parquet) as plain text, as a CSV reads it.
+
+    Only text: a dictionary of integers stays one, since inference reads it as categorical.
+    """
+    import pyarrow as pa
+
+    for i, field in enumerate(table.schema):
+        if pa.types.is_dictionary(field.type) and is_text_type(field.type.value_type):
+            table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
+    return table

@@ -174,6 +174,11 @@ def _rechecked(batches: Iterable[pa.Table]) -> Iterator[pa.Table]:
 
 
 def _groups(col: pa.ChunkedArray, key: str, organisation: str, source: str) -> np.ndarray:
+    if pa.types.is_nested(col.type):  # a list or a struct per row names no one group
+        raise DataError(
+            f"{where(organisation, source)}: column {key!r} (the partition key) is {col.type}; a key "
+            "must be one value per row: text, a number, a date or a boolean"
+        )
     if col.null_count:
         raise DataError(
             f"{where(organisation, source)}: column {key!r} (the partition key): "

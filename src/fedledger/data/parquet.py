@@ -34,6 +34,7 @@ from fedledger.data.columns import Codes, where
 from fedledger.data.fill import THREADS_MAX, StagedNumeric, fill_into, numeric_numpy, to_float32
 from fedledger.data.schema import TableSchema
 from fedledger.data.sources import check_file, file_error, parquet_text
+from fedledger.errors import DataError
 
 T = TypeVar("T")
 
@@ -56,7 +57,7 @@ def load_parquet(
     except (pa.ArrowException, OSError) as e:
         raise file_error(e, ".parquet", at) from None
     check_not_empty(n, at=at)
-    reader = _Reader(path, text, at)
+    reader = _Reader(path, text, at, n)
     staged = np.empty((len(schema.numeric), n), dtype=np.float32)  # (numeric columns, N)
     workers = max(1, min(os.cpu_count() or 1, THREADS_MAX))
     with ThreadPoolExecutor(workers, thread_name_prefix="fedledger-parquet") as pool:
@@ -110,8 +111,8 @@ def _in_order(futures: list[Future[T]]) -> list[T]:
 class _Reader:
     """One `ParquetFile` per worker thread (a file object is not shared between threads)."""
 
-    def __init__(self, path: Path, text: list[str], at: str) -> None:
-        self.path, self.text, self.at = path, text, at
+    def __init__(self, path: Path, text: list[str], at: str, rows: int) -> None:
+        self.path, self.text, self.at, self.rows = path, text, at, rows
         self._local = threading.local()
 
     def column(self, name: str) -> pa.ChunkedArray:
@@ -122,6 +123,11 @@ class _Reader:
                 file = self._local.file = pq.ParquetFile(
                     self.path, read_dictionary=self.text, buffer_size=1 << 20, pre_buffer=False
                 )
-            return file.read(columns=[name], use_threads=False).column(0)
+            col = file.read(columns=[name], use_threads=False).column(0)
         except (pa.ArrowException, OSError) as e:
             raise file_error(e, ".parquet", self.at) from None
+        except (KeyError, IndexError):  # another file was put in its place after its columns were checked
+            col = None
+        if col is None or len(col) != self.rows:
+            raise DataError(f"{self.at}: the file changed while it was being read; load it again")
+        return col

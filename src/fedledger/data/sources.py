@@ -173,6 +173,12 @@ def _read_csv(path: Path, cols: list[str], at: str) -> pa.Table:
 def parquet_text(schema: pa.Schema, cols: list[str], at: str) -> list[str]:
     """The text columns among `cols` (read dictionary-encoded, as stored); checks `cols` exist."""
     check_columns(schema.names, cols, at=at)
+    twice = [c for c in cols if schema.names.count(c) > 1]
+    if twice:
+        raise DataError(
+            f"{at}: column {twice[0]!r} appears {schema.names.count(twice[0])} times in the file; "
+            "give each column one name"
+        )
     return [c for c in cols if is_text_type(schema.field(c).type)]
 
 
