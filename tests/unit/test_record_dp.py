@@ -361,3 +361,56 @@ def test_a_layer_called_twice_is_clipped_over_both_calls() -> None:
     _opacus_reference(theirs, x, y, dp, momentum=0.9, seed=5)
     for a, b in zip(get_weights(ours), get_weights(theirs), strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=5e-6)
+
+
+class _InPlace(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(64, 32), nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(nn.functional.relu(self.a(x.flatten(1)), inplace=True))
+
+
+class _WeightReused(nn.Module):
+    """`a.weight` also used outside `a`: the one-layer algebra would see part of its gradient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(64, 64), nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.a(x.flatten(1)))
+        return self.b(h + h @ self.a.weight)
+
+
+class _FrozenWeight(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.b = nn.Linear(64, 32), nn.Linear(32, 10)
+        self.a.weight.requires_grad_(False)  # only its bias trains
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x.flatten(1))))
+
+
+@pytest.mark.parametrize("make", [_InPlace, _WeightReused, _FrozenWeight])
+def test_models_ghost_clipping_cannot_take_train_like_torch_func(
+    make: type[nn.Module], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An in-place op on a layer's output, a weight used outside its layer, a frozen weight with a
+    trained bias: ghost clipping is not used, and the steps are torch.func's exactly."""
+    import fedledger.training.dpsgd as dpsgd
+
+    x, y = _data(120)
+    dp = DpSgd(noise_multiplier=0.5, max_grad_norm=0.5, sample_rate=0.2, steps=3)
+    ours = make()
+    dp_train(ours, x, y, dp=dp, lr=0.1, momentum=0.9, seed=2)
+    monkeypatch.setattr(dpsgd, "ghost_clipper", lambda *a: None)
+    reference = make()
+    dp_train(reference, x, y, dp=dp, lr=0.1, momentum=0.9, seed=2)
+    for a, b in zip(ours.parameters(), reference.parameters(), strict=True):
+        assert torch.equal(a, b)

@@ -23,6 +23,7 @@ tests/unit/test_record_dp.py); only the floating-point rounding of the norms dif
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,27 @@ class GhostClipper:
 
     def clipped(self, x: torch.Tensor, y: torch.Tensor, clip: float) -> tuple[list[torch.Tensor], float]:
         """(Σᵢ fᵢ gᵢ per parameter in the caller's order, the batch's summed loss)."""
+        sums, loss = self._sums(x, y, clip)
+        self._forget()
+        return [sums[name] for name in self.order], loss
+
+    def matches_autograd(self, x: torch.Tensor, y: torch.Tensor) -> bool:
+        """Whether the unclipped per-record gradients add up to autograd's gradient of the batch.
+
+        The algebra sees a weight only through its own layer's calls; a model that also uses a
+        layer's weight elsewhere (`h @ layer.weight`) would be clipped on part of the gradient.
+        Checked once, on a couple of records, before training.
+        """
+        sums, _ = self._sums(x, y, math.inf)
+        grads = {k: p.grad for k, p in self.model.named_parameters() if k in sums}
+        ok = all(
+            g is not None and torch.allclose(sums[k], g, rtol=1e-4, atol=1e-6 * (1 + float(g.abs().max())))
+            for k, g in grads.items()
+        )
+        self._forget()
+        return ok
+
+    def _sums(self, x: torch.Tensor, y: torch.Tensor, clip: float) -> tuple[dict[str, torch.Tensor], float]:
         loss = nn.functional.cross_entropy(self.model(x), y, reduction="sum")
         for p in self.model.parameters():
             p.grad = None
@@ -85,8 +107,7 @@ class GhostClipper:
         sums: dict[str, torch.Tensor] = {}
         for layer, part in zip(self.layers, parts, strict=True):
             sums.update(part.summed(factor, layer))
-        self._forget()
-        return [sums[name] for name in self.order], float(loss.detach())
+        return sums, float(loss.detach())
 
     def _forget(self) -> None:
         for layer in self.layers:
@@ -197,7 +218,7 @@ def ghost_clipper(model: nn.Module, order: list[str]) -> GhostClipper | None:
         elif not isinstance(module, nn.Linear):
             return None
         names = {n: f"{prefix}.{n}" if prefix else n for n, _ in own}
-        if set(names) - {"weight", "bias"}:
+        if set(names) - {"weight", "bias"} or "weight" not in names:  # a frozen weight, a trained bias
             return None
         layers.append(_Layer(module, names["weight"], names.get("bias")))
         covered.update(names.values())
