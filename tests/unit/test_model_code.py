@@ -93,7 +93,7 @@ def test_builtin_models_still_build() -> None:
         (
             "def build(**kw):\n    raise RuntimeError('CUDA not available\\nmore')\n",
             "model:build",
-            r"build\(input_shape=\(64,\), num_classes=10\) raised RuntimeError: CUDA not available$",
+            r"build\(input_shape=\(64,\), num_classes=10\) raised RuntimeError: CUDA not available more$",
         ),
         (
             "def build(input_shape, classes):\n    pass\n",

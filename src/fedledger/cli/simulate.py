@@ -8,6 +8,7 @@ import math
 import os
 import shutil
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -243,7 +244,7 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
                 spinner="dots",
             )
             if not args.quiet
-            else _Null()
+            else nullcontext()
         ):
             sim = Simulation(
                 spec, out_dir=out, chain=chain, faults=faults, attack=attack, profiles=profiles, data=own
@@ -392,10 +393,3 @@ def _report(
     console.print(f"plot: {out / 'accuracy.png'} · verify: [bold]{cli} audit {out}[/]")
     return 0 if result.outcome == "completed" and not math.isnan(acc) else 1
 
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
