@@ -13,8 +13,9 @@ validators' fetch/check/aggregate, store I/O, evaluation, outputs).
 Workload: JobSpec defaults (mnist, cnn, 10 trainers, Dirichlet 0.5, 20 rounds);
 `--quick`: digits, mlp, 4 trainers, 3 rounds.
 
-Bar (DESIGN.md "Performance bars"): coordination overhead <= 10% over a plain
-in-process FedAvg loop on the same workload, i.e. ratio <= 1.10.
+Bars (DESIGN.md "Performance bars", issue "coordination overhead"): the median of the
+per-pair ratios <= 1.05, and every pair <= 1.10. The secure-aggregation run of the same
+workload (`privacy=secagg`) is timed in each pair too and printed against the plain loop.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ from fedledger.sim.simulate import Simulation
 from fedledger.spec import JobSpec
 from fedledger.training.torch_client import configure_torch
 
-BAR = 1.10
+BAR = 1.05
+PAIR_BAR = 1.10
 _merkle = {"s": 0.0, "calls": 0}
 
 
@@ -83,7 +85,8 @@ def main() -> None:
         pairs = 2
     else:
         spec = JobSpec()
-        pairs = 2
+        pairs = 3
+    secure = spec.with_overrides(privacy="secagg")
     print(f"workload: {spec.dataset}, {spec.model}, {spec.trainers} trainers, {spec.partition} "
           f"alpha {spec.alpha}, {spec.rounds} rounds, {spec.local_epochs} local epochs; "
           f"{pairs} alternating pairs\n")
@@ -93,6 +96,7 @@ def main() -> None:
     run_plain(warm)
     sims: list[dict[str, float]] = []
     plains: list[dict[str, float]] = []
+    secures: list[dict[str, float]] = []
     ratios: list[float] = []
     for p in range(pairs):
         order = ["simulation", "plain"] if p % 2 == 0 else ["plain", "simulation"]
@@ -101,30 +105,40 @@ def main() -> None:
             done.append(run_sim(spec) if side == "simulation" else run_plain(spec))
             print(f"pair {p + 1} {side:10s} {done[-1]['wall_s']:8.2f} s", flush=True)
         ratios.append(sims[-1]["wall_s"] / plains[-1]["wall_s"])
+        secures.append(run_sim(secure))
+        print(f"pair {p + 1} {'secagg':10s} {secures[-1]['wall_s']:8.2f} s", flush=True)
     sim_wall = median([s["wall_s"] for s in sims])
     plain_wall = median([s["wall_s"] for s in plains])
     ratio = median(ratios)
-    ok = ratio <= BAR
+    ok = ratio <= BAR and max(ratios) <= PAIR_BAR
+    secure_wall = median([s["wall_s"] for s in secures])
     parts = {k: median([s[k] for s in sims]) for k in ("train_s", "chain_s", "other_s", "merkle_s")}
     print()
     print(table(
         ["figure", "simulation", "plain FedAvg (baseline)", "ratio", "bar", "verdict"],
-        [["wall time (s, median)", sim_wall, plain_wall, f"{ratio:.3f}", f"<= {BAR:.2f}",
-          verdict(ok)],
+        [["wall time (s, median)", sim_wall, plain_wall, f"{ratio:.3f}",
+          f"<= {BAR:.2f} (each pair <= {PAIR_BAR:.2f})", verdict(ok)],
+         ["secure aggregation run (s, median)", secure_wall, plain_wall, f"{secure_wall / plain_wall:.3f}",
+          "", ""],
          ["final accuracy", sims[-1]["final_accuracy"], plains[-1]["final_accuracy"], "", "", ""]]))
     print(f"\nsimulation breakdown (median s): training {parts['train_s']:.2f}, "
           f"chain {parts['chain_s']:.2f} ({parts['chain_s'] / sim_wall:.1%} of wall), "
           f"rest (validators, store, evaluation, outputs) {parts['other_s']:.2f}, of which "
           f"Merkle roots {parts['merkle_s']:.2f} ({sims[-1]['merkle_calls']} roots)")
-    print(f"per-pair ratios: {', '.join(f'{r:.3f}' for r in ratios)}")
+    print(f"per-pair ratios: {', '.join(f'{r:.3f}' for r in ratios)} "
+          f"(range {min(ratios):.3f}–{max(ratios):.3f})")
+    secure_s = ", ".join(f"{s['wall_s']:.1f}" for s in secures)
+    print(f"secure aggregation runs: {secure_s} s")
     print("note: the simulation aggregates in fixed point, the plain loop in float; "
           "their accuracies differ by the quantisation cost (see quantization.py)")
     if args.quick:
         print("quick: a 3-round toy job is dominated by fixed setup cost; judge the bar on the"
               " full run")
-    print(f"\nOVERALL: coordination overhead {ratio - 1:+.1%} (bar <= {BAR - 1:.0%}) -> {verdict(ok)}")
+    print(f"\nOVERALL: coordination overhead {ratio - 1:+.1%} (bar <= {BAR - 1:.0%}, every pair <= "
+          f"{PAIR_BAR - 1:.0%}) -> {verdict(ok)}")
     write_result("overhead", args.quick, {
-        "bar": {"max_ratio": BAR}, "spec": spec.model_dump(mode="json"), "pairs": pairs,
+        "bar": {"max_ratio": BAR, "max_pair_ratio": PAIR_BAR}, "spec": spec.model_dump(mode="json"),
+        "pairs": pairs, "secure_wall_s": secure_wall, "secure_runs": secures,
         "ratio": ratio, "pair_ratios": ratios, "simulation_wall_s": sim_wall,
         "plain_wall_s": plain_wall, "simulation_breakdown_s": parts,
         "simulation_runs": sims, "plain_runs": plains, "passed": ok,
