@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 from fractions import Fraction
 
@@ -122,3 +123,21 @@ def test_bad_budget_is_refused(budget: float) -> None:
         acc.rounds_affordable(budget, DELTA, 1.0)
     with pytest.raises(PrivacyError, match="epsilon"):
         acc.noise_multiplier_for(budget, DELTA, 10)
+
+
+def test_orders_the_rdp_accountant_drops_are_not_printed(caplog: pytest.LogCaptureFixture) -> None:
+    # q = 0.1, z = 1: dp-accounting cannot evaluate the smallest orders and warns once per order
+    # per evaluation; ε from the remaining orders is still an upper bound
+    absl = logging.getLogger("absl")
+    (dropped,) = [f for f in absl.filters if isinstance(f, acc._DroppedOrders)]
+    with caplog.at_level(logging.WARNING):
+        absl.removeFilter(dropped)
+        try:
+            unfiltered = acc.epsilon(1.0, 0.1, 100, DELTA, "rdp")
+        finally:
+            absl.addFilter(dropped)
+        assert [r for r in caplog.records if "converge" in r.getMessage()]  # the case does warn
+        caplog.clear()
+        eps = acc.epsilon(1.0, 0.1, 100, DELTA, "rdp")
+    assert eps == unfiltered and math.isfinite(eps) and eps > 0
+    assert not [r for r in caplog.records if "converge" in r.getMessage()]
