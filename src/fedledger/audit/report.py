@@ -18,7 +18,16 @@ from fedledger.audit.scores import SettledRound
 from fedledger.chain.contracts import Event
 from fedledger.codec.blob import decode_tensors
 from fedledger.codec.commitment import commitment_hex
-from fedledger.errors import BlobIntegrityError, BlobNotFound, CodecError, DatasetError, SpecError, StoreError
+from fedledger.errors import (
+    BlobIntegrityError,
+    BlobNotFound,
+    BlobSealed,
+    CodecError,
+    DatasetError,
+    ReadRefused,
+    SpecError,
+    StoreError,
+)
 from fedledger.roles.scorer import RoundScorer, scorer_for
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
@@ -121,6 +130,24 @@ class AuditState:
 
     def name(self, address: str) -> str:
         return self.names.get(address, address)
+
+    def sealed_updates(self, commits: list[Any]) -> int:
+        """How many of a round's updates this audit may not read (sealed to readers, or refused).
+
+        Only a job with readers seals updates; an audit holding a reader's key opens them, so
+        this probe finds none and the round is recomputed as usual.
+        """
+        if not self.spec.readers:
+            return 0
+        hidden = 0
+        for cm in commits:
+            try:
+                self.store.get(cm.commitment)
+            except (BlobSealed, ReadRefused):
+                hidden += 1
+            except StoreError:
+                pass  # missing or altered: the round's recomputation reports it
+        return hidden
 
     def error(self, check: str, artefact: str, message: str, **where: Any) -> None:
         self._find("error", check, artefact, message, **where)

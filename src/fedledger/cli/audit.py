@@ -11,6 +11,7 @@ from rich.table import Table
 from fedledger.audit.run import audit_live, audit_run_dir
 from fedledger.audit.verify import AuditReport
 from fedledger.errors import AuditFailure
+from fedledger.roles.keys import load_key
 
 
 def run_audit(args: argparse.Namespace, console: Console) -> int:
@@ -26,6 +27,8 @@ def run_audit(args: argparse.Namespace, console: Console) -> int:
                 store_dir=args.store,
                 spec_path=args.spec,
                 participants_path=args.participants,
+                key=load_key(args.key) if args.key else None,
+                ca_bundle=args.ca_bundle,
             )
         report_path = args.report
     else:
