@@ -79,11 +79,15 @@ def _info(commitment: bytes) -> bytes:
     return b"fedledger-sealed-blob:" + commitment
 
 
-def seal(plaintext: bytes, readers: Sequence[ReaderKey]) -> bytes:
-    """The envelope of `plaintext` for `readers`; its commitment is the plaintext's root."""
+def seal(plaintext: bytes, readers: Sequence[ReaderKey], commitment: bytes | None = None) -> bytes:
+    """The envelope of `plaintext` for `readers`; its commitment is the plaintext's root.
+
+    A caller that has already hashed the plaintext passes `commitment` (hashing 80 MB costs
+    more than encrypting it).
+    """
     if not readers:
         raise StoreError("a sealed blob needs at least one reader")
-    commitment = merkle_root(plaintext)
+    commitment = merkle_root(plaintext) if commitment is None else commitment
     content_key = AESGCM.generate_key(bit_length=256)
     parts = [MAGIC, struct.pack(">H", len(readers))]
     for r in readers:
@@ -146,7 +150,7 @@ class SealingStore(BlobStore):
     def put(self, data: bytes) -> bytes:
         data = bytes(data)
         commitment = merkle_root(data)
-        self.inner._write(commitment, seal(data, self.readers))
+        self.inner._write(commitment, seal(data, self.readers, commitment))
         return commitment
 
     def get(self, commitment: bytes) -> bytes:
