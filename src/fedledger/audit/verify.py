@@ -102,7 +102,7 @@ def audit_events(source: EventSource, spec: JobSpec, store: BlobStore) -> AuditR
         if fin is None and not excluded:
             continue  # failed before any quorum: nothing was judged
         outcome = None
-        hidden = audit.sealed_updates(commits) if model is not None else 0
+        hidden = audit.sealed_updates(commits)
         if hidden:
             audit.warn(
                 "readers",

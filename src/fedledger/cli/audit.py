@@ -116,6 +116,14 @@ def show(report: AuditReport, console: Console, *, quiet: bool = False) -> None:
             if report.checks.get(check)
         ]  # only what a check covered: a missing card is not vouched for
         outputs = f", and so do {' and '.join(vouched)}" if vouched else ""
-        console.print(f"[bold green]AUDIT PASSED[/]: every blob, round and payout checks out{outputs}")
+        unread = sum(1 for f in report.findings if f.check == "readers")
+        if unread:  # a keyless audit of a job with readers: what is public only
+            console.print(
+                f"[bold green]AUDIT PASSED[/] for what is public (events, lineage, payouts); "
+                f"{unread} blob set(s) were not readable to this audit, sealed to the job's readers "
+                "or served to its parties only: `audit --key` with a reader's key recomputes every round"
+            )
+        else:
+            console.print(f"[bold green]AUDIT PASSED[/]: every blob, round and payout checks out{outputs}")
     else:
         console.print(f"[bold red]AUDIT FAILED[/]: {errors} discrepanc{'y' if errors == 1 else 'ies'}")
