@@ -1,4 +1,4 @@
-"""Who may read from a blob server: EIP-191-signed read requests and the server's reader lists.
+"""Who may read from (and write to) a blob server: EIP-191-signed requests and the server's lists.
 
 Every commitment is public on chain, so a blob server that answered any GET would hand every
 update to anyone who can reach it. With reader lists configured (`store serve --reader/--party`),
@@ -13,11 +13,20 @@ cannot be replayed to another server, nor to this one for long.
 - anyone else is refused. A refusal is 403 whether or not the blob exists, and the same
   refusal for a blob a party may not read: nothing is revealed about what is stored.
 
-Pure logic, no HTTP: `http.py` calls `ReadAccess.decide` and turns the verdict into a status.
+Uploads and deletes are signed the same way, with the method in place of READ
+(`fedledger-store:PUT:<server>:<commitment>:<body sha256>:<expiry>`,
+`fedledger-store:DELETE:<server>:<commitment>:<expiry>`), so a captured upload or delete
+cannot be replayed to another server, nor to this one once expired, and an upload's
+signature covers its bytes: a sealed blob, which the server cannot hash-check, cannot be
+swapped for other bytes under a captured signature.
+
+Pure logic, no HTTP: `http.py` calls `authenticate` / `ReadAccess.decide` and turns the verdict
+into a status.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,19 +49,66 @@ def server_id(url: str) -> str:
     return url.rstrip("/").lower()
 
 
+def request_message(method: str, server: str, what: str, expiry: int) -> str:
+    """What a request's key signs: its method, the server, the object and the expiry."""
+    return f"fedledger-store:{method}:{server_id(server)}:{what}:{expiry}"
+
+
 def read_message(server: str, what: str, expiry: int) -> str:
-    return f"fedledger-store:READ:{server_id(server)}:{what}:{expiry}"
+    return request_message("READ", server, what, expiry)
 
 
-def sign_read(account: LocalAccount, server: str, what: str, *, ttl_s: int = DEFAULT_TTL_S) -> dict[str, str]:
-    """The headers of a read of `what` (a commitment's 0x hex, or "list") from `server`."""
+def upload_target(commitment_hex: str, body: bytes) -> str:
+    """What an upload's signature covers: the commitment and the SHA-256 of the bytes put under it."""
+    return f"{commitment_hex}:{hashlib.sha256(body).hexdigest()}"
+
+
+def sign_request(
+    account: LocalAccount, method: str, server: str, what: str, *, ttl_s: int = DEFAULT_TTL_S
+) -> dict[str, str]:
+    """The headers of a `method` (READ, PUT, DELETE) request for `what` to `server`."""
     expiry = int(time.time()) + ttl_s
-    signed = account.sign_message(encode_defunct(text=read_message(server, what, expiry)))
+    signed = account.sign_message(encode_defunct(text=request_message(method, server, what, expiry)))
     return {
         SIGNATURE: "0x" + bytes(signed.signature).hex(),
         EXPIRY: str(expiry),
         SERVER: server_id(server),
     }
+
+
+def sign_read(account: LocalAccount, server: str, what: str, *, ttl_s: int = DEFAULT_TTL_S) -> dict[str, str]:
+    """The headers of a read of `what` (a commitment's 0x hex, or "list") from `server`."""
+    return sign_request(account, "READ", server, what, ttl_s=ttl_s)
+
+
+def authenticate(
+    headers: Mapping[str, str], method: str, what: str, names: set[str], now: float | None = None
+) -> Verdict:
+    """401 with why a request's signature is no good, else 200 with the signer's address.
+
+    `names` are the server's own URLs (`server_id` form): a request must be bound to one.
+    """
+    signature, expiry_text, server = (headers.get(h) for h in (SIGNATURE, EXPIRY, SERVER))
+    if not signature or not expiry_text or not server:
+        return Verdict(401, f"unsigned {method.lower()}")
+    try:
+        expiry = int(expiry_text)
+    except ValueError:
+        return Verdict(401, "malformed expiry")
+    now = time.time() if now is None else now
+    if expiry < now:
+        return Verdict(401, f"stale signature (expired {int(now - expiry)} s ago)")
+    if expiry > now + MAX_TTL_S:
+        return Verdict(401, f"signature valid for more than {MAX_TTL_S} s")
+    if server_id(server) not in names:
+        return Verdict(401, f"signed for another server ({server}; give this one --public-url if it is it)")
+    try:
+        signer = Account.recover_message(
+            encode_defunct(text=request_message(method, server, what, expiry)), signature=signature
+        )
+    except Exception:  # any malformed signature is simply not authenticated
+        return Verdict(401, "malformed signature")
+    return Verdict(200, "signed", str(signer).lower())
 
 
 @dataclass(frozen=True)
@@ -78,28 +134,8 @@ class ReadAccess:
         return cls(lower, {p.lower() for p in parties} | lower, {server_id(n) for n in names})
 
     def authenticate(self, headers: Mapping[str, str], what: str, now: float | None = None) -> Verdict:
-        """401 with why the signature is no good, else 200 with the signer's address."""
-        signature, expiry_text, server = (headers.get(h) for h in (SIGNATURE, EXPIRY, SERVER))
-        if not signature or not expiry_text or not server:
-            return Verdict(401, "unsigned read")
-        try:
-            expiry = int(expiry_text)
-        except ValueError:
-            return Verdict(401, "malformed expiry")
-        now = time.time() if now is None else now
-        if expiry < now:
-            return Verdict(401, f"stale signature (expired {int(now - expiry)} s ago)")
-        if expiry > now + MAX_TTL_S:
-            return Verdict(401, f"signature valid for more than {MAX_TTL_S} s")
-        if server_id(server) not in self.names:
-            return Verdict(401, f"signed for another server ({server})")
-        try:
-            signer = Account.recover_message(
-                encode_defunct(text=read_message(server, what, expiry)), signature=signature
-            )
-        except Exception:  # any malformed signature is simply not authenticated
-            return Verdict(401, "malformed signature")
-        return Verdict(200, "signed", str(signer).lower())
+        """401 with why a read's signature is no good, else 200 with the signer's address."""
+        return authenticate(headers, "READ", what, self.names, now)
 
     def decide(self, headers: Mapping[str, str], what: str, sealed: bool | None) -> Verdict:
         """The verdict on reading `what`; `sealed` is None when the blob is absent (or a listing).

@@ -3,14 +3,14 @@
 The server (`fedledger store serve`) keeps blobs in a `LocalStore` and answers
 `GET/HEAD /blobs/<commitment>` and `GET /blobs` (the list) to anyone, or, with reader lists,
 only to signed reads by those on them (`access.py`; 401 unsigned or stale, 403 not a reader),
-and
-`PUT/DELETE /blobs/<commitment>` only when signed by an allowed key: an EIP-191
-signature over "fedledger-store:<METHOD>:<commitment>" from one of the organisation's
-addresses. Integrity needs no trust in the server: the client re-hashes every read
-(`BlobStore.get`), and the server refuses an upload whose bytes do not hash to the
-address it is put under, unless the bytes are sealed to their readers (`sealed.py`). With
-a certificate and key it speaks https only (`tls.py`). Standard library only, so any node
-can run it.
+and `PUT/DELETE /blobs/<commitment>` only when signed by an allowed key: an EIP-191
+signature from one of the organisation's addresses over the method, this server, the
+commitment (for an upload also the SHA-256 of its bytes) and a short expiry, as reads are
+signed, so a captured upload or delete cannot be replayed elsewhere or later. Integrity
+needs no trust in the server: the client re-hashes every read (`BlobStore.get`), and the
+server refuses an upload whose bytes do not hash to the address it is put under, unless
+the bytes are sealed to their readers (`sealed.py`). With a certificate and key it speaks
+https only (`tls.py`). Standard library only, so any node can run it.
 """
 
 from __future__ import annotations
@@ -25,13 +25,20 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from eth_account import Account
-from eth_account.messages import encode_defunct
 from eth_account.signers.local import LocalAccount
 
 from fedledger.codec.commitment import HASH_SIZE, commitment_hex, merkle_root
 from fedledger.errors import ReadRefused, StoreError
-from fedledger.store.access import LIST, READ_HEADERS, ReadAccess, sign_read
+from fedledger.store.access import (
+    LIST,
+    READ_HEADERS,
+    ReadAccess,
+    authenticate,
+    server_id,
+    sign_read,
+    sign_request,
+    upload_target,
+)
 from fedledger.store.base import BlobStore
 from fedledger.store.local import LocalStore
 from fedledger.store.sealed import is_sealed
@@ -39,10 +46,6 @@ from fedledger.store.tls import TlsHTTPServer, client_context, server_context
 
 log = logging.getLogger("fedledger.store")
 MAX_BLOB = 1 << 30  # 1 GiB: larger uploads are refused before they are read
-
-
-def signed_message(method: str, commitment: bytes) -> str:
-    return f"fedledger-store:{method}:{commitment_hex(commitment)}"
 
 
 def _parse(path: str) -> bytes | None:
@@ -89,10 +92,14 @@ class BlobServer:
         self.store = LocalStore(root)
         self.writers = {w.lower() for w in writers}
         readers, parties = list(readers), list(parties)
+        # the URLs this server answers to, that signed requests must be bound to (+ its own, below)
+        self.names = {server_id(u) for u in public_urls}
         self.access: ReadAccess | None = (
-            ReadAccess.of(readers, parties, public_urls) if readers or parties else None
+            ReadAccess.of(readers, parties, ()) if readers or parties else None
         )
-        store, writers_, access = self.store, self.writers, self.access
+        if self.access is not None:
+            self.access.names = self.names  # one set: the server's own URL is added below
+        store, writers_, access, names = self.store, self.writers, self.access, self.names
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -111,15 +118,21 @@ class BlobServer:
             def _error(self, code: int, message: str) -> None:
                 self._reply(code, json.dumps({"error": message}).encode(), "application/json")
 
-            def _signer_ok(self, method: str, commitment: bytes) -> bool:
-                signature = self.headers.get("X-Fedledger-Signature", "")
-                try:
-                    signer = Account.recover_message(
-                        encode_defunct(text=signed_message(method, commitment)), signature=signature
-                    )
-                except Exception:  # any malformed signature is simply not authorised
+            def _write_refused(self, method: str, what: str) -> bool:
+                """Whether an upload or delete was refused (and answered): 401 unsigned or stale,
+                bound to another server or other bytes; 403 signed by a key that may not write."""
+                headers = {h: str(self.headers.get(h, "")) for h in READ_HEADERS}
+                verdict = authenticate(headers, method, what, names)
+                if verdict.status == 200 and verdict.address in writers_:
                     return False
-                return str(signer).lower() in writers_
+                who = verdict.address or f"unauthenticated client {self.client_address[0]}"
+                log.warning("refused %s of %s by %s: %s", method, what, who, verdict.reason)
+                kind = "upload" if method == "PUT" else "delete"
+                if verdict.status == 401:
+                    self._error(401, f"{kind} not authenticated: {verdict.reason}")
+                else:
+                    self._error(403, f"{kind} not signed by an allowed key")
+                return True
 
             def _refused(self, what: str, data: bytes | None) -> bool:
                 """Whether the read was refused (and answered); each refusal is logged with its address."""
@@ -176,8 +189,7 @@ class BlobServer:
                     self._error(413, f"blob of {length} bytes is over the {MAX_BLOB}-byte limit")
                     return
                 data = self.rfile.read(length)
-                if not self._signer_ok("PUT", c):
-                    self._error(403, "upload not signed by an allowed key")
+                if self._write_refused("PUT", upload_target(commitment_hex(c), data)):
                     return
                 if not is_sealed(data) and merkle_root(data) != c:
                     # a sealed update is addressed by its plaintext's root, which only its
@@ -189,8 +201,10 @@ class BlobServer:
 
             def do_DELETE(self) -> None:
                 c = _parse(self.path)
-                if c is None or not self._signer_ok("DELETE", c):
-                    self._error(403, "delete not signed by an allowed key")
+                if c is None:
+                    self._error(404, f"no such path {self.path}")
+                    return
+                if self._write_refused("DELETE", commitment_hex(c)):
                     return
                 self._reply(204 if store._remove(c) else 404)
 
@@ -200,8 +214,9 @@ class BlobServer:
             self.httpd = TlsHTTPServer((host, port), Handler, server_context(*tls))
         scheme = "https" if tls else "http"
         self.url = f"{scheme}://{host}:{self.httpd.server_address[1]}"
-        if self.access is not None:
-            self.access.names.add(self.url)
+        self.names.add(server_id(self.url))
+        if host == "127.0.0.1":
+            self.names.add(server_id(f"{scheme}://localhost:{self.httpd.server_address[1]}"))
         self._thread: threading.Thread | None = None
 
     def start(self) -> BlobServer:
@@ -250,11 +265,13 @@ class HttpStore(BlobStore):
             reason = getattr(exc, "reason", exc)
             raise StoreError(f"blob store at {self.url} is unreachable: {reason}") from None
 
-    def _signed(self, method: str, commitment: bytes) -> dict[str, str]:
+    def _signed(self, method: str, commitment: bytes, body: bytes = b"") -> dict[str, str]:
+        """Headers of an upload (bound to `body`) or delete, signed for this server, expiring soon."""
         if self.account is None:
             raise StoreError(f"{method} on {self.url} needs a signing key; this HttpStore has none")
-        signature = self.account.sign_message(encode_defunct(text=signed_message(method, commitment)))
-        return {"X-Fedledger-Signature": "0x" + bytes(signature.signature).hex()}
+        what = commitment_hex(commitment)
+        target = upload_target(what, body) if method == "PUT" else what
+        return sign_request(self.account, method, self.url, target)
 
     def _reading(self, what: str) -> dict[str, str]:
         """Signed-read headers when this store has a key (servers without reader lists ignore them)."""
@@ -289,7 +306,7 @@ class HttpStore(BlobStore):
             return bool(resp.status == 200)
 
     def _write(self, commitment: bytes, data: bytes) -> None:
-        headers = self._signed("PUT", commitment) | {"Content-Type": "application/octet-stream"}
+        headers = self._signed("PUT", commitment, data) | {"Content-Type": "application/octet-stream"}
         with self._request("PUT", f"/blobs/{commitment_hex(commitment)}", data, headers) as resp:
             if resp.status != 201:
                 raise StoreError(f"blob store at {self.url} refused the upload: {self._why(resp)}")
@@ -298,7 +315,7 @@ class HttpStore(BlobStore):
         with self._request(
             "DELETE", f"/blobs/{commitment_hex(commitment)}", None, self._signed("DELETE", commitment)
         ) as resp:
-            if resp.status == 403:
+            if resp.status in (401, 403):
                 raise StoreError(f"blob store at {self.url} refused the delete: {self._why(resp)}")
             return bool(resp.status == 204)
 
