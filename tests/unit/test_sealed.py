@@ -77,3 +77,34 @@ def test_read_access_verdicts() -> None:
     assert access.decide(sign_read(A, "https://other:1", what), what, True).status == 401
     assert access.decide(sign_read(A, "https://s:1", what, ttl_s=-1), what, True).status == 401
     assert access.decide(sign_read(A, "https://s:1", what, ttl_s=3600), what, True).status == 401
+
+
+class _Refusing(MemoryStore):
+    """A blob server's client that is refused every read (as a server with reader lists answers)."""
+
+    def _read(self, commitment: bytes) -> bytes | None:
+        from fedledger.errors import ReadRefused
+
+        raise ReadRefused("blob store at https://s:1 refused the read: read refused: unsigned read")
+
+
+def test_a_refused_global_model_is_a_warning_only_to_an_audit_without_a_key() -> None:
+    """Without a key the audit cannot be served a global model (parties only): it says so. With a
+    reader's key a refusal is the server withholding from a reader: a discrepancy."""
+    from types import SimpleNamespace
+
+    from fedledger.audit.report import AuditState
+
+    spec = JobSpec.from_dict({"trainers": 2, "readers": [reader_entry(a) for a in (A, B)]})
+    source = SimpleNamespace(participants={}, job_id=1, provenance="test", findings=[])
+    c = merkle_root(b"a global model")
+    keyless = AuditState(source, spec, OpeningStore(_Refusing()))  # type: ignore[arg-type]
+    assert keyless.keyless and keyless.load_model(c, "model version 1", 1) is None
+    [f] = keyless.report.findings
+    assert (f.severity, f.check) == ("warning", "readers") and "not readable to this audit" in f.message
+    keyed = AuditState(source, spec, OpeningStore(_Refusing(), A.address, reader_secret(A)))  # type: ignore[arg-type]
+    assert not keyed.keyless and keyed.load_model(c, "model version 1", 1) is None
+    [f] = keyed.report.findings
+    assert (f.severity, f.check) == ("error", "blob") and "refused to this reader" in f.message
+    assert keyed.sealed_updates([SimpleNamespace(commitment=c)]) == 0  # a keyed audit probes nothing
+    assert keyless.sealed_updates([SimpleNamespace(commitment=c)]) == 1
