@@ -101,7 +101,8 @@ def authenticate(
     if expiry > now + MAX_TTL_S:
         return Verdict(401, f"signature valid for more than {MAX_TTL_S} s")
     if server_id(server) not in names:
-        return Verdict(401, f"signed for another server ({server}; give this one --public-url if it is it)")
+        why = f"signed for another server ({server}; `store serve --public-url` names this one)"
+        return Verdict(401, why)
     try:
         signer = Account.recover_message(
             encode_defunct(text=request_message(method, server, what, expiry)), signature=signature
