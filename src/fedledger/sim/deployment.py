@@ -208,6 +208,7 @@ def start_consortium(
                 config=tmp / "node-sponsor.toml",
                 log=tmp / "node-sponsor.log",
                 host=hosts.gateway if hosts else "127.0.0.1",
+                scheme="https" if tls else "http",
             )
             peers = [o.public_url for o in started]
             write_config(root, sponsor_server.url, peers, root=True, validator=False)
