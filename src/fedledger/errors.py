@@ -15,7 +15,9 @@ bug.
     ├── InvalidUpdate             an update fails validation (shape, dtype, norm)
     ├── StoreError                the blob store failed
     │   ├── BlobNotFound          no blob under that commitment
-    │   └── BlobIntegrityError    the bytes do not match their commitment
+    │   ├── BlobIntegrityError    the bytes do not match their commitment
+    │   ├── BlobSealed            a blob is sealed to readers this party is not (no reader key)
+    │   └── ReadRefused           a blob server refused a read: unsigned, stale, or not a reader
     ├── ChainError                the chain failed
     │   ├── ChainUnavailable      the RPC endpoint cannot be reached
     │   └── TransactionReverted   a transaction or call reverted (has `.reason`)
@@ -74,6 +76,14 @@ class BlobNotFound(StoreError):
 
 class BlobIntegrityError(StoreError):
     """Stored bytes do not match the commitment they are stored under."""
+
+
+class BlobSealed(StoreError):
+    """A blob is sealed to its readers and this party cannot open it (no key, or not one of them)."""
+
+
+class ReadRefused(StoreError):
+    """A blob server refused a read (401: unsigned or bad signature; 403: not a reader)."""
 
 
 class ChainError(FedledgerError):

@@ -11,6 +11,7 @@ prove` opens one hospital's commitment against the live chain.
 from __future__ import annotations
 
 import itertools
+import os
 import sqlite3
 from pathlib import Path
 
@@ -63,7 +64,8 @@ def test_four_nodes_on_parquet_csv_sqlite_and_postgresql_complete_and_audit(
     (code / "hospital_models" / "__init__.py").write_text("")
     (code / "hospital_models" / "model.py").write_text(MODEL)
     monkeypatch.syspath_prepend(str(code))  # the sponsor builds the initial model here
-    monkeypatch.setenv("PYTHONPATH", str(code))  # and every node imports the same package
+    # and every node imports the same package (ahead of, not instead of, any PYTHONPATH already set)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")])))
     digest = code_digest(["hospital_models.model:build"])
     assert digest.startswith("0x")
 

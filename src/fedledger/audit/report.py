@@ -18,10 +18,20 @@ from fedledger.audit.scores import SettledRound
 from fedledger.chain.contracts import Event
 from fedledger.codec.blob import decode_tensors
 from fedledger.codec.commitment import commitment_hex
-from fedledger.errors import BlobIntegrityError, BlobNotFound, CodecError, DatasetError, SpecError, StoreError
+from fedledger.errors import (
+    BlobIntegrityError,
+    BlobNotFound,
+    BlobSealed,
+    CodecError,
+    DatasetError,
+    ReadRefused,
+    SpecError,
+    StoreError,
+)
 from fedledger.roles.scorer import RoundScorer, scorer_for
 from fedledger.spec import JobSpec
 from fedledger.store.base import BlobStore
+from fedledger.store.sealed import OpeningStore
 
 
 @dataclass
@@ -122,6 +132,29 @@ class AuditState:
     def name(self, address: str) -> str:
         return self.names.get(address, address)
 
+    @property
+    def keyless(self) -> bool:
+        """Whether this audit holds no reader key (`audit` without --key): sealed reads are not its."""
+        return not (isinstance(self.store, OpeningStore) and self.store.key is not None)
+
+    def sealed_updates(self, commits: list[Any]) -> int:
+        """How many of a round's updates this keyless audit may not read (sealed, or refused to it).
+
+        Only a job with readers seals updates. An audit holding a reader's key reads them all:
+        it probes nothing, and an update refused or unopenable to it is an error of the round.
+        """
+        if not self.spec.readers or not self.keyless:
+            return 0
+        hidden = 0
+        for cm in commits:
+            try:
+                self.store.get(cm.commitment)
+            except (BlobSealed, ReadRefused):
+                hidden += 1
+            except StoreError:
+                pass  # missing or altered: the round's recomputation reports it
+        return hidden
+
     def error(self, check: str, artefact: str, message: str, **where: Any) -> None:
         self._find("error", check, artefact, message, **where)
 
@@ -156,6 +189,12 @@ class AuditState:
             return None
         except BlobIntegrityError:
             self.error("blob", artefact, "fails its hash: the stored bytes were altered", round=round)
+            return None
+        except ReadRefused as exc:
+            if not self.keyless:
+                self.error("blob", artefact, f"refused to this reader: {exc}", round=round)
+            else:  # blob servers serve global models to the job's parties and readers only
+                self.warn("readers", artefact, f"not readable to this audit (no key): {exc}", round=round)
             return None
         except (CodecError, StoreError) as exc:
             self.error("blob", artefact, f"unreadable: {exc}", round=round)

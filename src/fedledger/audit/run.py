@@ -6,6 +6,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from eth_account.signers.local import LocalAccount
+
 from fedledger.audit.outputs import check_outputs
 from fedledger.audit.replay import from_export, from_live, load_export, reexecute
 from fedledger.audit.verify import AuditReport, audit_events
@@ -16,6 +18,7 @@ from fedledger.spec import JobSpec
 from fedledger.store.http import open_store
 from fedledger.store.local import LocalStore
 from fedledger.store.peers import PeerStore
+from fedledger.store.sealed import OpeningStore, read_key
 
 
 def audit_run_dir(run_dir: Path | str) -> AuditReport:
@@ -46,18 +49,23 @@ def audit_live(
     store_dir: Path | str | Sequence[Path | str],
     spec_path: Path | str,
     participants_path: Path | str | None = None,
+    key: LocalAccount | None = None,
+    ca_bundle: Path | str | None = None,
 ) -> AuditReport:
     """Audits a job on a live chain against its blob stores.
 
     `store_dir` is one location or several — directories, or the URLs of the organisations'
-    `store serve` — read in turn, every blob re-hashed whichever store served it.
+    `store serve` — read in turn, every blob re-hashed whichever store served it. With `key`
+    (an auditor's or committee member's key listed in the spec's readers) reads are signed
+    and sealed updates opened; without it they are verified as far as what is public goes.
     """
-    chain = RpcChain(rpc_url)
+    chain = RpcChain(rpc_url, ca_bundle=str(ca_bundle) if ca_bundle else None)
     participants = {}
     if participants_path:
         participants = json.loads(Path(participants_path).read_text())
     source = from_live(Coordinator(chain, coordinator), job_id, participants)
     where = [store_dir] if isinstance(store_dir, str | Path) else list(store_dir)
-    stores = [open_store(str(w)) for w in where]
-    store = stores[0] if len(stores) == 1 else PeerStore(stores[0], stores[1:])
-    return audit_events(source, JobSpec.load(spec_path), store)
+    stores = [open_store(str(w), key, ca_bundle=ca_bundle) for w in where]
+    peers = stores[0] if len(stores) == 1 else PeerStore(stores[0], stores[1:])
+    opening = OpeningStore(peers, key.address, read_key(bytes(key.key))) if key else OpeningStore(peers)
+    return audit_events(source, JobSpec.load(spec_path), opening)

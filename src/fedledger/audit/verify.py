@@ -102,7 +102,16 @@ def audit_events(source: EventSource, spec: JobSpec, store: BlobStore) -> AuditR
         if fin is None and not excluded:
             continue  # failed before any quorum: nothing was judged
         outcome = None
-        if model is not None:
+        hidden = audit.sealed_updates(commits)
+        if hidden:
+            audit.warn(
+                "readers",
+                f"round {r} updates",
+                f"{hidden} of {len(commits)} updates are sealed to the job's readers and not readable "
+                "to this audit: the round was not recomputed (audit --key with a reader's key does)",
+                round=r,
+            )
+        elif model is not None:
             version = int(opened.args["version"]) if opened is not None else 0
             outcome = check_round(audit, r, fin, commits, excluded, evs, model, current, version)
         if fin is not None and audit.spec.scored:

@@ -31,7 +31,7 @@ class Coordinator(Contract):
     artifact_name = "coordinator"
 
     @classmethod
-    def connect(cls, rpc_url: str, address: str) -> Coordinator:
+    def connect(cls, rpc_url: str, address: str, *, ca_bundle: str | None = None) -> Coordinator:
         """The coordinator at `address` on the node at `rpc_url`; ChainError if no contract is there."""
         from eth_abi.exceptions import DecodingError
         from eth_utils.address import is_address
@@ -40,7 +40,7 @@ class Coordinator(Contract):
 
         if not is_address(address):
             raise ChainError(f"{address!r} is not a contract address (0x followed by 40 hex digits)")
-        chain = RpcChain(rpc_url)
+        chain = RpcChain(rpc_url, ca_bundle=ca_bundle)
         if not chain.code_at(address):
             raise ChainError(
                 f"no contract at {address} on the node at {rpc_url} (chain id {chain.chain_id}): "

@@ -51,12 +51,23 @@ def _revert_reason(exc: Exception) -> str:
 class RpcChain(Chain):
     """An EVM node behind a JSON-RPC URL."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0, poll_interval: float = 0.005) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        poll_interval: float = 0.005,
+        ca_bundle: str | None = None,
+    ) -> None:
+        """`ca_bundle`: PEM CA certificate(s) an https node's certificate must chain to."""
         self.url = url
         self.description = f"JSON-RPC node at {url}"
         self.timeout = timeout
         self.poll_interval = poll_interval
-        self._w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": timeout}))
+        kwargs: dict[str, Any] = {"timeout": timeout}
+        if ca_bundle:
+            kwargs["verify"] = ca_bundle
+        self._w3 = Web3(Web3.HTTPProvider(url, request_kwargs=kwargs))
         self._nonces: dict[str, int] = {}
         self._clock_offset = 0  # seconds this client moved a development chain's clock forward
         try:

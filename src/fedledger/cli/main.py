@@ -158,6 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     aud.add_argument("--spec", type=Path, help="the job's spec file (with --rpc)")
     aud.add_argument("--participants", type=Path, help="JSON {address: name} for readable output")
+    aud.add_argument(
+        "--key",
+        help="with --rpc: a reader's key (dev:N or a keystore) listed in the spec's readers: signs "
+        "reads and opens sealed updates; without it the updates are reported as not readable",
+    )
+    aud.add_argument(
+        "--ca-bundle", type=Path, help="with --rpc: PEM CA certificate(s) for https stores and RPC"
+    )
     aud.add_argument("--report", type=Path, help="write the JSON report here (default RUN_DIR/audit.json)")
     aud.add_argument("--quiet", action="store_true", help="print only the verdict and findings")
 
@@ -239,50 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_data_parser(sub)
 
-    store = sub.add_parser("store", help="content-addressed blob storage")
-    store_sub = store.add_subparsers(dest="store_command", required=True)
-    serve = store_sub.add_parser(
-        "serve",
-        help="serve a blob directory over HTTP",
-        description="Serves DIR's blobs over HTTP: anyone may read by commitment (and must re-hash; "
-        "fedledger clients do), only uploads signed by a --writer key are stored, and only if "
-        "their bytes hash to the commitment they are put under.",
-    )
-    serve.add_argument("--dir", type=Path, required=True, help="blob directory (created if missing)")
-    serve.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8545 + 100, help="port (default 8645; 0 picks a free one)")
-    serve.add_argument(
-        "--writer",
-        action="append",
-        default=[],
-        required=True,
-        metavar="ADDRESS",
-        help="Ethereum address whose signed uploads are accepted (repeatable)",
-    )
+    from fedledger.cli.store import add_store_parser
+
+    add_store_parser(sub)
     return parser
-
-
-def run_store_serve(args: argparse.Namespace) -> int:
-    from eth_utils.address import is_address
-
-    from fedledger.errors import StoreError
-    from fedledger.store.http import BlobServer
-
-    bad = [w for w in args.writer if not is_address(w)]
-    if bad:
-        raise StoreError(f"--writer {bad[0]!r} is not an Ethereum address")
-    try:
-        server = BlobServer(args.dir, args.writer, host=args.host, port=args.port)
-    except OSError as exc:
-        raise StoreError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
-    console.print(
-        f"serving blobs from {args.dir} at [bold]{server.url}[/] · writers: {', '.join(args.writer)}"
-    )
-    try:
-        server.serve_forever()
-    finally:
-        server.httpd.server_close()
-    return 0
 
 
 class _JsonLines(logging.Formatter):
@@ -321,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_audit(args, console)
         if args.command == "store":
-            return run_store_serve(args)
+            from fedledger.cli.store import run_store
+
+            return run_store(args, console)
         if args.command == "data":
             from fedledger.cli.data import run_data
 

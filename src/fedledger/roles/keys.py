@@ -8,11 +8,13 @@ import os
 import sys
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
 from fedledger.chain.base import dev_accounts
 from fedledger.errors import SpecError
+from fedledger.store.sealed import public_read_key, read_key
 
 PASSPHRASE_ENV = "FEDLEDGER_PASSPHRASE"
 
@@ -49,3 +51,13 @@ def load_key(spec: str) -> LocalAccount:
         raise SpecError(
             "key", f"keystore {path} did not unlock: wrong passphrase (set ${PASSPHRASE_ENV})"
         ) from None
+
+
+def reader_entry(account: LocalAccount) -> dict[str, str]:
+    """This key's entry in a job spec's `readers`: its address and X25519 read key (derived)."""
+    return {"address": account.address, "key": "0x" + public_read_key(bytes(account.key)).hex()}
+
+
+def reader_secret(account: LocalAccount) -> X25519PrivateKey:
+    """The X25519 key that opens blobs sealed to this account (never leaves its process)."""
+    return read_key(bytes(account.key))

@@ -59,7 +59,7 @@ class Node:
         job_config = self.coordinator.job_config(config.job)
         check_spec(config, self.spec, job_config)
         self.name, self.sponsor = identify(config, self.spec, job_config, self.account)
-        self.store = open_stores(config, self.account)
+        self.store = open_stores(config, self.account, self.spec)
         # the heavy imports (torch, the datasets) come after the cheap checks, so a mistake in
         # the config is reported in a second, not after loading a deep-learning stack
         from fedledger.data.sources import DataSource

@@ -50,6 +50,11 @@ class NodeConfig(BaseModel):
     validator: bool = True
     store: str = Field(description="own blob store: a directory or the URL of its `store serve`")
     peers: list[str] = Field(default_factory=list, description="other organisations' stores to read from")
+    ca_bundle: Path | None = Field(
+        None,
+        description="PEM CA certificate(s) that https peers' and the https RPC's certificates must "
+        "chain to (a consortium's own CA); default: the system's trust store",
+    )
     data: DataConfig | None = Field(None, description="own-data jobs: this organisation's source")
     poll_seconds: float = Field(0.2, gt=0)
     confirmations: int = Field(0, ge=0, le=1000, description="blocks an event must be deep before acting")
@@ -74,6 +79,8 @@ class NodeConfig(BaseModel):
             raise SpecError(f"node config: {'.'.join(map(str, err['loc']))}", err["msg"]) from None
         if not cfg.spec.is_absolute():
             cfg = cfg.model_copy(update={"spec": p.parent / cfg.spec})
+        if cfg.ca_bundle is not None and not cfg.ca_bundle.is_absolute():
+            cfg = cfg.model_copy(update={"ca_bundle": p.parent / cfg.ca_bundle})
         if cfg.data is not None:
             own = cfg.data
             if "://" not in own.source and not Path(own.source).is_absolute():

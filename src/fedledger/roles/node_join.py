@@ -15,11 +15,14 @@ from eth_account.signers.local import LocalAccount
 
 from fedledger.chain.contracts import Coordinator, RewardToken
 from fedledger.errors import ChainError, SpecError, StoreError, TransactionReverted
+from fedledger.roles.keys import reader_entry, reader_secret
 from fedledger.roles.node_config import NodeConfig
 from fedledger.spec import JobSpec
+from fedledger.store.base import BlobStore
 from fedledger.store.cached import VerifiedCache
 from fedledger.store.http import open_store
 from fedledger.store.peers import PeerStore
+from fedledger.store.sealed import OpeningStore, ReaderKey, SealingStore
 
 if TYPE_CHECKING:
     from fedledger.roles.trainer import Trainer
@@ -29,7 +32,8 @@ log = logging.getLogger("fedledger.node")
 
 def connect(config: NodeConfig) -> Coordinator:
     """The job's coordinator, on the chain the config expects, holding the config's job."""
-    coordinator = Coordinator.connect(config.rpc, config.coordinator)
+    ca = str(config.ca_bundle) if config.ca_bundle else None
+    coordinator = Coordinator.connect(config.rpc, config.coordinator, ca_bundle=ca)
     chain = coordinator.chain
     if config.chain_id is not None and chain.chain_id != config.chain_id:
         raise ChainError(
@@ -77,9 +81,14 @@ def identify(
     return f"org-{config.organisation:02d}", sponsor
 
 
-def open_stores(config: NodeConfig, account: LocalAccount) -> VerifiedCache:
-    """This organisation's store (which must answer now) in front of its peers', hash-checked."""
-    own = open_store(config.store, account)
+def open_stores(config: NodeConfig, account: LocalAccount, spec: JobSpec) -> VerifiedCache:
+    """This organisation's store (which must answer now) in front of its peers', hash-checked.
+
+    Reads are signed with this node's key (servers with reader lists refuse unsigned ones),
+    and sealed updates are opened with its read key when it is one of the spec's readers.
+    """
+    ca = config.ca_bundle
+    own = open_store(config.store, account, ca_bundle=ca)
     try:
         own.has(b"\0" * 32)
     except StoreError as exc:
@@ -88,7 +97,32 @@ def open_stores(config: NodeConfig, account: LocalAccount) -> VerifiedCache:
             "`fedledger store serve` or fix `store` in the node config"
         ) from None
     # every read is hash-checked once; the cache keeps the verified bytes for the round
-    return VerifiedCache(PeerStore(own, [open_store(p) for p in config.peers]))
+    peers = PeerStore(own, [open_store(p, account, ca_bundle=ca) for p in config.peers])
+    me = account.address.lower()
+    entry = next((r for r in spec.readers if r.address.lower() == me), None)
+    if entry is None:
+        if spec.readers and config.validator:
+            log.warning(
+                "%s is not among the job spec's readers: it cannot open individual updates, "
+                "so it cannot validate",
+                account.address,
+            )
+        return VerifiedCache(OpeningStore(peers))
+    if entry.key != reader_entry(account)["key"]:
+        raise SpecError(
+            "readers",
+            f"the read key listed for {account.address} is not this key's "
+            f"({reader_entry(account)['key']}; `fedledger store reader-key` prints it)",
+        )
+    return VerifiedCache(OpeningStore(peers, account.address, reader_secret(account)))
+
+
+def sealed_to_readers(store: BlobStore, spec: JobSpec) -> BlobStore:
+    """The store a trainer writes through: every update sealed to the spec's readers, if any."""
+    if not spec.readers:
+        return store
+    keys = [ReaderKey(r.address, bytes.fromhex(r.key[2:])) for r in spec.readers]
+    return SealingStore(store, keys)
 
 
 def join_job(

@@ -14,6 +14,7 @@ from eth_account.signers.local import LocalAccount
 
 from fedledger.chain.contracts import Coordinator
 from fedledger.errors import SpecError
+from fedledger.roles.node_join import sealed_to_readers
 from fedledger.roles.scorer import scorer_for
 from fedledger.roles.trainer import Trainer
 from fedledger.roles.validator import Validator
@@ -81,7 +82,7 @@ def build_roles(
         name=name,
         account=account,
         coordinator=coordinator,
-        store=store,
+        store=sealed_to_readers(store, spec),  # updates sealed to the readers; aggregates plain
         client=client,
         names=names,
         spec=spec,

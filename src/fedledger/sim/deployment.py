@@ -2,7 +2,9 @@
 
 Each organisation runs `fedledger store serve` for its own blobs and `fedledger node` for its
 roles; the chain is `start_devnet` (anvil). The running consortium is `nodes.Consortium`; the
-fault proxies and network hosts it can stand on are in `network.py`.
+fault proxies and network hosts it can stand on are in `network.py`. With `tls` every blob
+server speaks https with the given certificate and the nodes trust its CA; with `auditors` the
+spec's readers are the committee and those keys, so updates are sealed and reads signed.
 """
 
 from __future__ import annotations
@@ -15,14 +17,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from eth_account.signers.local import LocalAccount
+
 from fedledger.chain.anvil import free_port
+from fedledger.chain.base import dev_accounts
 from fedledger.codec.blob import encode_tensors
 from fedledger.roles.devnet import start_devnet
+from fedledger.roles.keys import reader_entry
 from fedledger.roles.model import quantize_model
 from fedledger.roles.outcome import model_metadata
 from fedledger.roles.sponsor import create_job
 from fedledger.sim.network import DeploymentError, NetHosts, TcpProxy
-from fedledger.sim.nodes import Consortium, Org
+from fedledger.sim.nodes import Consortium, Org, TlsFiles
 from fedledger.spec import JobSpec
 from fedledger.store.http import BlobServer, HttpStore
 from fedledger.store.local import LocalStore
@@ -36,6 +42,7 @@ __all__ = [
     "NetHosts",
     "Org",
     "TcpProxy",
+    "TlsFiles",
     "start_consortium",
 ]
 
@@ -64,6 +71,8 @@ def start_consortium(
     start_nodes: bool = True,
     network_hosts: bool = False,
     data: Sequence[Mapping[str, str]] = (),
+    tls: TlsFiles | None = None,
+    auditors: Sequence[LocalAccount] | None = None,
 ) -> Consortium:
     """A devnet, a job, and per organisation a blob server and (unless told not to) a node.
 
@@ -71,10 +80,21 @@ def start_consortium(
     (`NetHosts`) and the chain listens on the bridge; the proxies need loopback and are refused.
     An own-data job (`spec` with a data_schema) takes each organisation's `[data]` table in
     `data`, one mapping (source, and query for databases) per organisation.
+
+    `tls` (a certificate for 127.0.0.1 and its CA) puts every blob server on https; `auditors`
+    (possibly none) makes the spec's readers the committee plus those keys, each server then
+    serving reads signed by a reader only and the trainers sealing their updates to them.
     """
     if network_hosts and (rpc_proxy or store_proxies):
         raise DeploymentError("the fault proxies listen on loopback: not with network_hosts")
-    job_spec = JobSpec.from_dict({**BASE_SPEC, "trainers": orgs, **(spec or {})})
+    if (tls or auditors is not None) and (network_hosts or store_proxies):
+        raise DeploymentError("TLS and reader lists are for loopback blob servers without proxies")
+    fields = {**BASE_SPEC, "trainers": orgs, **(spec or {})}
+    readers: list[LocalAccount] = []
+    if auditors is not None:  # the committee is dev:1..orgs (start_devnet's accounts)
+        readers = [*dev_accounts(orgs + 1)[1:], *auditors]
+        fields["readers"] = [reader_entry(a) for a in readers]
+    job_spec = JobSpec.from_dict(fields)
     (tmp / "job.json").write_text(json.dumps(job_spec.model_dump(mode="json")))
     hosts = NetHosts(orgs) if network_hosts else None
     try:
@@ -107,7 +127,10 @@ def start_consortium(
             committee=[a.address for a in members],
         )
         sponsor_server = BlobServer(
-            sponsor_store, [net.accounts[0].address], host=hosts.gateway if hosts else "127.0.0.1"
+            sponsor_store,
+            [net.accounts[0].address],
+            host=hosts.gateway if hosts else "127.0.0.1",
+            tls=(tls.cert, tls.key) if tls else None,
         ).start()
         proxy = TcpProxy(net.node.port) if rpc_proxy else None
         rpc = proxy.url if proxy else net.node.url
@@ -121,7 +144,9 @@ def start_consortium(
                 log=tmp / f"node-{i}.log",
                 host=hosts.address(i) if hosts else "127.0.0.1",
                 prefix=hosts.prefix(i) if hosts else [],
+                scheme="https" if tls else "http",
             )
+            secure = ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)] if tls else []
             org.server = subprocess.Popen(
                 [
                     *org.prefix,
@@ -138,6 +163,8 @@ def start_consortium(
                     str(org.store_port),
                     "--writer",
                     acct.address,
+                    *secure,
+                    *(f for r in readers for f in ("--reader", r.address)),
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -154,6 +181,7 @@ def start_consortium(
                 "job": job_id,
                 "key": f"dev:{org.index}",
                 "spec": str(tmp / "job.json"),
+                **({"ca_bundle": str(tls.ca)} if tls else {}),
                 **own,
                 "store": store,
                 "peers": peers,
@@ -162,8 +190,8 @@ def start_consortium(
             }
             org.config.write_text("".join(f"{k} = {_toml(v)}\n" for k, v in fields.items()))
 
-        for org in started:
-            _wait_serving(org)
+        for org, acct in zip(started, members, strict=True):
+            _wait_serving(org, acct, tls)
             peers = [sponsor_server.url] + [o.public_url for o in started if o is not org]
             own = {"data": dict(data[org.index - 1])} if data else {}
             write_config(org, org.store_url, peers, organisation=org.index, **own)
@@ -180,6 +208,7 @@ def start_consortium(
                 config=tmp / "node-sponsor.toml",
                 log=tmp / "node-sponsor.log",
                 host=hosts.gateway if hosts else "127.0.0.1",
+                scheme="https" if tls else "http",
             )
             peers = [o.public_url for o in started]
             write_config(root, sponsor_server.url, peers, root=True, validator=False)
@@ -194,6 +223,7 @@ def start_consortium(
             hosts=hosts,
             sponsor_server=sponsor_server,
             root=root,
+            tls=tls,
         )
         if start_nodes:
             for org in cons.nodes:
@@ -218,11 +248,13 @@ def _toml(value: Any) -> str:
     return json.dumps(value)
 
 
-def _wait_serving(org: Org, timeout: float = 30) -> None:
+def _wait_serving(org: Org, account: LocalAccount, tls: TlsFiles | None, timeout: float = 30) -> None:
+    """Until the organisation's server answers a read signed by its own key (a reader's, if any)."""
     deadline = time.monotonic() + timeout
+    store = HttpStore(org.store_url, account, timeout=1, ca_bundle=tls.ca if tls else None)
     while time.monotonic() < deadline:
         try:
-            HttpStore(org.store_url, timeout=1).has(b"\0" * 32)
+            store.has(b"\0" * 32)
             return
         except Exception:
             if org.server is None or org.server.poll() is not None:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eth_account.signers.local import LocalAccount
+
 from fedledger.audit.run import audit_live
 from fedledger.audit.verify import AuditReport
 from fedledger.chain.contracts import Coordinator, Event, JobState
@@ -22,6 +24,15 @@ from fedledger.roles.devnet import Devnet
 from fedledger.sim.network import DeploymentError, NetHosts, TcpProxy
 from fedledger.spec import JobSpec
 from fedledger.store.http import BlobServer
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for https blob servers: the CA the nodes trust, and the servers' certificate and key."""
+
+    ca: Path
+    cert: Path
+    key: Path
 
 
 @dataclass
@@ -38,10 +49,11 @@ class Org:
     starts: int = 0
     host: str = "127.0.0.1"  # its address: loopback, or its own network host's
     prefix: list[str] = field(default_factory=list)  # runs a command on its host
+    scheme: str = "http"  # its blob server's: https with TLS
 
     @property
     def store_url(self) -> str:
-        return f"http://{self.host}:{self.store_port}"
+        return f"{self.scheme}://{self.host}:{self.store_port}"
 
     @property
     def public_url(self) -> str:
@@ -61,6 +73,7 @@ class Consortium:
     hosts: NetHosts | None = None
     sponsor_server: BlobServer | None = None
     root: Org | None = None  # FLTrust: the sponsor's node, which commits the root update
+    tls: TlsFiles | None = None  # the blob servers speak https; nodes and audits trust tls.ca
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -161,11 +174,21 @@ class Consortium:
             out.setdefault(e.args["round"], []).append(e.args["trainer"])
         return out
 
-    def audit(self) -> AuditReport:
+    def audit_args(self) -> list[str]:
+        """`fedledger audit`'s arguments for this job, live (add --key, --report as wanted)."""
+        args = ["--rpc", self.net.node.url, "--coordinator", self.coordinator.address]
+        args += ["--job", str(self.job_id), "--spec", str(self.tmp / "job.json")]
+        for where in [str(self.sponsor_store), *(o.store_url for o in self.orgs)]:
+            args += ["--store", where]
+        return args + (["--ca-bundle", str(self.tls.ca)] if self.tls else [])
+
+    def audit(self, key: LocalAccount | None = None) -> AuditReport:
         return audit_live(
             rpc_url=self.net.node.url,
             coordinator=self.coordinator.address,
             job_id=self.job_id,
             store_dir=[str(self.sponsor_store), *(o.store_url for o in self.orgs)],
             spec_path=self.tmp / "job.json",
+            key=key,
+            ca_bundle=self.tls.ca if self.tls else None,
         )

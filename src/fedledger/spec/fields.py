@@ -22,6 +22,19 @@ MODELS = ("cnn", "mlp", "logreg")
 SECAGG_RULES = ("fedavg", "clipped_fedavg")
 
 
+class Reader(BaseModel):
+    """One party that may read individual updates: its address signs read requests, its key opens them.
+
+    `key` is the X25519 public key derived from the party's Ethereum key; `fedledger store
+    reader-key --key …` prints both for a spec.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$", description="the reader's Ethereum address")
+    key: str = Field(pattern=r"^0x[0-9a-f]{64}$", description="its X25519 read key (32 bytes, hex)")
+
+
 class JobFields(BaseModel):
     """A job spec's fields, validated one by one (`JobSpec` checks them together)."""
 
@@ -189,3 +202,10 @@ class JobFields(BaseModel):
     stake: int = Field(10**18, ge=0, description="token units each participant stakes")
     reward_per_round: int = Field(100 * 10**18, ge=0, description="token units paid per round")
     seed: int = Field(0, ge=0, lt=2**32, description="seed for split, init and shuffling")
+    # who may read individual updates (issue 18)
+    readers: tuple[Reader, ...] = Field(
+        (),
+        max_length=64,
+        description="parties who may read individual updates: every committee member plus any "
+        "auditors; non-empty seals each update to them and blob servers serve updates only to them",
+    )

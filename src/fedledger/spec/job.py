@@ -124,6 +124,15 @@ class JobSpec(JobFields):
                     f"at noise multiplier {self.noise_multiplier:g}, not {self.rounds}: lower rounds or "
                     "raise the noise"
                 )
+        if self.readers:
+            addresses = [r.address.lower() for r in self.readers]
+            if len(set(addresses)) != len(addresses):
+                raise ValueError("readers lists an address twice")
+            if len(addresses) < committee:
+                raise ValueError(
+                    f"readers lists {len(addresses)} parties but the committee has {committee}: every "
+                    "validator must be a reader to open the updates it validates"
+                )
         if self.aggregation == "multikrum" and self.krum_keep > self.trainers:
             raise ValueError(f"krum_keep ({self.krum_keep}) exceeds trainers ({self.trainers})")
         if self.effective_min_commits > self.trainers:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from fedledger.errors import StoreError
+from fedledger.errors import ReadRefused, StoreError
 from fedledger.store.base import BlobStore
 
 
@@ -19,13 +19,19 @@ class PeerStore(BlobStore):
         self.peers = list(peers)
 
     def _read(self, commitment: bytes) -> bytes | None:
+        refused: ReadRefused | None = None
         for store in (self.own, *self.peers):
             try:
                 data = store._read(commitment)
+            except ReadRefused as exc:
+                refused = refused or exc
+                continue
             except StoreError:
                 continue  # an unreachable peer is skipped; if no one has it, it is absent
             if data is not None:
                 return data
+        if refused is not None:
+            raise refused  # not "absent": a server that may hold it would not serve it to us
         return None
 
     def _contains(self, commitment: bytes) -> bool:
