@@ -235,9 +235,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="text lines for people, or one JSON object a line for log collectors",
     )
 
+    from fedledger.cli.dashboard import add_dashboard_parser
     from fedledger.cli.data import add_data_parser
 
     add_data_parser(sub)
+    add_dashboard_parser(sub)
 
     store = sub.add_parser("store", help="content-addressed blob storage")
     store_sub = store.add_subparsers(dest="store_command", required=True)
@@ -322,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_audit(args, console)
         if args.command == "store":
             return run_store_serve(args)
+        if args.command == "dashboard":
+            from fedledger.cli.dashboard import run_dashboard
+
+            return run_dashboard(args, console)
         if args.command == "data":
             from fedledger.cli.data import run_data
 
