@@ -36,7 +36,7 @@ def browser() -> Iterator[webdriver.Chrome]:
             "chromium-driver not installed: run `make test` (or apt-get install chromium chromium-driver)"
         )
     options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000"):
         options.add_argument(flag)
     options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     driver = webdriver.Chrome(service=Service(driver_path), options=options)

@@ -59,15 +59,16 @@
         `${td(m.test_loss == null ? "—" : m.test_loss.toFixed(4), m.test_loss ?? "", "num loss")}${td(r.block || "—", r.block, "num")}<td><code>${esc(short(r.model))}</code></td></tr>`;
     });
     const finalized = s.rounds.filter((r) => r.status === "finalized").length;
-    app.innerHTML =
-      `<div class="grid"><div class="card"><h2>Phase</h2><p><b id="phase">${esc(s.phase.name)}</b> · deadline <span id="deadline">${esc(when(s.phase.deadline))}</span></p>` +
+    const phase = `<div class="card"><h2>Phase</h2><p><b id="phase">${esc(s.phase.name)}</b> · deadline <span id="deadline">${esc(when(s.phase.deadline))}</span></p>` +
       `<p>block <b id="block">${s.block}</b> · <span id="finalized">${finalized}</span> of ${s.job.rounds ?? "?"} rounds finalised · outcome <b id="outcome">${esc(s.outcome)}</b></p>` +
-      (s.purpose ? `<p>purpose: ${esc(s.purpose)}</p>` : "") + `</div>` +
-      `<div class="card"><h2>Spec</h2><table id="spec">${specRows.join("")}</table></div>` +
+      (s.purpose ? `<p>purpose: ${esc(s.purpose)}</p>` : "") + `</div>`;
+    // the rounds and their curves first: what an operator opens the page for
+    app.innerHTML =
+      `<div class="grid">${phase}<div id="acc"></div><div id="loss"></div></div>` +
+      `<h2>Rounds</h2>` + table("rounds", ["round", "version", "status", "commits", "accepted", "excluded", "reward", "accuracy", "loss", "block", "model"], rows) +
+      `<div class="grid"><div class="card"><h2>Spec</h2><table id="spec">${specRows.join("")}</table></div>` +
       `<div class="card"><h2>Committee</h2>${table("committee", ["validator", "address"], committee)}</div>` +
-      `<div class="card scroll"><h2>Stakes</h2>${table("stakes", ["organisation", "stake", "", ""], stakes)}</div></div>` +
-      `<h2>Rounds</h2><div class="grid"><div id="acc"></div><div id="loss"></div></div>` +
-      table("rounds", ["round", "version", "status", "commits", "accepted", "excluded", "reward", "accuracy", "loss", "block", "model"], rows);
+      `<div class="card scroll"><h2>Stakes</h2>${table("stakes", ["organisation", "stake", "", ""], stakes)}</div></div>`;
     const ms = s.metrics.filter((m) => m.test_accuracy != null);
     if (ms.length) {
       const xs = ms.map((m) => m.round);
