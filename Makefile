@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 ANVIL  := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 ARGS   ?=
 
-.PHONY: setup simulate test test-all lint typecheck bench datasets postgres contracts clean
+.PHONY: setup simulate test test-all lint typecheck bench datasets postgres chromium vendor contracts clean
 
 setup: $(STAMP)
 
@@ -28,12 +28,12 @@ $(ANVIL): package.json package-lock.json
 simulate: $(STAMP)
 	$(BIN)/fedledger simulate $(ARGS)
 
-test: $(STAMP) $(ANVIL) postgres
+test: $(STAMP) $(ANVIL) postgres chromium
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 --dist worksteal -m "not slow" $(ARGS)
 
-test-all: $(STAMP) $(ANVIL) postgres
+test-all: $(STAMP) $(ANVIL) postgres chromium
 	$(BIN)/pytest -n 2 --dist worksteal $(ARGS)
 
 lint: $(STAMP)
@@ -67,6 +67,22 @@ postgres:
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }; \
 	elif command -v sudo >/dev/null; then sudo apt-get install -y -q postgresql; \
 	else echo "test: PostgreSQL is missing; run 'apt-get install postgresql' as root" >&2; exit 1; fi
+
+# The dashboard's browser tests (tests/browser) drive Debian's headless Chromium through its
+# chromedriver; installed here when either is missing, as postgres is above.
+chromium:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }; \
+	elif command -v sudo >/dev/null; then sudo apt-get install -y -q chromium chromium-driver; \
+	else echo "test: Chromium is missing; run 'apt-get install chromium chromium-driver' as root" >&2; exit 1; fi
+
+# The dashboard's charting library: pinned in package.json, its built file committed in the
+# package (a wheel must carry it; users' machines are offline). Refresh after changing the pin.
+VENDOR := src/fedledger/dashboard/static/vendor
+vendor: $(ANVIL)
+	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
+	cp node_modules/uplot/LICENSE $(VENDOR)/uPlot.LICENSE
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -28,6 +28,7 @@ bug.
     │   ├── ShareError            a share is missing, malformed or not for its reader (`.party`)
     │   └── RecoveryFailed        too few shares to unmask a round: nothing is unmasked
     ├── AuditFailure              the audit found a discrepancy
+    ├── DashboardError            the dashboard cannot read what it was pointed at
     └── NondeterminismError       two honest computations of one round differ: a bug, not an input
 """
 
@@ -150,3 +151,7 @@ class NondeterminismError(FedledgerError):
     Every rule is a pure integer function of its inputs, so this is never a participant's
     fault: it is a bug in fedledger (or the platform), and no round built on it may stand.
     """
+
+
+class DashboardError(FedledgerError):
+    """`fedledger dashboard` was pointed at something it cannot show (not a run directory, no such job)."""

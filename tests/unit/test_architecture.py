@@ -35,6 +35,7 @@ LAYERS = {
     "roles": 6,
     "audit": 7,
     "sim": 8,
+    "dashboard": 8,
     "cli": 9,
 }
 

@@ -243,9 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="text lines for people, or one JSON object a line for log collectors",
     )
 
+    from fedledger.cli.dashboard import add_dashboard_parser
     from fedledger.cli.data import add_data_parser
 
     add_data_parser(sub)
+    add_dashboard_parser(sub)
 
     from fedledger.cli.store import add_store_parser
 
@@ -292,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
             from fedledger.cli.store import run_store
 
             return run_store(args, console)
+        if args.command == "dashboard":
+            from fedledger.cli.dashboard import run_dashboard
+
+            return run_dashboard(args, console)
         if args.command == "data":
             from fedledger.cli.data import run_data
 
