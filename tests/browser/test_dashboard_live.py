@@ -43,6 +43,12 @@ def coordinator_address() -> str:
     return to_checksum_address(keccak(rlp.encode([sponsor, 2]))[12:])
 
 
+def text_of(browser: webdriver.Chrome, element_id: str) -> str:
+    """An element's text read in one script: the page replaces elements as updates arrive."""
+    script = f"const e = document.getElementById('{element_id}'); return e ? e.textContent : ''"
+    return str(browser.execute_script(script)).strip()
+
+
 def test_an_open_page_follows_a_live_job_without_reloading(
     tmp_path: Path, browser: webdriver.Chrome, serve: Callable[..., Any], shot: Callable[[str], None]
 ) -> None:
@@ -66,19 +72,22 @@ def test_an_open_page_follows_a_live_job_without_reloading(
         app = serve(LiveSource(node.url, address))
         browser.get(app.url + "/job/1")
         load_id = browser.execute_script("return window.fedledgerLoadId")
-        first = int(browser.find_element(By.ID, "finalized").text)
+        first = int(text_of(browser, "finalized"))
         WebDriverWait(browser, 120, poll_frequency=0.2).until(
-            lambda d: d.find_element(By.ID, "outcome").text == "completed" or failure
+            lambda d: text_of(d, "outcome") == "completed" or failure
         )
         job.join(timeout=60)
         assert not failure, failure
         assert browser.execute_script("return window.fedledgerLoadId") == load_id  # never reloaded
         assert browser.execute_script("return window.fedledgerUpdates") >= 1
-        assert first < ROUNDS == int(browser.find_element(By.ID, "finalized").text)
+        assert first < ROUNDS == int(text_of(browser, "finalized"))
         coordinator = Coordinator(chain, address)
         finalized = [e for e in coordinator.events() if e.name == "RoundFinalized"]
-        rows = browser.find_elements(By.CSS_SELECTOR, "#rounds tbody tr")
-        shown = [[td.get_attribute("data-value") for td in r.find_elements(By.TAG_NAME, "td")] for r in rows]
+        # one script, so that an update replacing the table cannot leave a stale element between reads
+        shown = browser.execute_script(
+            "return [...document.querySelectorAll('#rounds tbody tr')]"
+            ".map(r => [...r.querySelectorAll('td')].map(td => td.getAttribute('data-value')))"
+        )
         assert [(s[0], s[6]) for s in shown] == [
             (str(e.args["round"]), str(e.args["reward"])) for e in finalized
         ]
