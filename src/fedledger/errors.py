@@ -140,3 +140,7 @@ class NondeterminismError(FedledgerError):
     Every rule is a pure integer function of its inputs, so this is never a participant's
     fault: it is a bug in fedledger (or the platform), and no round built on it may stand.
     """
+
+
+class ReportError(FedledgerError):
+    """A compliance report could not be rendered or written (a missing renderer, an unwritable file)."""

@@ -238,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     from fedledger.cli.data import add_data_parser
 
     add_data_parser(sub)
+    from fedledger.cli.report import add_report_parser
+
+    add_report_parser(sub)
 
     store = sub.add_parser("store", help="content-addressed blob storage")
     store_sub = store.add_subparsers(dest="store_command", required=True)
@@ -320,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
             from fedledger.cli.audit import run_audit
 
             return run_audit(args, console)
+        if args.command == "report":
+            from fedledger.cli.report import run_report
+
+            return run_report(args, console)
         if args.command == "store":
             return run_store_serve(args)
         if args.command == "data":
