@@ -3,13 +3,13 @@
 Everything chain-derived comes through the audit's own readers (`audit.run.open_run_dir` /
 `open_live`: the re-executed or live events, `audit.facts.RunFacts`), so the report states
 exactly the events the audit checked. The run directory's derived files (metrics.json,
-model_card.json, scores.csv, earnings.csv) are read only for what the chain does not hold —
-accuracy and loss — and the audit says whether they were checked.
+model_card.json) are read only for what the chain does not hold — accuracy and
+loss (the audit says whether it checked them); contribution scores come from the chain's
+ScoresSettled events, not scores.csv.
 """
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +37,6 @@ class ReportInputs:
     metrics: list[dict[str, Any]] = field(default_factory=list)
     #: model_card.json (a run directory only)
     card: dict[str, Any] = field(default_factory=dict)
-    #: scores.csv rows as written by the simulator (scored run directories only)
-    scores: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def chain_description(self) -> str:
@@ -59,7 +57,6 @@ def from_run_dir(run_dir: Path | str) -> ReportInputs:
     inputs.metrics = _json_list(run / "metrics.json")
     card = _json_file(run / "model_card.json")
     inputs.card = card if isinstance(card, dict) else {}
-    inputs.scores = _csv_rows(run / "scores.csv")
     return inputs
 
 
@@ -109,13 +106,3 @@ def _json_list(path: Path) -> list[dict[str, Any]]:
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise AuditFailure(f"{path} is not a list of per-round objects")
     return rows
-
-
-def _csv_rows(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise AuditFailure(f"{path} cannot be read as CSV: {exc}") from None
