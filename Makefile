@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 ANVIL  := node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 ARGS   ?=
 
-.PHONY: setup simulate test test-all lint typecheck bench datasets postgres chromium vendor contracts clean
+.PHONY: setup simulate test test-all lint typecheck bench datasets postgres chromium report-deps vendor contracts clean
 
 setup: $(STAMP)
 
@@ -28,12 +28,12 @@ $(ANVIL): package.json package-lock.json
 simulate: $(STAMP)
 	$(BIN)/fedledger simulate $(ARGS)
 
-test: $(STAMP) $(ANVIL) postgres chromium
+test: $(STAMP) $(ANVIL) postgres chromium report-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest -n 2 --dist worksteal -m "not slow" $(ARGS)
 
-test-all: $(STAMP) $(ANVIL) postgres chromium
+test-all: $(STAMP) $(ANVIL) postgres chromium report-deps
 	$(BIN)/pytest -n 2 --dist worksteal $(ARGS)
 
 lint: $(STAMP)
@@ -83,6 +83,16 @@ VENDOR := src/fedledger/dashboard/static/vendor
 vendor: $(ANVIL)
 	cp node_modules/uplot/dist/uPlot.iife.min.js node_modules/uplot/dist/uPlot.min.css $(VENDOR)/
 	cp node_modules/uplot/LICENSE $(VENDOR)/uPlot.LICENSE
+
+# `fedledger report --format pdf` lays out with WeasyPrint, which loads Debian's pango; its tests
+# render the PDF to PNG pages with poppler's pdftoppm and read it back with pdftotext.
+REPORT_DEBS := poppler-utils libpango-1.0-0 libpangoft2-1.0-0
+report-deps:
+	@if command -v pdftoppm >/dev/null && ldconfig -p | grep -q libpangoft2-1.0; then :; \
+	elif [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(REPORT_DEBS) || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(REPORT_DEBS); }; \
+	elif command -v sudo >/dev/null; then sudo apt-get install -y -q $(REPORT_DEBS); \
+	else echo "test: poppler/pango are missing; run 'apt-get install $(REPORT_DEBS)' as root" >&2; exit 1; fi
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

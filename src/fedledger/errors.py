@@ -155,3 +155,7 @@ class NondeterminismError(FedledgerError):
 
 class DashboardError(FedledgerError):
     """`fedledger dashboard` was pointed at something it cannot show (not a run directory, no such job)."""
+
+
+class ReportError(FedledgerError):
+    """A compliance report could not be rendered or written (a missing renderer, an unwritable file)."""

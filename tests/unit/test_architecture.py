@@ -20,7 +20,8 @@ MAX_LINES = 400
 
 #: each top-level package (or module) of fedledger and its layer: a module may import its own
 #: layer and those below, never one above. audit/ sits below sim/: the simulator runs the audit
-#: on its own run, an auditor never needs the simulator.
+#: on its own run, an auditor never needs the simulator. report/ sits beside sim/: it runs the
+#: audit and describes its result, and neither needs the other.
 LAYERS = {
     "errors": 0,
     "codec": 1,
@@ -34,6 +35,7 @@ LAYERS = {
     "training": 5,
     "roles": 6,
     "audit": 7,
+    "report": 8,
     "sim": 8,
     "dashboard": 8,
     "cli": 9,

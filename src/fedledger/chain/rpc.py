@@ -216,6 +216,10 @@ class RpcChain(Chain):
     def timestamp(self) -> int:
         return int(self._rpc(self._w3.eth.get_block, "latest")["timestamp"])
 
+    def block_timestamp(self, number: int) -> int:
+        """When block `number` was mined: a report's event log gives each event its time."""
+        return int(self._rpc(self._w3.eth.get_block, number)["timestamp"])
+
     def now(self) -> int:
         return max(self.timestamp(), int(time.time()) + self._clock_offset)
 

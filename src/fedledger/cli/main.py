@@ -245,9 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from fedledger.cli.dashboard import add_dashboard_parser
     from fedledger.cli.data import add_data_parser
+    from fedledger.cli.report import add_report_parser
 
     add_data_parser(sub)
     add_dashboard_parser(sub)
+    add_report_parser(sub)
 
     from fedledger.cli.store import add_store_parser
 
@@ -290,6 +292,10 @@ def main(argv: list[str] | None = None) -> int:
             from fedledger.cli.audit import run_audit
 
             return run_audit(args, console)
+        if args.command == "report":
+            from fedledger.cli.report import run_report
+
+            return run_report(args, console)
         if args.command == "store":
             from fedledger.cli.store import run_store
 
