@@ -108,6 +108,31 @@ def test_a_run_stopped_before_any_final_round_leaves_nothing_and_gives_back_the_
     assert sorted(p.name for p in out.iterdir()) == ["chain.json"]
 
 
+def test_a_run_stopped_after_final_rounds_keeps_them_auditable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C in round 3: rounds 1 and 2 are final on chain, and their record is written for the audit."""
+    from fedledger.audit.run import audit_run_dir
+    from fedledger.training.torch_client import TorchClient
+
+    fit, calls = TorchClient.fit, {"n": 0}
+
+    def fit_until_round_3(self: TorchClient, *args: object, **kwargs: object) -> object:
+        calls["n"] += 1
+        if calls["n"] > 2 * 3:  # SMALL has 3 trainers a round
+            raise KeyboardInterrupt
+        return fit(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TorchClient, "fit", fit_until_round_3)
+    out = tmp_path / "run"
+    assert main(["simulate", *SMALL, "--rounds", "5", "--out", str(out)]) == 130
+    assert "stopped after 2 final round(s)" in capsys.readouterr().out
+    assert {"spec.json", "chain.json", "metrics.json"} <= {p.name for p in out.iterdir()}
+    report = audit_run_dir(out)
+    assert report.ok, report.findings
+    assert [m["status"] for m in json.loads((out / "metrics.json").read_text())] == ["finalized"] * 2
+
+
 # -- audit: unreadable inputs are one line and exit 2 ---------------------------------------------
 
 

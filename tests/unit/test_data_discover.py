@@ -98,6 +98,10 @@ def test_exclude_and_max_vocabulary_shape_the_inferred_schema(tmp_path: Path) ->
     assert [f.name for f in wide.features] == ["customer", "income"]  # type: ignore[union-attr]
     with pytest.raises(DataError, match=r"^--exclude custmer: no source has that column"):
         infer_job_schema(sources, label="y", exclude=["custmer"])
+    # a partition key is no feature, and a missing one is named as the flag the user typed
+    assert [f.name for f in infer_job_schema(sources, label="y", key="customer").features] == ["income"]  # type: ignore[union-attr]
+    with pytest.raises(DataError, match=r"^--key addr_state: no source has that column"):
+        infer_job_schema(sources, label="y", key="addr_state")
 
 
 def test_two_files_of_one_organisation_in_a_directory_are_one_line(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from fedledger.errors import SpecError
 from fedledger.sim.attacks import ATTACKS, Attack, parse_profile
 from fedledger.sim.faults import Fault
+from fedledger.sim.outputs import write_record
 from fedledger.sim.simulate import RoundMetrics, Simulation, SimulationResult
 from fedledger.spec import DATASETS, JobSpec
 
@@ -46,8 +47,12 @@ def format_row(m: RoundMetrics, *, statistics: bool = False) -> str:
     pad = " " * max(0, 8 - len(text))  # pad outside the markup so columns stay aligned
     commits = f"{pad}[yellow]{text}[/]" if m.rejected else f"{pad}{text}"
     flagged = f"{'':>6}[red]{m.flagged}[/]" if m.flagged else f"{0:>7}"
+    # the statistics round trains nothing (its model is the initial one): no accuracy to show
+    acc, loss = f"{100 * m.test_accuracy:>7.2f}%", f"{m.test_loss:>6.3f}"
+    if statistics:
+        acc, loss = f"{'—':>8}", f"{'—':>6}"
     return (
-        f"{m.round:>5}  {status} {commits}  {flagged}  {100 * m.test_accuracy:>7.2f}%  {m.test_loss:>6.3f}  "
+        f"{m.round:>5}  {status} {commits}  {flagged}  {acc}  {loss}  "
         f"{m.gas_used:>9,}  {m.chain_seconds:>7.2f}  {m.round_seconds:>7.2f}"
     )
 
@@ -97,9 +102,8 @@ def own_data_spec(base: JobSpec, args: argparse.Namespace) -> JobSpec:
     fields: dict[str, object] = {}
     schema = base.data_schema
     if schema is None:
-        exclude = [*args.exclude, *([args.key] if args.key else [])]
-        schema = infer_job_schema(own.sources, label=args.label, exclude=exclude, test=own.test,
-                                  max_vocabulary=args.max_vocabulary)  # fmt: skip
+        schema = infer_job_schema(own.sources, label=args.label, exclude=args.exclude, key=args.key or "",
+                                  test=own.test, max_vocabulary=args.max_vocabulary)  # fmt: skip
         fields["data_schema"] = schema.model_dump()
     elif args.label and schema.kind == "table" and schema.label != args.label:
         raise SpecError(
@@ -259,6 +263,10 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
         # there is nothing to keep, so nothing half-written is left and a replaced run comes back
         if not run_dir.accepted:
             run_dir.refuse()
+        else:  # the finalised rounds stay auditable
+            write_record(sim, sim.metrics)
+            n = sum(m.status == "finalized" for m in sim.metrics)
+            console.print(f"stopped after {n} final round(s); their record: {out} (fedledger audit {out})")
         raise
     run_dir.accept()
     return _report(result, spec, out, console, t0, attack=attack)
@@ -280,12 +288,8 @@ def _run(
             run_dir.accept()
 
     if not quiet:
-        joined = (
-            "registered, staked and committed to their data"
-            if sim.data_commitments
-            else "registered and staked"
-        )
-        console.print(f"job {sim.job_id} created; {spec.trainers} organisations {joined}")
+        joined = ", staked and committed to their data" if sim.data_commitments else " and staked"
+        console.print(f"job {sim.job_id} created; {spec.trainers} organisations registered{joined}")
         if attack is not None:
             bad = ", ".join(sim.malicious_names) or "none"
             console.print(f"[red]attack[/] {attack.kind}: {ATTACKS[attack.kind]} · malicious: {bad}")

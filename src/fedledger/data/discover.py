@@ -99,6 +99,7 @@ def infer_job_schema(
     *,
     label: str,
     exclude: Sequence[str] = (),
+    key: str = "",
     test: DataSource | None = None,
     max_vocabulary: int = 64,
 ) -> TableSchema | ImageSchema:
@@ -119,8 +120,10 @@ def infer_job_schema(
     named = [*sorted(sources, key=lambda s: (s.describe(), s.source)), *([test] if test else [])]
     tables = [_plain_text(read_table(s, organisation=s.describe(), columns=())) for s in named]
     # every column any source has, in the order first seen
-    columns = list(dict.fromkeys(c for t in tables for c in t.column_names if c not in exclude))
+    columns = list(dict.fromkeys(c for t in tables for c in t.column_names if c not in exclude and c != key))
     present = {c for t in tables for c in t.column_names}
+    if key and key not in present:  # the partition key splits rows; it is not a feature
+        raise DataError(f"--key {key}: no source has that column ({quoted(sorted(present))})")
     unknown = [c for c in exclude if c not in present]
     if unknown:
         raise DataError(f"--exclude {unknown[0]}: no source has that column ({quoted(sorted(present))})")

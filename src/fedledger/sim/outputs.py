@@ -150,7 +150,12 @@ def data_card(sim: SimulationSetup) -> dict[str, Any] | None:
     return card
 
 
-def write_run(sim: SimulationSetup, result: SimulationResult) -> None:
+def write_record(sim: SimulationSetup, rows: list[RoundMetrics]) -> None:
+    """What the audit needs to check the rounds so far: the spec, the chain's record, the metrics.
+
+    Written at the end of a job, and by itself when a job is stopped after a round is final,
+    so that the finalised rounds stay auditable.
+    """
     out, spec = sim.out_dir, sim.spec
     (out / "spec.json").write_text(json.dumps(spec.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
     export = export_chain(
@@ -160,7 +165,12 @@ def write_run(sim: SimulationSetup, result: SimulationResult) -> None:
         participants=sim.participants,
     )
     (out / "chain.json").write_text(json.dumps(export, indent=1) + "\n")
-    write_metrics(out, result.rounds)
+    write_metrics(out, rows)
+
+
+def write_run(sim: SimulationSetup, result: SimulationResult) -> None:
+    out, spec = sim.out_dir, sim.spec
+    write_record(sim, result.rounds)
     if result.scores:
         write_scores(out, result)
     plot_metrics(
