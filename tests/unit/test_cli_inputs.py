@@ -112,3 +112,19 @@ def test_a_refusal_closes_a_run_log_left_open_in_the_directory(tmp_path: Path) -
         log.removeHandler(handler)
         handler.close()
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["simulate", "--aggregation", "mean"], "argument --aggregation: invalid choice: 'mean'"),
+        (["simulate", "--rounds", "three"], "argument --rounds: invalid int value: 'three'"),
+        (["bogus"], "invalid choice: 'bogus'"),
+    ],
+)
+def test_a_usage_mistake_is_one_line(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and words in err and "--help" in err
+    assert err.count("\n") == 1 and "usage:" not in err

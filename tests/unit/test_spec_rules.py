@@ -55,3 +55,9 @@ def test_rule_parameters_come_from_the_spec() -> None:
         JobSpec.from_dict({"aggregation": "clipped_fedavg", "clip_norm": 0.5, "scale_bits": 20})
     )
     assert clipped.clip_norm_q == 2**19  # type: ignore[attr-defined]
+
+
+def test_a_cross_field_refusal_reads_as_the_validator_wrote_it() -> None:
+    with pytest.raises(SpecError) as info:
+        JobSpec.from_dict({"aggregation": "krum", "trainers": 4})
+    assert "krum with byzantine=2 needs" in str(info.value) and "Value error" not in str(info.value)

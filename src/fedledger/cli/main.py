@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Any, Literal, cast, get_args, get_origin
 
 from rich.console import Console
 
@@ -44,13 +44,22 @@ def _add_spec_flags(p: argparse.ArgumentParser) -> None:
         )
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake is one line, as every other error is, not the whole usage block."""
+
+    def error(self, message: str) -> Any:
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fedledger",
         description="Federated learning coordinated, audited and paid by smart contracts.",
     )
     parser.add_argument("--version", action="version", version=f"fedledger {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # every subcommand is a _Parser too (argparse builds them with the parent's class)
+    subcommands = parser.add_subparsers(dest="command", required=True)
+    sub = cast("argparse._SubParsersAction[argparse.ArgumentParser]", subcommands)
 
     sim = sub.add_parser(
         "simulate",

@@ -306,7 +306,8 @@ class JobSpec(JobFields):
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"]) or "spec"
-            raise SpecError(field, err["msg"]) from None
+            # a validator's own message, without the "Value error, " pydantic puts before it
+            raise SpecError(field, err["msg"].removeprefix("Value error, ")) from None
 
     @classmethod
     def load(cls, path: str | Path) -> JobSpec:

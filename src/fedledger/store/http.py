@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import urllib.error
 import urllib.request
@@ -263,6 +264,11 @@ class HttpStore(BlobStore):
             return exc
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLCertVerificationError):  # reached, but not trusted
+                raise StoreError(
+                    f"blob store at {self.url} presented a certificate this node does not trust "
+                    f"({reason.verify_message}); give the consortium's CA with ca_bundle / --ca-bundle"
+                ) from None
             raise StoreError(f"blob store at {self.url} is unreachable: {reason}") from None
 
     def _signed(self, method: str, commitment: bytes, body: bytes = b"") -> dict[str, str]:
