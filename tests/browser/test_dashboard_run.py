@@ -111,3 +111,16 @@ def test_the_audit_button_runs_the_audit_and_shows_each_checks_verdict(
     }
     assert {"aggregate", "payout", "stake", "update", "spec"} <= checks
     shot("audit")
+
+
+def test_a_page_that_is_not_there_is_a_404(run_dir: Path, serve: Callable[..., Any]) -> None:
+    import urllib.error
+    import urllib.request
+
+    app = serve(RunDirSource(run_dir))
+    for path in ("/job/1/rounds", "/job/2"):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(app.url + path, timeout=10)
+        assert info.value.code == 404 and "Not found" in info.value.read().decode()
+    with urllib.request.urlopen(app.url + "/job/1", timeout=10) as ok:
+        assert ok.status == 200

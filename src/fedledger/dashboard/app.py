@@ -51,9 +51,9 @@ def create_app(source: Source, config: DashboardConfig | None = None) -> Starlet
     cfg = config or DashboardConfig()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
 
-    def page(request: Request, name: str, context: dict[str, Any]) -> Response:
+    def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         return templates.TemplateResponse(
-            request, name, {"source": source.description, "pages": PAGES, **context}
+            request, name, {"source": source.description, "pages": PAGES, **context}, status_code=status
         )
 
     async def state_of(job_id: int) -> dict[str, Any]:
@@ -80,11 +80,11 @@ def create_app(source: Source, config: DashboardConfig | None = None) -> Starlet
         job_id = int(request.path_params["job"])
         kind = request.path_params.get("page", "")
         if kind not in PAGES:
-            return page(request, "error.html", {"title": "Not found", "message": f"no page {kind!r}"})
+            return page(request, "error.html", {"title": "Not found", "message": f"no page {kind!r}"}, 404)
         try:
             state = await state_of(job_id)
         except FedledgerError as exc:
-            return page(request, "error.html", {"title": "Not found", "message": str(exc)})
+            return page(request, "error.html", {"title": "Not found", "message": str(exc)}, 404)
         return page(
             request,
             "job.html",
