@@ -99,3 +99,28 @@ class BlobStore(ABC):
     def get_tensors(self, commitment: bytes) -> dict[str, np.ndarray]:
         """Fetches, verifies and strictly decodes a tensor blob."""
         return decode_tensors(self.get(commitment))
+
+
+class WrappingStore(BlobStore):
+    """A store that adds one behaviour to another and hands every raw primitive to it.
+
+    Subclasses override only what they change (sealing writes, opening reads).
+    """
+
+    def __init__(self, inner: BlobStore) -> None:
+        self.inner = inner
+
+    def _read(self, commitment: bytes) -> bytes | None:
+        return self.inner._read(commitment)
+
+    def _contains(self, commitment: bytes) -> bool:
+        return self.inner._contains(commitment)
+
+    def _write(self, commitment: bytes, data: bytes) -> None:
+        self.inner._write(commitment, data)
+
+    def _remove(self, commitment: bytes) -> bool:
+        return self.inner._remove(commitment)
+
+    def _list(self) -> Iterator[bytes]:
+        return self.inner._list()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fedledger.codec.commitment import commitment_hex, merkle_root
 from fedledger.errors import BlobSealed, StoreError
-from fedledger.store.base import BlobStore
+from fedledger.store.base import BlobStore, WrappingStore
 
 MAGIC = b"\xffFLSEAL1"
 _SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
@@ -136,7 +136,7 @@ def open_sealed(blob: bytes, commitment: bytes, address: str, key: X25519Private
         ) from None
 
 
-class SealingStore(BlobStore):
+class SealingStore(WrappingStore):
     """Wraps a store so that every `put` is sealed to `readers`; reads go to the inner store.
 
     A trainer writes through this; validators write aggregates (global models, readable by
@@ -144,7 +144,7 @@ class SealingStore(BlobStore):
     """
 
     def __init__(self, inner: BlobStore, readers: Sequence[ReaderKey]) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.readers = list(readers)
 
     def put(self, data: bytes) -> bytes:
@@ -159,23 +159,8 @@ class SealingStore(BlobStore):
     def has(self, commitment: bytes) -> bool:
         return self.inner.has(commitment)
 
-    def _read(self, commitment: bytes) -> bytes | None:
-        return self.inner._read(commitment)
 
-    def _contains(self, commitment: bytes) -> bool:
-        return self.inner._contains(commitment)
-
-    def _write(self, commitment: bytes, data: bytes) -> None:
-        self.inner._write(commitment, data)
-
-    def _remove(self, commitment: bytes) -> bool:
-        return self.inner._remove(commitment)
-
-    def _list(self) -> Iterator[bytes]:
-        return self.inner._list()
-
-
-class OpeningStore(BlobStore):
+class OpeningStore(WrappingStore):
     """Wraps a store so that sealed blobs are opened with this party's key before the hash check.
 
     Without a key (`address`/`key` None) a sealed blob raises BlobSealed: the caller can say
@@ -185,7 +170,8 @@ class OpeningStore(BlobStore):
     def __init__(
         self, inner: BlobStore, address: str | None = None, key: X25519PrivateKey | None = None
     ) -> None:
-        self.inner, self.address, self.key = inner, address, key
+        super().__init__(inner)
+        self.address, self.key = address, key
 
     def _read(self, commitment: bytes) -> bytes | None:
         raw = self.inner._read(commitment)
@@ -197,18 +183,6 @@ class OpeningStore(BlobStore):
                 f"({', '.join(sealed_readers(raw))}); this party holds no reader key"
             )
         return open_sealed(raw, commitment, self.address, self.key)
-
-    def _contains(self, commitment: bytes) -> bool:
-        return self.inner._contains(commitment)
-
-    def _write(self, commitment: bytes, data: bytes) -> None:
-        self.inner._write(commitment, data)
-
-    def _remove(self, commitment: bytes) -> bool:
-        return self.inner._remove(commitment)
-
-    def _list(self) -> Iterator[bytes]:
-        return self.inner._list()
 
 
 def random_reader() -> tuple[bytes, ReaderKey]:
