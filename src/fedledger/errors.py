@@ -67,6 +67,10 @@ class InvalidUpdate(FedledgerError):
     """An update fails validation; the message is the rejection reason."""
 
 
+class UpdateOutOfBounds(InvalidUpdate):
+    """An update well formed but larger than the spec's norm bound: about its size, not its form."""
+
+
 class StoreError(FedledgerError):
     """The blob store failed."""
 

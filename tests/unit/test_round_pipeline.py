@@ -59,14 +59,14 @@ def test_each_mode_contributes_its_stages_to_the_one_path() -> None:
 
 
 def _round(
-    spec: JobSpec, *, dp: bool = False, bad: int | None = None, seed: int = 0
+    spec: JobSpec, *, dp: bool = False, bad: int | None = None, seed: int = 0, over: tuple[int, ...] = ()
 ) -> tuple[MemoryStore, list[CommitRecord]]:
     """Five committed updates, the `bad` one over the norm bound; DP ones carry a nonce and are
     over the clip bound (so the validators' clipping shows)."""
     store, commits = MemoryStore(), []
     rng = np.random.default_rng(seed)
     for i, trainer in enumerate(TRAINERS):
-        peak = spec.max_update_norm_q if i == bad else 1 << (spec.scale_bits - (0 if dp else 4))
+        peak = spec.max_update_norm_q if i == bad or i in over else 1 << (spec.scale_bits - (0 if dp else 4))
         delta = {n: rng.integers(-peak, peak, size=g.shape).astype(np.int64) for n, g in GLOBAL.items()}
         meta = update_metadata(1, 1, trainer)
         if dp:
@@ -91,6 +91,21 @@ def test_compute_round_is_its_mode_s_stages_run_in_order() -> None:
     assert [c.trainer for c in out.accepted] == [t for i, t in enumerate(TRAINERS) if i != 2]
     assert [(r.trainer, r.flagged) for r in out.rejected] == [(TRAINERS[2], True)]
     assert "exceeds" in out.rejected[0].reason
+
+
+def test_a_bound_most_of_the_round_breaks_flags_nobody_and_changes_nothing() -> None:
+    """Honest updates from a model a poisoned round made diverge break the bound too: under an
+    honest majority a majority breaking it is about the model, so nobody is slashed for it."""
+    spec = _spec()
+    store, commits = _round(spec, over=(0, 2))  # two of five: the bound's usual verdict
+    minority = compute_round(**_kwargs(spec, store, commits))
+    assert [(r.trainer, r.flagged) for r in minority.rejected] == [(TRAINERS[0], True), (TRAINERS[2], True)]
+    assert len(minority.accepted) == 3
+    store, commits = _round(spec, over=(0, 2, 3))  # three of five
+    majority = compute_round(**_kwargs(spec, store, commits))
+    assert not majority.accepted and not any(r.flagged for r in majority.rejected)
+    assert sorted(r.trainer for r in majority.rejected) == sorted(TRAINERS)
+    assert all("3 of 5 updates exceed the bound, so none is flagged" in r.reason for r in majority.rejected)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 
 from fedledger.aggregation.base import check_same_layout, max_abs
 from fedledger.aggregation.stats import dot
-from fedledger.errors import InvalidUpdate, SpecError
+from fedledger.errors import SpecError, UpdateOutOfBounds
 
 
 def _sum_squares(arr: np.ndarray) -> int:
@@ -55,12 +55,12 @@ def validate_update(
     for name, arr in delta.items():
         peak = max_abs(arr)
         if peak > max_norm_q:
-            raise InvalidUpdate(
+            raise UpdateOutOfBounds(
                 f"tensor '{name}': element of magnitude {units(peak)} exceeds the norm bound "
                 f"{units(max_norm_q)}"
             )
     total = sum(_sum_squares(arr) for arr in delta.values())
     if total > max_norm_q * max_norm_q:
-        raise InvalidUpdate(
+        raise UpdateOutOfBounds(
             f"L2 norm {units(math.isqrt(total))} exceeds the bound {units(max_norm_q)}{unit_note}"
         )

@@ -18,7 +18,7 @@ from fedledger.aggregation.base import AggregationRule, Update, apply_delta, get
 from fedledger.aggregation.screen import Screen
 from fedledger.aggregation.stats import div_half_up, exact_fraction
 from fedledger.aggregation.validate import validate_update
-from fedledger.errors import InvalidUpdate
+from fedledger.errors import InvalidUpdate, UpdateOutOfBounds
 from fedledger.roles.job import CommitRecord, fetch_committed
 from fedledger.roles.outcome import Rejection, update_metadata
 from fedledger.roles.round_types import Candidate, RoundInputs, RoundState, Stage
@@ -74,15 +74,27 @@ class Validate(Stage):
 
     def apply(self, inputs: RoundInputs, state: RoundState) -> RoundState:
         valid: list[Candidate] = []
-        rejected = list(state.rejected)
+        failed: list[tuple[Rejection, bool]] = []  # in trainer order; True: well formed, over the bound
         for v in state.valid:
             try:
                 self.check(inputs, v)
             except InvalidUpdate as exc:
-                rejected.append(Rejection(v.trainer, v.commit.commitment, f"{self.prefix}{exc}"))
+                r = Rejection(v.trainer, v.commit.commitment, f"{self.prefix}{exc}")
+                failed.append((r, isinstance(exc, UpdateOutOfBounds)))
             else:
                 valid.append(v)
-        return replace(state, valid=tuple(valid), rejected=tuple(rejected))
+        too_large = sum(large for _, large in failed)
+        if 2 * too_large <= len(inputs.commits):
+            return replace(state, valid=tuple(valid), rejected=state.rejected + tuple(r for r, _ in failed))
+        # Most of the round is over the bound: under an honest majority that says the global
+        # model is out of range (a poisoned round before made it diverge), not that the trainers
+        # cheated. None of them is flagged, nothing is aggregated, the round fails.
+        why = f"{too_large} of {len(inputs.commits)} updates exceed the bound, so none is flagged"
+        rejected = tuple(
+            replace(r, flagged=False, reason=f"{r.reason} ({why})") if large else r for r, large in failed
+        )
+        dropped = replace(state, valid=tuple(valid), rejected=state.rejected + rejected)
+        return dropped.drop_all(f"{self.prefix}{why}; the round changes nothing")
 
 
 def rule_for(spec: JobSpec, *, root_trainer: str = "") -> AggregationRule:
