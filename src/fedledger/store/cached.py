@@ -14,18 +14,17 @@ auditor uses a plain store and re-hashes everything.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
 
-from fedledger.store.base import BlobStore, check_commitment
+from fedledger.store.base import BlobStore, WrappingStore, check_commitment
 
 DEFAULT_BUDGET = 256 * 1024 * 1024
 
 
-class VerifiedCache(BlobStore):
+class VerifiedCache(WrappingStore):
     """Wraps a store; `get` returns a verified copy from memory when it has one (LRU by bytes)."""
 
     def __init__(self, inner: BlobStore, *, max_bytes: int = DEFAULT_BUDGET) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.max_bytes = max_bytes
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._size = 0
@@ -64,19 +63,7 @@ class VerifiedCache(BlobStore):
         if dropped is not None:
             self._size -= len(dropped)
 
-    # raw primitives delegate, so the base class's helpers work unchanged
-    def _read(self, commitment: bytes) -> bytes | None:
-        return self.inner._read(commitment)
-
-    def _contains(self, commitment: bytes) -> bool:
-        return self.inner._contains(commitment)
-
-    def _write(self, commitment: bytes, data: bytes) -> None:
-        self.inner._write(commitment, data)
-
+    # the other raw primitives delegate (WrappingStore), so the base class's helpers work unchanged
     def _remove(self, commitment: bytes) -> bool:
         self._forget(commitment)
         return self.inner._remove(commitment)
-
-    def _list(self) -> Iterator[bytes]:
-        return self.inner._list()
