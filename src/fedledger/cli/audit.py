@@ -10,15 +10,14 @@ from rich.table import Table
 
 from fedledger.audit.run import audit_live, audit_run_dir
 from fedledger.audit.verify import AuditReport
+from fedledger.cli.job_flags import check_live_flags
 from fedledger.errors import AuditFailure
 from fedledger.roles.keys import load_key
 
 
 def run_audit(args: argparse.Namespace, console: Console) -> int:
     if args.rpc:
-        missing = [f for f in ("coordinator", "job", "store", "spec") if getattr(args, f) is None]
-        if missing:
-            raise AuditFailure(f"--rpc needs {', '.join('--' + m for m in missing)}")
+        check_live_flags(args)
         with console.status("reading the chain and recomputing every round"):
             report = audit_live(
                 rpc_url=args.rpc,

@@ -16,6 +16,7 @@ from typing import Any, Literal, cast, get_args, get_origin
 from rich.console import Console
 
 from fedledger import __version__
+from fedledger.cli.job_flags import add_job_flags
 from fedledger.errors import FedledgerError
 
 console = Console(soft_wrap=True)
@@ -155,17 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         "blob against its commitment, recomputes every round bit for bit, checks "
         "payouts, and prints the lineage. Exit 1 on any discrepancy.",
     )
-    aud.add_argument("run_dir", nargs="?", type=Path, help="run directory left by `fedledger simulate`")
-    aud.add_argument("--rpc", help="audit a live chain at this JSON-RPC URL instead")
-    aud.add_argument("--coordinator", help="coordinator address (with --rpc)")
-    aud.add_argument("--job", type=int, help="job id (with --rpc)")
-    aud.add_argument(
-        "--store",
-        action="append",
-        default=None,
-        help="with --rpc: a blob store directory or `store serve` URL; repeat for every organisation's",
-    )
-    aud.add_argument("--spec", type=Path, help="the job's spec file (with --rpc)")
+    add_job_flags(aud, verb="audit")
     aud.add_argument("--participants", type=Path, help="JSON {address: name} for readable output")
     aud.add_argument(
         "--key",

@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 
+from fedledger.cli.job_flags import add_job_flags, check_live_flags
 from fedledger.errors import AuditFailure
 
 
@@ -25,17 +26,7 @@ def add_report_parser(sub: Any) -> None:
         "the Annex IV technical-documentation fields, what the audit verified and did not, and "
         "contribution skew.",
     )
-    p.add_argument("run_dir", nargs="?", type=Path, help="run directory left by `fedledger simulate`")
-    p.add_argument("--rpc", help="report on a live chain at this JSON-RPC URL instead")
-    p.add_argument("--coordinator", help="coordinator address (with --rpc)")
-    p.add_argument("--job", type=int, help="job id (with --rpc)")
-    p.add_argument(
-        "--store",
-        action="append",
-        default=None,
-        help="with --rpc: a blob store directory or `store serve` URL; repeat for every organisation's",
-    )
-    p.add_argument("--spec", type=Path, help="the job's spec file (with --rpc)")
+    add_job_flags(p, verb="report on")
     p.add_argument("--participants", type=Path, help="JSON {address: name} (with --rpc)")
     p.add_argument("--format", choices=["html", "pdf", "json"], default="html", help="default html")
     p.add_argument("--out", type=Path, help="output file (default RUN_DIR/report.FORMAT, or report.FORMAT)")
@@ -55,9 +46,7 @@ def run_report(args: argparse.Namespace, console: Console) -> int:
     from fedledger.report.render import RenderOptions, write
 
     if args.rpc:
-        missing = [f for f in ("coordinator", "job", "store", "spec") if getattr(args, f) is None]
-        if missing:
-            raise AuditFailure(f"--rpc needs {', '.join('--' + m for m in missing)}")
+        check_live_flags(args)
         with console.status("reading the chain and auditing the job"):
             inputs = from_live(
                 rpc_url=args.rpc,
