@@ -44,6 +44,7 @@ def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["--fault", "bogus"], "is not KIND@TRAINER"),
         (["--fault", "lying-validator@3", "--validators", "2"], "is not a validator"),
         (["--profile", "tiny@7"], "trainer 7 is outside 1..3"),
+        (["--malicious", "0.3"], "--malicious is the share of trainers playing --attack; name the attack"),
     ],
 )
 def test_a_refused_simulate_leaves_no_run_directory(
@@ -54,6 +55,17 @@ def test_a_refused_simulate_leaves_no_run_directory(
     assert code == 2
     assert words in one_error_line(capsys)
     assert not out.exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("argv", [["--fault", "drop-out@9"], ["--profile", "tiny@7"]])
+def test_a_fault_or_profile_aimed_past_the_trainers_is_refused_before_the_header(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    loud = [a for a in SMALL if a != "--quiet"]
+    code = main(["simulate", *loud, *argv, "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert capsys.readouterr().out == ""  # no banner naming a run directory that will never exist
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_job_refused_after_the_header_leaves_nothing(

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from fedledger.audit.run import audit_live, audit_run_dir
@@ -103,8 +104,8 @@ def show(report: AuditReport, console: Console, *, quiet: bool = False) -> None:
         )
     for f in report.findings:
         style = "red" if f.severity == "error" else "yellow"
-        if f.severity == "error" or not quiet:
-            console.print(f"[{style}]{f.line()}[/]", highlight=False)
+        # --quiet drops the summary, never a finding; escaped, or rich reads "[check]" as markup and drops it
+        console.print(f"[{style}]{escape(f.line())}[/]", highlight=False)
     if report.not_covered and not quiet:
         console.print(f"not covered by any check: {', '.join(report.not_covered)}", highlight=False)
     errors = sum(1 for f in report.findings if f.severity == "error")

@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument(
         "--malicious",
         type=float,
-        default=0.2,
+        default=None,
         metavar="FRACTION",
         help="share of trainers playing --attack, the last ones by number (default 0.2)",
     )

@@ -21,6 +21,7 @@ from fedledger.errors import SpecError
 from fedledger.sim.attacks import ATTACKS, Attack, parse_profile
 from fedledger.sim.faults import Fault
 from fedledger.sim.outputs import write_record
+from fedledger.sim.setup import check_targets
 from fedledger.sim.simulate import RoundMetrics, Simulation, SimulationResult
 from fedledger.spec import DATASETS, JobSpec
 
@@ -133,6 +134,8 @@ def check_flags(args: argparse.Namespace, faults: list[Fault]) -> None:
         if given:
             flag = "--" + given[0].replace("_", "-")
             raise SpecError("data", f"{flag} applies to own data only; give the sources with --data")
+    if getattr(args, "malicious", None) is not None and not getattr(args, "attack", None):
+        raise SpecError("malicious", "--malicious is the share of trainers playing --attack; name the attack")
     for f in faults:
         if f.from_round < 1:
             raise SpecError("fault", f"{f.kind}@{f.trainer}:{f.from_round}: rounds count from 1")
@@ -208,8 +211,9 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
     check_flags(args, faults)
     spec = load_spec(args)
     own = own_sources(args)
-    attack = Attack(args.attack, args.malicious) if args.attack else None
+    attack = Attack(args.attack, 0.2 if args.malicious is None else args.malicious) if args.attack else None
     profiles = [parse_profile(p) for p in args.profile]
+    check_targets(spec, faults, profiles)
     out = args.out or Path("runs") / f"{spec.name}-seed{spec.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
     from fedledger.training.torch_client import configure_torch
 

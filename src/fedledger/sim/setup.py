@@ -59,6 +59,22 @@ class Organisation:
     validator: Validator | None
 
 
+def check_targets(spec: JobSpec, faults: Sequence[Fault], profiles: Sequence[tuple[str, int]] = ()) -> None:
+    """Refuses a fault or profile aimed at a trainer the job does not have.
+
+    Called by the CLI before anything is printed or written, and again here for callers of the API.
+    """
+    for f in faults:
+        if not 1 <= f.trainer <= spec.trainers:
+            raise SpecError("fault", f"trainer {f.trainer} is outside 1..{spec.trainers}")
+        if f.kind in VALIDATOR_FAULTS and f.trainer > spec.committee_size:
+            committee = f"the committee is 1..{spec.committee_size}"
+            raise SpecError("fault", f"trainer {f.trainer} is not a validator ({committee})")
+    for kind, i in profiles:
+        if not 1 <= i <= spec.trainers:
+            raise SpecError("profile", f"{kind}@{i}: trainer {i} is outside 1..{spec.trainers}")
+
+
 class SimulationSetup:
     """A consortium ready for its first round; its run directory and log already open."""
 
@@ -75,12 +91,7 @@ class SimulationSetup:
     ) -> None:
         if spec.own_data and data is None:
             raise SpecError("data", f"job {spec.name!r} trains on own data: give each organisation's source")
-        for f in faults:  # refused before the run directory or its log exist
-            if not 1 <= f.trainer <= spec.trainers:
-                raise SpecError("fault", f"trainer {f.trainer} is outside 1..{spec.trainers}")
-            if f.kind in VALIDATOR_FAULTS and f.trainer > spec.committee_size:
-                committee = f"the committee is 1..{spec.committee_size}"
-                raise SpecError("fault", f"trainer {f.trainer} is not a validator ({committee})")
+        check_targets(spec, faults, profiles)  # refused before the run directory or its log exist
         self.own = data
         self.spec = spec
         self.attack = attack
