@@ -17,8 +17,8 @@ from fedledger.roles.keys import load_key
 
 
 def run_audit(args: argparse.Namespace, console: Console) -> int:
+    check_live_flags(args)
     if args.rpc:
-        check_live_flags(args)
         with console.status("reading the chain and recomputing every round"):
             report = audit_live(
                 rpc_url=args.rpc,

@@ -21,10 +21,27 @@ def add_job_flags(p: argparse.ArgumentParser, *, verb: str) -> None:
         help="with --rpc: a blob store directory or `store serve` URL; repeat for every organisation's",
     )
     p.add_argument("--spec", type=Path, help="the job's spec file (with --rpc)")
+    p.add_argument(
+        "--key",
+        help="with --rpc: a reader's key (dev:N or a keystore) listed in the spec's readers: signs "
+        "reads and opens sealed updates; without it the updates are reported as not readable",
+    )
+    p.add_argument(
+        "--ca-bundle", type=Path, help="with --rpc: PEM CA certificate(s) for https stores and RPC"
+    )
 
 
 def check_live_flags(args: argparse.Namespace) -> None:
-    """A live job needs all of --coordinator, --job, --store and --spec; one line names the missing."""
+    """A live job needs all of --coordinator, --job, --store and --spec; one line names the missing.
+
+    A run directory is read as written, so the live-only flags with it are a mistake, said so.
+    """
+    if not args.rpc:
+        given = [f for f in ("coordinator", "job", "store", "spec", "key", "ca_bundle") if getattr(args, f)]
+        if given:
+            flags = ", ".join("--" + g.replace("_", "-") for g in given)
+            raise AuditFailure(f"{flags} apply to a live chain only: add --rpc URL, or drop them")
+        return
     missing = [f for f in ("coordinator", "job", "store", "spec") if getattr(args, f) is None]
     if missing:
         raise AuditFailure(f"--rpc needs {', '.join('--' + m for m in missing)}")

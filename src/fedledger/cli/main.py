@@ -158,14 +158,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_job_flags(aud, verb="audit")
     aud.add_argument("--participants", type=Path, help="JSON {address: name} for readable output")
-    aud.add_argument(
-        "--key",
-        help="with --rpc: a reader's key (dev:N or a keystore) listed in the spec's readers: signs "
-        "reads and opens sealed updates; without it the updates are reported as not readable",
-    )
-    aud.add_argument(
-        "--ca-bundle", type=Path, help="with --rpc: PEM CA certificate(s) for https stores and RPC"
-    )
     aud.add_argument("--report", type=Path, help="write the JSON report here (default RUN_DIR/audit.json)")
     aud.add_argument("--quiet", action="store_true", help="print only the verdict and findings")
 

@@ -14,6 +14,7 @@ from rich.console import Console
 
 from fedledger.cli.job_flags import add_job_flags, check_live_flags
 from fedledger.errors import AuditFailure
+from fedledger.roles.keys import load_key
 
 
 def add_report_parser(sub: Any) -> None:
@@ -45,8 +46,8 @@ def run_report(args: argparse.Namespace, console: Console) -> int:
     from fedledger.report.inputs import from_live, from_run_dir
     from fedledger.report.render import RenderOptions, write
 
+    check_live_flags(args)
     if args.rpc:
-        check_live_flags(args)
         with console.status("reading the chain and auditing the job"):
             inputs = from_live(
                 rpc_url=args.rpc,
@@ -55,6 +56,8 @@ def run_report(args: argparse.Namespace, console: Console) -> int:
                 store=args.store,
                 spec_path=args.spec,
                 participants_path=args.participants,
+                key=load_key(args.key) if args.key else None,
+                ca_bundle=args.ca_bundle,
             )
         out = args.out or Path(f"report.{args.format}")
     else:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from eth_account.signers.local import LocalAccount
+
 from fedledger.audit.export_file import parse_json
 from fedledger.audit.facts import RunFacts
 from fedledger.audit.run import OpenedJob, audit_opened, open_live, open_run_dir
@@ -68,8 +70,14 @@ def from_live(
     store: Sequence[Path | str],
     spec_path: Path | str,
     participants_path: Path | str | None = None,
+    key: LocalAccount | None = None,
+    ca_bundle: Path | str | None = None,
 ) -> ReportInputs:
-    """Reads a job from a live node, audits it against its stores, and dates its blocks."""
+    """Reads a job from a live node, audits it against its stores, and dates its blocks.
+
+    `key` and `ca_bundle` are the audit's: a reader's key opens sealed updates, a CA bundle
+    trusts the consortium's own certificates.
+    """
     job = open_live(
         rpc_url=rpc_url,
         coordinator=coordinator,
@@ -77,6 +85,8 @@ def from_live(
         store_dir=store,
         spec_path=spec_path,
         participants_path=participants_path,
+        key=key,
+        ca_bundle=ca_bundle,
     )
     inputs = ReportInputs(job=job, audit=audit_opened(job), facts=RunFacts(job.source), where=rpc_url)
     chain = job.chain
