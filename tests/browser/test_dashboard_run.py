@@ -124,3 +124,15 @@ def test_a_page_that_is_not_there_is_a_404(run_dir: Path, serve: Callable[..., A
         assert info.value.code == 404 and "Not found" in info.value.read().decode()
     with urllib.request.urlopen(app.url + "/job/1", timeout=10) as ok:
         assert ok.status == 200
+
+
+def test_static_links_do_not_echo_the_host_header(run_dir: Path, serve: Callable[..., Any]) -> None:
+    """Behind a proxy (or for a forged Host) the page must still load its own scripts and styles."""
+    import urllib.request
+
+    app = serve(RunDirSource(run_dir))
+    req = urllib.request.Request(app.url + "/job/1", headers={"Host": "attacker.example"})
+    with urllib.request.urlopen(req, timeout=10) as page:
+        html = page.read().decode()
+    assert "attacker.example" not in html
+    assert 'src="/static/dashboard.js"' in html and 'href="/static/dashboard.css"' in html
