@@ -83,7 +83,9 @@ class Round:
         return (coordinate, piece(self.previous, coordinate), piece(self.aggregate, coordinate), low, high)
 
 
-def random_round(rng: random.Random, rule: ChunkRule, *, n: int, num_params: int, bound: int = 2**40) -> Round:
+def random_round(
+    rng: random.Random, rule: ChunkRule, *, n: int, num_params: int, bound: int = 2**40
+) -> Round:
     """A round of `n` updates over `num_params` coordinates (two tensors), honestly aggregated."""
     gen = np.random.default_rng(rng.getrandbits(32))
     split = rng.randrange(num_params + 1)

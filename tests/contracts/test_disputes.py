@@ -49,7 +49,9 @@ def test_merkle_module_agrees_with_the_codec(merkle, data: bytes, draw: st.DataO
 @pytest.mark.parametrize("rule", sorted(RULES))
 @settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 9), by=st.sampled_from([1, -1, 2**40, -(2**62)]))
-def test_a_wrong_value_is_struck_and_a_right_one_stands(disputes, rule: str, seed: int, n: int, by: int) -> None:
+def test_a_wrong_value_is_struck_and_a_right_one_stands(
+    disputes, rule: str, seed: int, n: int, by: int
+) -> None:
     rng = random.Random(seed)
     honest = random_round(rng, RULES[rule], n=n, num_params=rng.randrange(1, 1400))
     c = rng.randrange(honest.num_params)
@@ -73,7 +75,11 @@ def test_a_wrong_value_is_struck_and_a_right_one_stands(disputes, rule: str, see
             [e.squared_norm for e in entries],
             *honest.opening(c)[3:],
         )
-        assert (event.coordinate, event.proposed, event.expected) == (c, value_at(liar.aggregate, c), previous + delta)
+        assert (event.coordinate, event.proposed, event.expected) == (
+            c,
+            value_at(liar.aggregate, c),
+            previous + delta,
+        )
         assert event.expected == value_at(honest.aggregate, c)
 
 
