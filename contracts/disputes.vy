@@ -203,7 +203,7 @@ def challenge(
     t: Tally = self._open(claim_id, c, coordinate, previous, aggregate, low, high)
     for j: uint256 in range(len(inputs), bound=MAX_INPUTS):
         t = self._absorb(t, inputs[j])
-    self._close(t, c)
+    self._close(t, c, msg.sender)
 
 
 @external
@@ -252,13 +252,14 @@ def add_updates(challenge_id: uint256, t: Tally, inputs: DynArray[Input, MAX_INP
 def close_challenge(challenge_id: uint256, t: Tally, c: Claim):
     """
     @notice Ends a split challenge: strikes the claim if the value is wrong, else reverts.
+            Anyone may send it; the proof is credited to whoever opened the challenge.
     @param challenge_id The challenge.
     @param t The running tally after the last update.
     @param c The claim, checked against its hash.
     """
     self._check_tally(challenge_id, t)
     self.tally_hash[challenge_id] = empty(bytes32)
-    self._close(t, c)
+    self._close(t, c, self.challenger[challenge_id])
 
 
 @external
@@ -405,7 +406,7 @@ def _absorb(t: Tally, i: Input) -> Tally:
 
 
 @internal
-def _close(t: Tally, c: Claim):
+def _close(t: Tally, c: Claim, by: address):
     self._check_claim(t.claim_id, c)
     assert t.next_update == c.num_updates, "disputes: updates missing"
     assert t.links == c.updates_hash, "disputes: updates do not match the claim"
@@ -423,7 +424,7 @@ def _close(t: Tally, c: Claim):
     assert expected != t.proposed_value, "disputes: the proposed value is right"
     self.struck[t.claim_id] = True
     log FraudProven(
-        claim_id=t.claim_id, challenger=msg.sender, coordinate=t.coordinate, proposed=t.proposed_value, expected=expected
+        claim_id=t.claim_id, challenger=by, coordinate=t.coordinate, proposed=t.proposed_value, expected=expected
     )
 
 

@@ -126,7 +126,10 @@ def test_a_split_challenge_checks_its_tally_every_step(d: Any, r: Round) -> None
     with boa.reverts("disputes: updates missing"):
         d.close_challenge(challenge_id, tally, liar.claim.as_tuple())
     tally = d.add_updates(challenge_id, tally, liar.inputs(5, 2, 3))
-    d.close_challenge(challenge_id, tally, liar.claim.as_tuple())
+    with boa.env.prank(boa.env.generate_address()):  # anyone may close; the opener is credited
+        d.close_challenge(challenge_id, tally, liar.claim.as_tuple())
+    (proven,) = [e for e in d.get_logs() if type(e).__name__ == "FraudProven"]
+    assert proven.challenger == boa.env.eoa == d.challenger(challenge_id)
     with boa.reverts("disputes: no open challenge"):
         d.close_challenge(challenge_id, tally, liar.claim.as_tuple())
 
