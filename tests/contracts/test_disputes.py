@@ -90,6 +90,7 @@ def test_a_challenge_split_over_transactions_reaches_the_same_verdict(disputes, 
     for r, struck in [(honest, False), (honest.flipped(611, 1), True)]:
         with boa.env.anchor():
             claim_id = propose(disputes, r)
+            assert disputes.claim_hash(claim_id) == r.claim.digest()  # the Python encoding is the contract's
             challenge_id, tally = disputes.open_challenge(claim_id, r.claim.as_tuple(), *r.opening(611))
             for lo, hi in [(0, 3), (3, 3), (3, 7)]:
                 tally = disputes.add_updates(challenge_id, tally, r.inputs(611, lo, hi))
