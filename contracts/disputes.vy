@@ -311,13 +311,19 @@ def prove_wrong_offset(
 @internal
 @pure
 def _check_offset(offset: uint256):
-    # the smallest canonical header is 8 bytes of JSON after the 8-byte length
+    """
+    @notice Reverts unless `offset` can be a canonical blob's data offset: 8 + a JSON
+            header padded to 8 (at least 8 bytes), so a multiple of 8 from 16 up.
+    """
     assert offset >= 16 and offset % 8 == 0 and offset < 2**64, "disputes: bad data offset"
 
 
 @internal
 @view
 def _check_claim(claim_id: uint256, c: Claim):
+    """
+    @notice Reverts unless `c` is the registered, not yet struck claim `claim_id`.
+    """
     assert self.claim_hash[claim_id] != empty(bytes32), "disputes: no such claim"
     assert keccak256(abi_encode(c)) == self.claim_hash[claim_id], "disputes: claim does not match"
     assert not self.struck[claim_id], "disputes: claim already struck"
@@ -326,6 +332,9 @@ def _check_claim(claim_id: uint256, c: Claim):
 @internal
 @view
 def _check_tally(challenge_id: uint256, t: Tally):
+    """
+    @notice Reverts unless `t` is the running tally the open challenge last stored.
+    """
     stored: bytes32 = self.tally_hash[challenge_id]
     assert stored != empty(bytes32), "disputes: no open challenge"
     assert keccak256(abi_encode(t)) == stored, "disputes: tally does not match"
@@ -342,6 +351,10 @@ def _open(
     low: int256,
     high: int256,
 ) -> Tally:
+    """
+    @notice A fresh tally: the previous and proposed values at `coordinate`, read from
+            their proof-checked chunks, the witnesses, and nothing folded in yet.
+    """
     self._check_claim(claim_id, c)
     assert coordinate < c.num_params, "disputes: coordinate out of range"
     return Tally(
@@ -369,6 +382,9 @@ def _open(
 @internal
 @pure
 def _link(linked: bytes32, e: Entry) -> bytes32:
+    """
+    @notice One step of the hash chain binding a claim's updates, in order.
+    """
     return keccak256(
         concat(linked, e.root, convert(e.offset, bytes32), convert(e.weight, bytes32), convert(e.squared_norm, bytes32))
     )
@@ -407,6 +423,10 @@ def _absorb(t: Tally, i: Input) -> Tally:
 
 @internal
 def _close(t: Tally, c: Claim, by: address):
+    """
+    @notice Decides a complete tally: strikes the claim (credited to `by`) when the
+            recomputed value differs from the proposed one, else reverts.
+    """
     self._check_claim(t.claim_id, c)
     assert t.next_update == c.num_updates, "disputes: updates missing"
     assert t.links == c.updates_hash, "disputes: updates do not match the claim"
@@ -457,6 +477,10 @@ def _ordered(t: Tally, n: uint256, k: uint256) -> int256:
 @internal
 @pure
 def _clip(v: int256, squared_norm: uint256, bound: uint256) -> int256:
+    """
+    @notice One coordinate of an update clipped to `bound` given the whole update's
+            squared norm: clipped.scale_to_bound, norm = isqrt(squared norm).
+    """
     norm: uint256 = isqrt(squared_norm)
     if norm <= bound:
         return v
