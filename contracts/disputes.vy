@@ -11,135 +11,36 @@
         with exactly the Python rounding (aggregation/chunk_witness.py), and strikes
         the claim when the proposed value differs.
 
-        Rules: FedAvg and clipped FedAvg (fixed bound, squared norms stated in the
-        claim) are recomputed; the median and trimmed mean are checked through two
-        witnesses, s[k] and s[n-1-k] of the sorted values, verified by counting, so
-        no sort runs on chain.
-
-        A proof for many trainers does not fit one transaction (EIP-7825 caps one at
-        16,777,216 gas; a 4 KiB chunk costs 163,840 gas of calldata at EIP-7623's
-        floor), so a challenge may be split: open it, add updates in as many
-        transactions as needed, close it. Between transactions only the keccak of the
-        running tally is stored; each step resupplies the tally and the contract
-        checks it against that hash. The updates are bound to the claim by a hash
-        chain over (root, data offset, weight, squared norm), checked at the close.
-
-        Layout: coordinate c of a blob is the int64 (little-endian) at byte H + 8c,
-        H being the blob's data offset (8 + its header length, a multiple of 8), so
-        it lies wholly in chunk (H + 8c) // 4096. H differs between blobs and is
-        stated by the claim; `prove_wrong_offset` refutes a false H from chunk 0.
-@dev    Standalone for now: `propose` registers a claim and `struck` records a proven
-        fraud. The coordinator will register claims in its optimistic proposal and
-        settle bonds when a claim is struck (docs/design.md, "Fraud proofs over one
-        chunk").
+        The median and trimmed mean are checked through two witnesses, s[k] and
+        s[n-1-k], verified by counting (coordinate_math.vy), so no sort runs on chain.
+        A 4 KiB chunk costs 163,840 gas of calldata at EIP-7623's floor and EIP-7825
+        caps a transaction at 16,777,216, so a challenge may be split: open, add
+        updates in as many transactions as needed, close; between them only the
+        keccak of the running tally is stored, and each step resupplies the tally.
+        The updates are bound to the claim by a hash chain over their Entries.
+        Coordinate c of a blob is the int64 LE at byte H + 8c (H: the blob's data
+        offset, a multiple of 8), wholly inside chunk (H + 8c) // 4096. The claim
+        states H per blob; `prove_wrong_offset` refutes a false H from chunk 0.
+@dev    Standalone for now: the coordinator will register claims in its optimistic
+        proposal and settle bonds when one is struck (docs/design.md, "Fraud proofs
+        over one chunk").
 """
 
+import coordinate_math
+import dispute_types
 import merkle
 
 #: Inputs (chunks of updates) one call takes at most. Vyper reserves memory for the whole
-#: array, and memory costs 3 gas a word plus words**2 / 512: at 128 inputs that reservation
-#: alone was ~1M gas a call, at 64 it is ~0.24M. 64 chunks (~10.5M gas of calldata) are
-#: also about as many as fit under EIP-7825's cap with room for the rest of a step.
+#: array, and memory costs 3 gas a word plus words**2 / 512: ~1M gas a call at 128, ~0.37M
+#: at 64. 64 (+2) all-nonzero chunks are ~11.0M gas of calldata: any call fits the cap.
 MAX_INPUTS: constant(uint256) = 64
 #: Updates a claim may name at most (the issue's bar is 100 trainers).
 MAX_UPDATES: constant(uint256) = 1024
-INT64_HALF: constant(uint256) = 2**63
-UINT64: constant(uint256) = 2**64
-#: 0x00FF00FF00FF00FF and 0x0000FFFF0000FFFF (hex literals would be bytes8): byte-swap masks
-BYTES_EVEN: constant(uint256) = 71777214294589695
-PAIRS_EVEN: constant(uint256) = 281470681808895
 
 RULE_FEDAVG: constant(uint8) = 1
 RULE_CLIPPED: constant(uint8) = 2
 RULE_MEDIAN: constant(uint8) = 3
 RULE_TRIMMED: constant(uint8) = 4
-
-
-struct Claim:
-    rule: uint8
-    trim_num: uint256
-    trim_den: uint256
-    clip_q: uint256
-    num_params: uint256
-    num_updates: uint256
-    updates_hash: bytes32
-    previous_root: bytes32
-    previous_offset: uint256
-    aggregate_root: bytes32
-    aggregate_offset: uint256
-
-
-struct Piece:
-    chunk: Bytes[merkle.CHUNK]
-    proof: DynArray[bytes32, merkle.MAX_DEPTH]
-
-
-struct Entry:
-    root: bytes32
-    offset: uint256
-    weight: uint256
-    squared_norm: uint256
-
-
-struct Input:
-    entry: Entry
-    piece: Piece
-
-
-struct Tally:
-    claim_id: uint256
-    rule: uint8
-    clip_q: uint256
-    num_params: uint256
-    coordinate: uint256
-    previous_value: int256
-    proposed_value: int256
-    low: int256
-    high: int256
-    next_update: uint256
-    links: bytes32
-    weighted_sum: int256
-    weight_total: uint256
-    below_low: uint256
-    upto_low: uint256
-    below_high: uint256
-    upto_high: uint256
-    between_sum: int256
-
-
-event Proposed:
-    claim_id: indexed(uint256)
-    proposer: indexed(address)
-    claim_hash: bytes32
-
-
-event ChallengeOpened:
-    challenge_id: indexed(uint256)
-    claim_id: indexed(uint256)
-    challenger: indexed(address)
-    coordinate: uint256
-
-
-event ChallengeStepped:
-    challenge_id: indexed(uint256)
-    next_update: uint256
-    tally_hash: bytes32
-
-
-event FraudProven:
-    claim_id: indexed(uint256)
-    challenger: indexed(address)
-    coordinate: uint256
-    proposed: int256
-    expected: int256
-
-
-event OffsetRefuted:
-    claim_id: indexed(uint256)
-    challenger: indexed(address)
-    position: uint256
-    stated: uint256
-    actual: uint256
 
 
 #: claim id -> keccak256(abi_encode(Claim)), set once by `propose`
@@ -154,7 +55,7 @@ challenge_count: public(uint256)
 
 
 @external
-def propose(c: Claim) -> uint256:
+def propose(c: dispute_types.Claim) -> uint256:
     """
     @notice Registers a proposer's claim about a round's aggregate.
     @dev    Stands in for the coordinator's optimistic proposal until it is wired.
@@ -165,7 +66,8 @@ def propose(c: Claim) -> uint256:
     assert c.num_updates >= 1 and c.num_updates <= MAX_UPDATES, "disputes: bad update count"
     assert c.num_params >= 1, "disputes: no parameters"
     assert c.trim_den >= 1 and 2 * c.trim_num < c.trim_den, "disputes: trim fraction not in [0, 1/2)"
-    assert c.rule != RULE_CLIPPED or (c.clip_q >= 1 and c.clip_q < INT64_HALF), "disputes: clip bound not fixed"
+    fixed: bool = c.clip_q >= 1 and c.clip_q < coordinate_math.INT64_HALF
+    assert c.rule != RULE_CLIPPED or fixed, "disputes: clip bound not fixed"
     self._check_offset(c.previous_offset)
     self._check_offset(c.aggregate_offset)
     claim_id: uint256 = self.claim_count + 1
@@ -173,34 +75,31 @@ def propose(c: Claim) -> uint256:
     digest: bytes32 = keccak256(abi_encode(c))
     self.claim_hash[claim_id] = digest
     self.proposer[claim_id] = msg.sender
-    log Proposed(claim_id=claim_id, proposer=msg.sender, claim_hash=digest)
+    log dispute_types.Proposed(claim_id=claim_id, proposer=msg.sender, claim_hash=digest)
     return claim_id
 
 
 @external
 def challenge(
     claim_id: uint256,
-    c: Claim,
+    c: dispute_types.Claim,
     coordinate: uint256,
-    previous: Piece,
-    aggregate: Piece,
+    previous: dispute_types.Piece,
+    aggregate: dispute_types.Piece,
     low: int256,
     high: int256,
-    inputs: DynArray[Input, MAX_INPUTS],
+    inputs: DynArray[dispute_types.Input, MAX_INPUTS],
 ):
     """
-    @notice A whole challenge in one transaction: proves the claim wrong at `coordinate`
-            or reverts "disputes: the proposed value is right".
-    @param claim_id The claim disputed.
-    @param c The claim itself, checked against its hash.
-    @param coordinate The flat index of the value disputed.
-    @param previous The previous global model's chunk holding the coordinate.
+    @notice A whole challenge in one transaction: proves claim `c` wrong at the flat
+            index `coordinate`, or reverts "disputes: the proposed value is right".
+    @param previous The previous model's chunk holding the coordinate.
     @param aggregate The proposed aggregate's chunk holding it.
     @param low The witness s[k] (median, trimmed mean; else 0).
     @param high The witness s[n-1-k] (median, trimmed mean; else 0).
     @param inputs Every accepted update's chunk holding it, in the claim's order.
     """
-    t: Tally = self._open(claim_id, c, coordinate, previous, aggregate, low, high)
+    t: dispute_types.Tally = self._open(claim_id, c, coordinate, previous, aggregate, low, high)
     for j: uint256 in range(len(inputs), bound=MAX_INPUTS):
         t = self._absorb(t, inputs[j])
     self._close(t, c, msg.sender)
@@ -209,28 +108,32 @@ def challenge(
 @external
 def open_challenge(
     claim_id: uint256,
-    c: Claim,
+    c: dispute_types.Claim,
     coordinate: uint256,
-    previous: Piece,
-    aggregate: Piece,
+    previous: dispute_types.Piece,
+    aggregate: dispute_types.Piece,
     low: int256,
     high: int256,
-) -> (uint256, Tally):
+) -> (uint256, dispute_types.Tally):
     """
     @notice Starts a challenge split over transactions; updates follow in `add_updates`.
     @return The challenge id and the running tally, which the next step resupplies.
     """
-    t: Tally = self._open(claim_id, c, coordinate, previous, aggregate, low, high)
+    t: dispute_types.Tally = self._open(claim_id, c, coordinate, previous, aggregate, low, high)
     challenge_id: uint256 = self.challenge_count + 1
     self.challenge_count = challenge_id
     self.challenger[challenge_id] = msg.sender
     self.tally_hash[challenge_id] = keccak256(abi_encode(t))
-    log ChallengeOpened(challenge_id=challenge_id, claim_id=claim_id, challenger=msg.sender, coordinate=coordinate)
+    log dispute_types.ChallengeOpened(
+        challenge_id=challenge_id, claim_id=claim_id, challenger=msg.sender, coordinate=coordinate
+    )
     return challenge_id, t
 
 
 @external
-def add_updates(challenge_id: uint256, t: Tally, inputs: DynArray[Input, MAX_INPUTS]) -> Tally:
+def add_updates(
+    challenge_id: uint256, t: dispute_types.Tally, inputs: DynArray[dispute_types.Input, MAX_INPUTS]
+) -> dispute_types.Tally:
     """
     @notice Adds the next accepted updates' chunks to a split challenge.
     @param challenge_id The challenge.
@@ -239,17 +142,17 @@ def add_updates(challenge_id: uint256, t: Tally, inputs: DynArray[Input, MAX_INP
     @return The new running tally.
     """
     self._check_tally(challenge_id, t)
-    tally: Tally = t
+    tally: dispute_types.Tally = t
     for j: uint256 in range(len(inputs), bound=MAX_INPUTS):
         tally = self._absorb(tally, inputs[j])
     digest: bytes32 = keccak256(abi_encode(tally))
     self.tally_hash[challenge_id] = digest
-    log ChallengeStepped(challenge_id=challenge_id, next_update=tally.next_update, tally_hash=digest)
+    log dispute_types.ChallengeStepped(challenge_id=challenge_id, next_update=tally.next_update, tally_hash=digest)
     return tally
 
 
 @external
-def close_challenge(challenge_id: uint256, t: Tally, c: Claim):
+def close_challenge(challenge_id: uint256, t: dispute_types.Tally, c: dispute_types.Claim):
     """
     @notice Ends a split challenge: strikes the claim if the value is wrong, else reverts.
             Anyone may send it; the proof is credited to whoever opened the challenge.
@@ -265,11 +168,11 @@ def close_challenge(challenge_id: uint256, t: Tally, c: Claim):
 @external
 def prove_wrong_offset(
     claim_id: uint256,
-    c: Claim,
-    entries: DynArray[Entry, MAX_UPDATES],
+    c: dispute_types.Claim,
+    entries: DynArray[dispute_types.Entry, MAX_UPDATES],
     position: uint256,
     num_chunks: uint256,
-    first: Piece,
+    first: dispute_types.Piece,
 ):
     """
     @notice Refutes a data offset the claim states, from the blob's chunk 0.
@@ -290,9 +193,10 @@ def prove_wrong_offset(
     stated: uint256 = c.aggregate_offset
     if position < c.num_updates:
         linked: bytes32 = empty(bytes32)
-        for e: Entry in entries:
+        for e: dispute_types.Entry in entries:
             linked = self._link(linked, e)
-        assert len(entries) == c.num_updates and linked == c.updates_hash, "disputes: updates do not match the claim"
+        same: bool = len(entries) == c.num_updates and linked == c.updates_hash
+        assert same, "disputes: updates do not match the claim"
         root = entries[position].root
         stated = entries[position].offset
     elif position == c.num_updates:
@@ -302,10 +206,12 @@ def prove_wrong_offset(
         assert position == c.num_updates + 1, "disputes: no such blob"
     assert merkle._verify(root, first.chunk, 0, num_chunks, first.proof), "disputes: bad proof"
     assert len(first.chunk) >= 8, "disputes: chunk too short"
-    actual: uint256 = 8 + self._uint64_le(first.chunk, 0)
+    actual: uint256 = 8 + coordinate_math._uint64_le(first.chunk, 0)
     assert actual != stated, "disputes: the stated offset is right"
     self.struck[claim_id] = True
-    log OffsetRefuted(claim_id=claim_id, challenger=msg.sender, position=position, stated=stated, actual=actual)
+    log dispute_types.OffsetRefuted(
+        claim_id=claim_id, challenger=msg.sender, position=position, stated=stated, actual=actual
+    )
 
 
 @internal
@@ -320,7 +226,7 @@ def _check_offset(offset: uint256):
 
 @internal
 @view
-def _check_claim(claim_id: uint256, c: Claim):
+def _check_claim(claim_id: uint256, c: dispute_types.Claim):
     """
     @notice Reverts unless `c` is the registered, not yet struck claim `claim_id`.
     """
@@ -331,7 +237,7 @@ def _check_claim(claim_id: uint256, c: Claim):
 
 @internal
 @view
-def _check_tally(challenge_id: uint256, t: Tally):
+def _check_tally(challenge_id: uint256, t: dispute_types.Tally):
     """
     @notice Reverts unless `t` is the running tally the open challenge last stored.
     """
@@ -344,20 +250,20 @@ def _check_tally(challenge_id: uint256, t: Tally):
 @view
 def _open(
     claim_id: uint256,
-    c: Claim,
+    c: dispute_types.Claim,
     coordinate: uint256,
-    previous: Piece,
-    aggregate: Piece,
+    previous: dispute_types.Piece,
+    aggregate: dispute_types.Piece,
     low: int256,
     high: int256,
-) -> Tally:
+) -> dispute_types.Tally:
     """
     @notice A fresh tally: the previous and proposed values at `coordinate`, read from
             their proof-checked chunks, the witnesses, and nothing folded in yet.
     """
     self._check_claim(claim_id, c)
     assert coordinate < c.num_params, "disputes: coordinate out of range"
-    return Tally(
+    return dispute_types.Tally(
         claim_id=claim_id,
         rule=c.rule,
         clip_q=c.clip_q,
@@ -381,30 +287,36 @@ def _open(
 
 @internal
 @pure
-def _link(linked: bytes32, e: Entry) -> bytes32:
+def _link(linked: bytes32, e: dispute_types.Entry) -> bytes32:
     """
     @notice One step of the hash chain binding a claim's updates, in order.
     """
     return keccak256(
-        concat(linked, e.root, convert(e.offset, bytes32), convert(e.weight, bytes32), convert(e.squared_norm, bytes32))
+        concat(
+            linked,
+            e.root,
+            convert(e.offset, bytes32),
+            convert(e.weight, bytes32),
+            convert(e.squared_norm, bytes32),
+        )
     )
 
 
 @internal
 @pure
-def _absorb(t: Tally, i: Input) -> Tally:
+def _absorb(t: dispute_types.Tally, i: dispute_types.Input) -> dispute_types.Tally:
     """
     @notice Folds one accepted update's value at the coordinate into the tally.
     """
     self._check_offset(i.entry.offset)
-    assert i.entry.weight < UINT64, "disputes: weight too large"
-    out: Tally = t
+    assert i.entry.weight < coordinate_math.UINT64, "disputes: weight too large"
+    out: dispute_types.Tally = t
     out.links = self._link(t.links, i.entry)
     out.next_update = t.next_update + 1
     v: int256 = self._value(i.entry.root, i.entry.offset, t.num_params, t.coordinate, i.piece)
     if t.rule == RULE_FEDAVG or t.rule == RULE_CLIPPED:
         if t.rule == RULE_CLIPPED:
-            v = self._clip(v, i.entry.squared_norm, t.clip_q)
+            v = coordinate_math._clip(v, i.entry.squared_norm, t.clip_q)
         out.weighted_sum = t.weighted_sum + convert(i.entry.weight, int256) * v
         out.weight_total = t.weight_total + i.entry.weight
         return out
@@ -422,7 +334,7 @@ def _absorb(t: Tally, i: Input) -> Tally:
 
 
 @internal
-def _close(t: Tally, c: Claim, by: address):
+def _close(t: dispute_types.Tally, c: dispute_types.Claim, by: address):
     """
     @notice Decides a complete tally: strikes the claim (credited to `by`) when the
             recomputed value differs from the proposed one, else reverts.
@@ -434,79 +346,32 @@ def _close(t: Tally, c: Claim, by: address):
     delta: int256 = 0
     if t.rule == RULE_FEDAVG or t.rule == RULE_CLIPPED:
         assert t.weight_total > 0, "disputes: weights sum to 0"
-        delta = self._div_half_up(t.weighted_sum, convert(t.weight_total, int256))
+        delta = coordinate_math._div_half_up(t.weighted_sum, convert(t.weight_total, int256))
     else:
         k: uint256 = (n - 1) // 2
         if t.rule == RULE_TRIMMED:
             k = n * c.trim_num // c.trim_den
-        delta = self._ordered(t, n, k)
+        assert coordinate_math._witnesses_hold(
+            n, k, t.low, t.high, t.below_low, t.upto_low, t.below_high, t.upto_high
+        ), "disputes: witnesses are not the order statistics"
+        delta = coordinate_math._kept_mean(n, k, t.low, t.high, t.upto_low, t.below_high, t.between_sum)
     expected: int256 = t.previous_value + delta
     assert expected != t.proposed_value, "disputes: the proposed value is right"
     self.struck[t.claim_id] = True
-    log FraudProven(
-        claim_id=t.claim_id, challenger=by, coordinate=t.coordinate, proposed=t.proposed_value, expected=expected
+    log dispute_types.FraudProven(
+        claim_id=t.claim_id,
+        challenger=by,
+        coordinate=t.coordinate,
+        proposed=t.proposed_value,
+        expected=expected,
     )
 
 
 @internal
 @pure
-def _ordered(t: Tally, n: uint256, k: uint256) -> int256:
-    """
-    @notice The trimmed mean (the median when k = (n - 1) // 2) from verified witnesses.
-    """
-    assert (
-        t.low <= t.high
-        and t.below_low <= k
-        and k < t.upto_low
-        and t.below_high <= n - 1 - k
-        and n - 1 - k < t.upto_high
-    ), "disputes: witnesses are not the order statistics"
-    kept: uint256 = n - 2 * k
-    total: int256 = 0
-    if t.low == t.high:
-        total = convert(kept, int256) * t.low
-    else:
-        total = (
-            t.between_sum
-            + convert(t.upto_low - k, int256) * t.low
-            + convert(n - k - t.below_high, int256) * t.high
-        )
-    return self._div_half_up(total, convert(kept, int256))
-
-
-@internal
-@pure
-def _clip(v: int256, squared_norm: uint256, bound: uint256) -> int256:
-    """
-    @notice One coordinate of an update clipped to `bound` given the whole update's
-            squared norm: clipped.scale_to_bound, norm = isqrt(squared norm).
-    """
-    norm: uint256 = isqrt(squared_norm)
-    if norm <= bound:
-        return v
-    return self._div_half_up(v * convert(bound, int256), convert(norm, int256))
-
-
-@internal
-@pure
-def _div_half_up(acc: int256, total: int256) -> int256:
-    """
-    @notice acc / total rounded to nearest, halves up, for total > 0: stats.div_half_up.
-    @dev    EVM division truncates towards zero; Python's floors, so a negative inexact
-            quotient is moved down one first.
-    """
-    q: int256 = acc // total
-    if acc < 0 and q * total != acc:
-        q -= 1
-    r: int256 = acc - q * total
-    if r >= total - r:
-        q += 1
-    return q
-
-
-@internal
-@pure
-def _value(root: bytes32, offset: uint256, num_params: uint256, coordinate: uint256, p: Piece) -> int256:
+def _value(
+    root: bytes32, offset: uint256, num_params: uint256, coordinate: uint256, p: dispute_types.Piece
+) -> int256:
     """
     @notice The int64 at `coordinate` of the blob committed to by `root`, from the one
             chunk holding it, after checking that chunk's proof.
@@ -516,19 +381,4 @@ def _value(root: bytes32, offset: uint256, num_params: uint256, coordinate: uint
     assert merkle._verify(root, p.chunk, position // merkle.CHUNK, num_chunks, p.proof), "disputes: bad proof"
     at: uint256 = position % merkle.CHUNK
     assert at + 8 <= len(p.chunk), "disputes: chunk too short"
-    raw: uint256 = self._uint64_le(p.chunk, at)
-    if raw >= INT64_HALF:
-        return convert(raw, int256) - convert(UINT64, int256)
-    return convert(raw, int256)
-
-
-@internal
-@pure
-def _uint64_le(data: Bytes[merkle.CHUNK], at: uint256) -> uint256:
-    """
-    @notice The 8 bytes at `at` read as a little-endian unsigned integer.
-    """
-    x: uint256 = convert(slice(data, at, 8), uint256)
-    x = ((x & BYTES_EVEN) << 8) | ((x >> 8) & BYTES_EVEN)
-    x = ((x & PAIRS_EVEN) << 16) | ((x >> 16) & PAIRS_EVEN)
-    return ((x << 32) | (x >> 32)) & (UINT64 - 1)
+    return coordinate_math._int64_le(p.chunk, at)
