@@ -100,3 +100,59 @@ def test_a_challenge_split_over_transactions_reaches_the_same_verdict(disputes, 
                 with boa.reverts(RIGHT):
                     disputes.close_challenge(challenge_id, tally, r.claim.as_tuple())
             assert disputes.struck(claim_id) is struck
+
+
+def _watch(r, header: bytes) -> tuple[str, int | None]:
+    """What a watcher holding every blob finds: the first wrong chunk's verdict."""
+    from fedledger.aggregation.chunk import BlobChunks, Contributor, check_chunk
+    from fedledger.codec.commitment import chunk_at, num_chunks
+
+    def whole(blob: bytes) -> BlobChunks:
+        return BlobChunks.of(blob, range(num_chunks(len(blob))))
+
+    updates = [
+        Contributor(blob=whole(b), weight=e.weight, squared_norm=e.squared_norm)
+        for b, e in zip(r.updates, r.entries, strict=True)
+    ]
+    for index in range(num_chunks(len(r.aggregate))):
+        verdict = check_chunk(
+            index,
+            chunk_at(r.aggregate, index),
+            rule=r.rule,
+            num_params=r.num_params,
+            previous=whole(r.previous),
+            updates=updates,
+            aggregate_header=header,
+        )
+        if not verdict.ok:
+            return verdict.wrong, verdict.coordinate
+    return "none", None
+
+
+def test_a_watcher_finds_the_wrong_chunk_and_its_challenge_strikes(disputes) -> None:
+    rng = random.Random("watcher")
+    honest = random_round(rng, RULES["trimmed_mean"], n=6, num_params=1500)
+    header = honest.aggregate[: 8 + int.from_bytes(honest.aggregate[:8], "little")]
+    assert _watch(honest, header) == ("none", None)
+    liar = honest.flipped(1337, -1).flipped(1400, 5)
+    wrong, c = _watch(liar, header)
+    assert (wrong, c) == ("value", 1337)
+    with boa.env.anchor():
+        claim_id = propose(disputes, liar)
+        challenge(disputes, claim_id, liar, c)
+        assert disputes.struck(claim_id) is True
+
+
+def test_a_wrong_header_is_seen_but_no_value_challenge_can_strike_it(disputes) -> None:
+    """The limit stated in docs/design.md: header bytes escalate to the committee."""
+    honest = random_round(random.Random("header"), RULES["fedavg"], n=3, num_params=800)
+    n = int.from_bytes(honest.aggregate[:8], "little")
+    header = honest.aggregate[: 8 + n]
+    at = header.rindex(b"x")  # a metadata byte: same length, other content
+    liar = honest.with_aggregate(honest.aggregate[:at] + b"y" + honest.aggregate[at + 1 :])
+    assert _watch(liar, header) == ("header", None)
+    with boa.env.anchor():
+        claim_id = propose(disputes, liar)
+        for c in (0, 799):
+            with boa.reverts(RIGHT):
+                challenge(disputes, claim_id, liar, c)
