@@ -4,9 +4,8 @@ Measured as real transactions on anvil (hardfork osaka, so EIP-7623's calldata f
 every transaction: 10 gas a token, a zero byte 1 token, any other byte 4), with EIP-7825's cap
 of 16,777,216 gas per transaction enforced by the node, and each compared with that cap. The
 model has 54,000 parameters (a 432 kB blob, 106 chunks of 4 KiB, 7 sibling hashes a proof, like
-the MNIST model). Values
-are int64 uniform in ±2**61, so nearly every calldata byte is nonzero: the worst case; the
-FedAvg rows are repeated with ±2**16 values, a quantised delta's typical size.
+the MNIST model). Values are int64 uniform in ±2**61, so nearly every calldata byte is nonzero:
+the worst case; the FedAvg rows are repeated with ±2**16 values, a quantised delta's typical size.
 
 A challenge names one coordinate and sends, for the previous model, the proposed aggregate and
 each of the n updates, the 4 KiB chunk holding it with its Merkle proof. When that does not fit
