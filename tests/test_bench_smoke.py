@@ -39,3 +39,15 @@ def test_data_loading_bench_runs_at_tiny_size() -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for fmt in ("CSV", "Parquet", "SQLite"):
         assert f"{fmt}: load_local ×" in proc.stdout
+
+
+@pytest.mark.anvil
+def test_challenge_gas_bench_runs_at_tiny_size() -> None:
+    """~30 s: one-chunk fraud proofs for 10 trainers on anvil with EIP-7825's cap enforced,
+    every rule, in one transaction and split, each struck (the bench asserts it)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "bench" / "challenge_gas.py"), "--quick"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for rule in ("fedavg", "clipped_fedavg", "median", "trimmed_mean"):
+        assert f"{rule} ±2^61  " in proc.stdout
+    assert "under the cap (largest" in proc.stdout and "PASS" in proc.stdout

@@ -26,13 +26,17 @@ def clip(delta: Mapping[str, np.ndarray], bound_q: int) -> dict[str, np.ndarray]
     round(x * bound / norm), computed in Python ints, so the result is exact.
     """
     norm = math.isqrt(squared_norm(delta))
+    return {name: scale_to_bound(arr, norm, bound_q) for name, arr in delta.items()}
+
+
+def scale_to_bound(arr: np.ndarray, norm: int, bound_q: int) -> np.ndarray:
+    """The elements of one tensor (or any slice of the delta) clipped, given the whole delta's
+    `norm`: the same values `clip` gives them. A fraud proof clips one chunk this way, since
+    the norm is a property of the whole vector that one chunk cannot show."""
     if norm <= bound_q:
-        return {k: np.asarray(v, dtype=np.int64) for k, v in delta.items()}
-    out = {}
-    for name, arr in delta.items():
-        scaled = arr.reshape(-1).astype(object) * bound_q  # (size,) Python ints
-        out[name] = np.asarray(div_half_up(scaled, norm), dtype=np.int64).reshape(arr.shape)
-    return out
+        return np.asarray(arr, dtype=np.int64)
+    scaled = arr.reshape(-1).astype(object) * bound_q  # (size,) Python ints
+    return np.asarray(div_half_up(scaled, norm), dtype=np.int64).reshape(arr.shape)
 
 
 def clipped_fedavg(

@@ -53,6 +53,25 @@ def _build_header(shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, 
     return header
 
 
+def encode_header(shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, str] | None = None) -> bytes:
+    """The bytes before the tensor data of the canonical blob of tensors shaped `shapes`: the
+    8-byte length and the padded JSON header. A fraud proof compares a proposed aggregate's
+    first bytes with these, so it needs them without building the tensors."""
+    head = _header_bytes(
+        _build_header({n: tuple(int(d) for d in s) for n, s in shapes.items()}, dict(metadata or {}))
+    )
+    return struct.pack("<Q", len(head)) + head
+
+
+def data_offset(prefix: bytes) -> int:
+    """Where the tensor data of a blob starts (8 + header length), read from its first 8 bytes:
+    always a multiple of 8, so no int64 of the data section ever straddles a 4 KiB chunk."""
+    if len(prefix) < 8:
+        raise MalformedBlob(f"blob prefix is {len(prefix)} bytes, too short for the 8-byte header length")
+    (n,) = struct.unpack_from("<Q", prefix)
+    return 8 + int(n)
+
+
 def encode_tensors(tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str] | None = None) -> bytes:
     """The canonical blob of `tensors` (int64 only) with optional string metadata."""
     arrays: dict[str, np.ndarray] = {}
