@@ -109,6 +109,10 @@ class TransactionReverted(ChainError):
         self.function = function
 
 
+class BackendError(FedledgerError):
+    """A simulation backend cannot run: Ray missing, a cluster unreachable, a bad resource request."""
+
+
 class DatasetError(FedledgerError):
     """A dataset cannot be loaded or partitioned."""
 

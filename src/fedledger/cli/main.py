@@ -16,6 +16,7 @@ from typing import Any, Literal, cast, get_args, get_origin
 from rich.console import Console
 
 from fedledger import __version__
+from fedledger.cli.backend import add_backend_flags
 from fedledger.cli.job_flags import add_job_flags
 from fedledger.errors import FedledgerError
 
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="torch threads per process (default 1: measured fastest on 2 cores)",
     )
     sim.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    add_backend_flags(sim)
     own = sim.add_argument_group(
         "own data", "train on the organisations' own tables or image folders instead of a bundled dataset"
     )

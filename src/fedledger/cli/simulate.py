@@ -5,11 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import math
-import os
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,15 +15,20 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from fedledger.cli.backend import make_backend
+from fedledger.cli.run_dir import RunDir, prepare_out
 from fedledger.errors import SpecError
 from fedledger.sim.attacks import ATTACKS, Attack, parse_profile
 from fedledger.sim.faults import Fault
+from fedledger.sim.memory import PeakMemory
 from fedledger.sim.outputs import write_record
 from fedledger.sim.setup import check_targets
 from fedledger.sim.simulate import RoundMetrics, Simulation, SimulationResult
 from fedledger.spec import DATASETS, JobSpec
 
 if TYPE_CHECKING:
+    from fedledger.chain.rpc import RpcChain
+    from fedledger.sim.backend import Backend
     from fedledger.training.own import OwnSources
 
 HEADER = (
@@ -141,71 +144,6 @@ def check_flags(args: argparse.Namespace, faults: list[Fault]) -> None:
             raise SpecError("fault", f"{f.kind}@{f.trainer}:{f.from_round}: rounds count from 1")
 
 
-@dataclass
-class RunDir:
-    """The run directory being prepared, and how to leave things as they were if the job is refused.
-
-    `created` is the topmost directory this run made (`out` or a parent such as runs/);
-    `previous` is the run that --force replaces, set aside until the new one is under way.
-    """
-
-    out: Path
-    created: Path | None
-    previous: Path | None
-    accepted: bool = False
-
-    def refuse(self) -> None:
-        """Removes everything this run wrote and puts back what it replaced."""
-        _close_logs_under(self.out)
-        shutil.rmtree(self.out, ignore_errors=True)
-        if self.previous is not None:
-            self.previous.replace(self.out)
-        elif self.created is None:
-            self.out.mkdir(exist_ok=True)  # an empty directory the user made stays, empty
-        else:
-            parent = self.out.parent
-            while parent != self.created.parent and parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
-
-    def accept(self) -> None:
-        """The job has a finalised round worth keeping: the run it replaces goes."""
-        self.accepted = True
-        if self.previous is not None:
-            shutil.rmtree(self.previous)
-            self.previous = None
-
-
-def prepare_out(out: Path, *, force: bool) -> RunDir:
-    """A run directory is evidence: never mix two runs in one, nor lose one to a refused job."""
-    previous = None
-    if out.exists() and any(out.iterdir()):
-        if not force:
-            raise SpecError("out", f"run directory {out} is not empty; choose another --out or pass --force")
-        out = out.resolve()
-        if Path.cwd().is_relative_to(out):
-            raise SpecError("out", f"--force would replace {out}, which holds the working directory")
-        previous = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-        shutil.rmtree(previous, ignore_errors=True)
-        out.replace(previous)
-    created = None
-    for p in [out, *out.parents]:
-        if p.exists():
-            break
-        created = p
-    out.mkdir(parents=True, exist_ok=True)
-    return RunDir(out=out, created=None if previous is not None else created, previous=previous)
-
-
-def _close_logs_under(out: Path) -> None:
-    """Detaches and closes any run log still open in `out`, as a refusal can leave one."""
-    log = logging.getLogger("fedledger")
-    for h in list(log.handlers):
-        if isinstance(h, logging.FileHandler) and Path(h.baseFilename).is_relative_to(os.path.abspath(out)):
-            log.removeHandler(h)
-            h.close()
-
-
 def run_simulate(args: argparse.Namespace, console: Console) -> int:
     faults = [Fault.parse(f) for f in args.fault]
     check_flags(args, faults)
@@ -233,6 +171,32 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
         from fedledger.chain.rpc import RpcChain
 
         chain = RpcChain(args.rpc)
+    backend = make_backend(args)  # a local Ray starts here; an unreachable cluster is refused
+    try:
+        with PeakMemory() if args.peak_memory else nullcontext() as memory:
+            code = _simulate(args, console, spec, chain, backend, own=own, attack=attack, faults=faults,
+                             profiles=profiles, out=out)  # fmt: skip
+    finally:
+        backend.close()
+    if memory is not None:
+        console.print(memory.line())
+    return code
+
+
+def _simulate(
+    args: argparse.Namespace,
+    console: Console,
+    spec: JobSpec,
+    chain: RpcChain | None,
+    backend: Backend,
+    *,
+    own: OwnSources | None,
+    attack: Attack | None,
+    faults: list[Fault],
+    profiles: list[tuple[str, int]],
+    out: Path,
+) -> int:
+    """From the run directory to the closing lines, on the backend the flags chose."""
     run_dir = prepare_out(out, force=args.force)  # only once the chain is reachable
     if not args.quiet:
         console.print(
@@ -242,7 +206,9 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
             f"{spec.effective_quorum}/{spec.committee_size}"
         )
         console.print(
-            f"[dim]chain: {chain.description if chain else 'in-process EVM'} · run directory: {out}[/]"
+            f"[dim]chain: {chain.description if chain else 'in-process EVM'} · run directory: {out}"
+            + ("" if backend.description == "in-process" else f" · training: {backend.description}")
+            + "[/]"
         )
     t0 = time.perf_counter()
     try:
@@ -255,7 +221,8 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
             else nullcontext()
         ):
             sim = Simulation(
-                spec, out_dir=out, chain=chain, faults=faults, attack=attack, profiles=profiles, data=own
+                spec, out_dir=out, chain=chain, faults=faults, attack=attack, profiles=profiles, data=own,
+                backend=backend,
             )
     except BaseException:  # refused at setup (bad data, a node down): leave no half-written run
         run_dir.refuse()

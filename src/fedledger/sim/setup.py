@@ -32,9 +32,11 @@ from fedledger.roles.sponsor import create_job
 from fedledger.roles.trainer import Trainer
 from fedledger.roles.validator import Validator
 from fedledger.sim.attacks import Attack, apply_attack, apply_profiles
+from fedledger.sim.backend import Backend, InProcessBackend
 from fedledger.sim.committee import SharedRound
 from fedledger.sim.faults import CONDUCT_FAULTS, VALIDATOR_FAULTS, Fault, NaNClient, blob_hook
 from fedledger.sim.results import RoundMetrics
+from fedledger.sim.sample import check_sample
 from fedledger.sim.timing import TimedChain
 from fedledger.spec import JobSpec
 from fedledger.store.cached import VerifiedCache
@@ -88,12 +90,19 @@ class SimulationSetup:
         attack: Attack | None = None,
         profiles: Sequence[tuple[str, int]] = (),
         data: OwnSources | None = None,
+        backend: Backend | None = None,
+        clients_per_round: int | None = None,
     ) -> None:
         if spec.own_data and data is None:
             raise SpecError("data", f"job {spec.name!r} trains on own data: give each organisation's source")
         check_targets(spec, faults, profiles)  # refused before the run directory or its log exist
+        check_sample(clients_per_round, registered=spec.trainers, min_commits=spec.effective_min_commits)
         self.own = data
         self.spec = spec
+        #: where local training runs (sim/backend.py); the caller closes it
+        self.backend: Backend = backend or InProcessBackend()
+        #: an off-chain sample of trainers a round (sim/sample.py); None: all of them
+        self.clients_per_round = clients_per_round
         self.attack = attack
         self.profiles = list(profiles)
         self.out_dir = Path(out_dir)
@@ -141,7 +150,7 @@ class SimulationSetup:
                 self.spec, self.own.sources, test=self.own.test, organisations=self.own.organisations
             )
         else:
-            consortium = build_consortium(self.spec)
+            consortium = build_consortium(self.spec, lazy=self.backend.lazy)
         if consortium.root is not None:  # FLTrust: the spec binds the root dataset by hash
             if self.spec.root_dataset and self.spec.root_dataset != consortium.root_hash:
                 raise SpecError(
@@ -166,6 +175,7 @@ class SimulationSetup:
             clients, self.malicious = apply_attack(consortium, spec, self.attack)
         if self.profiles:
             clients = apply_profiles(consortium, spec, clients, self.profiles)
+        clients = self.backend.attach(clients)
         for c in clients:  # a simulation reruns bit for bit: DP-SGD noise from the public seed
             while isinstance(c, ClientWrapper):
                 c = c.inner

@@ -29,7 +29,9 @@ from fedledger.roles.secure import SecureInputs
 from fedledger.sim.attacks import add_trigger, backdoor_success
 from fedledger.sim.outputs import write_run
 from fedledger.sim.results import Earnings, RoundMetrics, SimulationResult
+from fedledger.sim.sample import round_sample
 from fedledger.sim.setup import Organisation, SimulationSetup
+from fedledger.training.client import ClientWrapper
 from fedledger.training.torch_client import evaluate, predict, set_weights
 
 __all__ = ["Earnings", "Organisation", "RoundMetrics", "Simulation", "SimulationResult"]
@@ -66,6 +68,27 @@ class Simulation(SimulationSetup):
         x, y = add_trigger(self.dataset.x_test), self.dataset.y_test
         return backdoor_success(predict(self.eval_model, x), y)
 
+    def round_trainers(self, r: int) -> list[tuple[int, Organisation]]:
+        """(number from 1, organisation) of round r's trainers: every backend asks here (sim/sample.py)."""
+        chosen = round_sample(len(self.orgs), self.clients_per_round, seed=self.spec.seed, round=r)
+        return [(i, self.orgs[i - 1]) for i in chosen]
+
+    def start_training(self, r: int, global_c: bytes, orgs: Sequence[Organisation]) -> None:
+        """Lets a backend that trains elsewhere (Ray) start every fit the trainers will ask for."""
+        if not self.backend.lazy:
+            return
+        clients = []
+        for org in orgs:
+            if org.trainer.stopped:
+                continue
+            client = org.trainer.client
+            while isinstance(client, ClientWrapper):  # a fault's wrapper calls the backend's client
+                client = client.inner
+            clients.append(client)
+        global_q, _ = split_stats(self.store.get_tensors(global_c))
+        params = float_weights(self.names, global_q, self.spec.scale_bits)  # as each trainer computes it
+        self.backend.start_round(r, params, clients)
+
     def run_round(self) -> RoundMetrics:
         coordinator = self.deployment.coordinator
         t_round = time.perf_counter()
@@ -75,11 +98,15 @@ class Simulation(SimulationSetup):
         global_c = coordinator.global_model(self.job_id)
 
         train_s, losses = 0.0, []
-        for i, org in enumerate(self.orgs, start=1):
+        training: list[tuple[int, Organisation]] = []
+        for i, org in self.round_trainers(r):
             fault = self.faults.get(i)
             if fault and fault.kind == "drop-out" and r >= fault.from_round:
                 log.info("round %d: %s is offline (drop-out fault)", r, org.name)
                 continue
+            training.append((i, org))
+        self.start_training(r, global_c, [org for _, org in training])
+        for i, org in training:
             result = org.trainer.run_round(r, global_c)
             train_s += result.train_seconds
             losses.append(result.loss)

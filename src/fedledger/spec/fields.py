@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fedledger.data.schema import DataSchema
 
-DATASETS = ("mnist", "digits", "breast_cancer", "fashion_mnist")
+DATASETS = ("mnist", "digits", "breast_cancer", "fashion_mnist", "lending_club")
 PARTITIONS = ("iid", "dirichlet", "key", "organisation")
 AGGREGATIONS = ("fedavg", "median", "trimmed_mean", "krum", "multikrum", "clipped_fedavg", "fltrust")
 MODELS = ("cnn", "mlp", "logreg")
@@ -82,7 +82,7 @@ class JobFields(BaseModel):
         description="keccak256 of the approved model/client source files (simulate fills it in)",
     )
     # federation
-    trainers: int = Field(10, ge=1, le=256, description="organisations training")
+    trainers: int = Field(10, ge=1, le=10_000, description="organisations training")
     rounds: int = Field(20, ge=1, le=100_000, description="rounds to finalise")
     local_epochs: int = Field(2, ge=1, le=100, description="local epochs per round")
     batch_size: int = Field(32, ge=1, le=65_536, description="local minibatch size")

