@@ -16,7 +16,8 @@ import numpy as np
 from fedledger.errors import SpecError
 from fedledger.spec import JobSpec
 from fedledger.training.client import ClientWrapper, Config, Metrics, NDArrays, NumPyClient
-from fedledger.training.consortium import Consortium, make_client
+from fedledger.training.consortium import Consortium
+from fedledger.training.partition_client import make_client
 
 ATTACKS = {
     "label-flip": "trains on flipped labels (y -> C-1-y)",

@@ -15,10 +15,9 @@ from torch import nn
 from fedledger.spec import JobSpec
 from fedledger.training.client import NumPyClient
 from fedledger.training.datasets import Dataset, load_dataset
-from fedledger.training.dpsgd import DpSgd
 from fedledger.training.models import build_model
 from fedledger.training.partition import partition
-from fedledger.training.partition_client import PartitionClient
+from fedledger.training.partition_client import PartitionClient, make_client
 from fedledger.training.torch_client import TorchClient, weight_names
 
 
@@ -33,29 +32,6 @@ class Consortium:
     root_hash: str = ""  # keccak256 of the root dataset, for the spec
     validation: tuple[np.ndarray, np.ndarray] | None = None  # scoring: (x, y) held out
     validation_hash: str = ""
-
-
-def make_client(
-    spec: JobSpec, ds: Dataset, x: np.ndarray, y: np.ndarray, seed: int, *, trainer: bool = True
-) -> TorchClient:
-    """A seeded client with the spec's model and training settings.
-
-    A trainer's client in a record-level DP job runs DP-SGD; the sponsor's (FLTrust's root,
-    `trainer=False`) trains on the sponsor's own data and is not private.
-    """
-    return TorchClient(
-        build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed),
-        x,
-        y,
-        ds.x_test[:0],
-        ds.y_test[:0],
-        epochs=spec.local_epochs,
-        batch_size=spec.batch_size,
-        lr=spec.learning_rate,
-        momentum=spec.momentum,
-        seed=seed,
-        dp=DpSgd.from_spec(spec) if spec.record_dp and trainer else None,
-    )
 
 
 def dataset_hash(x: np.ndarray, y: np.ndarray) -> str:

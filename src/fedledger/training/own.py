@@ -25,10 +25,11 @@ from fedledger.data.sources import DataSource
 from fedledger.data.stats import LocalFeatures
 from fedledger.errors import DataError, SpecError
 from fedledger.spec import JobSpec
-from fedledger.training.consortium import Consortium, make_client
+from fedledger.training.consortium import Consortium
 from fedledger.training.datasets import Dataset
 from fedledger.training.models import build_model
 from fedledger.training.partition import partition_by_key, partition_dirichlet, partition_iid
+from fedledger.training.partition_client import make_client
 from fedledger.training.torch_client import TorchClient, weight_names
 
 

@@ -8,7 +8,8 @@ have built (`consortium.make_client`), trains it and lets it go. Because `TorchC
 keeps no state between rounds (it loads the global weights and reseeds its shuffling from
 (seed, round)), the weights come out bit for bit what a long-lived client gives.
 
-`fit_rows` is the same step as a free function of plain arrays, so a Ray worker can run it
+`make_client` (re-exported by consortium.py) builds every simulated organisation's client,
+eager or lazy. `fit_rows` is the same step as a free function of plain arrays, so a Ray worker can run it
 on the shared train array it maps from the object store without a copy.
 """
 
@@ -21,6 +22,32 @@ import numpy as np
 from fedledger.spec import JobSpec
 from fedledger.training.client import Config, Metrics, NDArrays, NumPyClient
 from fedledger.training.datasets import Dataset
+from fedledger.training.dpsgd import DpSgd
+from fedledger.training.models import build_model
+from fedledger.training.torch_client import TorchClient
+
+
+def make_client(
+    spec: JobSpec, ds: Dataset, x: np.ndarray, y: np.ndarray, seed: int, *, trainer: bool = True
+) -> TorchClient:
+    """A seeded client with the spec's model and training settings.
+
+    A trainer's client in a record-level DP job runs DP-SGD; the sponsor's (FLTrust's root,
+    `trainer=False`) trains on the sponsor's own data and is not private.
+    """
+    return TorchClient(
+        build_model(spec.model, ds.input_shape, ds.num_classes, seed=spec.seed),
+        x,
+        y,
+        ds.x_test[:0],
+        ds.y_test[:0],
+        epochs=spec.local_epochs,
+        batch_size=spec.batch_size,
+        lr=spec.learning_rate,
+        momentum=spec.momentum,
+        seed=seed,
+        dp=DpSgd.from_spec(spec) if spec.record_dp and trainer else None,
+    )
 
 
 def fit_rows(
@@ -39,8 +66,6 @@ def fit_rows(
 
     Indexing by `rows` copies only this partition, and only while it trains.
     """
-    from fedledger.training.consortium import make_client
-
     # x_test is only sliced empty by make_client: the train arrays stand in, no copy
     ds = Dataset("shared", x_train, y_train, x_train[:0], y_train[:0], num_classes, input_shape, None)
     client = make_client(spec, ds, x_train[rows], y_train[rows], seed=seed)
@@ -58,7 +83,6 @@ class PartitionClient(NumPyClient):
     seed: int
 
     def get_parameters(self, config: Config) -> NDArrays:
-        from fedledger.training.models import build_model
         from fedledger.training.torch_client import get_weights
 
         ds = self.dataset
