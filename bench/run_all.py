@@ -2,7 +2,7 @@
 
 Runs gas.py, chain_tps.py, overhead.py, quantization.py, flag_gas.py, settlement_gas.py,
 robustness.py, scoring.py, conservation.py, secagg.py, dp_noise.py, dp_accuracy.py,
-data_loading.py, deployment.py and audit_time.py sequentially (each in
+data_loading.py, deployment.py, audit_time.py and scale.py sequentially (each in
 its own process, so one's imports and caches do not favour another), in full
 form or, with `--quick`, in their quick forms (< 3 minutes in all). Each script
 compares its figure with a baseline measured in the same run and with its bar
@@ -24,6 +24,7 @@ from _common import RESULTS, ROOT, parse_args, verdict
 BENCHES = (
     "gas", "chain_tps", "overhead", "quantization", "flag_gas", "settlement_gas", "robustness", "scoring",
     "conservation", "secagg", "dp_noise", "dp_accuracy", "data_loading", "deployment", "audit_time",
+    "scale",
 )
 
 
@@ -218,6 +219,15 @@ def rows_for(name: str, r: dict[str, Any]) -> list[list[str]]:
                  f"{r['audit_split_s']['accuracy_s']:.1f} s",
                  f"fedledger simulate {sim['median']:.1f} s", f"≤ ×{r['bar']['max_ratio']}",
                  verdict(r["passed"])]]
+    if name == "scale":
+        fed, flo = r["fedledger"], r["flower"]
+        wall = sorted(x["wall_s"] for x in fed)[len(fed) // 2]
+        return [[f"Scale: {r['organisations']:,} organisations, {r['sample']} a round, {r['rounds']} rounds "
+                 "(Ray, lending_club logreg)",
+                 f"{wall:.1f} s (×{r['ratio']:.3f}; chain {100 * r['chain_share']:.0f} %; "
+                 f"peak {r['peak_gib']:.2f} GiB)",
+                 f"Flower 1.42 run_simulation {sorted(x['wall_s'] for x in flo)[len(flo) // 2]:.1f} s",
+                 "≤ ×1.2, ≤ 8 GiB", verdict(r["ratio"] <= 1.2 and r["peak_gib"] <= 8)]]
     raise ValueError(name)
 
 

