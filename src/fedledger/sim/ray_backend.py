@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from fedledger.errors import BackendError
-from fedledger.spec import JobSpec
 from fedledger.training.client import Config, Metrics, NDArrays, NumPyClient
 from fedledger.training.partition_client import PartitionClient, fit_rows
 
@@ -91,27 +90,6 @@ def _probe(address: str) -> None:
         raise BackendError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
-def _fit_task(
-    spec: JobSpec,
-    x_train: np.ndarray,
-    y_train: np.ndarray,
-    rows: np.ndarray,
-    seed: int,
-    parameters: NDArrays,
-    config: Config,
-    shape: tuple[tuple[int, ...], int],
-    threads: int,
-) -> tuple[NDArrays, int, Metrics]:
-    """One organisation's fit inside a Ray worker; the arrays arrive mapped from the object store."""
-    import torch
-
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    input_shape, num_classes = shape
-    return fit_rows(spec, x_train, y_train, rows, seed, parameters, config,
-                    input_shape=input_shape, num_classes=num_classes)  # fmt: skip
-
-
 class RayClient(NumPyClient):
     """The client a trainer calls: its fit's result comes from the task its round launched."""
 
@@ -161,7 +139,8 @@ class RayBackend:
         where = config.address or f"local, {int(self._ray.cluster_resources().get('CPU', 0))} CPUs"
         res = config.client_resources
         self.description = f"Ray ({where}; {res.num_cpus:g} CPU, {res.num_gpus:g} GPU per organisation)"
-        self._remote = ray.remote(_fit_task).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
+        # the arrays arrive in the worker mapped from the object store (top-level refs)
+        self._remote: Any = self._ray.remote(fit_rows).options(num_cpus=res.num_cpus, num_gpus=res.num_gpus)
         self._data: dict[int, tuple[Any, Any, tuple[tuple[int, ...], int]]] = {}  # id(dataset) -> refs
         self._pending: dict[int, tuple[NDArrays, Config, Any]] = {}  # id(client) -> launched fit
         self.launched = 0
@@ -190,7 +169,8 @@ class RayBackend:
         x_ref, y_ref, shape = self._data[id(part.dataset)]
         self.launched += 1
         return self._remote.remote(part.spec, x_ref, y_ref, part.rows, part.seed, params_ref, config,
-                                   shape, torch.get_num_threads())  # fmt: skip
+                                   input_shape=shape[0], num_classes=shape[1],
+                                   threads=torch.get_num_threads())  # fmt: skip
 
     def start_round(self, round: int, parameters: NDArrays, clients: Sequence[NumPyClient]) -> None:
         self._pending.clear()  # a fit launched for a trainer that never asked is dropped

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from fedledger.spec import JobSpec
 from fedledger.training.client import Config, Metrics, NDArrays, NumPyClient
@@ -61,11 +62,15 @@ def fit_rows(
     *,
     input_shape: tuple[int, ...],
     num_classes: int,
+    threads: int | None = None,
 ) -> tuple[NDArrays, int, Metrics]:
     """Trains organisation `rows` of the shared arrays from `parameters`; the model then goes.
 
-    Indexing by `rows` copies only this partition, and only while it trains.
+    Indexing by `rows` copies only this partition, and only while it trains. `threads`: a
+    worker process (Ray's) takes the driver's torch thread count, so kernels reduce alike.
     """
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
     # x_test is only sliced empty by make_client: the train arrays stand in, no copy
     ds = Dataset("shared", x_train, y_train, x_train[:0], y_train[:0], num_classes, input_shape, None)
     client = make_client(spec, ds, x_train[rows], y_train[rows], seed=seed)
