@@ -83,12 +83,35 @@ def test_unreachable_ray_address_is_one_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--client-resources", "{\"num_cpus\": 1}"], "--client-resources applies to --backend ray only"),
+        (["--client-resources", '{"num_cpus": 1}'], "--client-resources applies to --backend ray only"),
         (["--ray-address", "auto"], "--ray-address applies to --backend ray only"),
+        (["--backend", "ray", "--attack", "sign-flip"], "--backend ray trains the bundled datasets' "
+         "partitions, not --attack; leave --backend out to run it in-process"),
+        (["--backend", "ray", "--client-resources", "{}", "--ray-address", "auto", "--ray-cpus", "2"],
+         "--ray-cpus sizes a local Ray; a cluster joined with --ray-address has its own"),
     ],
 )
-def test_ray_flags_without_ray_backend_are_refused(tmp_path: Path, argv: list[str], message: str) -> None:
+def test_ray_flags_that_cannot_work_are_one_line_before_ray_starts(
+    tmp_path: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     from fedledger.cli.main import main
 
     assert main(["simulate", "--out", str(tmp_path / "run"), "--quiet", *argv]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: {message}"]
     assert not (tmp_path / "run").exists()
+
+
+def test_simulate_cli_on_ray_says_where_it_trains_and_its_peak_memory(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "fedledger.cli.main", "simulate", "--dataset", "digits", "--model", "logreg",
+         "--trainers", "3", "--rounds", "1", "--backend", "ray", "--ray-cpus", "2", "--client-resources",
+         '{"num_cpus": 1, "num_gpus": 0}', "--peak-memory", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "training: Ray (local, 2 CPUs; 1 CPU, 0 GPU per organisation)" in proc.stdout
+    assert "1 round finalised" in proc.stdout
+    assert "peak memory" in proc.stdout.strip().splitlines()[-1]

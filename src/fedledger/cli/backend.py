@@ -43,14 +43,24 @@ def add_backend_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def make_backend(args: argparse.Namespace) -> Backend:
-    """The backend the flags ask for; a Ray-only flag without --backend ray is one line."""
+def make_backend(args: argparse.Namespace, *, flower_client: bool = False) -> Backend:
+    """The backend the flags ask for; a Ray-only flag without --backend ray is one line.
+
+    A job Ray cannot train (own data, a Flower client, an attack, a profile: each brings its
+    own client, not a partition of the bundled set) is refused before Ray starts.
+    """
     if args.backend != "ray":
         for flag in ("ray_address", "ray_cpus", "client_resources"):
             if getattr(args, flag) is not None:
                 raise BackendError(f"--{flag.replace('_', '-')} applies to --backend ray only")
         return InProcessBackend()
     from fedledger.sim.ray_backend import ClientResources, RayBackend, RayConfig
+
+    own = [f"--{f}" for f in ("data", "attack", "profile") if getattr(args, f, None)]
+    if own or flower_client:
+        what = own[0] if own else "a Flower client (the spec's client)"
+        raise BackendError(f"--backend ray trains the bundled datasets' partitions, not {what}; "
+                           "leave --backend out to run it in-process")  # fmt: skip
 
     if args.ray_cpus is not None and args.ray_cpus < 1:
         raise BackendError(f"--ray-cpus must be at least 1, got {args.ray_cpus}")

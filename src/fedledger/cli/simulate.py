@@ -171,7 +171,7 @@ def run_simulate(args: argparse.Namespace, console: Console) -> int:
         from fedledger.chain.rpc import RpcChain
 
         chain = RpcChain(args.rpc)
-    backend = make_backend(args)  # a local Ray starts here; an unreachable cluster is refused
+    backend = make_backend(args, flower_client=bool(spec.client))  # a local Ray starts here
     try:
         with PeakMemory() if args.peak_memory else nullcontext() as memory:
             code = _simulate(args, console, spec, chain, backend, own=own, attack=attack, faults=faults,
