@@ -10,7 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-REVERT = re.compile(r'assert\s[^\n]*?,\s*"((?:coordinator|data_registry|reward_token|packing): [^"]+)"')
+MODULES = "coordinator|data_registry|reward_token|packing|sampler"
+REVERT = re.compile(r'assert\s[^\n]*?,\s*"((?:' + MODULES + r'): [^"]+)"')
 
 
 def _revert_strings() -> set[str]:

@@ -203,7 +203,12 @@ def _chain_findings(export: dict[str, Any], chain: InProcessChain) -> list[Findi
 
 
 #: contract name in an export -> its artifact
-_ARTIFACTS = {"Coordinator": "coordinator", "DataRegistry": "data_registry", "RewardToken": "reward_token"}
+_ARTIFACTS = {
+    "Coordinator": "coordinator",
+    "DataRegistry": "data_registry",
+    "RewardToken": "reward_token",
+    "Sampler": "sampler",
+}
 
 
 def _bytecode_findings(export: dict[str, Any]) -> list[Finding]:
