@@ -15,14 +15,16 @@
 @dev    A separate contract because the coordinator is at the EIP-170 code
         size limit (as `data_registry.vy` is). The coordinator binds itself here
         once, from its constructor; only it may draw an opening round.
-        The permutation: a 4-round Feistel network on 4**half values (half =
-        half the even bit width holding 0..n-1, so fewer than 4n values), round
-        function keccak256(seed, lane * 4 + round, right half) masked to half
-        bits, walked until it lands below n. Distinct seats get distinct
-        enrolments; the expected walk is under 4 steps; a walk longer than
-        MAX_WALK (probability below (3/4)**64) leaves the seat empty.
-        `fedledger.chain.sampling` mirrors it bit for bit.
-        Draw word: round 0..31 | enrolled 32..63 | half 64..71 |
+        The permutation: a 4-round unbalanced Feistel network on 2**bits
+        values (bits = the bit width of n-1, at least 1, so fewer than 2n
+        values): x = (left, right) with right the low bits//2 bits, and each
+        round maps it to (right, left ^ F(right)), F = keccak256((seed << 8) |
+        lane * 4 + round, right) masked to the left's width; walked until it
+        lands below n. Distinct seats get distinct enrolments; the expected
+        walk is under 2 steps; a walk longer than MAX_WALK (probability below
+        2**-64) leaves the seat empty. `fedledger.chain.sampling` mirrors it
+        bit for bit.
+        Draw word: round 0..31 | enrolled 32..63 | bits 64..71 |
         clients 72..87 | validators 88..103 | seed 104..255 (the top 152 bits
         of the keccak).
 """
@@ -275,7 +277,7 @@ def seat_index(seed: uint256, committee: bool, n: uint256, seat: uint256) -> uin
     lane: uint256 = LANE_TRAINERS
     if committee:
         lane = LANE_COMMITTEE
-    return self._seat_index(seed, lane, self._half_width(n), n, seat)
+    return self._seat_index(seed, lane, self._bits(n), n, seat)
 
 
 @internal
@@ -291,7 +293,7 @@ def _draw_round(job_id: uint256, round: uint32, global_model: bytes32):
     self._draw[job_id] = (
         convert(round, uint256)
         | (n << 32)
-        | (self._half_width(n) << 64)
+        | (self._bits(n) << 64)
         | (((word >> 32) & packing.MASK32) << 72)
         | (seed << 104)
     )
@@ -328,35 +330,32 @@ def _seat(job_id: uint256, round: uint32, committee: bool, seat: uint256) -> (ad
 
 @internal
 @pure
-def _half_width(n: uint256) -> uint256:
+def _bits(n: uint256) -> uint256:
     """
-    @dev Half the even bit width holding 0..n-1, at least 1. A fixed 32-step
-         loop, so the gas does not depend on n.
+    @dev The bit width of n-1, at least 1. A fixed 32-step loop, so the gas does
+         not depend on n.
     """
-    bits: uint256 = 0
+    bits: uint256 = 1
     for i: uint256 in range(32):
         if n > 0 and (n - 1) >> i != 0:
             bits = i + 1
-    return max(1, (bits + 1) // 2)
+    return bits
 
 
 @internal
 @pure
-def _seat_index(seed: uint256, lane: uint256, half: uint256, n: uint256, seat: uint256) -> uint256:
+def _seat_index(seed: uint256, lane: uint256, bits: uint256, n: uint256, seat: uint256) -> uint256:
     """
-    @dev The registration index in `seat`, or n when the walk ran out.
+    @dev The enrolment index in `seat`, or n when the walk ran out.
     """
-    mask: uint256 = (1 << half) - 1
+    low: uint256 = bits // 2
+    high: uint256 = bits - low
     x: uint256 = seat
     for _w: uint256 in range(MAX_WALK):
-        left: uint256 = x >> half
-        right: uint256 = x & mask
         for i: uint256 in range(FEISTEL_ROUNDS):
-            f: uint256 = convert(keccak256(abi_encode(seed, lane * FEISTEL_ROUNDS + i, right)), uint256) & mask
-            nxt: uint256 = left ^ f
-            left = right
-            right = nxt
-        x = (left << half) | right
+            right: uint256 = x & ((1 << low) - 1)
+            f: uint256 = convert(keccak256(abi_encode((seed << 8) | (lane * FEISTEL_ROUNDS + i), right)), uint256)
+            x = (right << high) | ((x >> low) ^ (f & ((1 << high) - 1)))
         if x < n:
             return x
     return n

@@ -10,11 +10,12 @@ the simulation knows who trains, and the audit re-derives every draw without
 trusting the chain's word for it. `tests/contracts/test_sampling_mirror.py`
 checks them against the contract on random inputs.
 
-The permutation is a 4-round Feistel network on 4**half values (the smallest
-even-width power of two holding 0..n-1, so fewer than 4n), with round function
-keccak256(seed, lane * 4 + round, right half) masked to `half` bits, walked
-until it lands below n ("cycle walking"). Distinct seats therefore get distinct
-registrations, and one seat costs the same work whatever n is.
+The permutation is a 4-round unbalanced Feistel network on 2**bits values (bits
+= the width of n-1, so fewer than 2n): x = (left, right), right the low bits//2
+bits, each round x -> (right, left ^ F(right)) with F = keccak256((seed << 8) |
+lane * 4 + round, right) masked to the left's width, walked until it lands
+below n ("cycle walking"). Each round is a bijection, so distinct seats get
+distinct enrolments, and one seat costs the same work whatever n is.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from eth_utils.crypto import keccak
 
 FEISTEL_ROUNDS = 4
-MAX_WALK = 64  # a longer walk leaves the seat empty: probability < (3/4)**64 per seat
+MAX_WALK = 64  # a longer walk leaves the seat empty: probability < 2**-64 per seat
 LANE_TRAINERS = 0
 LANE_COMMITTEE = 1
 SEED_SHIFT = 104  # the sampler keeps the top 152 bits of the keccak as the seed
@@ -34,7 +35,7 @@ __all__ = [
     "LANE_TRAINERS",
     "Draw",
     "draw_seed",
-    "half_width",
+    "bits_for",
     "seat_index",
 ]
 
@@ -43,10 +44,9 @@ def _word(x: int) -> bytes:
     return x.to_bytes(32, "big")
 
 
-def half_width(n: int) -> int:
-    """Half the bit width of the Feistel domain for n registrations (at least 1)."""
-    bits = (n - 1).bit_length() if n > 0 else 0
-    return max(1, (bits + 1) // 2)
+def bits_for(n: int) -> int:
+    """The bit width of the permutation's domain for n enrolments: that of n-1, at least 1."""
+    return max(1, (n - 1).bit_length()) if n > 0 else 1
 
 
 def draw_seed(job_id: int, round: int, global_model: bytes, randomness: bytes) -> int:
@@ -58,18 +58,19 @@ def draw_seed(job_id: int, round: int, global_model: bytes, randomness: bytes) -
 
 
 def seat_index(seed: int, lane: int, n: int, seat: int) -> int | None:
-    """The registration index in `seat` of a draw from n, or None (the walk ran out, or n is 0)."""
+    """The enrolment index in `seat` of a draw from n, or None (the walk ran out, or n is 0)."""
     if n <= 0 or not 0 <= seat < n:
         return None
-    half = half_width(n)
-    mask = (1 << half) - 1
+    bits = bits_for(n)
+    low = bits // 2
+    high = bits - low
     x = seat
     for _ in range(MAX_WALK):
-        left, right = x >> half, x & mask
         for i in range(FEISTEL_ROUNDS):
-            f = int.from_bytes(keccak(_word(seed) + _word(lane * FEISTEL_ROUNDS + i) + _word(right)), "big")
-            left, right = right, left ^ (f & mask)
-        x = (left << half) | right
+            right = x & ((1 << low) - 1)
+            key = (seed << 8) | (lane * FEISTEL_ROUNDS + i)
+            f = int.from_bytes(keccak(_word(key) + _word(right)), "big")
+            x = (right << high) | ((x >> low) ^ (f & ((1 << high) - 1)))
         if x < n:
             return x
     return None
