@@ -1,4 +1,4 @@
-"""Gas per round of a job that samples its trainers and draws its committee, at 10, 1,000 and 10,000 registered.
+"""Gas per round of a job that samples trainers and draws its committee, at 10, 1,000 and 10,000 registered.
 
 Issue 15's bar: gas per round flat to within 2 % from 10 to 10,000 registered stakers.
 For each size, on a fresh in-process chain: a job with clients_per_round=10 and

@@ -17,7 +17,7 @@ from fedledger.audit.export_file import CHAIN_KINDS, load_export
 from fedledger.chain import signing
 from fedledger.chain.artifacts import load_artifact
 from fedledger.chain.base import Receipt
-from fedledger.chain.contracts import Coordinator, DataRegistry, Event, RewardToken
+from fedledger.chain.contracts import Coordinator, DataRegistry, Event, RewardToken, Sampler
 from fedledger.chain.inprocess import InProcessChain
 from fedledger.errors import AuditFailure, FedledgerError, TransactionReverted
 
@@ -76,6 +76,7 @@ def reexecute(export: dict[str, Any]) -> EventSource:
     coordinator = Coordinator(chain, addresses["Coordinator"])
     token = RewardToken(chain, addresses["RewardToken"])
     registry = DataRegistry(chain, addresses.get("DataRegistry", ""))
+    sampler = Sampler(chain, addresses.get("Sampler", ""))  # "" in exports from before issue 15
     findings = _chain_findings(export, chain)
     replayed: list[Event] = []
     block = 0
@@ -85,7 +86,7 @@ def reexecute(export: dict[str, Any]) -> EventSource:
         if receipt is None:
             continue
         for log in receipt.logs:
-            ev = coordinator.decode(log) or registry.decode(log) or token.decode(log)
+            ev = coordinator.decode(log) or registry.decode(log) or token.decode(log) or sampler.decode(log)
             if ev is not None:
                 replayed.append(ev)
     findings += _bytecode_findings(export)

@@ -48,6 +48,7 @@ __all__ = [
     "RewardToken",
     "RoundResult",
     "RoundStatus",
+    "Sampler",
     "TrainerState",
     "deploy_contracts",
     "flag_mask",

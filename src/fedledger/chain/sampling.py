@@ -34,8 +34,8 @@ __all__ = [
     "LANE_COMMITTEE",
     "LANE_TRAINERS",
     "Draw",
-    "draw_seed",
     "bits_for",
+    "draw_seed",
     "seat_index",
 ]
 
