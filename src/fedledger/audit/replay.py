@@ -59,6 +59,7 @@ class EventSource:
     token: str
     provenance: str
     data_registry: str = ""  # where trainers commit to their data ("" in exports from before it)
+    sampler: str = ""  # where sampling jobs draw their rounds ("" in exports from before issue 15)
     findings: list[Finding] = field(default_factory=list)
     transactions: int = 0
 
@@ -135,6 +136,7 @@ def reexecute(export: dict[str, Any]) -> EventSource:
         coordinator=addresses["Coordinator"],
         token=addresses["RewardToken"],
         data_registry=addresses.get("DataRegistry", ""),
+        sampler=addresses.get("Sampler", ""),
         provenance=f"re-executed {len(export['transactions'])} transactions of the in-process chain",
         findings=findings,
         transactions=len(export["transactions"]),
@@ -271,6 +273,7 @@ def from_export(export: dict[str, Any]) -> EventSource:
         coordinator=addresses["Coordinator"],
         token=addresses["RewardToken"],
         data_registry=addresses.get("DataRegistry", ""),
+        sampler=addresses.get("Sampler", ""),
         provenance="events as exported from an RPC node (not re-executable; audit the live chain with --rpc)",
         findings=[
             Finding(

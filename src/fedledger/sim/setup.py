@@ -253,7 +253,7 @@ class SimulationSetup:
                     r = coordinator.job_state(self.job_id).round
                     return bytes(keccak(b"forged" + aggregate)) if r >= start else aggregate
 
-            if acct.address in committee:
+            if acct.address in committee or spec.validators_per_round:  # drawn: anyone may sit
                 validator = Validator(
                     name=name,
                     account=acct,
@@ -268,9 +268,14 @@ class SimulationSetup:
                     compute=self.committee,
                 )
             trainer.register()
+            if spec.sampled and self.deployment.sampler is not None:
+                self.deployment.sampler.enrol(acct, self.job_id)  # the order the draws choose from
             if self.local:
                 self._commit_data(i, name, acct)
             self.orgs.append(Organisation(name, trainer, validator))
+        if spec.sampled and self.deployment.sampler is not None:
+            # round 1 opened before anyone enrolled: the sponsor draws it now that all have
+            self.deployment.sampler.start(self.sponsor, self.job_id)
         self.participants: dict[str, str] = {str(o.trainer.account.address): o.name for o in self.orgs}
         self.participants[self.sponsor.address] = "sponsor"
         self.malicious_names = [self.orgs[i - 1].name for i in self.malicious]

@@ -25,6 +25,7 @@ from fedledger.data.stats import SUM as STATS_SUM
 from fedledger.data.stats import split_stats, standardise_in_place, standardiser
 from fedledger.roles.job import CommitRecord
 from fedledger.roles.model import float_weights
+from fedledger.roles.sampling import RoundSeats, round_seats
 from fedledger.roles.secure import SecureInputs
 from fedledger.sim.attacks import add_trigger, backdoor_success
 from fedledger.sim.outputs import write_run
@@ -75,12 +76,16 @@ class Simulation(SimulationSetup):
         global_c = coordinator.global_model(self.job_id)
 
         train_s, losses = 0.0, []
+        seats = self.seats(r)
         for i, org in enumerate(self.orgs, start=1):
+            address = str(org.trainer.account.address)
+            if not seats.trains(address):
+                continue  # not drawn this round: nothing to train, nothing owed
             fault = self.faults.get(i)
             if fault and fault.kind == "drop-out" and r >= fault.from_round:
                 log.info("round %d: %s is offline (drop-out fault)", r, org.name)
                 continue
-            result = org.trainer.run_round(r, global_c)
+            result = org.trainer.run_round(r, global_c, seat=seats.trainer_seat(address))
             train_s += result.train_seconds
             losses.append(result.loss)
             fault = self.faults.get(i)
@@ -108,7 +113,8 @@ class Simulation(SimulationSetup):
             global_q = self.store.get_tensors(global_c)
             reported = False
             for org in self.orgs:
-                if org.validator is None:
+                address = str(org.trainer.account.address)
+                if org.validator is None or not seats.validates(address, fixed_member=True):
                     continue
                 outcome, receipt = org.validator.process_round(
                     round=r,
@@ -118,6 +124,7 @@ class Simulation(SimulationSetup):
                     names=self.participants,
                     secure=secure,
                     releases_before=releases,
+                    seat=seats.committee_seat(address),
                 )
                 if not reported:  # every honest validator finds the same; say it once
                     for who, why in outcome.faults.items():
@@ -194,6 +201,10 @@ class Simulation(SimulationSetup):
             self.scores.append(self.scorer.last.scores)
         self.metrics.append(m)
         return m
+
+    def seats(self, r: int) -> RoundSeats:
+        """Who trains and who validates in round r, as the chain drew them (`roles/sampling.py`)."""
+        return round_seats(self.deployment.sampler if self.spec.sampled else None, self.job_id, r)
 
     def reveal_round(self, r: int, global_c: bytes, commits: Sequence[CommitRecord]) -> SecureInputs:
         """Secure aggregation: every committer reveals (unless its fault withholds it); the inputs."""
