@@ -70,17 +70,18 @@ def check_sampling(audit: AuditState) -> None:
         order = [str(e.args["trainer"]) for e in before]
         trainers = {order[i] for i in d.seats(LANE_TRAINERS) if i is not None}
         committee = {order[i] for i in d.seats(LANE_COMMITTEE) if i is not None}
-        for e in commits:
-            who = str(e.args["trainer"])
-            if spec.clients_per_round and who not in trainers:
-                audit.error("sampling", "UpdateCommitted event", "committed without being drawn",
-                            round=r, org=audit.name(who))  # fmt: skip
-            else:
-                audit.passed("sampling")
-        for e in proposals:
-            who = str(e.args["validator"])
-            if spec.validators_per_round and who not in committee:
-                audit.error("sampling", "AggregateProposed event", "proposed without a committee seat",
-                            round=r, org=audit.name(who))  # fmt: skip
-            else:
-                audit.passed("sampling")
+        _check_seats(audit, r, commits, "trainer", trainers if spec.clients_per_round else None)
+        _check_seats(audit, r, proposals, "validator", committee if spec.validators_per_round else None)
+
+
+def _check_seats(audit: AuditState, r: int, evs: list[Event], role: str, seated: set[str] | None) -> None:
+    """Each event's sender (`role` in its args) held a seat; `seated` None: this lane is not drawn."""
+    for e in evs:
+        who = str(e.args[role])
+        if seated is not None and who not in seated:
+            what = "committed without being drawn"
+            if role == "validator":
+                what = "proposed without a committee seat"
+            audit.error("sampling", f"{e.name} event", what, round=r, org=audit.name(who))
+        else:
+            audit.passed("sampling")
