@@ -18,12 +18,14 @@
         The permutation: a 4-round unbalanced Feistel network on 2**bits
         values (bits = the bit width of n-1, at least 1, so fewer than 2n
         values): x = (left, right) with right the low bits//2 bits, and each
-        round maps it to (right, left ^ F(right)), F = keccak256((seed << 8) |
-        lane * 4 + round, right) masked to the left's width; walked until it
-        lands below n. Distinct seats get distinct enrolments; the expected
-        walk is under 2 steps; a walk longer than MAX_WALK (probability below
-        2**-64) leaves the seat empty. `fedledger.chain.sampling` mirrors it
-        bit for bit.
+        round maps it to (right, left ^ F(right)) with F a splitmix64 finaliser
+        of ((right << 8) | lane * 4 + round) xor the round's 64-bit key (key i
+        = bits 32i..32i+63 of the seed), masked to the left's width; walked
+        until it lands below n. Distinct seats get distinct enrolments; the
+        expected walk is under 2 steps (~250 gas a step, so the gas hardly
+        depends on n); a walk longer than MAX_WALK (probability below 2**-64)
+        leaves the seat empty. `fedledger.chain.sampling` mirrors it bit for
+        bit.
         Draw word: round 0..31 | enrolled 32..63 | bits 64..71 |
         clients 72..87 | validators 88..103 | seed 104..255 (the top 152 bits
         of the keccak).
@@ -66,6 +68,7 @@ struct JobConfig:
 
 FEISTEL_ROUNDS: constant(uint256) = 4
 MAX_WALK: constant(uint256) = 64
+MASK64: constant(uint256) = 2**64 - 1
 LANE_TRAINERS: constant(uint256) = 0
 LANE_COMMITTEE: constant(uint256) = 1
 PHASE_OPEN: constant(uint8) = 1
@@ -354,7 +357,11 @@ def _seat_index(seed: uint256, lane: uint256, bits: uint256, n: uint256, seat: u
     for _w: uint256 in range(MAX_WALK):
         for i: uint256 in range(FEISTEL_ROUNDS):
             right: uint256 = x & ((1 << low) - 1)
-            f: uint256 = convert(keccak256(abi_encode((seed << 8) | (lane * FEISTEL_ROUNDS + i), right)), uint256)
+            # splitmix64's finaliser: a keyed mix, cheap enough that the walk length barely shows in gas
+            f: uint256 = (((right << 8) | (lane * FEISTEL_ROUNDS + i)) ^ (seed >> (32 * i))) & MASK64
+            f = ((f ^ (f >> 30)) * 13787848793156543929) & MASK64
+            f = ((f ^ (f >> 27)) * 10723151780598845931) & MASK64
+            f ^= f >> 31
             x = (right << high) | ((x >> low) ^ (f & ((1 << high) - 1)))
         if x < n:
             return x

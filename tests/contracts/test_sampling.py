@@ -56,6 +56,18 @@ def test_seats_are_distinct_and_cover_small_pools():
         assert sorted(i for i in idx if i is not None) == list(range(n))
 
 
+def test_every_index_is_drawn_equally_often():
+    # over many seeds each of 50 enrolments sits in one of 10 seats about 1/5 of the time
+    counts = [0] * 50
+    for seed in range(2_000):
+        for s in range(10):
+            i = seat_index(seed * 0x9E3779B97F4A7C15 + 12345, LANE_TRAINERS, 50, s)
+            assert i is not None
+            counts[i] += 1
+    expected, sigma = 400, (2_000 * 0.2 * 0.8) ** 0.5
+    assert all(abs(c - expected) < 5 * sigma for c in counts), counts
+
+
 def test_only_the_sample_commits_and_only_the_committee_proposes(world):
     job_id = sampled_job(world)
     sampler = world.d.sampler
