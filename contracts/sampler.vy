@@ -15,20 +15,19 @@
 @dev    A separate contract because the coordinator is at the EIP-170 code
         size limit (as `data_registry.vy` is). The coordinator binds itself here
         once, from its constructor; only it may draw an opening round.
-        The permutation: a 4-round unbalanced Feistel network on 2**bits
-        values (bits = the bit width of n-1, at least 1, so fewer than 2n
-        values): x = (left, right) with right the low bits//2 bits, and each
-        round maps it to (right, left ^ F(right)) with F a splitmix64 finaliser
-        of ((right << 8) | lane * 4 + round) xor the round's 64-bit key (key i
-        = bits 32i..32i+63 of the seed), masked to the left's width; walked
-        until it lands below n. Distinct seats get distinct enrolments; the
-        expected walk is under 2 steps (~250 gas a step, so the gas hardly
-        depends on n); a walk longer than MAX_WALK (probability below 2**-64)
-        leaves the seat empty. `fedledger.chain.sampling` mirrors it bit for
-        bit.
-        Draw word: round 0..31 | enrolled 32..63 | bits 64..71 |
-        clients 72..87 | validators 88..103 | seed 104..255 (the top 152 bits
-        of the keccak).
+        The permutation: a 4-round Feistel network over mixed radices on
+        a * b values, a = ceil(sqrt(n)) and b = ceil(n / a) (so fewer than
+        n + 2 sqrt(n) + 1 values): x = left * b + right (left < a, right < b)
+        maps to right * a + (left + F(right)) mod a, and the next round swaps
+        the radices; F = keccak256((seed << 8) | lane * 4 + round, right).
+        Walked until it lands below n. Each round is a bijection, so distinct
+        seats get distinct enrolments; as a * b is close to n, a walk takes one
+        step nearly always, whatever n is, and so does the gas; a walk longer
+        than MAX_WALK leaves the seat empty. `fedledger.chain.sampling`
+        mirrors it bit for bit.
+        Draw word: round 0..31 | enrolled 32..63 | a 64..87 | b 88..111 |
+        clients 112..127 | validators 128..143 | seed 144..255 (the top 112
+        bits of the keccak).
 """
 
 import packing
@@ -68,7 +67,7 @@ struct JobConfig:
 
 FEISTEL_ROUNDS: constant(uint256) = 4
 MAX_WALK: constant(uint256) = 64
-MASK64: constant(uint256) = 2**64 - 1
+MASK24: constant(uint256) = 2**24 - 1
 LANE_TRAINERS: constant(uint256) = 0
 LANE_COMMITTEE: constant(uint256) = 1
 PHASE_OPEN: constant(uint8) = 1
@@ -236,10 +235,10 @@ def draw_state(job_id: uint256) -> (uint32, uint256, uint32, uint16, uint16):
     d: uint256 = self._draw[job_id]
     return (
         convert(d & packing.MASK32, uint32),
-        d >> 104,
+        d >> 144,
         convert((d >> 32) & packing.MASK32, uint32),
-        convert((d >> 72) & packing.MASK16, uint16),
-        convert((d >> 88) & packing.MASK16, uint16),
+        convert((d >> 112) & packing.MASK16, uint16),
+        convert((d >> 128) & packing.MASK16, uint16),
     )
 
 
@@ -280,7 +279,8 @@ def seat_index(seed: uint256, committee: bool, n: uint256, seat: uint256) -> uin
     lane: uint256 = LANE_TRAINERS
     if committee:
         lane = LANE_COMMITTEE
-    return self._seat_index(seed, lane, self._bits(n), n, seat)
+    a: uint256 = self._radix(n)
+    return self._seat_index(seed, lane, a, (n + a - 1) // max(a, 1), n, seat)
 
 
 @internal
@@ -292,13 +292,15 @@ def _draw_round(job_id: uint256, round: uint32, global_model: bytes32):
     """
     word: uint256 = self._job[job_id]
     n: uint256 = word & packing.MASK32
-    seed: uint256 = convert(keccak256(abi_encode(job_id, round, global_model, block.prevrandao)), uint256) >> 104
+    seed: uint256 = convert(keccak256(abi_encode(job_id, round, global_model, block.prevrandao)), uint256) >> 144
+    a: uint256 = self._radix(n)
     self._draw[job_id] = (
         convert(round, uint256)
         | (n << 32)
-        | (self._bits(n) << 64)
-        | (((word >> 32) & packing.MASK32) << 72)
-        | (seed << 104)
+        | (a << 64)
+        | (((n + a - 1) // a) << 88)
+        | (((word >> 32) & packing.MASK32) << 112)
+        | (seed << 144)
     )
     log SampleDrawn(
         job_id=job_id, round=round, global_model=global_model, randomness=block.prevrandao, seed=seed,
@@ -317,15 +319,15 @@ def _seat(job_id: uint256, round: uint32, committee: bool, seat: uint256) -> (ad
     if d & packing.MASK32 != convert(round, uint256):
         return empty(address), 0
     n: uint256 = (d >> 32) & packing.MASK32
-    size: uint256 = (d >> 72) & packing.MASK16
+    size: uint256 = (d >> 112) & packing.MASK16
     lane: uint256 = LANE_TRAINERS
     if committee:
-        size = (d >> 88) & packing.MASK16
+        size = (d >> 128) & packing.MASK16
         lane = LANE_COMMITTEE
     size = min(size, n)
     if seat >= size:
         return empty(address), size
-    index: uint256 = self._seat_index(d >> 104, lane, (d >> 64) & packing.MASK8, n, seat)
+    index: uint256 = self._seat_index(d >> 144, lane, (d >> 64) & MASK24, (d >> 88) & MASK24, n, seat)
     if index >= n:
         return empty(address), size
     return self._trainer_at[job_id][index], size
@@ -333,36 +335,33 @@ def _seat(job_id: uint256, round: uint32, committee: bool, seat: uint256) -> (ad
 
 @internal
 @pure
-def _bits(n: uint256) -> uint256:
+def _radix(n: uint256) -> uint256:
     """
-    @dev The bit width of n-1, at least 1. A fixed 32-step loop, so the gas does
-         not depend on n.
+    @dev ceil(sqrt(n)), at least 1: the first radix of the permutation's domain.
     """
-    bits: uint256 = 1
-    for i: uint256 in range(32):
-        if n > 0 and (n - 1) >> i != 0:
-            bits = i + 1
-    return bits
+    a: uint256 = isqrt(n)
+    if a * a < n:
+        a += 1
+    return max(a, 1)
 
 
 @internal
 @pure
-def _seat_index(seed: uint256, lane: uint256, bits: uint256, n: uint256, seat: uint256) -> uint256:
+def _seat_index(seed: uint256, lane: uint256, a: uint256, b: uint256, n: uint256, seat: uint256) -> uint256:
     """
     @dev The enrolment index in `seat`, or n when the walk ran out.
     """
-    low: uint256 = bits // 2
-    high: uint256 = bits - low
     x: uint256 = seat
     for _w: uint256 in range(MAX_WALK):
         for i: uint256 in range(FEISTEL_ROUNDS):
-            right: uint256 = x & ((1 << low) - 1)
-            # splitmix64's finaliser: a keyed mix, cheap enough that the walk length barely shows in gas
-            f: uint256 = (((right << 8) | (lane * FEISTEL_ROUNDS + i)) ^ (seed >> (32 * i))) & MASK64
-            f = ((f ^ (f >> 30)) * 13787848793156543929) & MASK64
-            f = ((f ^ (f >> 27)) * 10723151780598845931) & MASK64
-            f ^= f >> 31
-            x = (right << high) | ((x >> low) ^ (f & ((1 << high) - 1)))
+            m_left: uint256 = a
+            m_right: uint256 = b
+            if i % 2 == 1:
+                m_left = b
+                m_right = a
+            right: uint256 = x % m_right
+            f: uint256 = convert(keccak256(abi_encode((seed << 8) | (lane * FEISTEL_ROUNDS + i), right)), uint256)
+            x = right * m_left + (x // m_right + f % m_left) % m_left
         if x < n:
             return x
     return n

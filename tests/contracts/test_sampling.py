@@ -36,7 +36,7 @@ def current_draw(world, job_id: int) -> Draw:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    seed=st.integers(0, 2**152 - 1),
+    seed=st.integers(0, 2**112 - 1),
     committee=st.booleans(),
     n=st.integers(1, 20_000),
     data=st.data(),
