@@ -9,9 +9,9 @@ fedledger: `Simulation` with `--backend ray` (each fit a Ray task on views of on
 array; a local Ray on every core, 1 CPU per organisation) on the in-process chain: every
 organisation registers and stakes on chain, the round's trainers quantise, upload and
 commit, a committee of 10 validates and proposes, everyone withdraws at the end, and the
-run directory is written. Until the coordinator draws the sample on chain (issue 15 item 1,
-another branch), the 100 are a seeded draw off chain (sim/sample.py) and min_commits is
-100: the other 900 are registered but do not commit.
+run directory is written. The coordinator's sampler draws the 100 of each round on chain
+(`clients_per_round`; an organisation outside the draw cannot commit) and min_commits is
+100, so a round waits for every drawn organisation, as Flower's does.
 
 Flower: flwr 1.42 `run_simulation` with its Ray backend, 1,000 supernodes, FedAvg with
 fraction_train 0.1 and no federated evaluation, the same initial weights, the same
@@ -50,7 +50,7 @@ def job_spec(organisations: int, sample: int, rounds: int) -> Any:
     return JobSpec.from_dict({
         "name": "scale", "dataset": "lending_club", "model": "logreg", "partition": "iid",
         "trainers": organisations, "rounds": rounds, "validators": min(10, organisations),
-        "min_commits": sample,
+        "min_commits": sample, "clients_per_round": sample if sample < organisations else 0,
     })  # fmt: skip
 
 
@@ -66,7 +66,7 @@ def run_fedledger(organisations: int, sample: int, rounds: int) -> dict[str, Any
         t0 = time.perf_counter()
         backend = RayBackend(RayConfig())
         ray_s = time.perf_counter() - t0
-        sim = Simulation(spec, out_dir=Path(tmp) / "run", backend=backend, clients_per_round=sample)
+        sim = Simulation(spec, out_dir=Path(tmp) / "run", backend=backend)
         setup_s = time.perf_counter() - t0 - ray_s
         setup_chain_s = sim.chain.seconds
         result = sim.run()

@@ -1,4 +1,5 @@
 # pragma version ~=0.4.3
+# pragma optimize codesize
 """
 @title fedledger round coordinator
 @custom:contract-name coordinator
@@ -36,6 +37,12 @@ import packing
 
 interface DataRegistry:
     def bind(): nonpayable
+
+
+interface Sampler:
+    def bind(): nonpayable
+    def draw(job_id: uint256, round: uint32, global_model: bytes32): nonpayable
+    def check(job_id: uint256, round: uint32, account: address, committee: bool, seat: uint256) -> uint256: view
 
 
 # Phases of a job's current round.
@@ -78,6 +85,8 @@ struct JobParams:
     validator_fee_bps: uint16
     score_tolerance: uint16
     min_reputation: uint16
+    clients_per_round: uint16
+    validators_per_round: uint16
     committee: DynArray[address, MAX_COMMITTEE]
     allowlist: DynArray[address, MAX_ALLOWLIST]
 
@@ -102,6 +111,8 @@ struct JobConfig:
     score_tolerance: uint16
     min_reputation: uint16
     use_allowlist: bool
+    clients_per_round: uint16
+    validators_per_round: uint16
 
 
 event JobCreated:
@@ -312,17 +323,24 @@ _epsilon: HashMap[uint256, uint64]
 
 ## @notice Where the trainers of this coordinator's jobs commit to their data (data_registry.vy).
 data_registry: public(immutable(address))
+# where jobs that sample their trainers or draw their committee draw them (sampler.vy);
+# storage, not an immutable, because immutables lengthen the code past EIP-170
+_sampler: address
 
 
 @deploy
-def __init__(data_registry_: address):
+def __init__(data_registry_: address, sampler_: address):
     """
     @dev Jobs carry their own configuration; the only setup is binding the data
-         registry, which then checks its callers against this coordinator.
+         registry and the sampler, which then check their callers against
+         this coordinator.
     @param data_registry_ A freshly deployed, unbound data registry.
+    @param sampler_ A freshly deployed, unbound sampler.
     """
     data_registry = data_registry_
+    self._sampler = sampler_
     extcall DataRegistry(data_registry_).bind()
+    extcall Sampler(sampler_).bind()
 
 
 @external
@@ -337,7 +355,8 @@ def create_job(params: JobParams) -> uint256:
     assert params.rounds > 0, "coordinator: no rounds"
     assert params.min_commits > 0, "coordinator: min commits is zero"
     assert params.quorum > 0, "coordinator: quorum is zero"
-    assert convert(params.quorum, uint256) <= len(params.committee), "coordinator: quorum above committee size"
+    # a drawn committee (validators_per_round > 0) replaces the fixed one, which must be empty
+    assert convert(params.quorum, uint256) <= len(params.committee) + convert(params.validators_per_round, uint256) and (params.validators_per_round == 0 or (len(params.committee) == 0 and not params.scored)), "coordinator: quorum above committee size"
     assert params.commit_window > 0 and params.aggregate_window > 0, "coordinator: window is zero"
     assert params.spec_hash != empty(bytes32), "coordinator: spec hash is zero"
     assert params.initial_model != empty(bytes32), "coordinator: initial model is zero"
@@ -377,6 +396,8 @@ def create_job(params: JobParams) -> uint256:
         score_tolerance=params.score_tolerance,
         min_reputation=params.min_reputation,
         use_allowlist=len(params.allowlist) > 0,
+        clients_per_round=params.clients_per_round,
+        validators_per_round=params.validators_per_round,
     )
     pool: uint256 = params.reward_per_round * convert(params.rounds, uint256)
     self._pool[job_id] = pool
@@ -475,6 +496,7 @@ def _register(job_id: uint256, as_trainer: bool):
             rep: packing.Reputation = packing._unpack_reputation(self._reputation[msg.sender])
             assert rep.scored_rounds > 0 and rep.score >= min_reputation, "coordinator: reputation too low"
         t.registered = True
+        t.sampled = self._config[job_id].clients_per_round > 0
         self._trainer[job_id][msg.sender] = packing._pack_trainer(t)
         job.trainers += 1
         self._job[job_id] = packing._pack_job(job)
@@ -487,16 +509,20 @@ def _register(job_id: uint256, as_trainer: bool):
 
 
 @external
-def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: uint64):
+def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: uint64, seat: uint256):
     """
     @notice Commits this trainer's update for the open round: the Merkle root of
             its quantised update blob and the number of examples it trained on.
-            Closes the commit phase early once every registered trainer has
-            committed, provided that is at least `min_commits`.
+            Closes the commit phase early once every registered trainer (in a
+            job that samples trainers: every seat) has committed, provided
+            that is at least `min_commits`.
     @param job_id The job.
     @param round The round the update was trained for.
     @param commitment Merkle root of the update blob in the blob store.
     @param num_examples FedAvg weight of the update.
+    @param seat In a job that samples trainers, the caller's seat in the
+           round's draw (0..clients_per_round-1), so the contract checks one
+           seat, not the sample; ignored otherwise.
     """
     # The hot path of the protocol: it works on the packed words in place
     # (layout in packing.vy) instead of unpacking them, to stay cheap in gas
@@ -513,6 +539,11 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
         raise "coordinator: not a registered trainer"
     last_round: uint256 = (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32
     assert last_round != convert(round, uint256), "coordinator: already committed"
+    # the trainers to wait for before closing early: all registered, or the seats
+    expected: uint256 = (word >> packing.JOB_TRAINERS) & packing.MASK32
+    if (tword >> packing.TRAINER_SAMPLED) & 1 != 0:
+        # the sampler reverts unless the caller holds the seat; it returns the seats
+        expected = staticcall Sampler(self._sampler).check(job_id, round, msg.sender, False, seat)
     slot: uint256 = (word >> packing.JOB_COMMITS) & packing.MASK32
     assert slot < MAX_COMMITS, "coordinator: round is full"
 
@@ -538,8 +569,8 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
     word = word + (1 << packing.JOB_COMMITS) + (convert(num_examples, uint256) << packing.JOB_EXAMPLES)
     log UpdateCommitted(job_id=job_id, trainer=msg.sender, round=round, commitment=commitment, num_examples=num_examples)
     commits: uint256 = (word >> packing.JOB_COMMITS) & packing.MASK32
-    if commits == (word >> packing.JOB_TRAINERS) & packing.MASK32:
-        # every registered trainer has committed: close early, if that is enough commits
+    if commits == expected:
+        # every registered (or sampled) trainer has committed: close early, if that is enough commits
         # (the config is read only here, to keep the common commit cheap)
         if commits >= convert(self._config[job_id].min_commits, uint256):
             self._close_commits(job_id, packing._unpack_job(word))
@@ -556,6 +587,7 @@ def propose(
     flags: uint256,
     scores: DynArray[uint256, MAX_SCORE_WORDS],
     micro_epsilon: uint64,
+    seat: uint256,
 ):
     """
     @notice A committee validator proposes the round's result: the Merkle root of
@@ -580,6 +612,8 @@ def propose(
            cumulative over the job, as the spec's accountant computes it from
            public values; part of the proposal, so the quorum must agree on it.
            Zero in a job without differential privacy.
+    @param seat In a job that draws its committee, the caller's seat in the
+           round's draw (0..validators_per_round-1); ignored otherwise.
     """
     # checks read the packed job word in place; it is unpacked only to finalise
     word: uint256 = self._job[job_id]
@@ -588,7 +622,8 @@ def propose(
     assert block.timestamp <= (word >> packing.JOB_DEADLINE) & packing.MASK64, "coordinator: aggregation window closed"
     assert aggregate != empty(bytes32), "coordinator: empty aggregate"
     vword: uint256 = self._validator[job_id][msg.sender]
-    assert (vword & 2) != 0, "coordinator: not a registered validator"
+    # not a member of a fixed committee: of the round's drawn one, if it holds the seat
+    assert (vword & 2) != 0 or staticcall Sampler(self._sampler).check(job_id, round, msg.sender, True, seat) > 0, "coordinator: not a registered validator"
     assert convert(vword >> 2, uint32) != round, "coordinator: already proposed"
     self._validator[job_id][msg.sender] = (vword & 3) | (convert(round, uint256) << 2)
 
@@ -1072,6 +1107,8 @@ def _open_round(job_id: uint256, job: packing.JobWord, round: uint32, window: ui
         job_id=job_id, round=round, version=result.version,
         global_model=self._global_model[job_id], deadline=result.deadline,
     )
+    # a job that samples has the sampler draw as the round opens (a no-op for others)
+    extcall Sampler(self._sampler).draw(job_id, round, self._global_model[job_id])
 
 
 @internal

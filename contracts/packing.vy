@@ -14,12 +14,13 @@
         Trainer word:  registered 0 | excluded 1 | settled 2 | last_round 3..34 |
                        examples 35..82 | slot 83..94 | accrued 95..190 |
                        flags 191..206 | score 207..222 | rounds 223..238 |
-                       ejected 239 | folded 240
+                       ejected 239 | folded 240 | sampled 241
                        (a commit rewrites bits 0..94 and keeps 191.. as they are;
                        `slot` is the commit's position in the round, which indexes
                        the round's scores; `score` and `rounds` are the trainer's
                        record in this job: an EMA of its consensus scores and the
-                       finalised rounds it committed to)
+                       finalised rounds it committed to; `sampled`: the job
+                       samples its trainers, so a commit names its seat)
         Round word:    status 0..7 | accepted_commits 8..39 | accepted_weight 40..103 |
                        reward 104..231 | scored 232
                        (weight is examples, or consensus scores in a scored job;
@@ -43,6 +44,7 @@ TRAINER_SCORE: constant(uint256) = 207
 TRAINER_ROUNDS: constant(uint256) = 223
 TRAINER_EJECTED: constant(uint256) = 239
 TRAINER_FOLDED: constant(uint256) = 240
+TRAINER_SAMPLED: constant(uint256) = 241
 ROUND_ACCEPTED_WEIGHT: constant(uint256) = 40
 ROUND_REWARD: constant(uint256) = 104
 ROUND_SCORED: constant(uint256) = 232
@@ -81,6 +83,7 @@ struct TrainerWord:
     rounds: uint16
     ejected: bool
     folded: bool
+    sampled: bool
 
 
 struct RoundWord:
@@ -158,6 +161,7 @@ def _unpack_trainer(word: uint256) -> TrainerWord:
         rounds=convert((word >> TRAINER_ROUNDS) & MASK16, uint16),
         ejected=(word >> TRAINER_EJECTED) & 1 != 0,
         folded=(word >> TRAINER_FOLDED) & 1 != 0,
+        sampled=(word >> TRAINER_SAMPLED) & 1 != 0,
     )
 
 
@@ -180,6 +184,8 @@ def _pack_trainer(t: TrainerWord) -> uint256:
         word |= 1 << TRAINER_EJECTED
     if t.folded:
         word |= 1 << TRAINER_FOLDED
+    if t.sampled:
+        word |= 1 << TRAINER_SAMPLED
     return (
         word
         | ((convert(t.examples, uint256) & MASK48) << TRAINER_EXAMPLES)

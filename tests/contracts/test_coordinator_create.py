@@ -126,6 +126,8 @@ def test_create_job_pulls_pool_and_emits(world):
         "score_tolerance": 0,
         "min_reputation": 0,
         "use_allowlist": False,
+        "clients_per_round": 0,
+        "validators_per_round": 0,
     }
 
 

@@ -17,7 +17,10 @@ predicted from the public views, and after every step:
   median of the posted scores (one validator always posts the opposite), rewards follow
   it, and every validator fee matches the model's;
 - each stake equals the deposit less its slashes (the spec's share, capped at what
-  is left), until it is withdrawn; a trainer is ejected at exactly `max_flags`.
+  is left), until it is withdrawn; a trainer is ejected at exactly `max_flags`;
+- in the sampled job, a commit or proposal succeeds exactly when the Python mirror of the
+  draw (`chain/sampling.py`) seats its sender, and the commit phase closes when every
+  seat has committed; trainers sitting a round out keep their stake and entitlement.
 
 FEDLEDGER_PROPERTY_EXAMPLES scales the run (default 16 examples x up to 50 steps, < 60 s);
 with FEDLEDGER_PROPERTY_REPORT=FILE every example appends its counts (steps checked,
@@ -40,6 +43,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from fedledger.chain.base import dev_accounts
 from fedledger.chain.contracts import SCORE_ONE, JobParams, Phase, deploy_contracts, unpack_scores
 from fedledger.chain.inprocess import InProcessChain
+from fedledger.chain.sampling import LANE_COMMITTEE, LANE_TRAINERS, Draw
 from fedledger.errors import TransactionReverted
 from fedledger.incentives.consensus import settle_scores
 
@@ -85,6 +89,23 @@ JOBS = [
         aggregate_window=30,
         allowlist=[1, 4, 5, 6],
     ),
+    dict(
+        # sampled (issue 15): 2 trainers and a committee of 3 drawn each round from the trainers
+        committee=[],
+        quorum=2,
+        min_commits=1,
+        rounds=3,
+        max_failures=2,
+        stake=5,
+        reward_per_round=900,
+        slash_bps=5_000,
+        max_flags=2,
+        commit_window=80,
+        aggregate_window=40,
+        allowlist=[],
+        clients_per_round=2,
+        validators_per_round=3,
+    ),
 ]
 
 # (aggregate label, what happens to the lowest committer: 0 nothing, 1 excluded, 2 flagged)
@@ -92,7 +113,7 @@ PROPOSALS = st.sampled_from([("A", 0), ("A", 0), ("A", 1), ("A", 2), ("B", 0), (
 
 
 class CoordinatorMachine(RuleBasedStateMachine):
-    @initialize(n_jobs=st.integers(1, 2), preregister=st.sampled_from([True, True, True, False]))
+    @initialize(n_jobs=st.sampled_from([1, 2, 3, 3]), preregister=st.sampled_from([True, True, True, False]))
     def setup(self, n_jobs: int, preregister: bool) -> None:
         self.chain = InProcessChain()
         self.d = deploy_contracts(self.chain, SPONSOR)
@@ -122,6 +143,8 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 score_tolerance=cfg.get("score_tolerance", 0),
                 committee=[ACCS[k].address for k in cfg["committee"]],
                 allowlist=[ACCS[k].address for k in cfg["allowlist"]],
+                clients_per_round=cfg.get("clients_per_round", 0),
+                validators_per_round=cfg.get("validators_per_round", 0),
             )
             job_id, r = self.coord.create_job(SPONSOR, params)
             self.jobs[job_id] = cfg
@@ -149,6 +172,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
         self.proposal_of: dict[tuple[int, int, str], tuple] = {}
         self.dissent_reported: set[tuple[int, int, str]] = set()
         self.withdrawals = 0
+        self.outside_sample = 0  # commits refused because the draw did not seat the trainer
         self.txs = 0
         if preregister:
             for job_id, cfg in self.jobs.items():
@@ -159,6 +183,9 @@ class CoordinatorMachine(RuleBasedStateMachine):
                     )
                 for k in (4, 5, 6):
                     self._do(lambda k=k, j=job_id: self.coord.register(ACCS[k], j, as_trainer=True), None)
+                    self._enrol(job_id, k)
+                if self._sampled(job_id):
+                    self._do(lambda j=job_id: self.d.sampler.start(SPONSOR, j), None)
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -253,6 +280,33 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 assert self.flags[key] == self.jobs[a["job_id"]]["max_flags"] and key not in self.ejected
                 self.ejected.add(key)
 
+    def _sampled(self, job_id: int) -> bool:
+        return bool(self.jobs[job_id].get("clients_per_round"))
+
+    def _enrol(self, job_id: int, who: int) -> None:
+        if self._sampled(job_id):
+            self._do(lambda: self.d.sampler.enrol(ACCS[who], job_id), None)
+
+    def _validators(self, job_id: int) -> list[int]:
+        """Who may try to propose: the fixed committee, or in the sampled job every trainer."""
+        return TRAINER_IDX if self._sampled(job_id) else self.jobs[job_id]["committee"]
+
+    def _draw(self, job_id: int, rnd: int) -> Draw | None:
+        r, seed, n, clients, validators = self.d.sampler.draw_state(job_id)
+        if r != rnd:
+            return None
+        return Draw(round=r, seed=seed, enrolled=n, clients=clients, validators=validators)
+
+    def _seat(self, job_id: int, rnd: int, address: str, lane: int) -> int | None:
+        """The account's seat in the round's draw by the Python mirror, or None."""
+        d = self._draw(job_id, rnd)
+        if d is None:
+            return None
+        for seat, index in enumerate(d.seats(lane)):
+            if index is not None and self.d.sampler.trainer_at(job_id, index) == address:
+                return seat
+        return None
+
     def _next_ts(self) -> int:
         return self.chain.timestamp() + self.chain.block_time
 
@@ -299,7 +353,22 @@ class CoordinatorMachine(RuleBasedStateMachine):
             expect = "coordinator: already registered"
         elif as_trainer and cfg["allowlist"] and who not in cfg["allowlist"]:
             expect = "coordinator: not on allowlist"
-        self._do(lambda: self.coord.register(acct, job_id, as_trainer=as_trainer), expect)
+        if self._do(lambda: self.coord.register(acct, job_id, as_trainer=as_trainer), expect) is not None:
+            self._enrol(job_id, who)
+
+    @rule(data=st.data())
+    def start(self, data) -> None:
+        """The sponsor draws an open round that opened before anyone enrolled."""
+        job_id = data.draw(st.sampled_from(sorted(self.jobs)))
+        s = self.coord.job_state(job_id)
+        expect = None
+        if s.phase != Phase.OPEN:
+            expect = "sampler: round not open"
+        elif self._draw(job_id, s.round) is not None:
+            expect = "sampler: round already drawn"
+        elif self.d.sampler.enrolled(job_id) == 0:
+            expect = "sampler: nobody to draw"
+        self._do(lambda: self.d.sampler.start(SPONSOR, job_id), expect)
 
     @rule(data=st.data(), who=st.sampled_from(TRAINER_IDX), examples=st.integers(1, 1_000))
     def commit(self, data, who: int, examples: int) -> None:
@@ -320,14 +389,25 @@ class CoordinatorMachine(RuleBasedStateMachine):
             expect = "coordinator: not a registered trainer"
         elif t.last_round == s.round:
             expect = "coordinator: already committed"
+        seat = self._seat(job_id, s.round, acct.address, LANE_TRAINERS) if self._sampled(job_id) else 0
+        if expect is None and seat is None:
+            expect = "sampler: not in the sample"
+            self.outside_sample += 1
         r = self._do(
-            lambda: self.coord.commit(acct, job_id, s.round, h(f"{job_id}:{s.round}:{who}"), examples),
+            lambda: self.coord.commit(
+                acct, job_id, s.round, h(f"{job_id}:{s.round}:{who}"), examples, seat or 0
+            ),
             expect,
         )
         if r is not None:
             after = self.coord.job_state(job_id)
             min_commits = int(self.coord.job_config(job_id)["min_commits"])
-            closed = s.commits + 1 == s.trainers and s.commits + 1 >= min_commits
+            wanted = s.trainers
+            if self._sampled(job_id):
+                d = self._draw(job_id, s.round)
+                assert d is not None
+                wanted = min(d.clients, d.enrolled)
+            closed = s.commits + 1 == wanted and s.commits + 1 >= min_commits
             assert after.phase == (Phase.AGGREGATING if closed else Phase.OPEN)
 
     @rule(data=st.data(), examples=st.lists(st.integers(1, 1_000), min_size=6, max_size=6))
@@ -347,17 +427,17 @@ class CoordinatorMachine(RuleBasedStateMachine):
         job_id = data.draw(st.sampled_from(sorted(self.jobs)))
         for who, ex in zip(TRAINER_IDX, examples, strict=True):
             self._commit(job_id, who, ex)
-        for who in self.jobs[job_id]["committee"]:
+        for who in self._validators(job_id):
             self._propose(job_id, who, proposal)
 
     @rule(data=st.data(), proposal=PROPOSALS)
     def propose_all(self, data, proposal: tuple[str, int]) -> None:
         """Every committee member tries to propose the same result (batched `propose`s)."""
         job_id = data.draw(st.sampled_from(sorted(self.jobs)))
-        for who in self.jobs[job_id]["committee"]:
+        for who in self._validators(job_id):
             self._propose(job_id, who, proposal)
 
-    @rule(data=st.data(), who=st.sampled_from([1, 2, 3, 4]), proposal=PROPOSALS)
+    @rule(data=st.data(), who=st.sampled_from([1, 2, 3, 4, 5]), proposal=PROPOSALS)
     def propose(self, data, who: int, proposal: tuple[str, int]) -> None:
         self._propose(data.draw(st.sampled_from(sorted(self.jobs))), who, proposal)
 
@@ -374,7 +454,12 @@ class CoordinatorMachine(RuleBasedStateMachine):
             expect = "coordinator: round not aggregating"
         elif self._next_ts() > s.deadline:
             expect = "coordinator: aggregation window closed"
-        elif not self.coord.is_validator(job_id, acct.address):
+        seat = 0
+        if self._sampled(job_id):
+            seat = self._seat(job_id, s.round, acct.address, LANE_COMMITTEE)
+        if expect is not None:
+            pass
+        elif seat is None or not (self._sampled(job_id) or self.coord.is_validator(job_id, acct.address)):
             expect = "coordinator: not a registered validator"
         elif (job_id, s.round, acct.address) in self.proposed:
             expect = "coordinator: already proposed"
@@ -393,7 +478,10 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 for t, x in zip(self.commits[(job_id, s.round)], truth, strict=True)
             ]
         r = self._do(
-            lambda: self.coord.propose(acct, job_id, s.round, aggregate, excluded, flagged, scores), expect
+            lambda: self.coord.propose(
+                acct, job_id, s.round, aggregate, excluded, flagged, scores, seat=seat or 0
+            ),
+            expect,
         )
         if r is None:
             return
@@ -421,7 +509,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
         for who, ex in zip(TRAINER_IDX, examples, strict=True):
             self._commit(job_id, who, ex)
         rnd = self.coord.job_state(job_id).round
-        liar, *rest = self.jobs[job_id]["committee"]
+        liar, *rest = self._validators(job_id)
         self._propose(job_id, liar, ("B", 0))
         for who in rest:
             self._propose(job_id, who, ("A", 0))
@@ -573,6 +661,9 @@ class CoordinatorMachine(RuleBasedStateMachine):
             event(f"dissent reported: {bool(self.dissent_reported)}")
             scored = sum(1 for (j, _) in self.finalized if self.jobs[j].get("scored"))
             event(f"scored rounds finalised: {min(scored, 2)}+, fees paid: {bool(self.fee_total)}")
+            sampled = sum(1 for (j, _) in self.finalized if self.jobs[j].get("clients_per_round"))
+            event(f"sampled rounds finalised: {min(sampled, 2)}+, commits refused outside the sample: "
+                  f"{min(self.outside_sample, 1)}+")  # fmt: skip
 
 
 TestCoordinatorMachine = CoordinatorMachine.TestCase

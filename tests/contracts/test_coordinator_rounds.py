@@ -379,7 +379,7 @@ def test_propose_reverts(world):
     ]
     for args, reason in cases:
         with pytest.raises(TransactionReverted) as e:
-            world.coord.transact(args[0], "propose", *args[1:], [], 0)
+            world.coord.transact(args[0], "propose", *args[1:], [], 0, 0)
         assert e.value.reason == reason, args
     world.coord.propose(v0, job_id, 1, h("A"), [])
     with pytest.raises(TransactionReverted) as e:

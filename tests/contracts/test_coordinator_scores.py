@@ -151,7 +151,7 @@ def test_score_reverts(world):
     ]
     for args, reason in cases:
         with pytest.raises(TransactionReverted) as e:
-            world.coord.transact(v0, "propose", *args, 0)
+            world.coord.transact(v0, "propose", *args, 0, 0)
         assert e.value.reason == reason, args
     with pytest.raises(TransactionReverted) as e:  # from a non-validator
         world.coord.propose(world.trainers[0], job_id, 1, agg, [], [], [1, 2, 3])

@@ -20,7 +20,7 @@ from fedledger.training.partition_client import PartitionClient
 from fedledger.training.torch_client import configure_torch
 
 SPEC = {"dataset": "digits", "model": "cnn", "trainers": 4, "rounds": 2, "local_epochs": 1,
-        "min_commits": 3, "seed": 7}  # fmt: skip
+        "min_commits": 3, "clients_per_round": 3, "seed": 7}  # fmt: skip
 
 
 def _commits(sim: Simulation) -> list[tuple[int, str, str, int]]:
@@ -35,10 +35,10 @@ def _commits(sim: Simulation) -> list[tuple[int, str, str, int]]:
 def test_ray_backend_is_bit_identical_to_in_process(tmp_path: Path) -> None:
     configure_torch(1)
     spec = JobSpec.from_dict(SPEC)
-    plain = Simulation(spec, out_dir=tmp_path / "inprocess", clients_per_round=3)
+    plain = Simulation(spec, out_dir=tmp_path / "inprocess")
     expected = plain.run()
     with PeakMemory() as memory, RayBackend(RayConfig(num_cpus=2)) as backend:
-        sim = Simulation(spec, out_dir=tmp_path / "ray", backend=backend, clients_per_round=3)
+        sim = Simulation(spec, out_dir=tmp_path / "ray", backend=backend)
         # organisations are row indices into one shared array, not copies, and hold no model
         clients = [o.trainer.client for o in sim.orgs]
         assert all(isinstance(c, RayClient) and isinstance(c.part, PartitionClient) for c in clients)

@@ -9,30 +9,13 @@ import time
 import numpy as np
 import pytest
 
-from fedledger.errors import BackendError, SpecError
+from fedledger.errors import BackendError
 from fedledger.sim.memory import PeakMemory, tree_rss
 from fedledger.sim.ray_backend import ClientResources
-from fedledger.sim.sample import check_sample, round_sample
 from fedledger.spec import JobSpec
 from fedledger.training.consortium import build_consortium
 from fedledger.training.partition_client import PartitionClient
 from fedledger.training.torch_client import TorchClient
-
-
-def test_round_sample_is_everyone_by_default_and_a_seeded_draw_otherwise() -> None:
-    assert round_sample(5, None, seed=1, round=3) == [1, 2, 3, 4, 5]
-    assert round_sample(5, 9, seed=1, round=3) == [1, 2, 3, 4, 5]
-    a = round_sample(1000, 100, seed=1, round=3)
-    assert a == round_sample(1000, 100, seed=1, round=3)  # a rerun and an auditor agree
-    assert len(set(a)) == 100 and a == sorted(a) and a[0] >= 1 and a[-1] <= 1000
-    assert a != round_sample(1000, 100, seed=1, round=4)
-    assert a != round_sample(1000, 100, seed=2, round=3)
-
-
-def test_a_sample_below_min_commits_is_refused() -> None:
-    check_sample(100, registered=1000, min_commits=100)
-    with pytest.raises(SpecError, match="100 organisations a round can never reach min_commits=500"):
-        check_sample(100, registered=1000, min_commits=500)
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ from fedledger.audit.facts import RunFacts
 from fedledger.audit.replay import EventSource
 from fedledger.chain.abi import ContractABI
 from fedledger.chain.artifacts import load_artifact
-from fedledger.chain.contracts import Coordinator, DataRegistry, RewardToken, jsonable
+from fedledger.chain.contracts import Coordinator, DataRegistry, RewardToken, Sampler, jsonable
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import FedledgerError
 from fedledger.roles.model import final_model_tensors
@@ -183,7 +183,12 @@ class _Checker:
     def transactions(self, export: dict[str, Any]) -> list[dict[str, Any]]:
         """Each transaction's contract, function and args against its raw input; the decodings."""
         s = self.src
-        kinds = {s.coordinator: Coordinator, s.data_registry: DataRegistry, s.token: RewardToken}
+        kinds = {
+            s.coordinator: Coordinator,
+            s.data_registry: DataRegistry,
+            s.token: RewardToken,
+            s.sampler: Sampler,
+        }
         abis = {
             a: (k.__name__, ContractABI(load_artifact(k.artifact_name).abi)) for a, k in kinds.items() if a
         }

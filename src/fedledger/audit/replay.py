@@ -17,7 +17,7 @@ from fedledger.audit.export_file import CHAIN_KINDS, load_export
 from fedledger.chain import signing
 from fedledger.chain.artifacts import load_artifact
 from fedledger.chain.base import Receipt
-from fedledger.chain.contracts import Coordinator, DataRegistry, Event, RewardToken
+from fedledger.chain.contracts import Coordinator, DataRegistry, Event, RewardToken, Sampler
 from fedledger.chain.inprocess import InProcessChain
 from fedledger.errors import AuditFailure, FedledgerError, TransactionReverted
 
@@ -59,6 +59,7 @@ class EventSource:
     token: str
     provenance: str
     data_registry: str = ""  # where trainers commit to their data ("" in exports from before it)
+    sampler: str = ""  # where sampling jobs draw their rounds ("" in exports from before issue 15)
     findings: list[Finding] = field(default_factory=list)
     transactions: int = 0
 
@@ -76,6 +77,7 @@ def reexecute(export: dict[str, Any]) -> EventSource:
     coordinator = Coordinator(chain, addresses["Coordinator"])
     token = RewardToken(chain, addresses["RewardToken"])
     registry = DataRegistry(chain, addresses.get("DataRegistry", ""))
+    sampler = Sampler(chain, addresses.get("Sampler", ""))  # "" in exports from before issue 15
     findings = _chain_findings(export, chain)
     replayed: list[Event] = []
     block = 0
@@ -85,7 +87,7 @@ def reexecute(export: dict[str, Any]) -> EventSource:
         if receipt is None:
             continue
         for log in receipt.logs:
-            ev = coordinator.decode(log) or registry.decode(log) or token.decode(log)
+            ev = coordinator.decode(log) or registry.decode(log) or token.decode(log) or sampler.decode(log)
             if ev is not None:
                 replayed.append(ev)
     findings += _bytecode_findings(export)
@@ -134,6 +136,7 @@ def reexecute(export: dict[str, Any]) -> EventSource:
         coordinator=addresses["Coordinator"],
         token=addresses["RewardToken"],
         data_registry=addresses.get("DataRegistry", ""),
+        sampler=addresses.get("Sampler", ""),
         provenance=f"re-executed {len(export['transactions'])} transactions of the in-process chain",
         findings=findings,
         transactions=len(export["transactions"]),
@@ -203,7 +206,12 @@ def _chain_findings(export: dict[str, Any], chain: InProcessChain) -> list[Findi
 
 
 #: contract name in an export -> its artifact
-_ARTIFACTS = {"Coordinator": "coordinator", "DataRegistry": "data_registry", "RewardToken": "reward_token"}
+_ARTIFACTS = {
+    "Coordinator": "coordinator",
+    "DataRegistry": "data_registry",
+    "RewardToken": "reward_token",
+    "Sampler": "sampler",
+}
 
 
 def _bytecode_findings(export: dict[str, Any]) -> list[Finding]:
@@ -265,6 +273,7 @@ def from_export(export: dict[str, Any]) -> EventSource:
         coordinator=addresses["Coordinator"],
         token=addresses["RewardToken"],
         data_registry=addresses.get("DataRegistry", ""),
+        sampler=addresses.get("Sampler", ""),
         provenance="events as exported from an RPC node (not re-executable; audit the live chain with --rpc)",
         findings=[
             Finding(

@@ -19,6 +19,7 @@ from fedledger.audit.record_privacy import check_record_privacy
 from fedledger.audit.replay import EventSource
 from fedledger.audit.report import AuditReport, AuditState, LineageEntry
 from fedledger.audit.rounds import check_round
+from fedledger.audit.sampling import check_sampling
 from fedledger.audit.scores import check_round_scores
 from fedledger.chain.contracts import Event
 from fedledger.codec.commitment import commitment_hex
@@ -133,6 +134,7 @@ def audit_events(source: EventSource, spec: JobSpec, store: BlobStore) -> AuditR
             new = fin.args["aggregate"]
             model = audit.load_model(new, f"model version {fin.args['version']}", r)
             current = new
+    check_sampling(audit)
     check_payouts(audit, created[0], finalized_rounds, events)
     check_privacy(audit, events)
     check_record_privacy(

@@ -101,6 +101,36 @@ class RewardToken(Contract):
         return int(self.read("totalSupply"))
 
 
+class Sampler(Contract):
+    """Draws sampling jobs' trainers and committees, one seat at a time (sampler.vy)."""
+
+    artifact_name = "sampler"
+
+    def enrol(self, trainer: LocalAccount, job_id: int) -> Receipt:
+        return self.transact(trainer, "enrol", job_id)
+
+    def start(self, sponsor: LocalAccount, job_id: int) -> Receipt:
+        """Draws the open round of a job whose round opened before anyone enrolled."""
+        return self.transact(sponsor, "start", job_id)
+
+    def draw_state(self, job_id: int) -> tuple[int, int, int, int, int]:
+        """(round, seed, enrolled, clients, validators) of the job's latest draw."""
+        r, seed, n, clients, validators = self.read("draw_state", job_id)
+        return int(r), int(seed), int(n), int(clients), int(validators)
+
+    def enrolled(self, job_id: int) -> int:
+        return int(self.read("enrolled", job_id))
+
+    def trainer_at(self, job_id: int, index: int) -> str:
+        return str(self.read("trainer_at", job_id, index))
+
+    def seat(self, job_id: int, round: int, *, committee: bool, seat: int) -> str:
+        return str(self.read("seat", job_id, round, committee, seat))
+
+    def seat_index(self, seed: int, *, committee: bool, n: int, seat: int) -> int:
+        return int(self.read("seat_index", seed, committee, n, seat))
+
+
 class DataRegistry(Contract):
     """Each trainer's salted commitment to its local dataset, once per job, and under
     record-level DP the ε its records have spent (data_registry.vy)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from eth_account.signers.local import LocalAccount
 
 from fedledger.chain.base import Chain
-from fedledger.chain.contract import Contract, DataRegistry, RewardToken
+from fedledger.chain.contract import Contract, DataRegistry, RewardToken, Sampler
 from fedledger.chain.coordinator import Coordinator
 from fedledger.chain.types import (
     SCORE_ONE,
@@ -48,6 +48,7 @@ __all__ = [
     "RewardToken",
     "RoundResult",
     "RoundStatus",
+    "Sampler",
     "TrainerState",
     "deploy_contracts",
     "flag_mask",
@@ -62,11 +63,13 @@ class Deployment:
     token: RewardToken
     coordinator: Coordinator
     data_registry: DataRegistry
+    sampler: Sampler | None = None  # None: a coordinator found by address (its sampler is not public)
 
     @property
     def contracts(self) -> list[Contract]:
         """Every contract of the deployment, as a chain export lists them."""
-        return [self.coordinator, self.data_registry, self.token]
+        found: list[Contract] = [self.coordinator, self.data_registry, self.token]
+        return found + ([self.sampler] if self.sampler is not None else [])
 
 
 def deploy_contracts(chain: Chain, deployer: LocalAccount) -> Deployment:
@@ -76,7 +79,8 @@ def deploy_contracts(chain: Chain, deployer: LocalAccount) -> Deployment:
     """
     token = RewardToken.deploy(chain, deployer, "fedledger reward", "FED")
     registry = DataRegistry.deploy(chain, deployer)
-    assert isinstance(registry, DataRegistry)
-    coordinator = Coordinator.deploy(chain, deployer, registry.address)
+    sampler = Sampler.deploy(chain, deployer)
+    assert isinstance(registry, DataRegistry) and isinstance(sampler, Sampler)
+    coordinator = Coordinator.deploy(chain, deployer, registry.address, sampler.address)
     assert isinstance(token, RewardToken) and isinstance(coordinator, Coordinator)
-    return Deployment(token=token, coordinator=coordinator, data_registry=registry)
+    return Deployment(token=token, coordinator=coordinator, data_registry=registry, sampler=sampler)

@@ -81,9 +81,16 @@ class Coordinator(Contract):
         return self.transact(trainer, "reveal", job_id, round, commitment)
 
     def commit(
-        self, trainer: LocalAccount, job_id: int, round: int, commitment: bytes, num_examples: int
+        self,
+        trainer: LocalAccount,
+        job_id: int,
+        round: int,
+        commitment: bytes,
+        num_examples: int,
+        seat: int = 0,
     ) -> Receipt:
-        return self.transact(trainer, "commit", job_id, round, commitment, num_examples)
+        """`seat`: the trainer's seat in the round's draw, in a job that samples trainers."""
+        return self.transact(trainer, "commit", job_id, round, commitment, num_examples, seat)
 
     def propose(
         self,
@@ -95,15 +102,17 @@ class Coordinator(Contract):
         flagged: Sequence[str] = (),
         scores: Sequence[int] = (),
         micro_epsilon: int = 0,
+        seat: int = 0,
     ) -> Receipt:
         """`flagged` must be a subset of `excluded`; it becomes the bitmask over sorted `excluded`.
         `scores` are one per committer in commit order (scored jobs only), packed here.
-        `micro_epsilon`: a DP job's cumulative ε after this round, in 10⁻⁶ (0 without DP)."""
+        `micro_epsilon`: a DP job's cumulative ε after this round, in 10⁻⁶ (0 without DP).
+        `seat`: the validator's seat in the round's draw, in a job that draws its committee."""
         ordered = sorted(excluded, key=lambda a: int(a, 16))
         mask = flag_mask(ordered, flagged)
         words = pack_scores(scores)
         return self.transact(
-            validator, "propose", job_id, round, aggregate, ordered, mask, words, micro_epsilon
+            validator, "propose", job_id, round, aggregate, ordered, mask, words, micro_epsilon, seat
         )
 
     def report_dissent(self, caller: LocalAccount, job_id: int, round: int, validator: str) -> Receipt:

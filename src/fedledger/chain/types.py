@@ -83,6 +83,8 @@ class JobParams:
     validator_fee_bps: int = 0
     score_tolerance: int = 0
     min_reputation: int = 0
+    clients_per_round: int = 0  # 0: every registered trainer trains each round
+    validators_per_round: int = 0  # 0: the fixed committee votes each round
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class TrainerState:
     rounds: int
     ejected: bool
     folded: bool
+    sampled: bool = False
 
 
 @dataclass(frozen=True)

@@ -162,7 +162,12 @@ def create_job_cli(args: argparse.Namespace, console: Console, coordinator: Coor
     token = RewardToken(coordinator.chain, args.token)
     job_id, _ = create_job(
         deployment=Deployment(
-            token=token, coordinator=coordinator, data_registry=coordinator.data_registry()
+            token=token,
+            coordinator=coordinator,
+            data_registry=coordinator.data_registry(),
+            # the coordinator does not expose its sampler (EIP-170 left no room for the
+            # getter): jobs that sample are not created from this command yet
+            sampler=None,
         ),
         sponsor=sponsor,
         spec=spec,

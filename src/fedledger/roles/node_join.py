@@ -51,6 +51,12 @@ def check_spec(config: NodeConfig, spec: JobSpec, job_config: dict[str, Any]) ->
         raise SpecError(
             "spec", f"{config.spec} does not hash to job {config.job}'s spec hash 0x{on_chain.hex()}"
         )
+    if spec.sampled:
+        raise SpecError(
+            "spec",
+            "clients_per_round and validators_per_round are drawn on chain, but fedledger node does not "
+            "yet enrol or name its seat: run such jobs with fedledger simulate",
+        )
 
 
 def identify(

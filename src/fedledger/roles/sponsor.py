@@ -38,8 +38,10 @@ def job_params(
         validator_fee_bps=spec.validator_fee_bps,
         score_tolerance=spec.score_tolerance_units,
         min_reputation=spec.min_reputation_units,
-        committee=list(committee),
+        committee=[] if spec.validators_per_round else list(committee),
         allowlist=list(allowlist),
+        clients_per_round=spec.clients_per_round,
+        validators_per_round=spec.validators_per_round,
     )
 
 

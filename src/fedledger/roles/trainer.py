@@ -125,10 +125,13 @@ class Trainer:
             directory = self._directory
         return secure.SecureInputs(self.coordinator.address, global_commitment, directory, {})
 
-    def run_round(self, round: int, global_commitment: bytes) -> TrainerRound:
-        """Trains one round and commits; a trainer that cannot produce a valid update skips."""
+    def run_round(self, round: int, global_commitment: bytes, *, seat: int = 0) -> TrainerRound:
+        """Trains one round and commits; a trainer that cannot produce a valid update skips.
+
+        `seat`: its seat in the round's draw (`roles/sampling.py`) in a job that samples trainers.
+        """
         prepared = self.prepare(round, global_commitment)
-        return prepared if isinstance(prepared, TrainerRound) else self.submit(prepared)
+        return prepared if isinstance(prepared, TrainerRound) else self.submit(prepared, seat=seat)
 
     def prepare(self, round: int, global_commitment: bytes) -> PreparedUpdate | TrainerRound:
         """Trains from the global model and encodes the update: everything before the store and chain.
@@ -209,7 +212,7 @@ class Trainer:
             return TrainerRound(round, None, num_examples, loss, train_s, None)
         return PreparedUpdate(round, global_commitment, blob, num_examples, loss, train_s, bundle)
 
-    def submit(self, u: PreparedUpdate) -> TrainerRound:
+    def submit(self, u: PreparedUpdate, *, seat: int = 0) -> TrainerRound:
         """Uploads the update and commits its Merkle root; idempotent up to the commit itself.
 
         A trainer the chain has ejected stops training; one whose round closed while it
@@ -228,7 +231,9 @@ class Trainer:
         if self.record_budget is not None:  # readable from here on: its records' ε is spent
             self.record_budget.released_one(round)
         try:
-            receipt = self.coordinator.commit(self.account, self.job_id, round, commitment, num_examples)
+            receipt = self.coordinator.commit(
+                self.account, self.job_id, round, commitment, num_examples, seat
+            )
         except TransactionReverted as exc:
             late = exc.reason in (
                 "coordinator: round not open",

@@ -98,8 +98,11 @@ class Validator:
         names: Mapping[str, str],
         secure: SecureInputs | None = None,
         releases_before: int = 0,
+        seat: int = 0,
     ) -> tuple[RoundOutcome, Receipt | None]:
         """Computes the round and proposes it unless the round has already been decided.
+
+        `seat`: its seat in the round's drawn committee (`roles/sampling.py`), if the job draws one.
 
         In a DP job `releases_before` counts the job's earlier noisy releases (PrivacySpent
         events); the proposal carries the job's ε once this round's is released too.
@@ -148,6 +151,7 @@ class Validator:
             outcome.flagged,
             posted,
             micro_epsilon=micro_epsilon,
+            seat=seat,
         )
         return outcome, receipt
 

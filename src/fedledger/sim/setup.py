@@ -36,7 +36,6 @@ from fedledger.sim.backend import Backend, InProcessBackend
 from fedledger.sim.committee import SharedRound
 from fedledger.sim.faults import CONDUCT_FAULTS, VALIDATOR_FAULTS, Fault, NaNClient, blob_hook
 from fedledger.sim.results import RoundMetrics
-from fedledger.sim.sample import check_sample
 from fedledger.sim.timing import TimedChain
 from fedledger.spec import JobSpec
 from fedledger.store.cached import VerifiedCache
@@ -91,18 +90,14 @@ class SimulationSetup:
         profiles: Sequence[tuple[str, int]] = (),
         data: OwnSources | None = None,
         backend: Backend | None = None,
-        clients_per_round: int | None = None,
     ) -> None:
         if spec.own_data and data is None:
             raise SpecError("data", f"job {spec.name!r} trains on own data: give each organisation's source")
         check_targets(spec, faults, profiles)  # refused before the run directory or its log exist
-        check_sample(clients_per_round, registered=spec.trainers, min_commits=spec.effective_min_commits)
         self.own = data
         self.spec = spec
         #: where local training runs (sim/backend.py); the caller closes it
         self.backend: Backend = backend or InProcessBackend()
-        #: an off-chain sample of trainers a round (sim/sample.py); None: all of them
-        self.clients_per_round = clients_per_round
         self.attack = attack
         self.profiles = list(profiles)
         self.out_dir = Path(out_dir)
@@ -274,7 +269,7 @@ class SimulationSetup:
                     r = coordinator.job_state(self.job_id).round
                     return bytes(keccak(b"forged" + aggregate)) if r >= start else aggregate
 
-            if acct.address in committee:
+            if acct.address in committee or spec.validators_per_round:  # drawn: anyone may sit
                 validator = Validator(
                     name=name,
                     account=acct,
@@ -289,9 +284,14 @@ class SimulationSetup:
                     compute=self.committee,
                 )
             trainer.register()
+            if spec.sampled and self.deployment.sampler is not None:
+                self.deployment.sampler.enrol(acct, self.job_id)  # the order the draws choose from
             if self.local:
                 self._commit_data(i, name, acct)
             self.orgs.append(Organisation(name, trainer, validator))
+        if spec.sampled and self.deployment.sampler is not None:
+            # round 1 opened before anyone enrolled: the sponsor draws it now that all have
+            self.deployment.sampler.start(self.sponsor, self.job_id)
         self.participants: dict[str, str] = {str(o.trainer.account.address): o.name for o in self.orgs}
         self.participants[self.sponsor.address] = "sponsor"
         self.malicious_names = [self.orgs[i - 1].name for i in self.malicious]

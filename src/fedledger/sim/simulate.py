@@ -25,11 +25,11 @@ from fedledger.data.stats import SUM as STATS_SUM
 from fedledger.data.stats import split_stats, standardise_in_place, standardiser
 from fedledger.roles.job import CommitRecord
 from fedledger.roles.model import float_weights
+from fedledger.roles.sampling import RoundSeats, round_seats
 from fedledger.roles.secure import SecureInputs
 from fedledger.sim.attacks import add_trigger, backdoor_success
 from fedledger.sim.outputs import write_run
 from fedledger.sim.results import Earnings, RoundMetrics, SimulationResult
-from fedledger.sim.sample import round_sample
 from fedledger.sim.setup import Organisation, SimulationSetup
 from fedledger.training.client import ClientWrapper
 from fedledger.training.torch_client import evaluate, predict, set_weights
@@ -68,10 +68,15 @@ class Simulation(SimulationSetup):
         x, y = add_trigger(self.dataset.x_test), self.dataset.y_test
         return backdoor_success(predict(self.eval_model, x), y)
 
-    def round_trainers(self, r: int) -> list[tuple[int, Organisation]]:
-        """(number from 1, organisation) of round r's trainers: every backend asks here (sim/sample.py)."""
-        chosen = round_sample(len(self.orgs), self.clients_per_round, seed=self.spec.seed, round=r)
-        return [(i, self.orgs[i - 1]) for i in chosen]
+    def round_trainers(self, r: int, seats: RoundSeats | None = None) -> list[tuple[int, Organisation]]:
+        """(number from 1, organisation) of round r's trainers, as the chain drew them; every backend
+        asks here. Without `clients_per_round` that is every registered trainer."""
+        seats = seats or self.seats(r)
+        return [
+            (i, org)
+            for i, org in enumerate(self.orgs, start=1)
+            if seats.trains(str(org.trainer.account.address))
+        ]
 
     def start_training(self, r: int, global_c: bytes, orgs: Sequence[Organisation]) -> None:
         """Lets a backend that trains elsewhere (Ray) start every fit the trainers will ask for."""
@@ -98,8 +103,9 @@ class Simulation(SimulationSetup):
         global_c = coordinator.global_model(self.job_id)
 
         train_s, losses = 0.0, []
+        seats = self.seats(r)
         training: list[tuple[int, Organisation]] = []
-        for i, org in self.round_trainers(r):
+        for i, org in self.round_trainers(r, seats):
             fault = self.faults.get(i)
             if fault and fault.kind == "drop-out" and r >= fault.from_round:
                 log.info("round %d: %s is offline (drop-out fault)", r, org.name)
@@ -107,7 +113,8 @@ class Simulation(SimulationSetup):
             training.append((i, org))
         self.start_training(r, global_c, [org for _, org in training])
         for i, org in training:
-            result = org.trainer.run_round(r, global_c)
+            address = str(org.trainer.account.address)
+            result = org.trainer.run_round(r, global_c, seat=seats.trainer_seat(address))
             train_s += result.train_seconds
             losses.append(result.loss)
             fault = self.faults.get(i)
@@ -135,7 +142,8 @@ class Simulation(SimulationSetup):
             global_q = self.store.get_tensors(global_c)
             reported = False
             for org in self.orgs:
-                if org.validator is None:
+                address = str(org.trainer.account.address)
+                if org.validator is None or not seats.validates(address, fixed_member=True):
                     continue
                 outcome, receipt = org.validator.process_round(
                     round=r,
@@ -145,6 +153,7 @@ class Simulation(SimulationSetup):
                     names=self.participants,
                     secure=secure,
                     releases_before=releases,
+                    seat=seats.committee_seat(address),
                 )
                 if not reported:  # every honest validator finds the same; say it once
                     for who, why in outcome.faults.items():
@@ -221,6 +230,10 @@ class Simulation(SimulationSetup):
             self.scores.append(self.scorer.last.scores)
         self.metrics.append(m)
         return m
+
+    def seats(self, r: int) -> RoundSeats:
+        """Who trains and who validates in round r, as the chain drew them (`roles/sampling.py`)."""
+        return round_seats(self.deployment.sampler if self.spec.sampled else None, self.job_id, r)
 
     def reveal_round(self, r: int, global_c: bytes, commits: Sequence[CommitRecord]) -> SecureInputs:
         """Secure aggregation: every committer reveals (unless its fault withholds it); the inputs."""

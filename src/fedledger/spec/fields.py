@@ -194,6 +194,17 @@ class JobFields(BaseModel):
     min_commits: int = Field(0, ge=0, description="0 means half the trainers, rounded up")
     validators: int = Field(0, ge=0, description="committee size; 0 means every trainer")
     quorum: int = Field(0, ge=0, description="0 means two thirds of the committee, rounded up")
+    # sampling on chain (issue 15): the contract draws who trains and who validates each round
+    clients_per_round: int = Field(
+        0, ge=0, le=65_535, description="trainers the contract draws each round; 0 means every trainer"
+    )
+    validators_per_round: int = Field(
+        0,
+        ge=0,
+        le=65_535,
+        description="committee seats the contract draws each round from the trainers, replacing the "
+        "fixed committee; 0 keeps the fixed committee (validators)",
+    )
     commit_window_s: int = Field(3600, ge=1, description="seconds trainers have to commit")
     aggregate_window_s: int = Field(3600, ge=1, description="seconds validators have to reach quorum")
     max_failures: int = Field(

@@ -73,8 +73,47 @@ class JobSpec(JobFields):
         return self
 
     @model_validator(mode="after")
+    def _check_sampling(self) -> JobSpec:
+        """What a drawn sample or committee does not combine with yet, each said in one line."""
+        if self.clients_per_round > self.trainers:
+            raise ValueError(
+                f"clients_per_round ({self.clients_per_round}) exceeds trainers ({self.trainers})"
+            )
+        if self.validators_per_round > self.trainers:
+            raise ValueError(
+                f"validators_per_round ({self.validators_per_round}) exceeds trainers ({self.trainers}): "
+                "the committee is drawn from the trainers"
+            )
+        if self.clients_per_round and self.privacy == "secagg":
+            raise ValueError(
+                "privacy=secagg masks each update against every key in the directory; with "
+                "clients_per_round the trainers left out would be dropouts every round"
+            )
+        if self.clients_per_round and self.federated_stats:
+            raise ValueError(
+                "federated standardisation needs every organisation's sums; it does not combine "
+                "with clients_per_round"
+            )
+        if self.validators_per_round:
+            if self.validators:
+                raise ValueError(
+                    "validators_per_round draws the committee; leave validators (the fixed one) at 0"
+                )
+            if self.scored:
+                raise ValueError(
+                    "contribution scoring settles scores over the fixed committee; it does not combine "
+                    "with validators_per_round yet"
+                )
+            if self.readers:
+                raise ValueError(
+                    "readers seal updates to a fixed committee; any trainer may be drawn with "
+                    "validators_per_round"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _check_committee(self) -> JobSpec:
-        committee = self.committee_size
+        committee = self.validators_per_round or self.committee_size
         if committee > self.trainers:
             raise ValueError(f"validators ({committee}) exceeds trainers ({self.trainers})")
         if self.effective_quorum > committee:
@@ -137,6 +176,11 @@ class JobSpec(JobFields):
             raise ValueError(f"krum_keep ({self.krum_keep}) exceeds trainers ({self.trainers})")
         if self.effective_min_commits > self.trainers:
             raise ValueError(f"min_commits ({self.effective_min_commits}) exceeds trainers ({self.trainers})")
+        if self.clients_per_round and self.effective_min_commits > self.clients_per_round:
+            raise ValueError(
+                f"min_commits ({self.effective_min_commits}) exceeds clients_per_round "
+                f"({self.clients_per_round})"
+            )
         return self
 
     def _check_record_dp(self) -> None:
@@ -183,7 +227,12 @@ class JobSpec(JobFields):
 
     @property
     def effective_quorum(self) -> int:
-        return self.quorum or -(-2 * self.committee_size // 3)
+        return self.quorum or -(-2 * (self.validators_per_round or self.committee_size) // 3)
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the contract draws the round's trainers or its committee (issue 15)."""
+        return bool(self.clients_per_round or self.validators_per_round)
 
     @property
     def rule_min_updates(self) -> int:
@@ -192,7 +241,9 @@ class JobSpec(JobFields):
 
     @property
     def effective_min_commits(self) -> int:
-        return self.min_commits or max(-(-self.trainers // 2), self.rule_min_updates)
+        return self.min_commits or max(
+            -(-(self.clients_per_round or self.trainers) // 2), self.rule_min_updates
+        )
 
     @property
     def slash_bps(self) -> int:
