@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fedledger.chain.contracts import Coordinator, JobState, Phase
+from fedledger.chain.wakeup import PollWakeup
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import ChainUnavailable, StoreError, TransactionReverted
 from fedledger.roles.job import JobReader
 from fedledger.roles.keys import load_key
 from fedledger.roles.node_config import DataConfig, NodeConfig
-from fedledger.roles.node_join import check_spec, connect, identify, join_job, open_stores
+from fedledger.roles.node_join import check_spec, connect, identify, join_job, open_stores, open_wakeup
 from fedledger.roles.node_training import NodeTraining
 from fedledger.roles.node_validation import NodeValidation
 from fedledger.spec import JobSpec
@@ -113,7 +114,19 @@ class Node:
         self.trains = config.trainer  # False once a secure job's key directory turned us away
 
     def run(self, max_seconds: float | None = None) -> None:
-        """Steps until the job ends; an unreachable chain or store is retried with backoff, never fatal."""
+        """Steps until the job ends; an unreachable chain or store is retried with backoff, never fatal.
+
+        Between passes with nothing to do it waits on `self.wakeup` (`chain/wakeup.py`): a pushed
+        coordinator event ends the wait at once, the poll timer otherwise. The pass itself reads
+        everything from the chain either way, so a lost push only costs time.
+        """
+        wakeup = open_wakeup(self.config, self.coordinator)
+        try:
+            self._loop(wakeup, max_seconds)
+        finally:
+            wakeup.close()
+
+    def _loop(self, wakeup: PollWakeup, max_seconds: float | None) -> None:
         start, backoff = time.monotonic(), self.config.poll_seconds
         registered = False
         while max_seconds is None or time.monotonic() - start < max_seconds:
@@ -126,8 +139,9 @@ class Node:
                 if not self.step():
                     return
                 backoff = self.config.poll_seconds
-                if self.worked:
-                    continue  # what it did may have moved the job on: look again at once
+                if not self.worked:
+                    wakeup.wait()
+                continue  # worked: what it did may have moved the job on, look again at once
             except ChainUnavailable as exc:
                 log.warning("%s: chain unreachable (%s); retrying in %.1f s", self.name, exc, backoff)
                 backoff = min(backoff * 2, 10.0)
