@@ -34,6 +34,7 @@ from fedledger.roles.job import JobReader
 from fedledger.roles.keys import load_key
 from fedledger.roles.node_config import DataConfig, NodeConfig
 from fedledger.roles.node_join import check_spec, connect, identify, join_job, open_stores, open_wakeup
+from fedledger.roles.node_trace import NodeTrace
 from fedledger.roles.node_training import NodeTraining
 from fedledger.roles.node_validation import NodeValidation
 from fedledger.spec import JobSpec
@@ -91,6 +92,7 @@ class Node:
                 source=DataSource(config.data.source, config.data.query),
             )
         self.reader = JobReader(self.coordinator, config.job, confirmations=config.confirmations)
+        self.trace = NodeTrace(config.trace, self.account.address)
         self.training = NodeTraining(
             name=self.name,
             job=config.job,
@@ -98,6 +100,7 @@ class Node:
             chain=self.chain,
             trainer=self.trainer,
             reader=self.reader,
+            trace=self.trace,
         )
         self.validation = NodeValidation(
             name=self.name,
@@ -108,6 +111,7 @@ class Node:
             validator=self.validator,
             reader=self.reader,
             availability_wait_s=config.availability_wait_s,
+            trace=self.trace,
         )
         self.worked = False  # whether the last step did something (then the next comes at once)
         self.reported: set[int] = set()  # rounds whose outcome has been logged
@@ -183,6 +187,8 @@ class Node:
         """Does what the job's current state asks of this node; False once the job has ended."""
         job, view = self.config.job, self.view()
         s = view.job_state(job)
+        if s.phase in (Phase.OPEN, Phase.AGGREGATING):
+            self.trace.first("open_seen" if s.phase == Phase.OPEN else "aggregating_seen", s.round)
         self.report_rounds(s)
         if s.phase in (Phase.DONE, Phase.ABORTED):
             self.finish()

@@ -69,6 +69,11 @@ class NodeConfig(BaseModel):
     recheck_seconds: float = Field(
         2.0, gt=0, description="with events pushed: read the chain at least this often (deadlines)"
     )
+    trace: Path | None = Field(
+        None,
+        description="append each protocol step this node takes, with its wall-clock time, to this "
+        "file (JSON lines; bench/deployment.py's phase breakdown reads them)",
+    )
     confirmations: int = Field(0, ge=0, le=1000, description="blocks an event must be deep before acting")
     speculate: bool = Field(
         True, description="train the next round on this validator's own aggregate while the quorum forms"
@@ -91,6 +96,8 @@ class NodeConfig(BaseModel):
             raise SpecError(f"node config: {'.'.join(map(str, err['loc']))}", err["msg"]) from None
         if not cfg.spec.is_absolute():
             cfg = cfg.model_copy(update={"spec": p.parent / cfg.spec})
+        if cfg.trace is not None and not cfg.trace.is_absolute():
+            cfg = cfg.model_copy(update={"trace": p.parent / cfg.trace})
         if cfg.ca_bundle is not None and not cfg.ca_bundle.is_absolute():
             cfg = cfg.model_copy(update={"ca_bundle": p.parent / cfg.ca_bundle})
         if cfg.data is not None:
