@@ -49,12 +49,17 @@ class NodeValidation:
         self.trace = trace or NodeTrace(None, name)
         compute = validator.compute
 
-        def traced_compute(**kwargs: Any) -> RoundOutcome:
+        def compute_and_keep(**kwargs: Any) -> RoundOutcome:
             outcome = compute(**kwargs)
             self.trace.mark("computed", kwargs["round"])
+            # into this organisation's own store and the cache: the validator then finds it
+            # there instead of asking every peer's store whether one of them has it already
+            # (several HTTP requests before each proposal), the next round's training reads it
+            # from memory, and every organisation's store holds every global model
+            store.keep(outcome.blob)
             return outcome
 
-        validator.compute = traced_compute  # the split between aggregating and the proposal
+        validator.compute = compute_and_keep
         self.proposed: set[int] = set()
         self.computed: dict[int, bytes] = {}  # round -> the aggregate this validator computed
         self.fetched: set[bytes] = set()  # this round's updates already in the verified cache
