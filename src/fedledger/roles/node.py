@@ -185,14 +185,23 @@ class Node:
 
     def step(self) -> bool:
         """Does what the job's current state asks of this node; False once the job has ended."""
-        job, view = self.config.job, self.view()
-        s = view.job_state(job)
+        view = self.view()
+        s = view.job_state(self.config.job)
         if s.phase in (Phase.OPEN, Phase.AGGREGATING):
             self.trace.first("open_seen" if s.phase == Phase.OPEN else "aggregating_seen", s.round)
-        self.report_rounds(s)
         if s.phase in (Phase.DONE, Phase.ABORTED):
+            self.report_rounds(s)
             self.finish()
             return False
+        self.act(s, view)
+        # the status lines read the event log: after acting, so that this read is not between
+        # a round opening (or its commits closing) and this node's part in it
+        self.report_rounds(s)
+        return True
+
+    def act(self, s: JobState, view: Coordinator) -> None:
+        """The one thing this pass should do, if any: train and commit, reveal, propose, advance."""
+        job = self.config.job
         expired = self.chain.now() > s.deadline
         trains = self.trains and not self.trainer.stopped  # ejected, or its records' budget spent
         # FLTrust's root update waits for `min_commits` trainers: committed first, it could close
@@ -205,12 +214,16 @@ class Node:
             and not root_waits
             and not self.training.awaiting_keys(s)
         ):
-            last = view.trainer_state(job, self.account.address).last_round
+            # this process committed the previous round, so this key has committed nothing since
+            # but through it (`committed`; a second process with the same key is refused by the
+            # contract): one chain read less between the round opening and training
+            follows = self.training.committed == s.round - 1
+            last = s.round - 1 if follows else view.trainer_state(job, self.account.address).last_round
             # `committed` covers a commit not yet `confirmations` deep
             if last != s.round and self.training.committed != s.round:
                 self.training.train_and_commit(s, view.global_model(job))
                 self.worked = True
-                return True
+                return
         secure_round = s.phase == Phase.AGGREGATING and self.spec.secure and trains
         if (
             secure_round
@@ -218,7 +231,7 @@ class Node:
             and self.training.reveal(s, view, self.account.address)
         ):
             self.worked = True
-            return True
+            return
         validator = self.config.validator and view.is_validator(job, self.account.address)
         if s.phase == Phase.OPEN and validator:
             self.validation.prefetch(s.round)
@@ -229,15 +242,14 @@ class Node:
             and validator
         ):
             self.worked = self.validation.validate_and_propose(s, view.global_model(job))
-            return True
+            return
         elif s.phase == Phase.AGGREGATING and self.speculate_next(s):
             self.worked = True
-            return True
+            return
         if expired:
             with contextlib.suppress(TransactionReverted):  # another node may have advanced it first
                 self.coordinator.advance(self.account, job, gas=ADVANCE_GAS)
                 log.info("%s: round %d: advanced the expired %s phase", self.name, s.round, s.phase.name)
-        return True
 
     def speculate_next(self, s: JobState) -> bool:
         """A validator that also trains starts the next round on its own aggregate (`speculate`)."""
