@@ -48,7 +48,7 @@ from _common import median, table, verdict, write_result
 
 from fedledger.chain.contracts import Phase
 from fedledger.roles.model import float_weights
-from fedledger.roles.node_trace import PHASES, phase_breakdown, read_traces, summarise
+from fedledger.roles.node_trace import PHASES, node_costs, phase_breakdown, read_traces, summarise
 from fedledger.sim.deployment import start_consortium
 from fedledger.store.http import HttpStore
 from fedledger.store.peers import PeerStore
@@ -122,6 +122,7 @@ def run_job(name: str, spec: dict[str, Any], events: str, keep: Path | None = No
                     "\n".join(f"=== {o.address} ===\n{o.log.read_text()}" for o in cons.orgs)
                 )
             phases = phase_breakdown(trace, opened=opened, closed=closed, finalised=finaliser)
+            costs = node_costs(trace)
             # when each round was finalised: its finalising proposal's receipt, from the traces
             at = {(x["node"], x["step"], x["round"]): x["t"] for x in reversed(trace)}
             version_of = {r: v for v, r in rounds_of.items()}
@@ -169,6 +170,12 @@ def run_job(name: str, spec: dict[str, Any], events: str, keep: Path | None = No
             ],
         )
     )
+    rpc = median([c["rpc_per_round"] for c in costs.values()])
+    cpu = median([c["cpu_s_per_round"] for c in costs.values()])
+    print(
+        f"per node and round, besides training (median of the nodes): {rpc:.1f} JSON-RPC requests, "
+        f"{cpu:.3f} CPU s"
+    )
     print(
         f"rounds whose closing trainer had trained ahead (speculate): "
         f"{sum(p.speculated for p in steady_phases)} of {len(steady_phases)}"
@@ -177,6 +184,9 @@ def run_job(name: str, spec: dict[str, Any], events: str, keep: Path | None = No
         "spec": spec,
         "events": events,
         "phases": breakdown,
+        "node_costs": costs,
+        "rpc_per_node_round": rpc,
+        "cpu_s_per_node_round": cpu,
         "speculated_rounds": sum(p.speculated for p in steady_phases),
         "rounds_finalised": s.version,
         "done": s.phase == Phase.DONE,
@@ -209,7 +219,14 @@ def repeated(name: str, spec: dict[str, Any], events: str, n: int, keep: Path | 
     runs = [run_job(name, spec, events, keep) for _ in range(n)]
     if n == 1:
         return runs[0]
-    keys = ("round_wall_mean_s", "slowest_train_mean_s", "coordination_s_per_round", "overhead_ratio")
+    keys = (
+        "round_wall_mean_s",
+        "slowest_train_mean_s",
+        "coordination_s_per_round",
+        "overhead_ratio",
+        "rpc_per_node_round",
+        "cpu_s_per_node_round",
+    )
     out = {**runs[-1], "runs": [{k: r[k] for k in (*keys, "phases")} for r in runs]}
     for k in keys:
         out[k] = median([r[k] for r in runs])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from fedledger.roles.node_trace import PHASES, NodeTrace, phase_breakdown, read_traces, summarise
+from fedledger.roles.node_trace import PHASES, NodeTrace, node_costs, phase_breakdown, read_traces, summarise
 
 
 def _trace(tmp_path: Path) -> list[dict[str, object]]:
@@ -72,3 +72,25 @@ def test_no_path_no_file(tmp_path: Path) -> None:
     t.first("open_seen", 3)
     t.first("open_seen", 3)
     assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 1
+
+
+def test_node_costs_leave_out_training_and_start_up() -> None:
+    def line(t: float, step: str, r: int, rpc: int, cpu: float) -> dict[str, object]:
+        return {"t": t, "node": "A", "step": step, "round": r, "rpc": rpc, "cpu": cpu}
+
+    trace = [
+        line(0.0, "open_seen", 1, 5, 3.0),  # start-up: before the first proposal
+        line(1.0, "proposed", 1, 40, 4.0),
+        line(1.1, "train_start", 2, 42, 4.1),
+        line(2.1, "trained", 2, 42, 5.0),  # 0.9 s of training CPU
+        line(2.5, "proposed", 2, 60, 5.3),
+        line(2.6, "spec_start", 3, 61, 5.35),
+        line(3.6, "spec_done", 3, 61, 6.25),  # 0.9 s more
+        line(4.0, "proposed", 3, 80, 6.6),
+    ]
+    costs = node_costs(trace)["A"]
+    assert costs["rounds"] == 2
+    assert costs["rpc_per_round"] == 20
+    assert costs["cpu_s_per_round"] == pytest.approx((6.6 - 4.0 - 1.8) / 2)
+    assert costs["training_cpu_s_per_round"] == pytest.approx(0.9)
+    assert node_costs(trace[:2]) == {}

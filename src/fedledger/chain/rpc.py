@@ -69,6 +69,7 @@ class RpcChain(Chain):
             kwargs["verify"] = ca_bundle
         self._w3 = Web3(Web3.HTTPProvider(url, request_kwargs=kwargs))
         self._nonces: dict[str, int] = {}
+        self.requests = 0  # JSON-RPC requests sent: what a node's passes cost the chain (traces)
         self._clock_offset = 0  # seconds this client moved a development chain's clock forward
         try:
             self.chain_id = int(self._w3.eth.chain_id)
@@ -76,6 +77,7 @@ class RpcChain(Chain):
             raise _unreachable(url, exc) from None
 
     def _rpc(self, fn: Any, *args: Any) -> Any:
+        self.requests += 1
         try:
             return fn(*args)
         except (requests.exceptions.RequestException, OSError) as exc:

@@ -92,7 +92,11 @@ class Node:
                 source=DataSource(config.data.source, config.data.query),
             )
         self.reader = JobReader(self.coordinator, config.job, confirmations=config.confirmations)
-        self.trace = NodeTrace(config.trace, self.account.address)
+        self.trace = NodeTrace(
+            config.trace,
+            self.account.address,
+            counters=lambda: {"rpc": getattr(self.chain, "requests", 0), "cpu": time.process_time()},
+        )
         self.training = NodeTraining(
             name=self.name,
             job=config.job,

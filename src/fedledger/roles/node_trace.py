@@ -18,12 +18,12 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PHASES", "NodeTrace", "RoundPhases", "phase_breakdown", "read_traces", "summarise"]
+__all__ = ["PHASES", "NodeTrace", "RoundPhases", "node_costs", "phase_breakdown", "read_traces", "summarise"]
 
 
 class NodeTrace:
@@ -33,8 +33,13 @@ class NodeTrace:
     reached. The cost is one small write a step, a few a round.
     """
 
-    def __init__(self, path: Path | None, node: str) -> None:
+    def __init__(
+        self, path: Path | None, node: str, *, counters: Callable[[], Mapping[str, float]] | None = None
+    ) -> None:
+        """`counters`: figures recorded on every line besides the time (the node's JSON-RPC
+        requests and CPU seconds so far), so that a step's cost can be told from its wait."""
         self.node = node
+        self.counters = counters
         self._file = path.open("a", encoding="utf-8") if path is not None else None
         self._marked: set[tuple[str, int]] = set()
 
@@ -42,6 +47,8 @@ class NodeTrace:
         if self._file is None:
             return
         line = {"t": time.time(), "node": self.node, "step": step, "round": round, **extra}
+        if self.counters is not None:
+            line.update(self.counters())
         self._file.write(json.dumps(line) + "\n")
         self._file.flush()
 
@@ -143,3 +150,38 @@ def summarise(rounds: Sequence[RoundPhases]) -> dict[str, dict[str, float]]:
         for name, xs in series.items()
         if xs
     }
+
+
+def node_costs(trace: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per node, what a round costs it besides training: JSON-RPC requests and CPU seconds.
+
+    Counted between the node's first and last proposal (whole rounds, start-up left out), with
+    the CPU of its trainings (`train_start`→`trained`, `spec_start`→`spec_done`) taken off. Unlike
+    wall times these hardly move with what else the host runs, so before and after compare
+    even on a loaded machine.
+    """
+    out: dict[str, dict[str, float]] = {}
+    for node in sorted({x["node"] for x in trace}):
+        mine = [x for x in trace if x["node"] == node and "cpu" in x]
+        proposals = [x for x in mine if x["step"] == "proposed"]
+        if len(proposals) < 2:
+            continue
+        first, last = proposals[0], proposals[-1]
+        inside = [x for x in mine if first["t"] <= x["t"] <= last["t"]]
+        began: dict[tuple[str, int], float] = {}
+        training = 0.0
+        for x in inside:
+            if x["step"] in ("train_start", "spec_start"):
+                began[(x["step"], x["round"])] = x["cpu"]
+            elif x["step"] in ("trained", "spec_done"):
+                start = "train_start" if x["step"] == "trained" else "spec_start"
+                if (start, x["round"]) in began:
+                    training += x["cpu"] - began[(start, x["round"])]
+        rounds = len({x["round"] for x in proposals}) - 1
+        out[node] = {
+            "rounds": rounds,
+            "rpc_per_round": (last["rpc"] - first["rpc"]) / rounds,
+            "cpu_s_per_round": (last["cpu"] - first["cpu"] - training) / rounds,
+            "training_cpu_s_per_round": training / rounds,
+        }
+    return out
