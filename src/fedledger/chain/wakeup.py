@@ -131,7 +131,9 @@ class WsWakeup(PollWakeup):
                 self.rejected.set()
                 return
             except (OSError, TimeoutError, WebSocketException, ValueError, KeyError) as exc:
-                if self._live:
+                # closing it ourselves (the node is exiting) is no drop: a warning then would
+                # be a second line beside the one that says why the node stopped
+                if self._live and not self.closed.is_set():
                     log.warning(
                         "event subscription at %s dropped (%s); polling every %.1f s until it is back",
                         self.url,
