@@ -8,14 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from consortium_harness import assert_nothing_lost
+from consortium_harness import assert_nothing_lost, cut_from_the_chain_after_round_one
 
 from fedledger.chain.wakeup import FilterWakeup, WsWakeup, ws_url_for
 from fedledger.codec.blob import encode_tensors
 from fedledger.errors import ChainError
 from fedledger.roles.devnet import Devnet, start_devnet
 from fedledger.roles.sponsor import create_job
-from fedledger.sim.deployment import start_consortium
 from fedledger.spec import JobSpec
 from fedledger.store.local import LocalStore
 
@@ -79,13 +78,9 @@ def test_http_filter_wakes_on_a_coordinator_event(net: Devnet, tmp_path: Path) -
 def test_cut_subscriptions_fall_back_to_polling_and_the_job_finishes(tmp_path: Path) -> None:
     """Every node's WebSocket goes through a proxy that resets it mid-job: they poll, re-subscribe
     once the endpoint is back, and the job finishes with nothing lost."""
-    cons = start_consortium(
-        tmp_path, spec={"rounds": 3, "commit_window_s": 120, "max_failures": 10}, rpc_proxy=True
-    )
+    cons = cut_from_the_chain_after_round_one(tmp_path, rounds=3)
     try:
         assert cons.rpc_proxy is not None
-        cons.wait_until("round 1 finalised", lambda s: s.version >= 1)
-        cons.rpc_proxy.block()
         time.sleep(3)
         cons.rpc_proxy.unblock()
         cons.wait_done(timeout=180)
