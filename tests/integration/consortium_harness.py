@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fedledger.audit.verify import AuditReport
 from fedledger.chain.contracts import Phase
-from fedledger.sim.deployment import Consortium
+from fedledger.sim.deployment import Consortium, start_consortium
 
 
 def assert_nothing_lost(cons: Consortium, report: AuditReport) -> None:
@@ -20,3 +22,19 @@ def assert_nothing_lost(cons: Consortium, report: AuditReport) -> None:
     for o in cons.nodes:
         assert cons.coordinator.claimable(cons.job_id, o.address) == 0, f"org {o.index} left rewards behind"
         assert cons.coordinator.stake_of(cons.job_id, o.address) == 0, f"org {o.index} left its stake"
+
+
+def cut_from_the_chain_after_round_one(tmp: Path, rounds: int) -> Consortium:
+    """A consortium whose nodes reach the chain through a proxy, cut (blocked) once round 1 is
+    final: the outage and subscription tests start from here and unblock it themselves."""
+    cons = start_consortium(
+        tmp, spec={"rounds": rounds, "commit_window_s": 120, "max_failures": 10}, rpc_proxy=True
+    )
+    try:
+        assert cons.rpc_proxy is not None
+        cons.wait_until("round 1 finalised", lambda s: s.version >= 1)
+        cons.rpc_proxy.block()
+    except BaseException:
+        cons.stop()
+        raise
+    return cons

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from consortium_harness import assert_nothing_lost
+from consortium_harness import assert_nothing_lost, cut_from_the_chain_after_round_one
 
 from fedledger.chain.contracts import Phase
 from fedledger.sim.deployment import start_consortium
@@ -79,13 +79,9 @@ def test_killed_trainer_and_validator_then_restart_catches_up(tmp_path: Path) ->
 
 def test_rpc_outage_of_30_seconds_is_ridden_out(tmp_path: Path) -> None:
     """The chain's endpoint refuses every connection for 30 s mid-job: nodes back off, retry and finish."""
-    cons = start_consortium(
-        tmp_path, spec={"rounds": 4, "commit_window_s": 120, "max_failures": 10}, rpc_proxy=True
-    )
+    cons = cut_from_the_chain_after_round_one(tmp_path, rounds=4)
     try:
         assert cons.rpc_proxy is not None
-        cons.wait_until("round 1 finalised", lambda s: s.version >= 1)
-        cons.rpc_proxy.block()
         t0 = time.monotonic()
         time.sleep(30)
         at_unblock = cons.coordinator.job_state(cons.job_id)  # read directly, not through the proxy

@@ -53,3 +53,14 @@ def test_budget_evicts_least_recently_used(tmp_path: Path) -> None:
     assert store.misses == 4
     assert store.get(cs[2]) == blobs[2] and store.hits == 1
     assert cs[0] == merkle_root(blobs[0])
+
+
+def test_kept_bytes_are_stored_and_served_without_a_read(tmp_path: Path) -> None:
+    disk = LocalStore(tmp_path)
+    store = VerifiedCache(disk)
+    c = store.keep(b"aggregate this process computed")
+    assert c == merkle_root(b"aggregate this process computed")
+    assert disk.get(c) == b"aggregate this process computed"  # stored for everyone else
+    disk.path_for(c).write_bytes(b"tampered after the write")
+    assert store.has(c) and store.get(c) == b"aggregate this process computed"
+    assert (store.hits, store.misses) == (1, 0)  # its own bytes, never the store's copy

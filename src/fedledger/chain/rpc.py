@@ -69,6 +69,7 @@ class RpcChain(Chain):
             kwargs["verify"] = ca_bundle
         self._w3 = Web3(Web3.HTTPProvider(url, request_kwargs=kwargs))
         self._nonces: dict[str, int] = {}
+        self.requests = 0  # JSON-RPC requests sent: what a node's passes cost the chain (traces)
         self._clock_offset = 0  # seconds this client moved a development chain's clock forward
         try:
             self.chain_id = int(self._w3.eth.chain_id)
@@ -76,6 +77,7 @@ class RpcChain(Chain):
             raise _unreachable(url, exc) from None
 
     def _rpc(self, fn: Any, *args: Any) -> Any:
+        self.requests += 1
         try:
             return fn(*args)
         except (requests.exceptions.RequestException, OSError) as exc:
@@ -205,6 +207,29 @@ class RpcChain(Chain):
             "toBlock": "latest" if to_block is None else to_block,
         }
         return [self._log(lg) for lg in self._rpc(self._w3.eth.get_logs, flt)]
+
+    def new_event_filter(self, address: str | None) -> str:
+        """An HTTP log filter on `address`'s events from now on (None: on new blocks); its id.
+
+        For nodes without a WebSocket (`chain/wakeup.py`): `filter_changes` then says whether
+        anything arrived with one call, where a pass of reads takes several.
+        """
+        if address is None:
+            method, params = "eth_newBlockFilter", []
+        else:
+            flt = {"address": to_checksum_address(address), "fromBlock": "latest"}
+            method, params = "eth_newFilter", [flt]
+        return str(self._raw(method, params))
+
+    def filter_changes(self, filter_id: str) -> int:
+        """How many logs (or blocks) the filter caught since the last call; ChainError if it is gone."""
+        return len(self._raw("eth_getFilterChanges", [filter_id]))
+
+    def _raw(self, method: str, params: list[Any]) -> Any:
+        reply = self._rpc(self._w3.provider.make_request, method, params)
+        if "error" in reply:
+            raise ChainError(f"{method} refused by {self.url}: {reply['error']}")
+        return reply["result"]
 
     def block_number(self) -> int:
         return int(self._rpc(lambda: self._w3.eth.block_number))

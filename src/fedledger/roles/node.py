@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fedledger.chain.contracts import Coordinator, JobState, Phase
+from fedledger.chain.wakeup import PollWakeup
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import ChainUnavailable, StoreError, TransactionReverted
 from fedledger.roles.job import JobReader
 from fedledger.roles.keys import load_key
 from fedledger.roles.node_config import DataConfig, NodeConfig
-from fedledger.roles.node_join import check_spec, connect, identify, join_job, open_stores
+from fedledger.roles.node_join import check_spec, connect, identify, join_job, open_stores, open_wakeup
+from fedledger.roles.node_trace import NodeTrace
 from fedledger.roles.node_training import NodeTraining
 from fedledger.roles.node_validation import NodeValidation
 from fedledger.spec import JobSpec
@@ -90,6 +92,11 @@ class Node:
                 source=DataSource(config.data.source, config.data.query),
             )
         self.reader = JobReader(self.coordinator, config.job, confirmations=config.confirmations)
+        self.trace = NodeTrace(
+            config.trace,
+            self.account.address,
+            counters=lambda: {"rpc": getattr(self.chain, "requests", 0), "cpu": time.process_time()},
+        )
         self.training = NodeTraining(
             name=self.name,
             job=config.job,
@@ -97,6 +104,7 @@ class Node:
             chain=self.chain,
             trainer=self.trainer,
             reader=self.reader,
+            trace=self.trace,
         )
         self.validation = NodeValidation(
             name=self.name,
@@ -107,13 +115,26 @@ class Node:
             validator=self.validator,
             reader=self.reader,
             availability_wait_s=config.availability_wait_s,
+            trace=self.trace,
         )
         self.worked = False  # whether the last step did something (then the next comes at once)
         self.reported: set[int] = set()  # rounds whose outcome has been logged
         self.trains = config.trainer  # False once a secure job's key directory turned us away
 
     def run(self, max_seconds: float | None = None) -> None:
-        """Steps until the job ends; an unreachable chain or store is retried with backoff, never fatal."""
+        """Steps until the job ends; an unreachable chain or store is retried with backoff, never fatal.
+
+        Between passes with nothing to do it waits on `self.wakeup` (`chain/wakeup.py`): a pushed
+        coordinator event ends the wait at once, the poll timer otherwise. The pass itself reads
+        everything from the chain either way, so a lost push only costs time.
+        """
+        wakeup = open_wakeup(self.config, self.coordinator)
+        try:
+            self._loop(wakeup, max_seconds)
+        finally:
+            wakeup.close()
+
+    def _loop(self, wakeup: PollWakeup, max_seconds: float | None) -> None:
         start, backoff = time.monotonic(), self.config.poll_seconds
         registered = False
         while max_seconds is None or time.monotonic() - start < max_seconds:
@@ -126,8 +147,9 @@ class Node:
                 if not self.step():
                     return
                 backoff = self.config.poll_seconds
-                if self.worked:
-                    continue  # what it did may have moved the job on: look again at once
+                if not self.worked:
+                    wakeup.wait()
+                continue  # worked: what it did may have moved the job on, look again at once
             except ChainUnavailable as exc:
                 log.warning("%s: chain unreachable (%s); retrying in %.1f s", self.name, exc, backoff)
                 backoff = min(backoff * 2, 10.0)
@@ -167,12 +189,23 @@ class Node:
 
     def step(self) -> bool:
         """Does what the job's current state asks of this node; False once the job has ended."""
-        job, view = self.config.job, self.view()
-        s = view.job_state(job)
-        self.report_rounds(s)
+        view = self.view()
+        s = view.job_state(self.config.job)
+        if s.phase in (Phase.OPEN, Phase.AGGREGATING):
+            self.trace.first("open_seen" if s.phase == Phase.OPEN else "aggregating_seen", s.round)
         if s.phase in (Phase.DONE, Phase.ABORTED):
+            self.report_rounds(s)
             self.finish()
             return False
+        self.act(s, view)
+        # the status lines read the event log: after acting, so that this read is not between
+        # a round opening (or its commits closing) and this node's part in it
+        self.report_rounds(s)
+        return True
+
+    def act(self, s: JobState, view: Coordinator) -> None:
+        """The one thing this pass should do, if any: train and commit, reveal, propose, advance."""
+        job = self.config.job
         expired = self.chain.now() > s.deadline
         trains = self.trains and not self.trainer.stopped  # ejected, or its records' budget spent
         # FLTrust's root update waits for `min_commits` trainers: committed first, it could close
@@ -185,12 +218,16 @@ class Node:
             and not root_waits
             and not self.training.awaiting_keys(s)
         ):
-            last = view.trainer_state(job, self.account.address).last_round
+            # this process committed the previous round, so this key has committed nothing since
+            # but through it (`committed`; a second process with the same key is refused by the
+            # contract): one chain read less between the round opening and training
+            follows = self.training.committed == s.round - 1
+            last = s.round - 1 if follows else view.trainer_state(job, self.account.address).last_round
             # `committed` covers a commit not yet `confirmations` deep
             if last != s.round and self.training.committed != s.round:
                 self.training.train_and_commit(s, view.global_model(job))
                 self.worked = True
-                return True
+                return
         secure_round = s.phase == Phase.AGGREGATING and self.spec.secure and trains
         if (
             secure_round
@@ -198,7 +235,7 @@ class Node:
             and self.training.reveal(s, view, self.account.address)
         ):
             self.worked = True
-            return True
+            return
         validator = self.config.validator and view.is_validator(job, self.account.address)
         if s.phase == Phase.OPEN and validator:
             self.validation.prefetch(s.round)
@@ -209,15 +246,14 @@ class Node:
             and validator
         ):
             self.worked = self.validation.validate_and_propose(s, view.global_model(job))
-            return True
+            return
         elif s.phase == Phase.AGGREGATING and self.speculate_next(s):
             self.worked = True
-            return True
+            return
         if expired:
             with contextlib.suppress(TransactionReverted):  # another node may have advanced it first
                 self.coordinator.advance(self.account, job, gas=ADVANCE_GAS)
                 log.info("%s: round %d: advanced the expired %s phase", self.name, s.round, s.phase.name)
-        return True
 
     def speculate_next(self, s: JobState) -> bool:
         """A validator that also trains starts the next round on its own aggregate (`speculate`)."""

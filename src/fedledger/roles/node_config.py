@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -56,7 +57,23 @@ class NodeConfig(BaseModel):
         "chain to (a consortium's own CA); default: the system's trust store",
     )
     data: DataConfig | None = Field(None, description="own-data jobs: this organisation's source")
-    poll_seconds: float = Field(0.2, gt=0)
+    poll_seconds: float = Field(0.2, gt=0, description="how often to read the chain when no event is pushed")
+    events: Literal["push", "poll"] = Field(
+        "push",
+        description="push: wake on the coordinator's events (eth_subscribe over WebSocket, else HTTP "
+        "log filters), polling while no subscription is live; poll: read every poll_seconds",
+    )
+    ws: str | None = Field(
+        None, description="WebSocket URL for pushed events (default: the rpc URL as ws:// or wss://)"
+    )
+    recheck_seconds: float = Field(
+        2.0, gt=0, description="with events pushed: read the chain at least this often (deadlines)"
+    )
+    trace: Path | None = Field(
+        None,
+        description="append each protocol step this node takes, with its wall-clock time, to this "
+        "file (JSON lines; bench/deployment.py's phase breakdown reads them)",
+    )
     confirmations: int = Field(0, ge=0, le=1000, description="blocks an event must be deep before acting")
     speculate: bool = Field(
         True, description="train the next round on this validator's own aggregate while the quorum forms"
@@ -79,6 +96,8 @@ class NodeConfig(BaseModel):
             raise SpecError(f"node config: {'.'.join(map(str, err['loc']))}", err["msg"]) from None
         if not cfg.spec.is_absolute():
             cfg = cfg.model_copy(update={"spec": p.parent / cfg.spec})
+        if cfg.trace is not None and not cfg.trace.is_absolute():
+            cfg = cfg.model_copy(update={"trace": p.parent / cfg.trace})
         if cfg.ca_bundle is not None and not cfg.ca_bundle.is_absolute():
             cfg = cfg.model_copy(update={"ca_bundle": p.parent / cfg.ca_bundle})
         if cfg.data is not None:

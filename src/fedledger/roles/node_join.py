@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from eth_account.signers.local import LocalAccount
 
 from fedledger.chain.contracts import Coordinator, RewardToken
+from fedledger.chain.rpc import RpcChain
+from fedledger.chain.wakeup import FilterWakeup, PollWakeup, PushWakeup, WsWakeup, ws_url_for
 from fedledger.errors import ChainError, SpecError, StoreError, TransactionReverted
 from fedledger.roles.keys import reader_entry, reader_secret
 from fedledger.roles.node_config import NodeConfig
@@ -42,6 +44,31 @@ def connect(config: NodeConfig) -> Coordinator:
         )
     coordinator.check_job(config.job)
     return coordinator
+
+
+def open_wakeup(config: NodeConfig, coordinator: Coordinator) -> PollWakeup:
+    """What ends the node's wait between passes (`chain/wakeup.py`): the coordinator's pushed
+    events, or the poll timer alone (`events = "poll"`, or a chain that is not JSON-RPC)."""
+    chain = coordinator.chain
+    if config.events == "poll" or not isinstance(chain, RpcChain):
+        return PollWakeup(config.poll_seconds)
+    # `confirmations` deep: an event is actionable only blocks later, so wake on every block
+    address = None if config.confirmations else coordinator.address
+    params: list[Any] = ["newHeads"] if address is None else ["logs", {"address": address}]
+    ca = str(config.ca_bundle) if config.ca_bundle else None
+    ws = WsWakeup(
+        config.ws or ws_url_for(config.rpc), params, config.poll_seconds, config.recheck_seconds, ca_bundle=ca
+    )
+    return PushWakeup(
+        ws,
+        lambda: FilterWakeup(
+            lambda: chain.new_event_filter(address),
+            chain.filter_changes,
+            config.poll_seconds,
+            config.recheck_seconds,
+            errors=(ChainError,),
+        ),
+    )
 
 
 def check_spec(config: NodeConfig, spec: JobSpec, job_config: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from fedledger.chain.contracts import Coordinator, JobState
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import TransactionReverted
 from fedledger.roles.job import JobReader
+from fedledger.roles.node_trace import NodeTrace
 from fedledger.spec import JobSpec
 
 if TYPE_CHECKING:
@@ -26,9 +27,18 @@ log = logging.getLogger("fedledger.node")
 
 class NodeTraining:
     def __init__(
-        self, *, name: str, job: int, spec: JobSpec, chain: Chain, trainer: Trainer, reader: JobReader
+        self,
+        *,
+        name: str,
+        job: int,
+        spec: JobSpec,
+        chain: Chain,
+        trainer: Trainer,
+        reader: JobReader,
+        trace: NodeTrace | None = None,
     ) -> None:
         self.name, self.job, self.spec = name, job, spec
+        self.trace = trace or NodeTrace(None, name)
         self.chain, self.trainer, self.reader = chain, trainer, reader
         self.pending: PreparedUpdate | None = None  # trained, not yet committed
         self.committed = 0  # the last round this process committed to
@@ -40,7 +50,9 @@ class NodeTraining:
         if p is None or p.round != s.round or p.global_commitment != global_model:
             from fedledger.roles.trainer import PreparedUpdate
 
+            self.trace.mark("train_start", s.round)
             prepared = self.trainer.prepare(s.round, global_model)
+            self.trace.mark("trained", s.round)
             if not isinstance(prepared, PreparedUpdate):
                 return
             self.pending = p = prepared
@@ -55,6 +67,7 @@ class NodeTraining:
             return
         self.pending = None
         self.committed = s.round
+        self.trace.mark("committed", s.round)
         what = "nothing" if result.commitment is None else commitment_hex(result.commitment)[:14]
         log.info(
             "%s: round %d: trained on %d examples in %.2f s (loss %.4f), committed %s",
@@ -133,7 +146,9 @@ class NodeTraining:
             return False
         from fedledger.roles.trainer import PreparedUpdate
 
+        self.trace.mark("spec_start", s.round + 1)
         prepared = self.trainer.prepare(s.round + 1, aggregate)
+        self.trace.mark("spec_done", s.round + 1)
         if isinstance(prepared, PreparedUpdate):
             self.pending = prepared
         return True

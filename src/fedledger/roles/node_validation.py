@@ -11,12 +11,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fedledger.chain.contracts import Coordinator, JobState, Phase
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import StoreError, TransactionReverted
 from fedledger.roles.job import JobReader
+from fedledger.roles.node_trace import NodeTrace
+from fedledger.roles.outcome import RoundOutcome
 from fedledger.spec import JobSpec
 from fedledger.store.cached import VerifiedCache
 
@@ -39,10 +41,25 @@ class NodeValidation:
         validator: Validator,
         reader: JobReader,
         availability_wait_s: float,
+        trace: NodeTrace | None = None,
     ) -> None:
         self.name, self.job, self.spec = name, job, spec
         self.coordinator, self.store, self.validator, self.reader = coordinator, store, validator, reader
         self.availability_wait_s = availability_wait_s
+        self.trace = trace or NodeTrace(None, name)
+        compute = validator.compute
+
+        def compute_and_keep(**kwargs: Any) -> RoundOutcome:
+            outcome = compute(**kwargs)
+            self.trace.mark("computed", kwargs["round"])
+            # into this organisation's own store and the cache: the validator then finds it
+            # there instead of asking every peer's store whether one of them has it already
+            # (several HTTP requests before each proposal), the next round's training reads it
+            # from memory, and every organisation's store holds every global model
+            store.keep(outcome.blob)
+            return outcome
+
+        validator.compute = compute_and_keep
         self.proposed: set[int] = set()
         self.computed: dict[int, bytes] = {}  # round -> the aggregate this validator computed
         self.fetched: set[bytes] = set()  # this round's updates already in the verified cache
@@ -115,6 +132,7 @@ class NodeValidation:
                 log.warning("%s: round %d: secure aggregation fault of %s: %s", self.name, s.round, who, why)
             for r in outcome.rejected:
                 log.warning("%s: round %d: excluded %s: %s", self.name, s.round, r.trainer, r.reason)
+            self.trace.mark("proposed", s.round)
             log.info("%s: round %d: proposed %s", self.name, s.round, commitment_hex(outcome.aggregate)[:14])
         except TransactionReverted as exc:
             now = self.coordinator.job_state(self.job)

@@ -248,8 +248,11 @@ def _toml(value: Any) -> str:
     return json.dumps(value)
 
 
-def _wait_serving(org: Org, account: LocalAccount, tls: TlsFiles | None, timeout: float = 30) -> None:
-    """Until the organisation's server answers a read signed by its own key (a reader's, if any)."""
+def _wait_serving(org: Org, account: LocalAccount, tls: TlsFiles | None, timeout: float = 90) -> None:
+    """Until the organisation's server answers a read signed by its own key (a reader's, if any).
+
+    90 s, not 30: on a shared 2-core host, four servers importing their stack at once have taken
+    longer than 30 s to answer (a server that exits is still reported at once)."""
     deadline = time.monotonic() + timeout
     store = HttpStore(org.store_url, account, timeout=1, ca_bundle=tls.ca if tls else None)
     while time.monotonic() < deadline:

@@ -40,16 +40,31 @@ class VerifiedCache(WrappingStore):
             return cached
         data = self.inner.get(commitment)  # raises unless the bytes hash to the commitment
         self.misses += 1
-        if len(data) <= self.max_bytes:
+        self._remember(commitment, data)
+        return data
+
+    def _remember(self, commitment: bytes, data: bytes) -> None:
+        if len(data) <= self.max_bytes and commitment not in self._cache:
             self._cache[commitment] = data
             self._size += len(data)
             while self._size > self.max_bytes:
                 _, evicted = self._cache.popitem(last=False)
                 self._size -= len(evicted)
-        return data
 
     def put(self, data: bytes) -> bytes:
         return self.inner.put(data)
+
+    def keep(self, data: bytes) -> bytes:
+        """Stores bytes this process produced itself (a validator's aggregate) and keeps them.
+
+        Unlike a `put`, they enter the cache: they were not read back from a store that could
+        have altered them, and their commitment is computed from them here, so there is
+        nothing to verify. The node's next reads of the model it computed (training the next
+        round on it, validating against it) then cost no download.
+        """
+        commitment = self.inner.put(data)
+        self._remember(commitment, bytes(data))
+        return commitment
 
     def has(self, commitment: bytes) -> bool:
         return commitment in self._cache or self.inner.has(commitment)
