@@ -11,7 +11,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
-from fedledger.chain.base import Receipt
+from fedledger.chain.base import PendingReceipt, Receipt
 from fedledger.chain.contract import Contract, DataRegistry
 from fedledger.chain.types import (
     JobParams,
@@ -84,6 +84,12 @@ class Coordinator(Contract):
         self, trainer: LocalAccount, job_id: int, round: int, commitment: bytes, num_examples: int
     ) -> Receipt:
         return self.transact(trainer, "commit", job_id, round, commitment, num_examples)
+
+    def commit_later(
+        self, trainer: LocalAccount, job_id: int, round: int, commitment: bytes, num_examples: int
+    ) -> PendingReceipt:
+        """`commit` without waiting for the receipt: the trainer goes on while it executes."""
+        return self.transact_later(trainer, "commit", job_id, round, commitment, num_examples)
 
     def propose(
         self,

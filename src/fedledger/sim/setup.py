@@ -20,7 +20,7 @@ from eth_utils.crypto import keccak
 
 from fedledger.chain.base import Chain, dev_accounts
 from fedledger.chain.contracts import SCORE_ONE, Deployment, deploy_contracts
-from fedledger.chain.inprocess import InProcessChain
+from fedledger.chain.pipelined import PipelinedChain
 from fedledger.codec.blob import encode_tensors
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import SpecError
@@ -95,7 +95,8 @@ class SimulationSetup:
         pkg_log.addHandler(self._log_handler)
         if pkg_log.getEffectiveLevel() > logging.INFO:
             pkg_log.setLevel(logging.INFO)
-        self.chain = TimedChain(chain or InProcessChain())
+        # by default the in-process EVM runs in its own process, beside training (chain/pipelined.py)
+        self.chain = TimedChain(chain or PipelinedChain())
         self.disk = LocalStore(self.out_dir / "store")
         # all parties share one process here: each blob is hash-checked by its first
         # reader, then served verified to the rest (see store/cached.py)

@@ -26,6 +26,7 @@ from fedledger.data.stats import split_stats, standardise_in_place, standardiser
 from fedledger.roles.job import CommitRecord
 from fedledger.roles.model import float_weights
 from fedledger.roles.secure import SecureInputs
+from fedledger.roles.trainer import PreparedUpdate, SentUpdate, Trainer, TrainerRound
 from fedledger.sim.attacks import add_trigger, backdoor_success
 from fedledger.sim.outputs import write_run
 from fedledger.sim.results import Earnings, RoundMetrics, SimulationResult
@@ -75,20 +76,33 @@ class Simulation(SimulationSetup):
         global_c = coordinator.global_model(self.job_id)
 
         train_s, losses = 0.0, []
+        # each commit executes (chain/pipelined.py) while the next organisation trains; its
+        # outcome is taken before that organisation sends anything, so the chain sees exactly
+        # the transactions, in the order, that committing one by one would send
+        sent: tuple[Trainer, SentUpdate] | None = None
         for i, org in enumerate(self.orgs, start=1):
             fault = self.faults.get(i)
             if fault and fault.kind == "drop-out" and r >= fault.from_round:
                 log.info("round %d: %s is offline (drop-out fault)", r, org.name)
                 continue
-            result = org.trainer.run_round(r, global_c)
+            prepared = org.trainer.prepare(r, global_c)
+            if sent is not None:
+                sent[0].complete(sent[1])
+                sent = None
+            if isinstance(prepared, PreparedUpdate):
+                sent = (org.trainer, org.trainer.send(prepared))
+                result: TrainerRound | SentUpdate = sent[1]
+            else:
+                result = prepared
             train_s += result.train_seconds
             losses.append(result.loss)
-            fault = self.faults.get(i)
             if fault and fault.kind == "corrupt-blob" and r >= fault.from_round and result.commitment:
                 path = self.disk.path_for(result.commitment)
                 data = bytearray(path.read_bytes())
                 data[-1] ^= 0xFF
                 path.write_bytes(bytes(data))
+        if sent is not None:
+            sent[0].complete(sent[1])
         if self.root_trainer is not None:
             self.root_trainer.run_round(r, global_c)
 
