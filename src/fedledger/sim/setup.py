@@ -166,8 +166,9 @@ class SimulationSetup:
         self.names = consortium.names
         self.eval_model = init
         self.scorer = scorer_for(self.spec, consortium) if self.validation is not None else None
-        # the committee computes each round twice, independently, and shares it (sim/committee.py)
-        self.committee = SharedRound()
+        # the committee computes each round twice, independently, and shares it; the second
+        # computation runs in a worker process, reading the blob directory itself (sim/committee.py)
+        self.committee = SharedRound(check_store=self.disk)
         initial_q = quantize_model(self.names, get_weights(init), spec.scale_bits)
         self.initial_model = self.store.put(encode_tensors(initial_q, metadata=model_metadata(0, 0)))
 
