@@ -1,11 +1,11 @@
 """The Chain interface: what fedledger needs from an EVM, and nothing more.
 
 Backends move raw bytes (calldata, return data, logs); `abi.py` and the typed
-clients turn them into values. Two backends implement it: `InProcessChain`
-(py-evm through titanoboa, the default for simulations and tests) and
-`RpcChain` (any JSON-RPC node through web3.py, transactions signed locally).
-One conformance suite (tests/integration/test_chain_conformance.py) runs
-against both.
+clients turn them into values. Three backends implement it: `InProcessChain`
+(py-evm through titanoboa, for tests and audits), `PipelinedChain` (the same EVM in
+a second process, the simulations' default) and `RpcChain` (any JSON-RPC node
+through web3.py, transactions signed locally). One conformance suite
+(tests/integration/test_chain_conformance.py) runs against all three.
 """
 
 from __future__ import annotations
