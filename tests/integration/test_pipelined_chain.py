@@ -15,17 +15,13 @@ import signal
 import time
 
 import pytest
-from eth_utils import keccak
+from test_chain_conformance import _params, h
 
 from fedledger.chain.base import Chain, Receipt, dev_accounts
-from fedledger.chain.contracts import JobParams, Phase, deploy_contracts
+from fedledger.chain.contracts import Phase, deploy_contracts
 from fedledger.chain.inprocess import InProcessChain
 from fedledger.chain.pipelined import PipelinedChain
 from fedledger.errors import ChainError, TransactionReverted
-
-
-def h(label: str) -> bytes:
-    return bytes(keccak(text=label))
 
 
 def _job(chain: Chain, *, submit: bool) -> list[Receipt]:
@@ -37,23 +33,7 @@ def _job(chain: Chain, *, submit: bool) -> list[Receipt]:
     for a in accounts:
         token.mint(sponsor, a.address, 10**21)
         token.approve(a, coord.address, 2**256 - 1)
-    params = JobParams(
-        token=token.address,
-        spec_hash=h("spec"),
-        initial_model=h("m0"),
-        rounds=2,
-        min_commits=1,
-        quorum=1,
-        commit_window=100,
-        aggregate_window=50,
-        max_failures=1,
-        stake=10,
-        reward_per_round=1_000,
-        slash_bps=0,
-        max_flags=0,
-        committee=[trainers[0].address],
-        allowlist=[],
-    )
+    params = _params(token.address, [trainers[0].address])  # 2 rounds, quorum 1, stake 10
     job_id, _ = coord.create_job(sponsor, params)
     for t in trainers:
         coord.register(t, job_id, as_trainer=True)
