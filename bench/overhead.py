@@ -7,8 +7,10 @@ directory written to a temp dir), timed from construction to the end of
 clients and seeds, no chain, no store, no validators — timed around the call
 (both include dataset loading). The two sides alternate (AB, BA, ...); the
 median wall time of each side and the median of the per-pair ratios are
-reported, with the simulation's own breakdown (training, chain, the rest:
-validators' fetch/check/aggregate, store I/O, evaluation, outputs).
+reported, with where each side's time went, stage by stage (exclusive seconds, `_stages.py`),
+the seconds the simulation waited for the chain (its critical path) and the seconds the chain
+worked in its own process (chain/pipelined.py), and the host's load average, since a shared
+2-core host moves the ratio more than the effects measured.
 
 Workload: JobSpec defaults (mnist, cnn, 10 trainers, Dirichlet 0.5, 20 rounds);
 `--quick`: digits, mlp, 4 trainers, 3 rounds.
@@ -21,20 +23,30 @@ workload (`privacy=secagg`) is timed in each pair too and printed against the pl
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
 
 from _common import median, parse_args, table, verdict, write_result
+from _stages import StageClock
 
 import fedledger.roles.trainer as trainer_mod
 import fedledger.roles.validator as validator_mod
+import fedledger.sim.plain as plain_mod
+import fedledger.sim.setup as setup_mod
+import fedledger.sim.simulate as simulate_mod
 import fedledger.store.base as store_base
 from fedledger.codec.commitment import merkle_root as _merkle_root
+from fedledger.roles.trainer import Trainer
+from fedledger.roles.validator import Validator
+from fedledger.sim.committee import SharedRound
 from fedledger.sim.plain import plain_fedavg
 from fedledger.sim.simulate import Simulation
+from fedledger.sim.timing import TimedChain
 from fedledger.spec import JobSpec
-from fedledger.training.torch_client import configure_torch
+from fedledger.store.cached import VerifiedCache
+from fedledger.training.torch_client import TorchClient, configure_torch
 
 BAR = 1.05
 PAIR_BAR = 1.10
@@ -55,25 +67,72 @@ def _timed_merkle_root(data: bytes) -> bytes:
 for _mod in (store_base, trainer_mod, validator_mod):
     _mod.merkle_root = _timed_merkle_root  # type: ignore[attr-defined]
 
+# diagnosis only: exclusive seconds per stage of both sides (a nested wrapped call is its own stage)
+CLOCK = StageClock()
+for _owner, _attr, _label in [
+    (TorchClient, "fit", "local training"),
+    (setup_mod, "build_consortium", "data and model"),
+    (plain_mod, "build_consortium", "data and model"),
+    (plain_mod, "evaluate", "evaluation"),
+    (Simulation, "evaluate", "evaluation"),
+    (Simulation, "backdoor_success", "evaluation"),
+    (setup_mod.SimulationSetup, "__init__", "setup: contracts, accounts, job"),
+    (Trainer, "prepare", "trainers: quantise, encode"),
+    (Trainer, "send", "trainers: quantise, encode"),
+    (Trainer, "complete", "trainers: quantise, encode"),
+    (VerifiedCache, "get", "store: read, hash, write"),
+    (VerifiedCache, "put", "store: read, hash, write"),
+    (Validator, "process_round", "validators"),
+    (SharedRound, "__call__", "committee: compute, check"),
+    (TimedChain, "_timed", "chain: waited for"),
+    (Simulation, "settle", "settlement"),
+    (simulate_mod, "write_run", "run directory"),
+]:
+    CLOCK.wrap(_owner, _attr, _label)
+REST = {"simulation": "round loop, chain reads, metrics", "plain": "aggregation, weights"}
+
 
 def run_sim(spec: JobSpec) -> dict[str, float]:
     _merkle.update(s=0.0, calls=0)
+    CLOCK.reset()
     with tempfile.TemporaryDirectory(prefix="fedledger-bench-") as tmp:
         t0 = time.perf_counter()
-        res = Simulation(spec, out_dir=Path(tmp) / "run").run()
+        sim = Simulation(spec, out_dir=Path(tmp) / "run")
+        res = sim.run()
         wall = time.perf_counter() - t0
+    stages = CLOCK.reset()
+    work = sim.chain.work()
     train = sum(m.train_seconds for m in res.rounds)
     return {"wall_s": wall, "run_wall_s": res.wall_seconds, "chain_s": res.chain_seconds,
+            "chain_work_s": work["seconds"], "transactions": work["transactions"],
             "train_s": train, "other_s": wall - train - res.chain_seconds,
             "merkle_s": _merkle["s"], "merkle_calls": _merkle["calls"],
             "final_accuracy": res.final_accuracy, "rounds_finalized":
-            sum(m.status == "finalized" for m in res.rounds)}
+            sum(m.status == "finalized" for m in res.rounds),
+            "final_commitment": res.final_commitment.hex(),
+            "stages": {**stages, REST["simulation"]: wall - sum(stages.values())}}
 
 
 def run_plain(spec: JobSpec) -> dict[str, float]:
+    CLOCK.reset()
     t0 = time.perf_counter()
     res = plain_fedavg(spec)
-    return {"wall_s": time.perf_counter() - t0, "final_accuracy": res.final_accuracy}
+    wall = time.perf_counter() - t0
+    stages = CLOCK.reset()
+    return {"wall_s": wall, "final_accuracy": res.final_accuracy,
+            "stages": {**stages, REST["plain"]: wall - sum(stages.values())}}
+
+
+def stage_table(sims: list[dict], plains: list[dict]) -> str:
+    """Median exclusive seconds per stage, both sides, in the order the simulation met them."""
+    seen = [k for s in sims for k in s["stages"]] + [k for p in plains for k in p["stages"]]
+    names = list(dict.fromkeys(seen))
+    rows = []
+    for name in names:
+        sim = median([s["stages"].get(name, 0.0) for s in sims])
+        plain = median([p["stages"].get(name, 0.0) for p in plains])
+        rows.append([name, sim, plain, sim - plain])
+    return table(["stage (exclusive s, median)", "simulation", "plain FedAvg", "difference"], rows)
 
 
 def main() -> None:
@@ -87,6 +146,7 @@ def main() -> None:
         spec = JobSpec()
         pairs = 3
     secure = spec.with_overrides(privacy="secagg")
+    load_before = os.getloadavg()
     print(f"workload: {spec.dataset}, {spec.model}, {spec.trainers} trainers, {spec.partition} "
           f"alpha {spec.alpha}, {spec.rounds} rounds, {spec.local_epochs} local epochs; "
           f"{pairs} alternating pairs\n")
@@ -112,7 +172,9 @@ def main() -> None:
     ratio = median(ratios)
     ok = ratio <= BAR and max(ratios) <= PAIR_BAR
     secure_wall = median([s["wall_s"] for s in secures])
-    parts = {k: median([s[k] for s in sims]) for k in ("train_s", "chain_s", "other_s", "merkle_s")}
+    keys = ("train_s", "chain_s", "chain_work_s", "other_s", "merkle_s")
+    parts = {k: median([s[k] for s in sims]) for k in keys}
+    load_after = os.getloadavg()
     print()
     print(table(
         ["figure", "simulation", "plain FedAvg (baseline)", "ratio", "bar", "verdict"],
@@ -121,10 +183,18 @@ def main() -> None:
          ["secure aggregation run (s, median)", secure_wall, plain_wall, f"{secure_wall / plain_wall:.3f}",
           "", ""],
          ["final accuracy", sims[-1]["final_accuracy"], plains[-1]["final_accuracy"], "", "", ""]]))
+    print()
+    print(stage_table(sims, plains))
     print(f"\nsimulation breakdown (median s): training {parts['train_s']:.2f}, "
-          f"chain {parts['chain_s']:.2f} ({parts['chain_s'] / sim_wall:.1%} of wall), "
+          f"chain waited for {parts['chain_s']:.2f} ({parts['chain_s'] / sim_wall:.1%} of wall; "
+          f"the chain worked {parts['chain_work_s']:.2f} s in its own process for "
+          f"{sims[-1]['transactions']:.0f} transactions), "
           f"rest (validators, store, evaluation, outputs) {parts['other_s']:.2f}, of which "
           f"Merkle roots {parts['merkle_s']:.2f} ({sims[-1]['merkle_calls']} roots)")
+    commitments = sorted({s["final_commitment"] for s in sims})
+    print(f"final commitment of every simulation run: {', '.join('0x' + c[:16] + '…' for c in commitments)}")
+    print(f"host load average (1, 5, 15 min): before {', '.join(f'{x:.2f}' for x in load_before)}; "
+          f"after {', '.join(f'{x:.2f}' for x in load_after)} (2 cores: above ~1 the ratio is noise-bound)")
     print(f"per-pair ratios: {', '.join(f'{r:.3f}' for r in ratios)} "
           f"(range {min(ratios):.3f}–{max(ratios):.3f})")
     secure_s = ", ".join(f"{s['wall_s']:.1f}" for s in secures)
@@ -142,6 +212,7 @@ def main() -> None:
         "ratio": ratio, "pair_ratios": ratios, "simulation_wall_s": sim_wall,
         "plain_wall_s": plain_wall, "simulation_breakdown_s": parts,
         "simulation_runs": sims, "plain_runs": plains, "passed": ok,
+        "load_average_before": load_before, "load_average_after": load_after,
     })
 
 

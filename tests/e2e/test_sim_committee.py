@@ -6,6 +6,7 @@ can disagree, and leave each member's own conduct (a lying validator) to the vot
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,16 +38,20 @@ def test_sharing_changes_no_byte_and_still_computes_each_round_twice(tmp_path: P
     assert shared.committee.reused > 0 and alone.committee.reused == 0
 
 
+@pytest.mark.parametrize("in_worker", [True, False], ids=["check-in-worker", "check-in-turn"])
 def test_two_computations_that_differ_stop_the_simulation(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_worker: bool
 ) -> None:
     real = committee.compute_round
     calls = {"n": 0}
+    me = os.getpid()
 
     def flaky(**kwargs: Any) -> RoundOutcome:
         outcome = real(**kwargs)
         calls["n"] += 1
-        if calls["n"] == 2:  # the second member's bytes differ in one place
+        # the second computation's bytes differ in one place: the worker's (a forked process,
+        # which sees this patch too), or the second member's in this process
+        if (in_worker and os.getpid() != me) or (not in_worker and calls["n"] == 2):
             return RoundOutcome(
                 outcome.round,
                 b"\x01" * 32,
@@ -59,10 +64,36 @@ def test_two_computations_that_differ_stop_the_simulation(
 
     monkeypatch.setattr(committee, "compute_round", flaky)
     sim = Simulation(small_spec(rounds=1), out_dir=tmp_path / "run")
+    if not in_worker:
+        sim.committee.check_store = None
     with pytest.raises(
         NondeterminismError, match=r"round 1: two validators computed different aggregate, model blob"
     ):
         sim.run()
+
+
+def test_the_second_computation_runs_in_another_process_from_the_blob_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check runs beside the first member, and reads the directory, not the shared cache."""
+    real = committee.compute_round
+    seen = tmp_path / "computed-by"
+
+    def recorded(**kwargs: Any) -> RoundOutcome:
+        with seen.open("a") as f:  # a file: the worker's memory is its own
+            f.write(f"{os.getpid()} {type(kwargs['store']).__name__}\n")
+        return real(**kwargs)
+
+    monkeypatch.setattr(committee, "compute_round", recorded)
+    spec = small_spec(rounds=2, validators=4)
+    sim = Simulation(spec, out_dir=tmp_path / "run")
+    result = sim.run()
+    assert result.outcome == "completed" and sim.committee.confirmed == 2
+    lines = seen.read_text().split("\n")[:-1]
+    here = [line for line in lines if line.startswith(f"{os.getpid()} ")]
+    there = [line for line in lines if not line.startswith(f"{os.getpid()} ")]
+    assert [line.split()[1] for line in here] == ["VerifiedCache"] * 2  # one a round, here
+    assert [line.split()[1] for line in there] == ["LocalStore"] * 2  # one a round, in the worker
 
 
 def test_a_lying_member_still_proposes_its_own_lie(tmp_path: Path) -> None:

@@ -1,12 +1,14 @@
-"""One suite of Chain-interface behaviour, run against both backends.
+"""One suite of Chain-interface behaviour, run against every backend.
 
-The `chain` fixture (tests/conftest.py) is parametrised over the in-process EVM
-and a JSON-RPC client on a real anvil node, so every test here runs on both.
+The `chain` fixture here extends tests/conftest.py's (the in-process EVM and a JSON-RPC
+client on a real anvil node) with the pipelined chain, the in-process EVM in a second
+process (chain/pipelined.py), so every test here runs on all three.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
 from eth_utils import keccak
@@ -17,11 +19,25 @@ from fedledger.chain.artifacts import load_artifact
 from fedledger.chain.base import Chain, LogEntry, Receipt, dev_accounts
 from fedledger.chain.contracts import JobParams, Phase, RewardToken, deploy_contracts
 from fedledger.chain.inprocess import InProcessChain
+from fedledger.chain.pipelined import PipelinedChain
 from fedledger.chain.rpc import RpcChain
 from fedledger.errors import ChainUnavailable, TransactionReverted
 
 ZERO_ADDRESS = "0x" + "00" * 20
 TX_HASH = re.compile(r"^0x[0-9a-f]{64}$")
+
+
+@pytest.fixture(params=["inprocess", "pipelined", pytest.param("anvil", marks=pytest.mark.anvil)])
+def chain(request: pytest.FixtureRequest) -> Iterator[Chain]:
+    """A fresh chain per test, on each backend."""
+    if request.param == "inprocess":
+        yield InProcessChain()
+    elif request.param == "pipelined":
+        pipelined = PipelinedChain()
+        yield pipelined
+        pipelined.close()
+    else:
+        yield RpcChain(request.getfixturevalue("anvil").url)
 
 
 def h(label: str) -> bytes:
@@ -243,6 +259,38 @@ def test_receipts_lists_transactions_in_order(chain, accounts):
         assert got == want
     assert chain.receipts(sent[-1].block_number) == [sent[-1]]
     assert chain.receipts(sent[-1].block_number + 1) == []
+
+
+def test_submitted_transactions_run_in_order_and_reads_see_them(chain, accounts):
+    token = _token(chain, accounts[0])
+    mint = token.abi.functions["mint"]
+    pending = [
+        chain.submit(accounts[0], token.address, mint.encode_call(accounts[1].address, v)) for v in (1, 2)
+    ]
+    between = token.mint(accounts[0], accounts[1].address, 4)  # a send after two submits
+    pending.append(chain.submit(accounts[0], token.address, mint.encode_call(accounts[1].address, 8)))
+    assert token.balance_of(accounts[1].address) == 15  # read before any result(): all four ran
+    receipts = [p.result() for p in pending]
+    blocks = [r.block_number for r in (receipts[0], receipts[1], between, receipts[2])]
+    assert blocks == list(range(blocks[0], blocks[0] + 4))  # in the order sent
+    assert [e.args["value"] for e in token.events(blocks[0])] == [1, 2, 4, 8]
+    assert chain.receipts(blocks[0]) == [receipts[0], receipts[1], between, receipts[2]]
+
+
+def test_a_submitted_revert_is_raised_by_result_with_its_reason(chain, deployed, accounts):
+    coord = deployed.coordinator
+    pending = coord.transact_later(accounts[3], "register", 1, True)
+    token = deployed.token
+    after = token.mint(accounts[0], accounts[4].address, 1)  # the chain goes on meanwhile
+    with pytest.raises(TransactionReverted) as e:
+        pending.result()
+    assert (e.value.reason, e.value.function) == ("coordinator: job not running", "register")
+    with pytest.raises(TransactionReverted):  # the same answer again
+        pending.result()
+    # a reverted transaction is not mined and uses no nonce: the sender goes on transacting
+    again = token.transfer(accounts[3], accounts[4].address, 1)
+    assert again.block_number == after.block_number + 1
+    assert coord.job_count() == 0
 
 
 # -- the two backends side by side --------------------------------------------------------------

@@ -1,21 +1,24 @@
 """The Chain interface: what fedledger needs from an EVM, and nothing more.
 
 Backends move raw bytes (calldata, return data, logs); `abi.py` and the typed
-clients turn them into values. Two backends implement it: `InProcessChain`
-(py-evm through titanoboa, the default for simulations and tests) and
-`RpcChain` (any JSON-RPC node through web3.py, transactions signed locally).
-One conformance suite (tests/integration/test_chain_conformance.py) runs
-against both.
+clients turn them into values. Three backends implement it: `InProcessChain`
+(py-evm through titanoboa, for tests and audits), `PipelinedChain` (the same EVM in
+a second process, the simulations' default) and `RpcChain` (any JSON-RPC node
+through web3.py, transactions signed locally). One conformance suite
+(tests/integration/test_chain_conformance.py) runs against all three.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+
+from fedledger.errors import TransactionReverted
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 
@@ -49,6 +52,48 @@ class Receipt:
     block_hash: str = ""
 
 
+class PendingReceipt:
+    """A sent transaction whose receipt may not exist yet.
+
+    `result()` waits for the receipt and raises the transaction's `TransactionReverted`
+    there, and only there: a caller that sends now and looks later (a trainer's commit
+    executing while the next trainer trains) meets a revert at the point where it looks,
+    with the same reason a synchronous `send` would have raised. Later calls return (or
+    raise) the same thing again.
+    """
+
+    def __init__(self, wait: Callable[[], Receipt]) -> None:
+        self._wait: Callable[[], Receipt] | None = wait
+        self._receipt: Receipt | None = None
+        self._error: TransactionReverted | None = None
+
+    @classmethod
+    def of(cls, send: Callable[[], Receipt]) -> PendingReceipt:
+        """Runs `send` now (a backend that executes in place) and keeps its receipt or revert."""
+        try:
+            receipt = send()
+        except TransactionReverted as exc:
+            error = exc
+
+            def raise_it() -> Receipt:
+                raise error
+
+            return cls(raise_it)
+        return cls(lambda: receipt)
+
+    def result(self) -> Receipt:
+        if self._wait is not None:
+            wait, self._wait = self._wait, None
+            try:
+                self._receipt = wait()
+            except TransactionReverted as exc:
+                self._error = exc
+        if self._error is not None:
+            raise self._error
+        assert self._receipt is not None
+        return self._receipt
+
+
 def dev_accounts(count: int, mnemonic: str = DEV_MNEMONIC) -> list[LocalAccount]:
     """The standard development accounts (anvil's and hardhat's), derived from the mnemonic.
 
@@ -80,6 +125,16 @@ class Chain(ABC):
         Raises `TransactionReverted` with the contract's revert string if it fails;
         a reverted transaction changes no state.
         """
+
+    def submit(self, sender: LocalAccount, to: str, data: bytes, *, gas: int | None = None) -> PendingReceipt:
+        """Sends a transaction without waiting for its receipt, where the backend can.
+
+        Transactions execute in the order they were sent or submitted, and every read
+        (`call`, `get_logs`, ...) sees all of them, so submitting instead of sending changes
+        when the caller waits, never what the chain does. A backend that executes in place
+        (this default) runs it now; its revert still surfaces from `result()`.
+        """
+        return PendingReceipt.of(lambda: self.send(sender, to, data, gas=gas))
 
     @abstractmethod
     def call(self, to: str, data: bytes, *, sender: str | None = None, block: int | None = None) -> bytes:

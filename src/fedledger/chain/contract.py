@@ -13,7 +13,7 @@ from eth_account.signers.local import LocalAccount
 
 from fedledger.chain.abi import ContractABI
 from fedledger.chain.artifacts import load_artifact
-from fedledger.chain.base import Chain, LogEntry, Receipt
+from fedledger.chain.base import Chain, LogEntry, PendingReceipt, Receipt
 from fedledger.chain.types import Event
 from fedledger.errors import ChainError, TransactionReverted
 
@@ -51,6 +51,20 @@ class Contract:
             return self.chain.send(sender, self.address, data, gas=gas)
         except TransactionReverted as exc:
             raise TransactionReverted(exc.reason, function=fn) from None
+
+    def transact_later(
+        self, sender: LocalAccount, fn: str, *args: Any, gas: int | None = None
+    ) -> PendingReceipt:
+        """`transact` without waiting (`Chain.submit`); a revert names `fn` when `result()` raises it."""
+        pending = self.chain.submit(sender, self.address, self.abi.functions[fn].encode_call(*args), gas=gas)
+
+        def wait() -> Receipt:
+            try:
+                return pending.result()
+            except TransactionReverted as exc:
+                raise TransactionReverted(exc.reason, function=fn) from None
+
+        return PendingReceipt(wait)
 
     def read(self, fn: str, *args: Any) -> Any:
         f = self.abi.functions[fn]

@@ -11,7 +11,7 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
-from fedledger.chain.base import Receipt
+from fedledger.chain.base import PendingReceipt, Receipt
 from fedledger.chain.contract import Contract, DataRegistry
 from fedledger.chain.types import (
     JobParams,
@@ -91,6 +91,18 @@ class Coordinator(Contract):
     ) -> Receipt:
         """`seat`: the trainer's seat in the round's draw, in a job that samples trainers."""
         return self.transact(trainer, "commit", job_id, round, commitment, num_examples, seat)
+
+    def commit_later(
+        self,
+        trainer: LocalAccount,
+        job_id: int,
+        round: int,
+        commitment: bytes,
+        num_examples: int,
+        seat: int = 0,
+    ) -> PendingReceipt:
+        """`commit` without waiting for the receipt: the trainer goes on while it executes."""
+        return self.transact_later(trainer, "commit", job_id, round, commitment, num_examples, seat)
 
     def propose(
         self,

@@ -13,6 +13,7 @@ from fedledger.chain.artifacts import load_artifact
 from fedledger.chain.base import Chain
 from fedledger.chain.contracts import Contract, jsonable
 from fedledger.chain.inprocess import InProcessChain
+from fedledger.chain.pipelined import PipelinedChain
 
 EXPORT_FORMAT = "fedledger-chain-export/1"
 
@@ -57,9 +58,11 @@ def export_chain(
             ev = c.decode(log) if c is not None else None
             if ev is not None:
                 events.append(ev.to_json())
-    kind = "inprocess" if isinstance(inner, InProcessChain) else "rpc"
+    # the pipelined chain is the in-process EVM run in a second process: the same chain
+    replayable = isinstance(inner, InProcessChain | PipelinedChain)
+    kind = "inprocess" if replayable else "rpc"
     chain_info: dict[str, Any] = {"kind": kind, **inner.info()}
-    if isinstance(inner, InProcessChain):
+    if isinstance(inner, InProcessChain | PipelinedChain):
         chain_info["block_time"] = inner.block_time
     return {
         "format": EXPORT_FORMAT,

@@ -99,6 +99,15 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
+def _forget_pool() -> None:
+    """A forked child inherits the pool but not its threads: work sent to it would never run."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _next_level(level: list[bytes]) -> list[bytes]:
     parents = [_node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
     if len(level) % 2:

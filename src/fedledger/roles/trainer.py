@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from fedledger.chain.base import Receipt
+from fedledger.chain.base import PendingReceipt, Receipt
 from fedledger.chain.contracts import Coordinator, Phase
 from fedledger.codec.blob import encode_tensors
 from fedledger.codec.commitment import merkle_root
@@ -49,6 +49,23 @@ class PreparedUpdate:
     train_seconds: float
     #: secure aggregation: the share bundle uploaded beside the masked update
     bundle: bytes | None = None
+
+
+@dataclass(frozen=True)
+class SentUpdate:
+    """An update uploaded and its commit sent, the receipt not yet looked at (`Trainer.complete`)."""
+
+    update: PreparedUpdate
+    commitment: bytes
+    pending: PendingReceipt
+
+    @property
+    def loss(self) -> float:
+        return self.update.loss
+
+    @property
+    def train_seconds(self) -> float:
+        return self.update.train_seconds
 
 
 @dataclass(frozen=True)
@@ -213,27 +230,41 @@ class Trainer:
         return PreparedUpdate(round, global_commitment, blob, num_examples, loss, train_s, bundle)
 
     def submit(self, u: PreparedUpdate, *, seat: int = 0) -> TrainerRound:
-        """Uploads the update and commits its Merkle root; idempotent up to the commit itself.
+        """Uploads the update and commits its Merkle root; idempotent up to the commit itself."""
+        return self.complete(self.send(u, seat=seat))
 
-        A trainer the chain has ejected stops training; one whose round closed while it
-        trained (the others all committed first) keeps its update and says so. Ejection is
-        learnt from a refused commit, so the common path costs no extra chain read.
+    def send(self, u: PreparedUpdate, *, seat: int = 0) -> SentUpdate:
+        """Uploads the update and sends its commit without waiting for the receipt.
+
+        A simulation trains the next organisation while the commit executes (chain/pipelined.py)
+        and calls `complete` before that organisation sends anything, so the chain sees the
+        same transactions in the same order as with `submit`.
         """
-        round, num_examples, loss, train_s = u.round, u.num_examples, u.loss, u.train_seconds
         if u.bundle is not None:
             self.store.put(u.bundle)
         if self.blob_hook is not None:
-            hooked = self.blob_hook(u.blob, round)
+            hooked = self.blob_hook(u.blob, u.round)
             # None means withheld: committed on chain but never uploaded
             commitment = merkle_root(u.blob) if hooked is None else self.store.put(hooked)
         else:
             commitment = self.store.put(u.blob)
         if self.record_budget is not None:  # readable from here on: its records' ε is spent
-            self.record_budget.released_one(round)
+            self.record_budget.released_one(u.round)
+        coordinator, account = self.coordinator, self.account
+        pending = coordinator.commit_later(account, self.job_id, u.round, commitment, u.num_examples, seat)
+        return SentUpdate(u, commitment, pending)
+
+    def complete(self, sent: SentUpdate) -> TrainerRound:
+        """The commit's outcome: a revert is met here, as `submit` met it.
+
+        A trainer the chain has ejected stops training; one whose round closed while it
+        trained (the others all committed first) keeps its update and says so. Ejection is
+        learnt from a refused commit, so the common path costs no extra chain read.
+        """
+        u, commitment = sent.update, sent.commitment
+        round, num_examples, loss, train_s = u.round, u.num_examples, u.loss, u.train_seconds
         try:
-            receipt = self.coordinator.commit(
-                self.account, self.job_id, round, commitment, num_examples, seat
-            )
+            receipt = sent.pending.result()
         except TransactionReverted as exc:
             late = exc.reason in (
                 "coordinator: round not open",

@@ -18,11 +18,21 @@ repetition:
 
 The audit never shares anything: it recomputes every finalised round itself. A node process
 is one member and computes every round (`roles/node_validation.py`).
+
+Given `check_store` (the simulation's blob directory), the second computation runs in a
+forked worker process while the first member computes in this one: on the core that training
+leaves idle between rounds, from its own reads of the directory, hashing every blob again
+(the first member reads through the simulation's shared cache). The second member compares
+the two as before. A deployment's members compute at the same time, too.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import weakref
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -32,18 +42,28 @@ from fedledger.roles.job import CommitRecord
 from fedledger.roles.outcome import RoundOutcome
 from fedledger.roles.pipeline import compute_round
 from fedledger.roles.round_types import SecureInputs
+from fedledger.store.base import BlobStore
 
 #: members that compute each round on their own before the rest reuse it
 INDEPENDENT = 2
 
 
+def _checking_computation(**kwargs: Any) -> RoundOutcome:
+    """The worker's computation, returned with what `_check_identical` compares (not the tensors)."""
+    return replace(compute_round(**kwargs), model={}, deltas={})
+
+
 class SharedRound:
     """`compute_round` for a simulated committee: the first INDEPENDENT calls per round compute."""
 
-    def __init__(self, independent: int = INDEPENDENT) -> None:
+    def __init__(self, independent: int = INDEPENDENT, *, check_store: BlobStore | None = None) -> None:
         if independent < 1:
             raise ValueError(f"at least one member must compute each round, got {independent}")
         self.independent = independent
+        #: where the worker reads the blobs of the second computation (None: it runs in turn, here)
+        self.check_store = check_store
+        self._worker: ProcessPoolExecutor | None = None
+        self._check: Future[RoundOutcome] | None = None
         self._key: tuple[Any, ...] | None = None
         self._inputs: tuple[object, object] = (None, None)
         self._outcome: RoundOutcome | None = None
@@ -71,7 +91,7 @@ class SharedRound:
             self.reused += 1
             assert self._outcome is not None
             return self._outcome
-        outcome = compute_round(
+        inputs: dict[str, Any] = dict(
             round=round,
             version=version,
             global_model=global_model,
@@ -81,14 +101,34 @@ class SharedRound:
             **rest,
         )
         if not same:
+            if self._check is not None:  # the last round was decided before its check was read
+                self._check.cancel()
+            self._check = self._start_check(inputs) if self.independent >= 2 else None
+            outcome = compute_round(**inputs)
             self._key, self._inputs, self._outcome, self._computed = key, (global_model, secure), outcome, 1
             return outcome
+        if self._check is not None:
+            check, self._check = self._check, None
+            outcome = check.result()
+        else:
+            outcome = compute_round(**inputs)
         assert self._outcome is not None
         _check_identical(self._outcome, outcome)
         self._computed += 1
         if self._computed == 2:
             self.confirmed += 1
         return self._outcome
+
+    def _start_check(self, inputs: dict[str, Any]) -> Future[RoundOutcome] | None:
+        """Starts the second computation in the worker, reading `check_store`; None without one."""
+        if self.check_store is None:
+            return None
+        if self._worker is None:
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            self._worker = ProcessPoolExecutor(1, mp_context=context)
+            weakref.finalize(self, self._worker.shutdown, wait=False, cancel_futures=True)
+        return self._worker.submit(_checking_computation, **{**inputs, "store": self.check_store})
 
 
 def _check_identical(first: RoundOutcome, again: RoundOutcome) -> None:

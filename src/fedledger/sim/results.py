@@ -6,7 +6,9 @@ the writer can read a result without importing the loop that produced it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from fedledger.roles.scorer import RoundScores
@@ -63,7 +65,8 @@ class SimulationResult:
     flags: dict[str, int] = field(default_factory=dict)  # organisation -> times flagged
     slashed: dict[str, int] = field(default_factory=dict)  # organisation -> stake units slashed
     ejected: list[str] = field(default_factory=list)
-    backdoor_success: float = float("nan")  # of the final model, whatever the attack
+    #: measures the final model's backdoor success (whatever the attack), called on first read
+    measure_backdoor: Callable[[], float] | None = field(default=None, repr=False, compare=False)
     scores: list[RoundScores] = field(default_factory=list)  # per finalised round, if scoring
     earnings: dict[str, Earnings] = field(default_factory=dict)  # organisation -> what it withdrew
     #: differential privacy: ε recorded on chain (PrivacySpent; at record level the largest organisation's)
@@ -71,3 +74,12 @@ class SimulationResult:
     #: record-level DP: each organisation's ε over its own records, as recorded on chain
     epsilon_by_organisation: dict[str, float] = field(default_factory=dict)
     secagg_faults: list[tuple[int, str, str]] = field(default_factory=list)  # (round, org, fault)
+
+    @cached_property
+    def backdoor_success(self) -> float:
+        """Share of triggered test images the final model gives the backdoor's label; NaN for own data.
+
+        Measured when first read, not at the end of every run: it is a pass over the whole test
+        set that a run without the backdoor attack only reports in the robustness grid.
+        """
+        return float("nan") if self.measure_backdoor is None else self.measure_backdoor()

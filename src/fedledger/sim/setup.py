@@ -10,6 +10,7 @@ writer (outputs.py) reads what it built.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from eth_utils.crypto import keccak
 from fedledger.chain.base import Chain, dev_accounts
 from fedledger.chain.contracts import SCORE_ONE, Deployment, deploy_contracts
 from fedledger.chain.inprocess import InProcessChain
+from fedledger.chain.pipelined import PipelinedChain
 from fedledger.codec.blob import encode_tensors
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import SpecError
@@ -110,7 +112,11 @@ class SimulationSetup:
         pkg_log.addHandler(self._log_handler)
         if pkg_log.getEffectiveLevel() > logging.INFO:
             pkg_log.setLevel(logging.INFO)
-        self.chain = TimedChain(chain or InProcessChain())
+        # by default the in-process EVM runs in its own process, beside training (chain/pipelined.py),
+        # and so does the committee's second computation (sim/committee.py); a daemonic process
+        # (a multiprocessing.Pool worker) may not start processes, so there both run in turn
+        self.helpers = not multiprocessing.current_process().daemon
+        self.chain = TimedChain(chain or (PipelinedChain() if self.helpers else InProcessChain()))
         self.disk = LocalStore(self.out_dir / "store")
         # all parties share one process here: each blob is hash-checked by its first
         # reader, then served verified to the rest (see store/cached.py)
@@ -181,8 +187,9 @@ class SimulationSetup:
         self.names = consortium.names
         self.eval_model = init
         self.scorer = scorer_for(self.spec, consortium) if self.validation is not None else None
-        # the committee computes each round twice, independently, and shares it (sim/committee.py)
-        self.committee = SharedRound()
+        # the committee computes each round twice, independently, and shares it; the second
+        # computation runs in a worker process, reading the blob directory itself (sim/committee.py)
+        self.committee = SharedRound(check_store=self.disk if self.helpers else None)
         initial_q = quantize_model(self.names, get_weights(init), spec.scale_bits)
         self.initial_model = self.store.put(encode_tensors(initial_q, metadata=model_metadata(0, 0)))
 

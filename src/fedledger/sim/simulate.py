@@ -27,6 +27,7 @@ from fedledger.roles.job import CommitRecord
 from fedledger.roles.model import float_weights
 from fedledger.roles.sampling import RoundSeats, round_seats
 from fedledger.roles.secure import SecureInputs
+from fedledger.roles.trainer import PreparedUpdate, SentUpdate, Trainer, TrainerRound
 from fedledger.sim.attacks import add_trigger, backdoor_success
 from fedledger.sim.outputs import write_run
 from fedledger.sim.results import Earnings, RoundMetrics, SimulationResult
@@ -112,17 +113,31 @@ class Simulation(SimulationSetup):
                 continue
             training.append((i, org))
         self.start_training(r, global_c, [org for _, org in training])
+        # each commit executes (chain/pipelined.py) while the next organisation trains; its
+        # outcome is taken before that organisation sends anything, so the chain sees exactly
+        # the transactions, in the order, that committing one by one would send
+        sent: tuple[Trainer, SentUpdate] | None = None
         for i, org in training:
-            address = str(org.trainer.account.address)
-            result = org.trainer.run_round(r, global_c, seat=seats.trainer_seat(address))
+            fault = self.faults.get(i)
+            prepared = org.trainer.prepare(r, global_c)
+            if sent is not None:
+                sent[0].complete(sent[1])
+                sent = None
+            if isinstance(prepared, PreparedUpdate):
+                seat = seats.trainer_seat(str(org.trainer.account.address))
+                sent = (org.trainer, org.trainer.send(prepared, seat=seat))
+                result: TrainerRound | SentUpdate = sent[1]
+            else:
+                result = prepared
             train_s += result.train_seconds
             losses.append(result.loss)
-            fault = self.faults.get(i)
             if fault and fault.kind == "corrupt-blob" and r >= fault.from_round and result.commitment:
                 path = self.disk.path_for(result.commitment)
                 data = bytearray(path.read_bytes())
                 data[-1] ^= 0xFF
                 path.write_bytes(bytes(data))
+        if sent is not None:
+            sent[0].complete(sent[1])
         if self.root_trainer is not None:
             self.root_trainer.run_round(r, global_c)
 
@@ -311,7 +326,7 @@ class Simulation(SimulationSetup):
             flags=flags,
             slashed=slashed,
             ejected=ejected,
-            backdoor_success=float("nan") if self.spec.own_data else self.backdoor_success(final),
+            measure_backdoor=None if self.spec.own_data else lambda: self.backdoor_success(final),
             scores=self.scores,
             earnings=self.earnings,
             epsilon_spent=self.deployment.coordinator.epsilon_spent(self.job_id) / 1e6

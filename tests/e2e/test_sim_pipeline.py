@@ -1,0 +1,70 @@
+"""The simulation's pipeline: commits executing in a second process while the next trainer trains.
+
+It may change when the simulation waits, never what the chain records: a pipelined run's
+export is byte for byte the synchronous run's, a refused commit (an ejected trainer's) is
+met where the synchronous run met it, and a process that may not start processes runs the
+same job in turn.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import tempfile
+from pathlib import Path
+
+from conftest import small_spec
+
+from fedledger.chain.inprocess import InProcessChain
+from fedledger.chain.pipelined import PipelinedChain
+from fedledger.sim.faults import Fault
+from fedledger.sim.simulate import Simulation
+from fedledger.spec import JobSpec
+
+#: org-02 is flagged in round 1 and ejected (one flag allowed): its round-2 commit is refused
+SPEC = dict(rounds=3, max_flags=1)
+FAULTS = ["huge-norm@2"]
+
+
+def _run(out: Path, *, synchronous: bool) -> tuple[bytes, bytes, list[str], str]:
+    sim = Simulation(
+        small_spec(**SPEC),
+        out_dir=out,
+        chain=InProcessChain() if synchronous else None,
+        faults=[Fault.parse(f) for f in FAULTS],
+    )
+    assert isinstance(sim.chain.inner, InProcessChain if synchronous else PipelinedChain)
+    result = sim.run()
+    assert result.ejected == ["org-02"]
+    log = (out / "run.log").read_text()
+    assert "org-02: round 2: ejected from job 1" in log  # the refused commit, met in `complete`
+    return (
+        (out / "chain.json").read_bytes(),
+        result.final_commitment,
+        [m.model_commitment for m in result.rounds],
+        log,
+    )
+
+
+def test_a_pipelined_run_records_exactly_what_a_synchronous_run_records(tmp_path: Path) -> None:
+    first = _run(tmp_path / "pipelined", synchronous=False)
+    again = _run(tmp_path / "again", synchronous=False)
+    alone = _run(tmp_path / "synchronous", synchronous=True)
+    assert first[0] == again[0] == alone[0]  # chain.json: every transaction, event, block and hash
+    assert first[1:3] == again[1:3] == alone[1:3]
+
+
+def _in_pool_worker(spec: JobSpec) -> tuple[str, bool, bytes]:
+    with tempfile.TemporaryDirectory() as tmp:
+        sim = Simulation(spec, out_dir=Path(tmp) / "run")
+        result = sim.run()
+        return type(sim.chain.inner).__name__, sim.committee.check_store is None, result.final_commitment
+
+
+def test_a_daemonic_process_runs_the_same_job_in_turn(tmp_path: Path) -> None:
+    spec = small_spec(rounds=1)
+    # a Pool's workers are daemonic: they may not start processes. Spawned, not forked: a child
+    # forked from a process whose torch has started its OpenMP threads hangs when it trains
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        chain, in_turn, commitment = pool.apply(_in_pool_worker, (spec,))
+    assert (chain, in_turn) == ("InProcessChain", True)
+    assert commitment == Simulation(spec, out_dir=tmp_path / "here").run().final_commitment
