@@ -45,7 +45,7 @@ def _job(chain: Chain, *, submit: bool) -> list[Receipt]:
             else:
                 coord.commit(t, job_id, rnd, h(f"{rnd}:{i}"), 10 + i)
             if i == 0:  # a duplicate, queued behind the first: reverts, is not mined, uses no nonce
-                twice = coord.transact_later(t, "commit", job_id, rnd, h("twice"), 1)
+                twice = coord.transact_later(t, "commit", job_id, rnd, h("twice"), 1, 0)
                 pending.append(twice)
         for p in pending:
             if p is twice:
@@ -68,7 +68,7 @@ def test_pipelined_receipts_are_byte_for_byte_the_in_process_ones():
     finally:
         pipelined.close()
     want = _job(InProcessChain(), submit=False)
-    assert len(got) == len(want) == 3 + 10 + 1 + 4 + 2 * (4 + 1) + 4
+    assert len(got) == len(want) == 4 + 10 + 1 + 4 + 2 * (4 + 1) + 4  # 4 deployments
     assert got == want  # hashes, blocks, timestamps, block hashes, gas, logs, signed bytes
 
 
@@ -99,7 +99,7 @@ def test_submit_returns_before_the_transaction_has_run():
         assert submitted < waited / 2, (submitted, waited)
         first = receipts[0].block_number
         assert [r.block_number for r in receipts] == list(range(first, first + 40))
-        assert chain.work()["transactions"] == 3 + 40
+        assert chain.work()["transactions"] == 4 + 40
     finally:
         chain.close()
 
@@ -111,7 +111,7 @@ def test_the_child_ignores_ctrl_c_and_stops_on_close():
     pid = chain.pid
     os.kill(pid, signal.SIGINT)  # Ctrl-C reaches the whole process group: the parent decides
     time.sleep(0.2)
-    assert chain.block_number() == 3  # still serving, state intact
+    assert chain.block_number() == 4  # still serving, state intact
     chain.close()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _alive(pid):

@@ -73,9 +73,9 @@ class Deployment:
 
 
 def deploy_contracts(chain: Chain, deployer: LocalAccount) -> Deployment:
-    """Deploys a fresh reward token (deployer is minter), data registry and coordinator.
+    """Deploys a fresh reward token (deployer is minter), data registry, sampler and coordinator.
 
-    The registry goes first: the coordinator's constructor binds it.
+    The registry and the sampler go first: the coordinator's constructor binds them.
     """
     token = RewardToken.deploy(chain, deployer, "fedledger reward", "FED")
     registry = DataRegistry.deploy(chain, deployer)
