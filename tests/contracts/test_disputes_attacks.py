@@ -58,7 +58,7 @@ def test_a_forged_merkle_proof_is_refused(d: Any, r: Round) -> None:
     forged_value = bytearray(chunk)
     forged_value[0] ^= 1
     for bad in [
-        (chunk, [bytes(32)] + proof[1:]),  # a sibling replaced
+        (chunk, [bytes(32), *proof[1:]]),  # a sibling replaced
         (chunk, proof[:-1]),  # a sibling dropped
         (chunk, [*proof, bytes(32)]),  # a sibling added
         (bytes(forged_value), proof),  # the chunk edited, its proof kept
@@ -245,7 +245,11 @@ def test_int64_boundaries_keep_honest_claims_and_strike_wrong_ones(
 
 @pytest.mark.parametrize(
     ("rule", "values", "previous"),
-    [("fedavg", [1, 1], INT64_MAX), ("median", [-2, -2, -2], INT64_MIN), ("trimmed_mean", [3] * 5, INT64_MAX - 2)],
+    [
+        ("fedavg", [1, 1], INT64_MAX),
+        ("median", [-2, -2, -2], INT64_MIN),
+        ("trimmed_mean", [3] * 5, INT64_MAX - 2),
+    ],
 )
 def test_a_true_value_past_int64_makes_every_claim_provably_wrong(
     d: Any, rule: str, values: list[int], previous: int

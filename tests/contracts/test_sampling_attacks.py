@@ -68,10 +68,10 @@ def test_a_trainer_seat_is_not_a_committee_seat_and_a_member_proposes_once(world
         == "coordinator: already proposed"
     )
     # a second vote from the same member (another seat, another aggregate) is refused too
-    assert (
-        _reason(lambda: world.coord.propose(member, job_id, 1, h("other"), [], seat=1))
-        in {"coordinator: already proposed", "coordinator: not a registered validator"}
-    )
+    assert _reason(lambda: world.coord.propose(member, job_id, 1, h("other"), [], seat=1)) in {
+        "coordinator: already proposed",
+        "coordinator: not a registered validator",
+    }
     assert world.coord.job_state(job_id).phase == Phase.AGGREGATING
 
 
@@ -176,7 +176,9 @@ def test_an_ejected_trainer_cannot_sit_on_a_drawn_committee(world):
     poisoner = world.trainers[5]
     honest = [t for t in world.trainers if t is not poisoner]
     for v in honest[:2]:
-        world.coord.propose(v, job_id, 1, h("agg1"), [poisoner.address], [poisoner.address], seat=seat_of[v.address])
+        world.coord.propose(
+            v, job_id, 1, h("agg1"), [poisoner.address], [poisoner.address], seat=seat_of[v.address]
+        )
     assert world.coord.trainer_state(job_id, poisoner.address).ejected
     d2 = current_draw(world, job_id)
     seat2 = {world.trainers[i].address: s for s, i in enumerate(d2.seats(LANE_COMMITTEE))}
