@@ -16,7 +16,8 @@ from typing import Any
 import boa
 import numpy as np
 import pytest
-from dispute_harness import RULES, Round, challenge, deploy, propose, random_round
+import test_disputes_reverts
+from dispute_harness import RULES, Round, challenge, propose, random_round
 
 from fedledger.aggregation.chunk import ChunkRule, apply_rule
 from fedledger.aggregation.chunk_proof import Entry, first_piece, piece
@@ -27,17 +28,8 @@ from fedledger.errors import FedledgerError
 RIGHT = "disputes: the proposed value is right"
 BAD_PROOF = "disputes: bad proof"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-
-
-@pytest.fixture(scope="module")
-def disputes() -> Any:
-    return deploy()
-
-
-@pytest.fixture
-def d(disputes: Any) -> Any:
-    with boa.env.anchor():
-        yield disputes
+# the same fixtures as the revert tests: one contract per module, a snapshot per test
+disputes, d = test_disputes_reverts.disputes, test_disputes_reverts.d
 
 
 @pytest.fixture(scope="module")
