@@ -135,13 +135,15 @@ def add_updates(
     challenge_id: uint256, t: dispute_types.Tally, inputs: DynArray[dispute_types.Input, MAX_INPUTS]
 ) -> dispute_types.Tally:
     """
-    @notice Adds the next accepted updates' chunks to a split challenge.
+    @notice Adds the next accepted updates' chunks to a split challenge; only its opener
+            may, or anyone could fold junk into the stored tally and void the challenge.
     @param challenge_id The challenge.
     @param t The running tally, as the last step returned it.
     @param inputs The next updates, in the claim's order.
     @return The new running tally.
     """
     self._check_tally(challenge_id, t)
+    assert msg.sender == self.challenger[challenge_id], "disputes: caller is not the challenger"
     tally: dispute_types.Tally = t
     for j: uint256 in range(len(inputs), bound=MAX_INPUTS):
         tally = self._absorb(tally, inputs[j])

@@ -185,7 +185,8 @@ def check(job_id: uint256, round: uint32, account: address, committee: bool, sea
             proposal (the committee's): does `account` hold `seat` in the
             round's draw? Returns the lane's number of seats if it does. A
             trainer that does not is refused here; for the committee the
-            answer is 0 and the coordinator refuses.
+            answer is 0 and the coordinator refuses, as it is for a seated
+            member no longer registered (ejected).
     @param job_id The job.
     @param round The round (only the latest draw is kept).
     @param account The caller of the coordinator.
@@ -198,6 +199,11 @@ def check(job_id: uint256, round: uint32, account: address, committee: bool, sea
     who, seats = self._seat(job_id, round, committee, seat)
     if who != account or who == empty(address):
         assert committee, "sampler: not in the sample"
+        return 0
+    # an enrolment outlives an ejection: a trainer ejected for its updates keeps its
+    # index, but may no longer vote on aggregates (a trainer's commit is refused by
+    # the coordinator itself)
+    if committee and not (staticcall Coordinator(self.coordinator).trainer_state(job_id, account)).registered:
         return 0
     return seats
 

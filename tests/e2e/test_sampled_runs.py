@@ -13,6 +13,7 @@ from fedledger.audit.report import AuditState
 from fedledger.audit.run import audit_run_dir
 from fedledger.audit.sampling import check_sampling
 from fedledger.chain.contracts import Event
+from fedledger.chain.sampling import LANE_TRAINERS, Draw, draw_seed
 from fedledger.errors import SpecError
 from fedledger.sim.simulate import Simulation, SimulationResult
 from fedledger.spec import JobSpec
@@ -96,3 +97,47 @@ def test_spec_refuses_what_sampling_does_not_combine_with(overrides: dict, messa
     with pytest.raises(SpecError) as e:
         small_spec(trainers=8, **overrides)
     assert message in str(e.value)
+
+
+def _audit_with(run: Path, events: list[Event]) -> list[str]:
+    """check_sampling over an export whose events were replaced by `events`; its error lines."""
+    source = from_export(_chain(run))
+    source.events[:] = events
+    audit = AuditState(source, JobSpec.load(run / "spec.json"), LocalStore(run / "store"))
+    audit.events = [
+        e for e in events if e.address == source.coordinator and e.args.get("job_id") == source.job_id
+    ]
+    check_sampling(audit)
+    return [f.line() for f in audit.report.findings if f.severity == "error"]
+
+
+def test_the_audit_catches_a_forged_randomness(sampled_run: tuple[Path, SimulationResult]) -> None:
+    """An export that claims another block randomness for round 1's draw: alone it no longer
+    gives the event's seed; with the seed re-derived to match, the round's real commits no
+    longer sit in the seats that seed gives."""
+    run, _ = sampled_run
+    events = from_export(_chain(run)).events
+    at = next(i for i, e in enumerate(events) if e.name == "SampleDrawn" and e.args["round"] == 1)
+    drawn = events[at]
+    spec = JobSpec.load(run / "spec.json")
+    enrolled = int(drawn.args["enrolled"])
+    real = Draw(round=1, seed=int(drawn.args["seed"]), enrolled=enrolled, clients=spec.clients_per_round,
+                validators=spec.validators_per_round)  # fmt: skip
+
+    def forged(randomness: bytes, seed: int) -> list[Event]:
+        args = {**drawn.args, "randomness": randomness, "seed": seed}
+        return [*events[:at], Event(**{**drawn.__dict__, "args": args}), *events[at + 1 :]]
+
+    fake = bytes([7]) * 32
+    assert fake != drawn.args["randomness"]
+    errors = _audit_with(run, forged(fake, int(drawn.args["seed"])))
+    assert any("its seed or its count of enrolled trainers" in line for line in errors), errors
+    # re-derive the seed too, from a randomness whose draw seats other trainers
+    for byte in range(256):
+        fake = bytes([byte]) * 32
+        seed = draw_seed(int(drawn.args["job_id"]), 1, drawn.args["global_model"], fake)
+        other = Draw(round=1, seed=seed, enrolled=enrolled, clients=real.clients, validators=real.validators)
+        if set(other.seats(LANE_TRAINERS)) != set(real.seats(LANE_TRAINERS)):
+            break
+    errors = _audit_with(run, forged(fake, seed))
+    assert any("committed without being drawn" in line for line in errors), errors
