@@ -18,7 +18,7 @@ from typing import Any
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
-from fedledger.errors import TransactionReverted
+from fedledger.errors import ChainError, TransactionReverted
 
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
 
@@ -163,6 +163,14 @@ class Chain(ABC):
         block's timestamp stale, so backends whose clock is the wall clock override this.
         """
         return self.timestamp()
+
+    def storage_at(self, address: str, slot: int) -> int:
+        """The word in storage `slot` of the contract at `address` (eth_getStorageAt).
+
+        How Python reads state a contract keeps but does not expose, where a getter did not
+        fit the contract's code size (the coordinator's sampler: `Coordinator.sampler`).
+        """
+        raise ChainError(f"{self.description} cannot read contract storage")
 
     @abstractmethod
     def increase_time(self, seconds: int) -> None:

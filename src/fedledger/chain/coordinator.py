@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
 
 from fedledger.chain.base import PendingReceipt, Receipt
-from fedledger.chain.contract import Contract, DataRegistry
+from fedledger.chain.contract import Contract, DataRegistry, Sampler
 from fedledger.chain.types import (
     JobParams,
     JobState,
@@ -25,6 +26,11 @@ from fedledger.chain.types import (
     pack_scores,
 )
 from fedledger.errors import ChainError, TransactionReverted
+
+
+#: the storage slot of the coordinator's `_sampler` (vyper 0.4.3's layout of `coordinator.vy`;
+#: `tests/contracts/test_sampler_lookup.py` checks it against the compiler's)
+SAMPLER_SLOT = 23
 
 
 class Coordinator(Contract):
@@ -202,3 +208,14 @@ class Coordinator(Contract):
     def data_registry(self) -> DataRegistry:
         """The registry this coordinator's trainers commit their data to (bound at deployment)."""
         return DataRegistry(self.chain, str(self.read("data_registry")))
+
+    def sampler(self) -> Sampler | None:
+        """The sampler bound at deployment, read from the coordinator's own storage; None if unset.
+
+        EIP-170 left no room for a getter, so this reads the `_sampler` slot directly: it needs
+        nothing but the coordinator's address, and trusts no config or event anyone could forge.
+        """
+        word = self.chain.storage_at(self.address, SAMPLER_SLOT)
+        if not word:
+            return None
+        return Sampler(self.chain, to_checksum_address(word.to_bytes(20, "big")))

@@ -201,6 +201,9 @@ class InProcessChain(Chain):
         stop = bisect.bisect_right(self._logs, last, key=lambda log: log.block_number)
         return [log for log in self._logs[start:stop] if log.address == want]
 
+    def storage_at(self, address: str, slot: int) -> int:
+        return int(self._env.evm.vm.state.get_storage(to_canonical_address(address), slot))
+
     def block_number(self) -> int:
         return int(self._env.evm.patch.block_number)
 

@@ -238,6 +238,9 @@ class RpcChain(Chain):
         """The contract code at `address` (empty: no contract there on this chain)."""
         return bytes(self._rpc(self._w3.eth.get_code, to_checksum_address(address)))
 
+    def storage_at(self, address: str, slot: int) -> int:
+        return int.from_bytes(bytes(self._rpc(self._w3.eth.get_storage_at, to_checksum_address(address), slot)))
+
     def timestamp(self) -> int:
         return int(self._rpc(self._w3.eth.get_block, "latest")["timestamp"])
 

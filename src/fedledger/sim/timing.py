@@ -63,6 +63,9 @@ class TimedChain(Chain):
     def get_logs(self, address: str, from_block: int = 0, to_block: int | None = None) -> list[LogEntry]:
         return list(self._timed(self.inner.get_logs, address, from_block, to_block))
 
+    def storage_at(self, address: str, slot: int) -> int:
+        return int(self._timed(self.inner.storage_at, address, slot))
+
     def block_number(self) -> int:
         return int(self._timed(self.inner.block_number))
 
