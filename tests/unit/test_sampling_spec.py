@@ -1,4 +1,4 @@
-"""Sampling specs outside the simulation: a node refuses them in one line; the roles' seat choice."""
+"""Sampling specs outside the simulation: nodes take them and find the sampler; the seat choice."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from fedledger.errors import SpecError
+from fedledger.errors import ChainError
 from fedledger.roles.node_config import NodeConfig
-from fedledger.roles.node_join import check_spec
+from fedledger.roles.node_join import check_spec, find_sampler
 from fedledger.roles.sampling import RoundSeats, round_seats
 from fedledger.spec import JobSpec
 
@@ -17,16 +17,24 @@ def _spec(**overrides: object) -> JobSpec:
     return JobSpec.from_dict({"dataset": "digits", "trainers": 8, **overrides})
 
 
-def test_a_node_refuses_a_sampling_job_in_one_line(tmp_path: Path) -> None:
+def test_a_node_takes_a_sampling_job_and_refuses_a_coordinator_without_a_sampler(tmp_path: Path) -> None:
     spec = _spec(clients_per_round=4)
     config = NodeConfig(
         rpc="http://127.0.0.1:1", coordinator="0x" + "11" * 20, job=1, key="dev:1", spec=tmp_path / "s.json",
         store=str(tmp_path),
     )  # fmt: skip
-    with pytest.raises(SpecError) as e:
-        check_spec(config, spec, {"spec_hash": spec.spec_hash()})
-    assert "fedledger node does not yet enrol" in str(e.value)
-    assert "\n" not in str(e.value)
+    check_spec(config, spec, {"spec_hash": spec.spec_hash()})  # no longer refused: nodes enrol and sit
+
+    class Unbound:  # a coordinator whose `_sampler` slot is empty
+        address = "0x" + "11" * 20
+
+        def sampler(self) -> None:
+            return None
+
+    assert find_sampler(Unbound(), _spec()) is None  # type: ignore[arg-type]  # samples nothing: not asked
+    with pytest.raises(ChainError) as e:
+        find_sampler(Unbound(), spec)  # type: ignore[arg-type]
+    assert "has no sampler bound" in str(e.value) and "\n" not in str(e.value)
 
 
 def test_defaults_keep_every_trainer_and_the_fixed_committee() -> None:

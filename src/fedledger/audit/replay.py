@@ -309,6 +309,10 @@ def from_live(
     events = [e for e in coordinator.events() if e.args.get("job_id") == job_id]
     events += [e for e in registry.events() if e.args.get("job_id") == job_id]
     events += token.events()
+    # the sampler is found in the coordinator's storage, not a getter (`Coordinator.sampler`)
+    sampler = coordinator.sampler()
+    if sampler is not None:
+        events += [e for e in sampler.events() if e.args.get("job_id") == job_id]
     events.sort(key=lambda e: (e.block_number, e.log_index))
     return EventSource(
         events=events,
@@ -317,5 +321,6 @@ def from_live(
         coordinator=coordinator.address,
         token=token.address,
         data_registry=registry.address,
+        sampler=sampler.address if sampler is not None else "",
         provenance=f"read from {coordinator.chain.description}",
     )

@@ -27,7 +27,6 @@ from fedledger.chain.types import (
 )
 from fedledger.errors import ChainError, TransactionReverted
 
-
 #: the storage slot of the coordinator's `_sampler` (vyper 0.4.3's layout of `coordinator.vy`;
 #: `tests/contracts/test_sampler_lookup.py` checks it against the compiler's)
 SAMPLER_SLOT = 23

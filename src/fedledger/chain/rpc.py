@@ -239,7 +239,8 @@ class RpcChain(Chain):
         return bytes(self._rpc(self._w3.eth.get_code, to_checksum_address(address)))
 
     def storage_at(self, address: str, slot: int) -> int:
-        return int.from_bytes(bytes(self._rpc(self._w3.eth.get_storage_at, to_checksum_address(address), slot)))
+        word = self._rpc(self._w3.eth.get_storage_at, to_checksum_address(address), slot)
+        return int.from_bytes(bytes(word))
 
     def timestamp(self) -> int:
         return int(self._rpc(self._w3.eth.get_block, "latest")["timestamp"])

@@ -189,12 +189,25 @@ def build_parser() -> argparse.ArgumentParser:
         ("create", "create a job from a spec"),
         ("status", "one job's state"),
         ("list", "every job"),
+        ("start", "sampling jobs: draw round 1 once the consortium has enrolled (the sponsor)"),
     ):
         p = job_sub.add_parser(name, help=text)
         p.add_argument("--rpc", required=True, help="JSON-RPC URL of the chain")
         p.add_argument("--coordinator", required=True, help="coordinator contract address")
-        if name == "status":
+        if name in ("status", "start"):
             p.add_argument("--job", type=int, required=True, help="job id")
+        if name == "start":
+            p.add_argument(
+                "--key", required=True, help="the sponsor's key: dev:N or an encrypted keystore file"
+            )
+            p.add_argument(
+                "--enrolled",
+                type=int,
+                required=True,
+                metavar="N",
+                help="wait until N trainers have enrolled (the consortium's size), then draw round 1",
+            )
+            p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for them (600)")
         if name == "create":
             p.add_argument("--spec", type=Path, required=True, help="JSON or TOML job spec")
             p.add_argument("--token", required=True, help="reward token address (the pool is pulled from it)")

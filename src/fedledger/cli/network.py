@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -105,6 +106,17 @@ def run_job(args: argparse.Namespace, console: Console) -> int:
             )
         console.print(table)
         return 0
+    if args.job_command == "start":
+        from fedledger.roles.sponsor import start_draw
+
+        coordinator.check_job(args.job)
+        with console.status(f"waiting for {args.enrolled} trainers to enrol in job {args.job}"):
+            round, now = start_draw(
+                coordinator, load_key(args.key), args.job, enrolled=args.enrolled, timeout=args.timeout
+            )
+        what = "drawn" if now else "was already drawn"
+        console.print(f"job [bold]{args.job}[/]: round {round} {what} from {args.enrolled} or more enrolled")
+        return 0
     if args.job_command == "status":
         coordinator.check_job(args.job)
         s, cfg = coordinator.job_state(args.job), coordinator.job_config(args.job)
@@ -126,6 +138,7 @@ def run_job(args: argparse.Namespace, console: Console) -> int:
             f"  spec hash 0x{bytes(cfg['spec_hash']).hex()} · sponsor {cfg['sponsor']} · "
             f"pool {coordinator.pool(args.job)}"
         )
+        show_draw(coordinator, args.job, s.round, cfg, console)
         micro_epsilon = coordinator.epsilon_spent(args.job)
         if micro_epsilon:
             console.print(f"  differential privacy: ε spent {micro_epsilon / 1e6:.4f} (agreed by the quorum)")
@@ -165,9 +178,7 @@ def create_job_cli(args: argparse.Namespace, console: Console, coordinator: Coor
             token=token,
             coordinator=coordinator,
             data_registry=coordinator.data_registry(),
-            # the coordinator does not expose its sampler (EIP-170 left no room for the
-            # getter): jobs that sample are not created from this command yet
-            sampler=None,
+            sampler=coordinator.sampler(),  # read from its storage: no getter fitted
         ),
         sponsor=sponsor,
         spec=spec,
@@ -179,3 +190,21 @@ def create_job_cli(args: argparse.Namespace, console: Console, coordinator: Coor
         f"initial model 0x{initial.hex()} in {args.store}"
     )
     return 0
+
+
+def show_draw(coordinator: Coordinator, job: int, round: int, cfg: dict[str, Any], console: Console) -> None:
+    """A sampling job's current draw: who trains and who sits on the committee this round."""
+    if not (int(cfg["clients_per_round"]) or int(cfg["validators_per_round"])):
+        return
+    from fedledger.roles.sampling import round_seats
+
+    sampler = coordinator.sampler()
+    seats = round_seats(sampler, job, round)
+    enrolled = sampler.enrolled(job) if sampler is not None else 0
+    if not (seats.trainers or seats.committee):
+        console.print(f"  round {round} not drawn yet ({enrolled} enrolled; the sponsor runs `job start`)")
+        return
+    for lane, drawn in (("trainers", seats.trainers), ("committee", seats.committee)):
+        if drawn:
+            who = ", ".join(a for a, _ in sorted(drawn.items(), key=lambda kv: kv[1]))
+            console.print(f"  round {round} drawn {lane} ({len(drawn)} of {enrolled} enrolled): {who}")

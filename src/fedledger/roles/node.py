@@ -33,10 +33,20 @@ from fedledger.errors import ChainUnavailable, StoreError, TransactionReverted
 from fedledger.roles.job import JobReader
 from fedledger.roles.keys import load_key
 from fedledger.roles.node_config import DataConfig, NodeConfig
-from fedledger.roles.node_join import check_spec, connect, identify, join_job, open_stores, open_wakeup
+from fedledger.roles.node_join import (
+    check_spec,
+    connect,
+    enrol,
+    find_sampler,
+    identify,
+    join_job,
+    open_stores,
+    open_wakeup,
+)
 from fedledger.roles.node_trace import NodeTrace
 from fedledger.roles.node_training import NodeTraining
 from fedledger.roles.node_validation import NodeValidation
+from fedledger.roles.sampling import RoundSeats, round_seats
 from fedledger.spec import JobSpec
 
 if TYPE_CHECKING:
@@ -60,6 +70,8 @@ class Node:
         self.spec = JobSpec.load(config.spec)
         job_config = self.coordinator.job_config(config.job)
         check_spec(config, self.spec, job_config)
+        self.sampler = find_sampler(self.coordinator, self.spec)
+        self.seats: dict[int, RoundSeats] = {}  # drawn rounds' seats (a draw never changes)
         self.name, self.sponsor = identify(config, self.spec, job_config, self.account)
         self.store = open_stores(config, self.account, self.spec)
         # the heavy imports (torch, the datasets) come after the cheap checks, so a mistake in
@@ -164,6 +176,9 @@ class Node:
         """Registers and stakes once; a node let in as a validator only stops training."""
         may_train = join_job(self.coordinator, self.account, self.trainer, self.config, self.spec, self.name)
         self.trains = self.trains and may_train
+        if self.sampler is not None and self.trains:
+            # a sampling job draws from the enrolled trainers, in enrolment order (`sampler.vy`)
+            enrol(self.sampler, self.account, self.config.job, self.name)
 
     def ensure_data_committed(self) -> None:
         """Own data: posts this trainer's data commitment once, before its first update."""
@@ -203,11 +218,31 @@ class Node:
         self.report_rounds(s)
         return True
 
+    def round_seats(self, round: int) -> RoundSeats:
+        """This round's draw (`roles/sampling.py`); everyone's part in a job that samples nothing.
+
+        Kept once drawn (a round's draw never changes); before the draw nobody is seated, and
+        the next pass looks again.
+        """
+        if round in self.seats:
+            return self.seats[round]
+        seats = round_seats(self.sampler, self.config.job, round)
+        if self.sampler is None or seats.trainers or seats.committee:
+            self.seats[round] = seats
+            me = self.account.address
+            if self.sampler is not None:
+                parts = [f"trains in seat {seats.trainers[me]}"] if me in seats.trainers else []
+                parts += [f"on the committee in seat {seats.committee[me]}"] if me in seats.committee else []
+                log.info("%s: round %d drawn: %s", self.name, round, ", ".join(parts) or "not drawn, waits")
+        return seats
+
     def act(self, s: JobState, view: Coordinator) -> None:
         """The one thing this pass should do, if any: train and commit, reveal, propose, advance."""
-        job = self.config.job
+        job, me = self.config.job, self.account.address
         expired = self.chain.now() > s.deadline
-        trains = self.trains and not self.trainer.stopped  # ejected, or its records' budget spent
+        seats = self.round_seats(s.round)
+        # ejected, or its records' budget spent, or not drawn to train this round
+        trains = self.trains and not self.trainer.stopped and seats.trains(me)
         # FLTrust's root update waits for `min_commits` trainers: committed first, it could close
         # a round (every registered trainer committed) that has too few updates to finalise
         root_waits = self.config.root and s.commits < self.spec.effective_min_commits
@@ -225,7 +260,7 @@ class Node:
             last = s.round - 1 if follows else view.trainer_state(job, self.account.address).last_round
             # `committed` covers a commit not yet `confirmations` deep
             if last != s.round and self.training.committed != s.round:
-                self.training.train_and_commit(s, view.global_model(job))
+                self.training.train_and_commit(s, view.global_model(job), seat=seats.trainer_seat(me))
                 self.worked = True
                 return
         secure_round = s.phase == Phase.AGGREGATING and self.spec.secure and trains
@@ -236,7 +271,9 @@ class Node:
         ):
             self.worked = True
             return
-        validator = self.config.validator and view.is_validator(job, self.account.address)
+        validator = self.config.validator and seats.validates(
+            me, fixed_member=not seats.draws_committee and view.is_validator(job, me)
+        )
         if s.phase == Phase.OPEN and validator:
             self.validation.prefetch(s.round)
         elif (
@@ -245,7 +282,9 @@ class Node:
             and not expired
             and validator
         ):
-            self.worked = self.validation.validate_and_propose(s, view.global_model(job))
+            self.worked = self.validation.validate_and_propose(
+                s, view.global_model(job), seat=seats.committee_seat(me)
+            )
             return
         elif s.phase == Phase.AGGREGATING and self.speculate_next(s):
             self.worked = True
@@ -257,8 +296,8 @@ class Node:
 
     def speculate_next(self, s: JobState) -> bool:
         """A validator that also trains starts the next round on its own aggregate (`speculate`)."""
-        if not self.config.speculate or not self.trains:
-            return False
+        if not self.config.speculate or not self.trains or self.spec.clients_per_round:
+            return False  # a sampled trainer cannot know it is drawn next round: no training ahead
         return self.training.speculate(s, self.validation.computed.get(s.round))
 
     def report_rounds(self, s: JobState) -> None:
@@ -270,8 +309,11 @@ class Node:
             self.reported.add(r)
             me = self.account.address
             mine = next((c for c in rec.commits if c.trainer == me), None)
+            drawn = self.seats.get(r)
             standing = (
-                "did not commit"
+                "not drawn this round"
+                if mine is None and drawn is not None and not drawn.trains(me)
+                else "did not commit"
                 if mine is None
                 else "root update committed (FLTrust's reference)"
                 if self.config.root

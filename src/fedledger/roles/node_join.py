@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from eth_account.signers.local import LocalAccount
 
-from fedledger.chain.contracts import Coordinator, RewardToken
+from fedledger.chain.contracts import Coordinator, RewardToken, Sampler
 from fedledger.chain.rpc import RpcChain
 from fedledger.chain.wakeup import FilterWakeup, PollWakeup, PushWakeup, WsWakeup, ws_url_for
 from fedledger.errors import ChainError, SpecError, StoreError, TransactionReverted
@@ -77,12 +77,6 @@ def check_spec(config: NodeConfig, spec: JobSpec, job_config: dict[str, Any]) ->
     if spec.spec_hash() != on_chain:
         raise SpecError(
             "spec", f"{config.spec} does not hash to job {config.job}'s spec hash 0x{on_chain.hex()}"
-        )
-    if spec.sampled:
-        raise SpecError(
-            "spec",
-            "clients_per_round and validators_per_round are drawn on chain, but fedledger node does not "
-            "yet enrol or name its seat: run such jobs with fedledger simulate",
         )
 
 
@@ -206,6 +200,33 @@ def join_job(
         ) from None
     log.info("%s: registered for job %d (stake %d)", name, job, stake)
     return trains
+
+
+def find_sampler(coordinator: Coordinator, spec: JobSpec) -> Sampler | None:
+    """The sampler a sampling job draws from (None for a job that samples nothing).
+
+    Read from the coordinator's own storage (`Coordinator.sampler`): no config key to get wrong.
+    """
+    if not spec.sampled:
+        return None
+    sampler = coordinator.sampler()
+    if sampler is None:
+        raise ChainError(
+            f"the job samples its trainers or committee, but coordinator {coordinator.address} has no "
+            "sampler bound: deploy the contracts with this fedledger version"
+        )
+    return sampler
+
+
+def enrol(sampler: Sampler, account: LocalAccount, job: int, name: str) -> None:
+    """Enrols this registered trainer in the job's draws, once (a restart finds it enrolled)."""
+    try:
+        sampler.enrol(account, job)
+    except TransactionReverted as exc:
+        if exc.reason != "sampler: already enrolled":
+            raise ChainError(f"{account.address} cannot enrol in job {job}'s draws: {exc.reason}") from None
+        return
+    log.info("%s: enrolled in job %d's draws", name, job)
 
 
 def register_with_key(

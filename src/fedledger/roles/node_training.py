@@ -45,7 +45,8 @@ class NodeTraining:
         self.revealed: set[int] = set()  # secure aggregation: rounds this trainer revealed for
         self.holding: set[int] = set()  # secure aggregation: rounds whose first commit it held back
 
-    def train_and_commit(self, s: JobState, global_model: bytes) -> None:
+    def train_and_commit(self, s: JobState, global_model: bytes, *, seat: int = 0) -> None:
+        """`seat`: this trainer's seat in the round's draw, in a job that samples trainers."""
         p = self.pending
         if p is None or p.round != s.round or p.global_commitment != global_model:
             from fedledger.roles.trainer import PreparedUpdate
@@ -57,7 +58,7 @@ class NodeTraining:
                 return
             self.pending = p = prepared
         try:
-            result = self.trainer.submit(p)
+            result = self.trainer.submit(p, seat=seat)
         except TransactionReverted as exc:
             if exc.reason != "coordinator: already committed":
                 raise

@@ -78,8 +78,11 @@ class NodeValidation:
                     self.store.get(c.commitment)
                     self.fetched.add(c.commitment)
 
-    def validate_and_propose(self, s: JobState, global_model: bytes) -> bool:
-        """Proposes the round's aggregate; False while it still waits for a committed blob."""
+    def validate_and_propose(self, s: JobState, global_model: bytes, *, seat: int = 0) -> bool:
+        """Proposes the round's aggregate; False while it still waits for a committed blob.
+
+        `seat`: this validator's seat in the round's drawn committee, if the job draws one.
+        """
         commits = self.reader.commits(s.round)
         missing = [
             c for c in commits if c.commitment not in self.fetched and not self.store.has(c.commitment)
@@ -126,6 +129,7 @@ class NodeValidation:
                 names={},
                 secure=secure,
                 releases_before=releases,
+                seat=seat,
             )
             self.computed[s.round] = outcome.aggregate
             for who, why in outcome.faults.items():

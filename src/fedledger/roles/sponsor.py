@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from eth_account.signers.local import LocalAccount
 
 from fedledger.chain.base import Receipt
-from fedledger.chain.contracts import Deployment, JobParams
+from fedledger.chain.contracts import Coordinator, Deployment, JobParams, Phase
+from fedledger.errors import ChainError, TransactionReverted
 from fedledger.spec import JobSpec
 
 
@@ -66,3 +68,46 @@ def create_job(
         allowlist=allowlist,
     )
     return deployment.coordinator.create_job(sponsor, params)
+
+
+def start_draw(
+    coordinator: Coordinator,
+    sponsor: LocalAccount,
+    job: int,
+    *,
+    enrolled: int,
+    timeout: float,
+    poll: float = 0.2,
+) -> tuple[int, bool]:
+    """Draws a sampling job's first round once `enrolled` trainers have enrolled: (round, drawn now).
+
+    Round 1 opens as the job is created, before any node could enrol, so the sampler draws
+    it only when the sponsor says the consortium is in (`sampler.start`); enrolments after
+    that count from round 2. Waiting for the whole consortium gives every organisation a
+    chance in round 1; without the start, round 1 fails on its window. False: the open
+    round was already drawn (a second call is harmless).
+    """
+    sampler = coordinator.sampler()
+    if sampler is None:
+        raise ChainError(f"coordinator {coordinator.address} has no sampler bound")
+    config = coordinator.job_config(job)
+    if not (int(config["clients_per_round"]) or int(config["validators_per_round"])):
+        raise ChainError(f"job {job} samples nobody: there is no draw to start")
+    deadline = time.monotonic() + timeout
+    while sampler.enrolled(job) < enrolled:
+        if time.monotonic() > deadline:
+            raise ChainError(
+                f"only {sampler.enrolled(job)} of {enrolled} trainers enrolled in job {job} "
+                f"within {timeout:g} s: start their nodes, or give --enrolled fewer"
+            )
+        time.sleep(poll)
+    state = coordinator.job_state(job)
+    if state.phase != Phase.OPEN:
+        raise ChainError(f"job {job} is {state.phase.name}, not OPEN: there is no round to draw")
+    try:
+        sampler.start(sponsor, job)
+    except TransactionReverted as exc:
+        if exc.reason == "sampler: round already drawn":
+            return state.round, False
+        raise ChainError(f"cannot draw job {job}'s round {state.round}: {exc.reason}") from None
+    return state.round, True
