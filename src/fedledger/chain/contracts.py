@@ -63,7 +63,7 @@ class Deployment:
     token: RewardToken
     coordinator: Coordinator
     data_registry: DataRegistry
-    sampler: Sampler | None = None  # None: a coordinator found by address (its sampler is not public)
+    sampler: Sampler | None = None  # None: not known here (`Coordinator.sampler()` reads it from storage)
 
     @property
     def contracts(self) -> list[Contract]:
