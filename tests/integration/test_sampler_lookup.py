@@ -7,6 +7,8 @@ first test fails before any node looks in the wrong place.
 
 from __future__ import annotations
 
+from eth_account.signers.local import LocalAccount
+
 from fedledger.chain.artifacts import contracts_dir
 from fedledger.chain.base import Chain
 from fedledger.chain.contracts import Coordinator, Deployment
@@ -34,3 +36,18 @@ def test_a_coordinator_found_by_address_names_its_sampler(chain: Chain, deployed
     assert str(found.read("coordinator")) == deployed.coordinator.address
     # a contract that is not a coordinator has nothing in that slot
     assert Coordinator(chain, deployed.token.address).sampler() is None
+
+
+def test_the_pipelined_chain_reads_storage_too(accounts: list[LocalAccount]) -> None:
+    """The simulation's default chain answers eth_getStorageAt as the others do."""
+    from fedledger.chain.contracts import deploy_contracts
+    from fedledger.chain.pipelined import PipelinedChain
+
+    chain = PipelinedChain()
+    try:
+        deployed = deploy_contracts(chain, accounts[0])
+        found = Coordinator(chain, deployed.coordinator.address).sampler()
+        assert found is not None and deployed.sampler is not None
+        assert found.address == deployed.sampler.address
+    finally:
+        chain.close()

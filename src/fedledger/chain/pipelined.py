@@ -46,8 +46,11 @@ from fedledger.errors import ChainError, TransactionReverted
 
 #: what the child answers; anything else is a bug of this module
 _OPS = frozenset(
-    {"deploy", "send", "call", "get_logs", "block_number", "timestamp", "increase_time", "receipts", "stats"}
-)
+    {
+        "deploy", "send", "call", "get_logs", "storage_at", "block_number", "timestamp",
+        "increase_time", "receipts", "stats",
+    }
+)  # fmt: skip
 _GONE = "the chain process has exited (killed or out of memory?); the chain's state is lost"
 #: seconds between the child's checks that its parent still exists
 _PARENT_CHECK_S = 1.0
@@ -268,6 +271,9 @@ class PipelinedChain(Chain):
     def get_logs(self, address: str, from_block: int = 0, to_block: int | None = None) -> list[LogEntry]:
         logs: list[LogEntry] = self._request("get_logs", address, from_block, to_block)
         return logs
+
+    def storage_at(self, address: str, slot: int) -> int:
+        return int(self._request("storage_at", address, slot))
 
     def block_number(self) -> int:
         return int(self._request("block_number"))
