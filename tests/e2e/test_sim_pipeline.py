@@ -9,16 +9,15 @@ same job in turn.
 from __future__ import annotations
 
 import multiprocessing
-import tempfile
 from pathlib import Path
 
 from conftest import small_spec
+from daemonic_job import run_job
 
 from fedledger.chain.inprocess import InProcessChain
 from fedledger.chain.pipelined import PipelinedChain
 from fedledger.sim.faults import Fault
 from fedledger.sim.simulate import Simulation
-from fedledger.spec import JobSpec
 
 #: org-02 is flagged in round 1 and ejected (one flag allowed): its round-2 commit is refused
 SPEC = dict(rounds=3, max_flags=1)
@@ -53,18 +52,21 @@ def test_a_pipelined_run_records_exactly_what_a_synchronous_run_records(tmp_path
     assert first[1:3] == again[1:3] == alone[1:3]
 
 
-def _in_pool_worker(spec: JobSpec) -> tuple[str, bool, bytes]:
-    with tempfile.TemporaryDirectory() as tmp:
-        sim = Simulation(spec, out_dir=Path(tmp) / "run")
-        result = sim.run()
-        return type(sim.chain.inner).__name__, sim.committee.check_store is None, result.final_commitment
-
-
 def test_a_daemonic_process_runs_the_same_job_in_turn(tmp_path: Path) -> None:
     spec = small_spec(rounds=1)
-    # a Pool's workers are daemonic: they may not start processes. Spawned, not forked: a child
-    # forked from a process whose torch has started its OpenMP threads hangs when it trains
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        chain, in_turn, commitment = pool.apply(_in_pool_worker, (spec,))
+    # a daemonic process may not start processes (a Pool's workers are daemonic). Spawned, not
+    # forked: a child forked from a process whose torch has started its OpenMP threads hangs when
+    # it trains. A Process and a timeout, not a Pool: a Pool whose worker dies waits forever
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    child = ctx.Process(target=run_job, args=(spec, out), daemon=True)
+    child.start()
+    try:
+        chain, in_turn, commitment = out.get(timeout=600)
+    finally:
+        child.join(timeout=30)
+        if child.is_alive():
+            child.kill()
+    assert chain != "error", in_turn
     assert (chain, in_turn) == ("InProcessChain", True)
     assert commitment == Simulation(spec, out_dir=tmp_path / "here").run().final_commitment
