@@ -38,9 +38,9 @@ SPEC = dict(
 
 
 def coordinator_address() -> str:
-    """The simulation deploys token, data registry, coordinator from dev:0: the third contract."""
+    """The simulation deploys token, data registry, sampler, coordinator from dev:0: the fourth contract."""
     sponsor = bytes.fromhex(dev_accounts(1)[0].address[2:])
-    return to_checksum_address(keccak(rlp.encode([sponsor, 2]))[12:])
+    return to_checksum_address(keccak(rlp.encode([sponsor, 3]))[12:])
 
 
 def text_of(browser: webdriver.Chrome, element_id: str) -> str:
