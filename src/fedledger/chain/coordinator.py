@@ -95,7 +95,7 @@ class Coordinator(Contract):
         seat: int = 0,
     ) -> Receipt:
         """`seat`: the trainer's seat in the round's draw, in a job that samples trainers."""
-        return self.transact(trainer, "commit", job_id, round, commitment, num_examples, seat)
+        return self.commit_later(trainer, job_id, round, commitment, num_examples, seat).result()
 
     def commit_later(
         self,
