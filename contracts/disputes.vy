@@ -21,9 +21,10 @@
         Coordinate c of a blob is the int64 LE at byte H + 8c (H: the blob's data
         offset, a multiple of 8), wholly inside chunk (H + 8c) // 4096. The claim
         states H per blob; `prove_wrong_offset` refutes a false H from chunk 0.
-@dev    Standalone for now: the coordinator will register claims in its optimistic
-        proposal and settle bonds when one is struck (docs/design.md, "Fraud proofs
-        over one chunk").
+@dev    Deployed alone it takes claims from anyone (`propose`), which is how its tests
+        and bench/challenge_gas.py drive it. Bound to optimistic.vy (`bind`), it takes
+        claims only from it (`register`, `retire`) and calls its `strike` from every proof
+        that strikes one, so a proof and the slashing it causes are one transaction.
 """
 
 import coordinate_math
@@ -43,7 +44,13 @@ RULE_MEDIAN: constant(uint8) = 3
 RULE_TRIMMED: constant(uint8) = 4
 
 
-#: claim id -> keccak256(abi_encode(Claim)), set once by `propose`
+interface Verifier:
+    def strike(claim_id: uint256, by: address): nonpayable
+
+
+#: the contract whose claims these are (optimistic.vy), once bound; zero: standalone
+verifier: public(address)
+#: claim id -> keccak256(abi_encode(Claim)), set once by `propose` or `register`
 claim_hash: public(HashMap[uint256, bytes32])
 proposer: public(HashMap[uint256, address])
 struck: public(HashMap[uint256, bool])
@@ -55,27 +62,53 @@ challenge_count: public(uint256)
 
 
 @external
+def bind():
+    """
+    @notice Makes the caller this contract's verifier, once: from then on claims come only
+            from it (`register`), and every proof that strikes one calls its `strike`.
+    @dev    optimistic.vy's constructor calls it on a freshly deployed instance.
+    """
+    assert self.verifier == empty(address), "disputes: already bound"
+    self.verifier = msg.sender
+
+
+@external
+def register(claim_id: uint256, c: dispute_types.Claim, proposer: address):
+    """
+    @notice The verifier registers its proposer's claim under an id of its own.
+    @param claim_id The verifier's id for the claim; must be unused.
+    @param c The claim.
+    @param proposer Who posted it, for the event.
+    """
+    assert msg.sender == self.verifier and msg.sender != empty(address), "disputes: caller is not the verifier"
+    assert self.claim_hash[claim_id] == empty(bytes32), "disputes: claim id in use"
+    self._register(claim_id, c, proposer)
+
+
+@external
+def retire(claim_id: uint256):
+    """
+    @notice The verifier ends a claim's life (settled, or its round expired): no proof
+            can reach it any more.
+    @param claim_id The claim.
+    """
+    assert msg.sender == self.verifier and msg.sender != empty(address), "disputes: caller is not the verifier"
+    self.claim_hash[claim_id] = empty(bytes32)
+
+
+@external
 def propose(c: dispute_types.Claim) -> uint256:
     """
-    @notice Registers a proposer's claim about a round's aggregate.
-    @dev    Stands in for the coordinator's optimistic proposal until it is wired.
+    @notice Registers a claim about a round's aggregate, standalone (unbound) only: a bound
+            instance takes claims from its verifier.
     @param c The claim: rule and parameters, layout, roots and the updates' hash chain.
     @return The claim's id, from 1.
     """
-    assert c.rule >= RULE_FEDAVG and c.rule <= RULE_TRIMMED, "disputes: unknown rule"
-    assert c.num_updates >= 1 and c.num_updates <= MAX_UPDATES, "disputes: bad update count"
-    assert c.num_params >= 1, "disputes: no parameters"
-    assert c.trim_den >= 1 and 2 * c.trim_num < c.trim_den, "disputes: trim fraction not in [0, 1/2)"
-    fixed: bool = c.clip_q >= 1 and c.clip_q < coordinate_math.INT64_HALF
-    assert c.rule != RULE_CLIPPED or fixed, "disputes: clip bound not fixed"
-    self._check_offset(c.previous_offset)
-    self._check_offset(c.aggregate_offset)
+    assert self.verifier == empty(address), "disputes: claims come from the verifier"
     claim_id: uint256 = self.claim_count + 1
     self.claim_count = claim_id
-    digest: bytes32 = keccak256(abi_encode(c))
-    self.claim_hash[claim_id] = digest
+    self._register(claim_id, c, msg.sender)
     self.proposer[claim_id] = msg.sender
-    log dispute_types.Proposed(claim_id=claim_id, proposer=msg.sender, claim_hash=digest)
     return claim_id
 
 
@@ -99,10 +132,7 @@ def challenge(
     @param high The witness s[n-1-k] (median, trimmed mean; else 0).
     @param inputs Every accepted update's chunk holding it, in the claim's order.
     """
-    t: dispute_types.Tally = self._open(claim_id, c, coordinate, previous, aggregate, low, high)
-    for j: uint256 in range(len(inputs), bound=MAX_INPUTS):
-        t = self._absorb(t, inputs[j])
-    self._close(t, c, msg.sender)
+    self._challenge(claim_id, c, coordinate, previous, aggregate, low, high, inputs, msg.sender)
 
 
 @external
@@ -162,9 +192,7 @@ def close_challenge(challenge_id: uint256, t: dispute_types.Tally, c: dispute_ty
     @param t The running tally after the last update.
     @param c The claim, checked against its hash.
     """
-    self._check_tally(challenge_id, t)
-    self.tally_hash[challenge_id] = empty(bytes32)
-    self._close(t, c, self.challenger[challenge_id])
+    self._close_challenge(challenge_id, t, c)
 
 
 @external
@@ -190,6 +218,76 @@ def prove_wrong_offset(
     @param num_chunks The blob's true chunk count, for the proof.
     @param first The blob's chunk 0 and its proof.
     """
+    self._prove_wrong_offset(claim_id, c, entries, position, num_chunks, first, msg.sender)
+
+
+@internal
+def _register(claim_id: uint256, c: dispute_types.Claim, by: address) -> bytes32:
+    """
+    @notice Checks a claim's form and records its hash under `claim_id`.
+    @return The claim's hash.
+    """
+    assert c.rule >= RULE_FEDAVG and c.rule <= RULE_TRIMMED, "disputes: unknown rule"
+    assert c.num_updates >= 1 and c.num_updates <= MAX_UPDATES, "disputes: bad update count"
+    assert c.num_params >= 1, "disputes: no parameters"
+    assert c.trim_den >= 1 and 2 * c.trim_num < c.trim_den, "disputes: trim fraction not in [0, 1/2)"
+    fixed: bool = c.clip_q >= 1 and c.clip_q < coordinate_math.INT64_HALF
+    assert c.rule != RULE_CLIPPED or fixed, "disputes: clip bound not fixed"
+    self._check_offset(c.previous_offset)
+    self._check_offset(c.aggregate_offset)
+    digest: bytes32 = keccak256(abi_encode(c))
+    self.claim_hash[claim_id] = digest
+    log dispute_types.Proposed(claim_id=claim_id, proposer=by, claim_hash=digest)
+    return digest
+
+
+@internal
+def _challenge(
+    claim_id: uint256,
+    c: dispute_types.Claim,
+    coordinate: uint256,
+    previous: dispute_types.Piece,
+    aggregate: dispute_types.Piece,
+    low: int256,
+    high: int256,
+    inputs: DynArray[dispute_types.Input, MAX_INPUTS],
+    by: address,
+):
+    """
+    @notice `challenge`, crediting the proof to `by`.
+    """
+    t: dispute_types.Tally = self._open(claim_id, c, coordinate, previous, aggregate, low, high)
+    for j: uint256 in range(len(inputs), bound=MAX_INPUTS):
+        t = self._absorb(t, inputs[j])
+    self._close(t, c, by)
+
+
+@internal
+def _close_challenge(challenge_id: uint256, t: dispute_types.Tally, c: dispute_types.Claim) -> address:
+    """
+    @notice `close_challenge`.
+    @return Whoever opened the challenge, to whom the proof is credited.
+    """
+    self._check_tally(challenge_id, t)
+    self.tally_hash[challenge_id] = empty(bytes32)
+    by: address = self.challenger[challenge_id]
+    self._close(t, c, by)
+    return by
+
+
+@internal
+def _prove_wrong_offset(
+    claim_id: uint256,
+    c: dispute_types.Claim,
+    entries: DynArray[dispute_types.Entry, MAX_UPDATES],
+    position: uint256,
+    num_chunks: uint256,
+    first: dispute_types.Piece,
+    by: address,
+):
+    """
+    @notice `prove_wrong_offset`, crediting the refutation to `by`.
+    """
     self._check_claim(claim_id, c)
     root: bytes32 = c.aggregate_root
     stated: uint256 = c.aggregate_offset
@@ -212,8 +310,19 @@ def prove_wrong_offset(
     assert actual != stated, "disputes: the stated offset is right"
     self.struck[claim_id] = True
     log dispute_types.OffsetRefuted(
-        claim_id=claim_id, challenger=msg.sender, position=position, stated=stated, actual=actual
+        claim_id=claim_id, challenger=by, position=position, stated=stated, actual=actual
     )
+    self._notify(claim_id, by)
+
+
+@internal
+def _notify(claim_id: uint256, by: address):
+    """
+    @notice Tells the verifier, if bound, that `by` struck `claim_id`; it slashes the
+            proposer, or reverts the proof when the claim's window has closed.
+    """
+    if self.verifier != empty(address):
+        extcall Verifier(self.verifier).strike(claim_id, by)
 
 
 @internal
@@ -367,6 +476,7 @@ def _close(t: dispute_types.Tally, c: dispute_types.Claim, by: address):
         proposed=t.proposed_value,
         expected=expected,
     )
+    self._notify(t.claim_id, by)
 
 
 @internal

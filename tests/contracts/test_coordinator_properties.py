@@ -324,9 +324,7 @@ class CoordinatorMachine(RuleBasedStateMachine):
         dust = bound = 0
         for (j, rnd), (reward, weight, weights) in self.finalized.items():
             shares = [
-                reward * w // weight
-                for t, w in weights.items()
-                if t not in self.excluded[(j, rnd)] and w
+                reward * w // weight for t, w in weights.items() if t not in self.excluded[(j, rnd)] and w
             ]
             dust += reward - sum(shares)
             bound += len(shares)

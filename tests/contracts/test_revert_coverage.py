@@ -10,7 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-MODULES = "coordinator|data_registry|reward_token|packing|disputes|sampler"
+MODULES = "coordinator|data_registry|reward_token|packing|disputes|sampler|optimistic"
 REVERT = re.compile(r'assert\s[^\n]*?,\s*"((?:' + MODULES + r'): [^"]+)"')
 
 

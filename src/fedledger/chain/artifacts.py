@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-CONTRACTS = ("coordinator", "data_registry", "reward_token", "disputes", "sampler")
+CONTRACTS = ("coordinator", "data_registry", "reward_token", "disputes", "sampler", "optimistic")
 COMPILED_DIR = Path(__file__).resolve().parent / "compiled"
 
 

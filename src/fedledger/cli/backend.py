@@ -34,7 +34,7 @@ def add_backend_flags(p: argparse.ArgumentParser) -> None:
         "--client-resources",
         default=None,
         metavar="JSON",
-        help='what each organisation\'s task reserves, as Flower\'s: \'{"num_cpus": 1, "num_gpus": 0}\'',
+        help="what each organisation's task reserves, as Flower's: '{\"num_cpus\": 1, \"num_gpus\": 0}'",
     )
     group.add_argument(
         "--peak-memory",

@@ -221,7 +221,13 @@ def _simulate(
             else nullcontext()
         ):
             sim = Simulation(
-                spec, out_dir=out, chain=chain, faults=faults, attack=attack, profiles=profiles, data=own,
+                spec,
+                out_dir=out,
+                chain=chain,
+                faults=faults,
+                attack=attack,
+                profiles=profiles,
+                data=own,
                 backend=backend,
             )
     except BaseException:  # refused at setup (bad data, a node down): leave no half-written run
@@ -367,4 +373,3 @@ def _report(
     cli = "fedledger" if shutil.which("fedledger") else ".venv/bin/fedledger"
     console.print(f"plot: {out / 'accuracy.png'} · verify: [bold]{cli} audit {out}[/]")
     return 0 if result.outcome == "completed" and not math.isnan(acc) else 1
-

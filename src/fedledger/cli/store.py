@@ -97,9 +97,7 @@ def run_store(args: argparse.Namespace, console: Console) -> int:
         )
     except OSError as exc:  # ssl.SSLError is an OSError: a bad certificate or key lands here too
         what = f" with {args.tls_cert} / {args.tls_key}" if tls else ""
-        raise StoreError(
-            f"cannot serve on {args.host}:{args.port}{what}: {exc.strerror or exc}"
-        ) from None
+        raise StoreError(f"cannot serve on {args.host}:{args.port}{what}: {exc.strerror or exc}") from None
     reads = "signed reads only" if server.access else "open reads"
     console.print(
         f"serving blobs from {args.dir} at [bold]{server.url}[/] · "

@@ -78,8 +78,12 @@ def to_html(
         findings = findings[:finding_limit]
     template = _environment().get_template("report.html.j2")
     return template.render(
-        r=report, for_pdf=for_pdf, events=shown, event_summary=summary,
-        findings=findings, findings_summary=findings_summary,
+        r=report,
+        for_pdf=for_pdf,
+        events=shown,
+        event_summary=summary,
+        findings=findings,
+        findings_summary=findings_summary,
         event_lines=_event_lines(shown) if for_pdf else "",
         finding_lines=_finding_lines(findings) if for_pdf else "",
     )

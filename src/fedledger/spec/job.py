@@ -63,7 +63,7 @@ class JobSpec(JobFields):
                 "a Flower client (client) loads and preprocesses its own data, but an own-data job "
                 "needs fedledger to read each organisation's source (schema checks, statistics, the "
                 "data commitment), so nothing could vouch that the client trained on the committed "
-                "rows: name the client's model factory in model = \"package.module:build\" instead"
+                'rows: name the client\'s model factory in model = "package.module:build" instead'
             )
         if self.data_schema.federated_stats and (self.dp or self.record_dp):
             raise ValueError(

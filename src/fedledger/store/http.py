@@ -95,9 +95,7 @@ class BlobServer:
         readers, parties = list(readers), list(parties)
         # the URLs this server answers to, that signed requests must be bound to (+ its own, below)
         self.names = {server_id(u) for u in public_urls}
-        self.access: ReadAccess | None = (
-            ReadAccess.of(readers, parties, ()) if readers or parties else None
-        )
+        self.access: ReadAccess | None = ReadAccess.of(readers, parties, ()) if readers or parties else None
         if self.access is not None:
             self.access.names = self.names  # one set: the server's own URL is added below
         store, writers_, access, names = self.store, self.writers, self.access, self.names

@@ -1,0 +1,257 @@
+"""Clients for optimistic verification: optimistic.vy (bonds, proposals, settling) and disputes.vy (proofs).
+
+A job in optimistic mode names the `Optimistic` contract as its whole committee with quorum 1;
+the sponsor then `delegate`s it with `Terms`. Method names are the contracts' one to one. The
+claim, pieces and inputs are built by `aggregation/chunk_proof.py`; here they are only encoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import astuple, dataclass
+from typing import Any, Protocol
+
+from eth_account.signers.local import LocalAccount
+
+from fedledger.chain.base import Chain, Receipt
+from fedledger.chain.contract import Contract
+
+
+class Claim(Protocol):
+    """disputes.vy's `Claim` (`aggregation.chunk_proof.Claim`), as its ABI tuple."""
+
+    def as_tuple(self) -> tuple[int | bytes, ...]: ...
+
+
+class Entry(Protocol):
+    """disputes.vy's `Entry` (`aggregation.chunk_proof.Entry`), as its ABI tuple."""
+
+    def as_tuple(self) -> tuple[bytes, int, int, int]: ...
+
+
+#: (chunk, sibling hashes): disputes.vy's `Piece`
+Piece = tuple[bytes, Sequence[bytes]]
+
+
+def claim_id(job_id: int, round: int, attempt: int) -> int:
+    """The id optimistic.vy registers a round's claim under in disputes.vy."""
+    return (job_id << 48) | (round << 8) | attempt
+
+
+@dataclass(frozen=True, kw_only=True)
+class Terms:
+    """optimistic.vy's `Terms`, field for field: what a sponsor fixes when it delegates a job."""
+
+    rule: int
+    trim_num: int
+    trim_den: int
+    clip_q: int
+    num_params: int
+    challenge_window: int
+    proposal_window: int
+    aggregate_window: int
+    bond: int
+    bounty_bps: int
+    escalation_quorum: int
+
+    def as_tuple(self) -> tuple[int, ...]:
+        return astuple(self)
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """A round's live proposal as optimistic.vy holds it (proposer zero: none posted)."""
+
+    proposer: str
+    final_at: int
+    attempt: int
+    escalated: bool
+    escalator: str
+
+    @property
+    def posted(self) -> bool:
+        return int(self.proposer, 16) != 0
+
+
+def _piece(p: Piece) -> tuple[bytes, list[bytes]]:
+    return (p[0], list(p[1]))
+
+
+class Disputes(Contract):
+    """One-chunk fraud proofs (disputes.vy), bound to an `Optimistic` or standalone."""
+
+    artifact_name = "disputes"
+
+    def challenge(
+        self,
+        caller: LocalAccount,
+        claim: Claim,
+        cid: int,
+        *,
+        coordinate: int,
+        previous: Piece,
+        aggregate: Piece,
+        low: int,
+        high: int,
+        inputs: Sequence[tuple[Entry, Piece]],
+        gas: int | None = None,
+    ) -> Receipt:
+        return self.transact(
+            caller,
+            "challenge",
+            cid,
+            claim.as_tuple(),
+            coordinate,
+            _piece(previous),
+            _piece(aggregate),
+            low,
+            high,
+            [(e.as_tuple(), _piece(p)) for e, p in inputs],
+            gas=gas,
+        )
+
+    def open_challenge(
+        self,
+        caller: LocalAccount,
+        claim: Claim,
+        cid: int,
+        *,
+        coordinate: int,
+        previous: Piece,
+        aggregate: Piece,
+        low: int,
+        high: int,
+    ) -> Receipt:
+        args = (cid, claim.as_tuple(), coordinate, _piece(previous), _piece(aggregate), low, high)
+        return self.transact(caller, "open_challenge", *args)
+
+    def add_updates(
+        self, caller: LocalAccount, challenge_id: int, tally: Any, inputs: Sequence[tuple[Entry, Piece]]
+    ) -> Receipt:
+        rows = [(e.as_tuple(), _piece(p)) for e, p in inputs]
+        return self.transact(caller, "add_updates", challenge_id, tally, rows)
+
+    def close_challenge(self, caller: LocalAccount, challenge_id: int, tally: Any, claim: Claim) -> Receipt:
+        return self.transact(caller, "close_challenge", challenge_id, tally, claim.as_tuple())
+
+    def prove_wrong_offset(
+        self,
+        caller: LocalAccount,
+        claim: Claim,
+        cid: int,
+        *,
+        entries: Sequence[Entry],
+        position: int,
+        num_chunks: int,
+        first: Piece,
+    ) -> Receipt:
+        rows = [e.as_tuple() for e in entries]
+        args = (cid, claim.as_tuple(), rows, position, num_chunks, _piece(first))
+        return self.transact(caller, "prove_wrong_offset", *args)
+
+    def claim_hash(self, cid: int) -> bytes:
+        return bytes(self.read("claim_hash", cid))
+
+    def struck(self, cid: int) -> bool:
+        return bool(self.read("struck", cid))
+
+    def verifier(self) -> str:
+        return str(self.read("verifier"))
+
+
+class Optimistic(Contract):
+    """Bonded proposers, challenge windows and escalation for delegated jobs (optimistic.vy)."""
+
+    artifact_name = "optimistic"
+
+    @classmethod
+    def deploy_with_disputes(
+        cls, chain: Chain, deployer: LocalAccount, coordinator: str
+    ) -> tuple[Optimistic, Disputes]:
+        """Deploys disputes.vy, then this contract, whose constructor binds it."""
+        disputes = Disputes.deploy(chain, deployer)
+        optimistic = cls.deploy(chain, deployer, coordinator, disputes.address)
+        assert isinstance(disputes, Disputes) and isinstance(optimistic, Optimistic)
+        bound = disputes.verifier()
+        if bound.lower() != optimistic.address.lower():
+            raise RuntimeError(f"disputes contract bound to {bound}, not to {optimistic.address}")
+        return optimistic, disputes
+
+    def disputes(self) -> Disputes:
+        return Disputes(self.chain, str(self.read("disputes")))
+
+    def delegate(self, sponsor: LocalAccount, job_id: int, terms: Terms) -> Receipt:
+        return self.transact(sponsor, "delegate", job_id, terms.as_tuple())
+
+    def bond(self, proposer: LocalAccount, job_id: int) -> Receipt:
+        return self.transact(proposer, "bond", job_id)
+
+    def propose(
+        self,
+        proposer: LocalAccount,
+        job_id: int,
+        round: int,
+        claim: Claim,
+        *,
+        excluded: Sequence[str] = (),
+        flags: int = 0,
+    ) -> Receipt:
+        return self.transact(proposer, "propose", job_id, round, claim.as_tuple(), list(excluded), flags)
+
+    def settle(
+        self,
+        caller: LocalAccount,
+        job_id: int,
+        round: int,
+        claim: Claim,
+        *,
+        excluded: Sequence[str] = (),
+        flags: int = 0,
+    ) -> Receipt:
+        return self.transact(caller, "settle", job_id, round, claim.as_tuple(), list(excluded), flags)
+
+    def escalate(self, caller: LocalAccount, job_id: int, round: int) -> Receipt:
+        return self.transact(caller, "escalate", job_id, round)
+
+    def vote(
+        self,
+        voter: LocalAccount,
+        job_id: int,
+        round: int,
+        aggregate: bytes,
+        *,
+        excluded: Sequence[str] = (),
+        flags: int = 0,
+    ) -> Receipt:
+        return self.transact(voter, "vote", job_id, round, aggregate, list(excluded), flags)
+
+    def expire(self, caller: LocalAccount, job_id: int, round: int) -> Receipt:
+        return self.transact(caller, "expire", job_id, round)
+
+    def release(self, caller: LocalAccount, job_id: int) -> Receipt:
+        return self.transact(caller, "release", job_id)
+
+    def unbond(self, proposer: LocalAccount, job_id: int) -> Receipt:
+        return self.transact(proposer, "unbond", job_id)
+
+    def collect(self, account: LocalAccount, token: str) -> Receipt:
+        return self.transact(account, "collect", token)
+
+    def terms(self, job_id: int) -> Terms:
+        return Terms(*(int(x) for x in self.read("terms", job_id)))
+
+    def proposers(self, job_id: int) -> list[str]:
+        return [str(a) for a in self.read("proposers", job_id)]
+
+    def drawn(self, job_id: int, round: int, attempt: int) -> str:
+        return str(self.read("drawn", job_id, round, attempt))
+
+    def round_record(self, job_id: int, round: int) -> RoundRecord:
+        proposer, final_at, attempt, escalated, escalator = self.read("round_record", job_id, round)
+        return RoundRecord(str(proposer), int(final_at), int(attempt), bool(escalated), str(escalator))
+
+    def bond_of(self, job_id: int, account: str) -> int:
+        return int(self.read("bond_of", job_id, account))
+
+    def owed(self, token: str, account: str) -> int:
+        return int(self.read("owed", token, account))
