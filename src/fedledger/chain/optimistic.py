@@ -238,7 +238,8 @@ class Optimistic(Contract):
         return self.transact(account, "collect", token)
 
     def terms(self, job_id: int) -> Terms:
-        return Terms(*(int(x) for x in self.read("terms", job_id)))
+        values = [int(x) for x in self.read("terms", job_id)]
+        return Terms(**dict(zip(Terms.__dataclass_fields__, values, strict=True)))
 
     def proposers(self, job_id: int) -> list[str]:
         return [str(a) for a in self.read("proposers", job_id)]
