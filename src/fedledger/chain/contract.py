@@ -66,6 +66,14 @@ class Contract:
 
         return PendingReceipt(wait)
 
+    def simulate(self, sender: LocalAccount, fn: str, *args: Any) -> Any:
+        """What a transaction would return if sent now by `sender` (an eth_call from it)."""
+        f = self.abi.functions[fn]
+        try:
+            return f.decode_result(self.chain.call(self.address, f.encode_call(*args), sender=sender.address))
+        except TransactionReverted as exc:
+            raise TransactionReverted(exc.reason, function=fn) from None
+
     def read(self, fn: str, *args: Any) -> Any:
         f = self.abi.functions[fn]
         try:

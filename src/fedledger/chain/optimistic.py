@@ -121,15 +121,25 @@ class Disputes(Contract):
         aggregate: Piece,
         low: int,
         high: int,
-    ) -> Receipt:
+    ) -> tuple[Receipt, int, Any]:
+        """Opens a split challenge: (receipt, challenge id, the running tally the next step resupplies).
+
+        The tally is the call's return value, read by executing it first as an eth_call from
+        the caller; the id is the one the receipt's `ChallengeOpened` names.
+        """
         args = (cid, claim.as_tuple(), coordinate, _piece(previous), _piece(aggregate), low, high)
-        return self.transact(caller, "open_challenge", *args)
+        _, tally = self.simulate(caller, "open_challenge", *args)
+        receipt = self.transact(caller, "open_challenge", *args)
+        (opened,) = [e for e in self.events_in(receipt) if e.name == "ChallengeOpened"]
+        return receipt, int(opened.args["challenge_id"]), tally
 
     def add_updates(
         self, caller: LocalAccount, challenge_id: int, tally: Any, inputs: Sequence[tuple[Entry, Piece]]
-    ) -> Receipt:
+    ) -> tuple[Receipt, Any]:
+        """Folds the next updates into a split challenge: (receipt, the new running tally)."""
         rows = [(e.as_tuple(), _piece(p)) for e, p in inputs]
-        return self.transact(caller, "add_updates", challenge_id, tally, rows)
+        after = self.simulate(caller, "add_updates", challenge_id, tally, rows)
+        return self.transact(caller, "add_updates", challenge_id, tally, rows), after
 
     def close_challenge(self, caller: LocalAccount, challenge_id: int, tally: Any, claim: Claim) -> Receipt:
         return self.transact(caller, "close_challenge", challenge_id, tally, claim.as_tuple())

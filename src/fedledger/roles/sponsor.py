@@ -21,14 +21,18 @@ def job_params(
     committee: Sequence[str],
     allowlist: Sequence[str] = (),
 ) -> JobParams:
-    """The on-chain half of a spec; the rest is bound by `spec_hash`."""
+    """The on-chain half of a spec; the rest is bound by `spec_hash`.
+
+    In optimistic mode `committee` is the optimistic contract alone and the quorum is 1: the
+    coordinator finalises what that contract proposes (roles/optimistic.py).
+    """
     return JobParams(
         token=token,
         spec_hash=spec.spec_hash(),
         initial_model=initial_model,
         rounds=spec.chain_rounds,
         min_commits=spec.effective_min_commits,
-        quorum=spec.effective_quorum,
+        quorum=1 if spec.optimistic else spec.effective_quorum,
         commit_window=spec.commit_window_s,
         aggregate_window=spec.aggregate_window_s,
         max_failures=spec.max_failures,
@@ -56,7 +60,17 @@ def create_job(
     committee: Sequence[str],
     allowlist: Sequence[str] = (),
 ) -> tuple[int, Receipt]:
-    """Approves the pool and creates the job; returns (job id, receipt)."""
+    """Approves the pool and creates the job; returns (job id, receipt).
+
+    An optimistic-mode job's committee is the deployment's optimistic contract, whatever
+    `committee` says; the sponsor then delegates it (`roles.optimistic.delegate_job`).
+    """
+    if spec.optimistic:
+        if deployment.optimistic is None:
+            raise ChainError(
+                "verification=optimistic needs the optimistic contract, and this deployment has none"
+            )
+        committee = [deployment.optimistic.address]
     pool = spec.reward_per_round * spec.chain_rounds
     if pool:
         deployment.token.approve(sponsor, deployment.coordinator.address, pool)

@@ -29,8 +29,10 @@ FAULT_KINDS = {
     "withhold-reveal": "secure aggregation: commits, then withholds its share reveal (dropout after commit)",
     "lying-validator": "as a validator, proposes a model it did not compute (slashed once reported)",
     "biased-validator": "as a validator, posts full scores for itself and zero for everyone else",
+    "lying-proposer": "optimistic mode: whenever drawn to propose, claims an aggregate with one value "
+    "changed (proven wrong, slashed, and the round re-proposed)",
 }
-VALIDATOR_FAULTS = ("lying-validator", "biased-validator")
+VALIDATOR_FAULTS = ("lying-validator", "biased-validator", "lying-proposer")
 #: faults of the trainer's conduct, not of its update blob
 CONDUCT_FAULTS = ("drop-out", "withhold-reveal")
 

@@ -37,6 +37,7 @@ from fedledger.sim.attacks import Attack, apply_attack, apply_profiles
 from fedledger.sim.backend import Backend, InProcessBackend
 from fedledger.sim.committee import SharedRound
 from fedledger.sim.faults import CONDUCT_FAULTS, VALIDATOR_FAULTS, Fault, NaNClient, blob_hook
+from fedledger.sim.optimistic_round import OptimisticLedger
 from fedledger.sim.results import RoundMetrics
 from fedledger.sim.timing import TimedChain
 from fedledger.spec import JobSpec
@@ -73,6 +74,12 @@ def check_targets(spec: JobSpec, faults: Sequence[Fault], profiles: Sequence[tup
         if f.kind in VALIDATOR_FAULTS and f.trainer > spec.committee_size:
             committee = f"the committee is 1..{spec.committee_size}"
             raise SpecError("fault", f"trainer {f.trainer} is not a validator ({committee})")
+        if (f.kind == "lying-proposer") != spec.optimistic and f.kind in (
+            "lying-proposer",
+            "lying-validator",
+        ):
+            mode = "verification=optimistic" if f.kind == "lying-proposer" else "verification=quorum"
+            raise SpecError("fault", f"{f.kind} needs {mode} (this job's is {spec.verification})")
     for kind, i in profiles:
         if not 1 <= i <= spec.trainers:
             raise SpecError("profile", f"{kind}@{i}: trainer {i} is outside 1..{spec.trainers}")
@@ -211,6 +218,10 @@ class SimulationSetup:
         )
         self.reader = JobReader(coordinator, self.job_id)
         log.info("job %d created on %s", self.job_id, self.chain.description)
+        #: optimistic mode: claims posted, settled, struck (sim/optimistic_round.py)
+        self.optimistic_ledger = OptimisticLedger()
+        if spec.optimistic:
+            self._delegate(trainer_accounts[: spec.committee_size])
         self.root_trainer: Trainer | None = None
         if consortium.root is not None:
             # FLTrust's reference update: the sponsor trains on the root dataset and commits
@@ -302,6 +313,20 @@ class SimulationSetup:
         self.participants: dict[str, str] = {str(o.trainer.account.address): o.name for o in self.orgs}
         self.participants[self.sponsor.address] = "sponsor"
         self.malicious_names = [self.orgs[i - 1].name for i in self.malicious]
+
+    def _delegate(self, proposers: Sequence[LocalAccount]) -> None:
+        """Optimistic mode: the sponsor hands the job to optimistic.vy and the committee bonds."""
+        from fedledger.roles.optimistic import delegate_job, num_params
+
+        d, spec = self.deployment, self.spec
+        assert d.optimistic is not None
+        d.token.mint(self.sponsor, self.sponsor.address, spec.stake)
+        params = num_params(self.store.get_tensors(self.initial_model))
+        delegate_job(d, self.sponsor, spec, self.job_id, params)
+        for acct in proposers:
+            d.token.mint(self.sponsor, acct.address, spec.proposer_bond)
+            d.token.approve(acct, d.optimistic.address, spec.proposer_bond)
+            d.optimistic.bond(acct, self.job_id)
 
     def _commit_data(self, i: int, name: str, account: LocalAccount) -> None:
         """Organisation i commits to its rows; its opening goes to `private/`, never handed over."""

@@ -29,6 +29,7 @@ from fedledger.roles.sampling import RoundSeats, round_seats
 from fedledger.roles.secure import SecureInputs
 from fedledger.roles.trainer import PreparedUpdate, SentUpdate, Trainer, TrainerRound
 from fedledger.sim.attacks import add_trigger, backdoor_success
+from fedledger.sim.optimistic_round import OptimisticRound
 from fedledger.sim.outputs import write_run
 from fedledger.sim.results import Earnings, RoundMetrics, SimulationResult
 from fedledger.sim.setup import Organisation, SimulationSetup
@@ -153,7 +154,16 @@ class Simulation(SimulationSetup):
         if state.phase == Phase.AGGREGATING and state.round == r and self.spec.secure:
             secure = self.reveal_round(r, global_c, commits)
         releases = sum(1 for e in self.reader.events if e.name == "PrivacySpent")
-        if state.phase == Phase.AGGREGATING and state.round == r:
+        if state.phase == Phase.AGGREGATING and state.round == r and self.spec.optimistic:
+            OptimisticRound(self, self.optimistic_ledger).run(
+                round=r,
+                version=version,
+                global_c=global_c,
+                global_model=self.store.get_tensors(global_c),
+                commits=commits,
+                releases_before=releases,
+            )
+        elif state.phase == Phase.AGGREGATING and state.round == r:
             global_q = self.store.get_tensors(global_c)
             reported = False
             for org in self.orgs:

@@ -205,6 +205,25 @@ class JobFields(BaseModel):
         description="committee seats the contract draws each round from the trainers, replacing the "
         "fixed committee; 0 keeps the fixed committee (validators)",
     )
+    # optimistic verification (issue 13): one bonded proposer a round instead of a quorum
+    verification: Literal["quorum", "optimistic"] = Field(
+        "quorum",
+        description="quorum: a round is final when a quorum of the committee proposes it; optimistic: "
+        "one drawn, bonded proposer states it and it is final unless proven wrong within "
+        "challenge_window_s (chunk-local rules only)",
+    )
+    challenge_window_s: int = Field(
+        600, ge=1, description="optimistic: seconds anyone may prove a proposal wrong before it is final"
+    )
+    proposal_window_s: int = Field(
+        60, ge=0, description="optimistic: seconds the drawn proposer has the round to itself"
+    )
+    proposer_bond: int = Field(
+        10**18, ge=1, description="optimistic: token units each proposer, and anyone escalating, bonds"
+    )
+    challenge_bounty: float = Field(
+        0.5, ge=0, le=1, description="optimistic: share of a slashed bond paid to whoever proved it wrong"
+    )
     commit_window_s: int = Field(3600, ge=1, description="seconds trainers have to commit")
     aggregate_window_s: int = Field(3600, ge=1, description="seconds validators have to reach quorum")
     max_failures: int = Field(

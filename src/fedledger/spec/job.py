@@ -21,11 +21,12 @@ from eth_utils.crypto import keccak
 from pydantic import ValidationError, model_validator
 
 from fedledger.errors import SpecError
-from fedledger.spec.fields import DATASETS, SECAGG_RULES, JobFields
+from fedledger.spec.fields import DATASETS, SECAGG_RULES
 from fedledger.spec.privacy import dp_noise_for, dp_rounds_affordable
+from fedledger.spec.verification import VerificationRules
 
 
-class JobSpec(JobFields):
+class JobSpec(VerificationRules):
     """A federated training job. Field names are the CLI flag names (`--rounds` …)."""
 
     @model_validator(mode="after")
