@@ -36,6 +36,7 @@ from fedledger.audit.replay import EventSource
 from fedledger.chain.abi import ContractABI
 from fedledger.chain.artifacts import load_artifact
 from fedledger.chain.contracts import Coordinator, DataRegistry, RewardToken, Sampler, jsonable
+from fedledger.chain.optimistic import Disputes, Optimistic
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import FedledgerError
 from fedledger.roles.model import final_model_tensors
@@ -188,6 +189,8 @@ class _Checker:
             s.data_registry: DataRegistry,
             s.token: RewardToken,
             s.sampler: Sampler,
+            s.optimistic: Optimistic,
+            s.disputes: Disputes,
         }
         abis = {
             a: (k.__name__, ContractABI(load_artifact(k.artifact_name).abi)) for a, k in kinds.items() if a

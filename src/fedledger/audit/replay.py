@@ -19,6 +19,7 @@ from fedledger.chain.artifacts import load_artifact
 from fedledger.chain.base import Receipt
 from fedledger.chain.contracts import Coordinator, DataRegistry, Event, RewardToken, Sampler
 from fedledger.chain.inprocess import InProcessChain
+from fedledger.chain.optimistic import Disputes, Optimistic
 from fedledger.errors import AuditFailure, FedledgerError, TransactionReverted
 
 __all__ = ["CHAIN_KINDS", "EventSource", "Finding", "from_export", "from_live", "load_export", "reexecute"]
@@ -60,6 +61,8 @@ class EventSource:
     provenance: str
     data_registry: str = ""  # where trainers commit to their data ("" in exports from before it)
     sampler: str = ""  # where sampling jobs draw their rounds ("" in exports from before issue 15)
+    optimistic: str = ""  # optimistic verification and its proofs ("" before issue 13, or not known)
+    disputes: str = ""
     findings: list[Finding] = field(default_factory=list)
     transactions: int = 0
 
@@ -78,6 +81,9 @@ def reexecute(export: dict[str, Any]) -> EventSource:
     token = RewardToken(chain, addresses["RewardToken"])
     registry = DataRegistry(chain, addresses.get("DataRegistry", ""))
     sampler = Sampler(chain, addresses.get("Sampler", ""))  # "" in exports from before issue 15
+    optimistic = Optimistic(chain, addresses.get("Optimistic", ""))  # "" before issue 13
+    disputes = Disputes(chain, addresses.get("Disputes", ""))
+    decoders = (coordinator, registry, token, sampler, optimistic, disputes)
     findings = _chain_findings(export, chain)
     replayed: list[Event] = []
     block = 0
@@ -87,7 +93,7 @@ def reexecute(export: dict[str, Any]) -> EventSource:
         if receipt is None:
             continue
         for log in receipt.logs:
-            ev = coordinator.decode(log) or registry.decode(log) or token.decode(log) or sampler.decode(log)
+            ev = next((e for e in (c.decode(log) for c in decoders) if e is not None), None)
             if ev is not None:
                 replayed.append(ev)
     findings += _bytecode_findings(export)
@@ -137,6 +143,8 @@ def reexecute(export: dict[str, Any]) -> EventSource:
         token=addresses["RewardToken"],
         data_registry=addresses.get("DataRegistry", ""),
         sampler=addresses.get("Sampler", ""),
+        optimistic=addresses.get("Optimistic", ""),
+        disputes=addresses.get("Disputes", ""),
         provenance=f"re-executed {len(export['transactions'])} transactions of the in-process chain",
         findings=findings,
         transactions=len(export["transactions"]),
@@ -211,6 +219,8 @@ _ARTIFACTS = {
     "DataRegistry": "data_registry",
     "RewardToken": "reward_token",
     "Sampler": "sampler",
+    "Optimistic": "optimistic",
+    "Disputes": "disputes",
 }
 
 
@@ -274,6 +284,8 @@ def from_export(export: dict[str, Any]) -> EventSource:
         token=addresses["RewardToken"],
         data_registry=addresses.get("DataRegistry", ""),
         sampler=addresses.get("Sampler", ""),
+        optimistic=addresses.get("Optimistic", ""),
+        disputes=addresses.get("Disputes", ""),
         provenance="events as exported from an RPC node (not re-executable; audit the live chain with --rpc)",
         findings=[
             Finding(
@@ -313,6 +325,11 @@ def from_live(
     sampler = coordinator.sampler()
     if sampler is not None:
         events += [e for e in sampler.events() if e.args.get("job_id") == job_id]
+    optimistic, disputes = _optimistic_of(coordinator, events, job_id)
+    if optimistic is not None and disputes is not None:
+        events += [e for e in optimistic.events() if e.args.get("job_id") == job_id]
+        # proofs name claim ids (job_id << 48 | round << 8 | attempt)
+        events += [e for e in disputes.events() if int(e.args.get("claim_id", 0)) >> 48 == job_id]
     events.sort(key=lambda e: (e.block_number, e.log_index))
     return EventSource(
         events=events,
@@ -322,5 +339,24 @@ def from_live(
         token=token.address,
         data_registry=registry.address,
         sampler=sampler.address if sampler is not None else "",
+        optimistic=optimistic.address if optimistic is not None else "",
+        disputes=disputes.address if disputes is not None else "",
         provenance=f"read from {coordinator.chain.description}",
     )
+
+
+def _optimistic_of(
+    coordinator: Coordinator, events: list[Event], job_id: int
+) -> tuple[Optimistic | None, Disputes | None]:
+    """A job's optimistic contract: its one registered committee member, if that is a contract
+    whose `coordinator()` is this coordinator (an optimistic job's committee is that contract)."""
+    members = [str(e.args["account"]) for e in events if e.name == "Registered" and e.args.get("validator")]
+    if len(members) != 1:
+        return None, None
+    optimistic = Optimistic(coordinator.chain, members[0])
+    try:
+        if str(optimistic.read("coordinator")).lower() != coordinator.address.lower():
+            return None, None
+        return optimistic, optimistic.disputes()
+    except Exception:  # an account or another contract (the call fails or decodes nothing)
+        return None, None

@@ -123,6 +123,8 @@ class AuditState:
         self.settled: dict[int, SettledRound] = {}  # scored jobs: consensus per finalised round
         self.data_commitments: dict[str, dict[str, Any]] = {}  # own data: by trainer, lower case
         self.scorer: RoundScorer | None = None
+        #: each recomputed round's outcome and the model it started from (optimistic mode's claims)
+        self.outcomes: dict[int, tuple[Any, bytes]] = {}
         if spec.scored:
             try:
                 self.scorer = scorer_for(spec)

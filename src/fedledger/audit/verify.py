@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from fedledger.audit.data import check_data_commitments, code_lineage
+from fedledger.audit.optimistic import check_optimistic
 from fedledger.audit.payouts import check_payouts, check_privacy
 from fedledger.audit.record_privacy import check_record_privacy
 from fedledger.audit.replay import EventSource
@@ -115,6 +116,7 @@ def audit_events(source: EventSource, spec: JobSpec, store: BlobStore) -> AuditR
         elif model is not None:
             version = int(opened.args["version"]) if opened is not None else 0
             outcome = check_round(audit, r, fin, commits, excluded, evs, model, current, version)
+            audit.outcomes[r] = (outcome, current)
         if fin is not None and audit.spec.scored:
             audit.settled[r] = check_round_scores(
                 spec=audit.spec,
@@ -135,6 +137,7 @@ def audit_events(source: EventSource, spec: JobSpec, store: BlobStore) -> AuditR
             model = audit.load_model(new, f"model version {fin.args['version']}", r)
             current = new
     check_sampling(audit)
+    check_optimistic(audit)
     check_payouts(audit, created[0], finalized_rounds, events)
     check_privacy(audit, events)
     check_record_privacy(

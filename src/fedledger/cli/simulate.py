@@ -202,8 +202,13 @@ def _simulate(
         console.print(
             f"[bold]fedledger simulate[/]  {spec.trainers} organisations · {spec.dataset} "
             f"({spec.partition}{f', α={spec.alpha}' if spec.partition == 'dirichlet' else ''}) · "
-            f"{spec.model} · {spec.rounds} rounds · {spec.aggregation} · quorum "
-            f"{spec.effective_quorum}/{spec.committee_size}"
+            f"{spec.model} · {spec.rounds} rounds · {spec.aggregation} · "
+            + (
+                f"optimistic: {spec.committee_size} bonded proposers, {spec.challenge_window_s} s "
+                f"challenge window"
+                if spec.optimistic
+                else f"quorum {spec.effective_quorum}/{spec.committee_size}"
+            )
         )
         console.print(
             f"[dim]chain: {chain.description if chain else 'in-process EVM'} · run directory: {out}"
@@ -334,6 +339,14 @@ def _report(
         console.print(
             f"differential privacy: ε = [bold]{result.epsilon_spent:.4f}[/] spent of {spec.dp_epsilon:g} "
             f"(δ = {spec.dp_delta:g}, noise multiplier {spec.noise_multiplier:.4g}), recorded on chain"
+        )
+    for c in result.challenges:
+        console.print(
+            f"[red]round {c.round}[/]: {c.by} escalated the claim of {c.proposer} ({c.reason}); "
+            "the committee voted"
+            if c.escalated
+            else f"[red]round {c.round}[/]: {c.by} proved the claim of {c.proposer} wrong ({c.reason}); "
+            "its bond was slashed and the round re-proposed"
         )
     if result.flags:
         flagged = ", ".join(

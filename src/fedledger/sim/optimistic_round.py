@@ -28,6 +28,7 @@ from fedledger.codec.commitment import merkle_root
 from fedledger.roles.job import CommitRecord
 from fedledger.roles.optimistic import Posted, Watcher, claim_for, flag_bits, judge
 from fedledger.roles.outcome import RoundOutcome
+from fedledger.sim.results import Challenge
 
 if TYPE_CHECKING:
     from fedledger.sim.setup import Organisation, SimulationSetup
@@ -39,8 +40,8 @@ log = logging.getLogger("fedledger.sim")
 class OptimisticLedger:
     """What optimistic verification did over a run, for the summary and the metrics."""
 
-    #: (round, proposer, verdict reason, prover) per struck or escalated claim
-    challenges: list[tuple[int, str, str, str]] = field(default_factory=list)
+    #: every claim a watcher proved wrong or escalated
+    challenges: list[Challenge] = field(default_factory=list)
     proposals: int = 0
     settled: int = 0
 
@@ -172,7 +173,10 @@ class OptimisticRound:
                 sim.deployment.token.mint(sim.sponsor, org.trainer.account.address, sim.spec.proposer_bond)
                 sim.deployment.token.approve(org.trainer.account, o.address, sim.spec.proposer_bond)
             watcher.act(posted, verdict, outcome, previous, honest)
-            self.ledger.challenges.append((posted.round, proposer.name, verdict.reason, org.name))
+            escalated = verdict.kind == "escalate"
+            self.ledger.challenges.append(
+                Challenge(posted.round, proposer.name, verdict.reason, org.name, escalated)
+            )
             if verdict.kind == "escalate":
                 self.vote(posted, members, proposer, org, inputs)
                 return "decided"

@@ -49,6 +49,17 @@ class Earnings:
     reputation: int  # its reputation score after this job (0..SCORE_ONE)
 
 
+@dataclass(frozen=True)
+class Challenge:
+    """Optimistic mode: a claim a watcher proved wrong (or escalated to the committee's vote)."""
+
+    round: int
+    proposer: str  # organisation
+    reason: str  # what was wrong, as the watcher judged it
+    by: str  # the organisation that proved or escalated it
+    escalated: bool = False
+
+
 @dataclass
 class SimulationResult:
     out_dir: Path
@@ -74,6 +85,8 @@ class SimulationResult:
     #: record-level DP: each organisation's ε over its own records, as recorded on chain
     epsilon_by_organisation: dict[str, float] = field(default_factory=dict)
     secagg_faults: list[tuple[int, str, str]] = field(default_factory=list)  # (round, org, fault)
+    #: optimistic mode: every claim a watcher proved wrong or escalated
+    challenges: list[Challenge] = field(default_factory=list)
 
     @cached_property
     def backdoor_success(self) -> float:

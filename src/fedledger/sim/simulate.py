@@ -344,6 +344,7 @@ class Simulation(SimulationSetup):
             else max(self.record_epsilons().values(), default=0.0),
             epsilon_by_organisation=self.record_epsilons(),
             secagg_faults=list(self.secagg_faults),
+            challenges=list(self.optimistic_ledger.challenges),
         )
         write_run(self, result)
         self._detach_log()
