@@ -1,4 +1,4 @@
-"""Optimistic mode end to end: lying proposers proven wrong, the quorum's model, and an audit that trusts nobody.
+"""Optimistic mode end to end: lies proven wrong, the quorum's model, an audit that trusts nobody.
 
 The rounds are the same pure function in both modes, so an optimistic run must end on the
 byte-identical model a quorum run of the same spec ends on, however many of its proposals
@@ -41,13 +41,16 @@ def test_lying_proposers_are_struck_and_the_run_ends_on_the_quorums_model(tmp_pa
         assert int(e.args["slashed"]) == sim.spec.proposer_bond
         assert o.bond_of(sim.job_id, str(e.args["proposer"])) == 0
     settled = [e for e in events if e.name == "ProposalSettled"]
-    assert [e.args["aggregate"] for e in settled] == [bytes.fromhex(m.model_commitment[2:]) for m in result.rounds]
+    finalised = [bytes.fromhex(m.model_commitment[2:]) for m in result.rounds]
+    assert [e.args["aggregate"] for e in settled] == finalised
     report = audit_run_dir(tmp_path / "opt")
     assert report.ok, [f.message for f in report.findings if f.severity == "error"]
     assert report.checks["optimistic"] >= 1 + 3 + len(struck)
 
 
-def test_a_lie_nobody_challenges_stands_and_fails_the_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lie_nobody_challenges_stands_and_fails_the_audit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def blind(*args: Any, **kwargs: Any) -> Verdict:
         return Verdict("right")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,22 +28,12 @@ from fedledger.codec.commitment import merkle_root
 from fedledger.roles.job import CommitRecord
 from fedledger.roles.optimistic import Posted, Watcher, claim_for, flag_bits, judge
 from fedledger.roles.outcome import RoundOutcome
-from fedledger.sim.results import Challenge
+from fedledger.sim.results import Challenge, OptimisticLedger
 
 if TYPE_CHECKING:
     from fedledger.sim.setup import Organisation, SimulationSetup
 
 log = logging.getLogger("fedledger.sim")
-
-
-@dataclass
-class OptimisticLedger:
-    """What optimistic verification did over a run, for the summary and the metrics."""
-
-    #: every claim a watcher proved wrong or escalated
-    challenges: list[Challenge] = field(default_factory=list)
-    proposals: int = 0
-    settled: int = 0
 
 
 def lie(blob: bytes, round: int, params: int) -> bytes:

@@ -61,6 +61,16 @@ class Challenge:
 
 
 @dataclass
+class OptimisticLedger:
+    """What optimistic verification did over a run, for the summary and the metrics."""
+
+    #: every claim a watcher proved wrong or escalated
+    challenges: list[Challenge] = field(default_factory=list)
+    proposals: int = 0
+    settled: int = 0
+
+
+@dataclass
 class SimulationResult:
     out_dir: Path
     job_id: int

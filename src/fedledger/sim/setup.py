@@ -37,8 +37,7 @@ from fedledger.sim.attacks import Attack, apply_attack, apply_profiles
 from fedledger.sim.backend import Backend, InProcessBackend
 from fedledger.sim.committee import SharedRound
 from fedledger.sim.faults import CONDUCT_FAULTS, VALIDATOR_FAULTS, Fault, NaNClient, blob_hook
-from fedledger.sim.optimistic_round import OptimisticLedger
-from fedledger.sim.results import RoundMetrics
+from fedledger.sim.results import OptimisticLedger, RoundMetrics
 from fedledger.sim.timing import TimedChain
 from fedledger.spec import JobSpec
 from fedledger.store.cached import VerifiedCache
