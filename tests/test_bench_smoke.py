@@ -52,3 +52,15 @@ def test_challenge_gas_bench_runs_at_tiny_size() -> None:
     for rule in ("fedavg", "clipped_fedavg", "median", "trimmed_mean"):
         assert f"{rule} ±2^61  " in proc.stdout
     assert "under the cap (largest" in proc.stdout and "PASS" in proc.stdout
+
+
+@pytest.mark.anvil
+def test_optimistic_bench_runs_at_tiny_size() -> None:
+    """~15 s: a round in quorum and optimistic mode and a bound challenge (struck: the bench
+    asserts it) on osaka anvil, 6,000 parameters; the property test is left to the full run."""
+    cmd = [sys.executable, str(ROOT / "bench" / "optimistic.py"), "--quick", "--skip-conservation"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "optimistic / quorum (bar <= 40%)" in proc.stdout
+    assert "commit path untouched (same gas in both modes): PASS" in proc.stdout
+    assert "under the cap (largest split step" in proc.stdout
