@@ -22,9 +22,10 @@
         offset, a multiple of 8), wholly inside chunk (H + 8c) // 4096. The claim
         states H per blob; `prove_wrong_offset` refutes a false H from chunk 0.
 @dev    Deployed alone it takes claims from anyone (`propose`), which is how its tests
-        and bench/challenge_gas.py drive it. Bound to optimistic.vy (`bind`), it takes
-        claims only from it (`register`, `retire`) and calls its `strike` from every proof
-        that strikes one, so a proof and the slashing it causes are one transaction.
+        and bench/challenge_gas.py drive it. Bound to optimistic.vy (`bind`), its claims
+        are the verifier's live ones (`Verifier.claim_hash`, nothing stored here) and every
+        proof that strikes one calls the verifier's `strike`, so a proof and the slashing
+        it causes are one transaction.
 """
 
 import coordinate_math
@@ -46,6 +47,7 @@ RULE_TRIMMED: constant(uint8) = 4
 
 interface Verifier:
     def strike(claim_id: uint256, by: address): nonpayable
+    def claim_hash(claim_id: uint256) -> bytes32: view
 
 
 #: the contract whose claims these are (optimistic.vy), once bound; zero: standalone
@@ -64,36 +66,13 @@ challenge_count: public(uint256)
 @external
 def bind():
     """
-    @notice Makes the caller this contract's verifier, once: from then on claims come only
-            from it (`register`), and every proof that strikes one calls its `strike`.
+    @notice Makes the caller this contract's verifier, once: from then on the claims are its
+            (`claim_hash` asks it which are live), and every proof that strikes one calls
+            its `strike`.
     @dev    optimistic.vy's constructor calls it on a freshly deployed instance.
     """
     assert self.verifier == empty(address), "disputes: already bound"
     self.verifier = msg.sender
-
-
-@external
-def register(claim_id: uint256, c: dispute_types.Claim, proposer: address):
-    """
-    @notice The verifier registers its proposer's claim under an id of its own.
-    @param claim_id The verifier's id for the claim; must be unused.
-    @param c The claim.
-    @param proposer Who posted it, for the event.
-    """
-    assert msg.sender == self.verifier and msg.sender != empty(address), "disputes: caller is not the verifier"
-    assert self.claim_hash[claim_id] == empty(bytes32), "disputes: claim id in use"
-    self._register(claim_id, c, proposer)
-
-
-@external
-def retire(claim_id: uint256):
-    """
-    @notice The verifier ends a claim's life (settled, or its round expired): no proof
-            can reach it any more.
-    @param claim_id The claim.
-    """
-    assert msg.sender == self.verifier and msg.sender != empty(address), "disputes: caller is not the verifier"
-    self.claim_hash[claim_id] = empty(bytes32)
 
 
 @external
@@ -339,10 +318,14 @@ def _check_offset(offset: uint256):
 @view
 def _check_claim(claim_id: uint256, c: dispute_types.Claim):
     """
-    @notice Reverts unless `c` is the registered, not yet struck claim `claim_id`.
+    @notice Reverts unless `c` is the registered (bound: the verifier's live), not yet struck
+            claim `claim_id`.
     """
-    assert self.claim_hash[claim_id] != empty(bytes32), "disputes: no such claim"
-    assert keccak256(abi_encode(c)) == self.claim_hash[claim_id], "disputes: claim does not match"
+    stored: bytes32 = self.claim_hash[claim_id]
+    if self.verifier != empty(address):
+        stored = staticcall Verifier(self.verifier).claim_hash(claim_id)
+    assert stored != empty(bytes32), "disputes: no such claim"
+    assert keccak256(abi_encode(c)) == stored, "disputes: claim does not match"
     assert not self.struck[claim_id], "disputes: claim already struck"
 
 

@@ -51,10 +51,20 @@ MAX_SCORE_WORDS: constant(uint256) = 256
 RULE_FEDAVG: constant(uint8) = 1
 RULE_TRIMMED: constant(uint8) = 4
 
-# Round record, one word: proposer 0..159 | final_at 160..223 | attempt 224..231 | escalated 232
-REC_FINAL_AT: constant(uint256) = 160
-REC_ATTEMPT: constant(uint256) = 224
-REC_ESCALATED: constant(uint256) = 232
+# A job's live round, one word: proposer 0..159 | at 160..199 | attempt 200..207 |
+# escalated 208 | round 209..240. `at` is the end of the claim's window while a proposer
+# is set, and when the round reopened after a strike while none is. One word a job, not a
+# round, so each round rewrites warm slots (~5k gas) instead of filling fresh ones (22.1k).
+REC_AT: constant(uint256) = 160
+REC_ATTEMPT: constant(uint256) = 200
+REC_ESCALATED: constant(uint256) = 208
+REC_ROUND: constant(uint256) = 209
+MASK40: constant(uint256) = 2**40 - 1
+PROPOSER: constant(uint256) = 2**160 - 1
+# A job's timing and shares, one word: challenge_window 0..63 | proposal_window 64..127 |
+# aggregate_window 128..191 | bounty_bps 192..207 | escalation_quorum 208..239
+MAX_UPDATES: constant(uint256) = 1024
+INT64_HALF: constant(uint256) = 2**63
 
 
 #: What a job's sponsor fixes when it delegates the job's verification here. The rule and
@@ -119,9 +129,6 @@ interface Coordinator:
 
 interface Disputes:
     def bind(): nonpayable
-    def register(claim_id: uint256, c: dispute_types.Claim, proposer: address): nonpayable
-    def retire(claim_id: uint256): nonpayable
-    def claim_hash(claim_id: uint256) -> bytes32: view
 
 
 event JobDelegated:
@@ -142,6 +149,7 @@ event ProposalPosted:
     proposer: indexed(address)
     attempt: uint8
     claim_id: uint256
+    claim_hash: bytes32
     claim: dispute_types.Claim
     excluded: DynArray[address, MAX_EXCLUDED]
     flags: uint256
@@ -204,16 +212,20 @@ event Paid:
 coordinator: public(immutable(address))
 disputes: public(immutable(address))
 _terms: HashMap[uint256, Terms]
+#: keccak of the claim fields the terms fix (rule, trim, clip, parameters): one SLOAD to check
+_shape: HashMap[uint256, bytes32]
+_timing: HashMap[uint256, uint256]
+_bond: HashMap[uint256, uint256]
 _token: HashMap[uint256, address]
 _sponsor: HashMap[uint256, address]
 _proposers: HashMap[uint256, DynArray[address, MAX_PROPOSERS]]
 _listed: HashMap[uint256, HashMap[address, bool]]
 #: job -> proposer -> bond held
 bond_of: public(HashMap[uint256, HashMap[address, uint256]])
-_record: HashMap[uint256, HashMap[uint32, uint256]]
-_result: HashMap[uint256, HashMap[uint32, bytes32]]
-#: when the current attempt's drawn proposer got the round, after a strike
-_reopened: HashMap[uint256, HashMap[uint32, uint64]]
+#: job -> its live round (see REC_*), the live claim's hash and its result's hash
+_record: HashMap[uint256, uint256]
+_claim: HashMap[uint256, bytes32]
+_result: HashMap[uint256, bytes32]
 _escalator: HashMap[uint256, HashMap[uint32, address]]
 #: claim id -> result -> votes, and who voted: an escalation is about one claim
 _votes: HashMap[uint256, HashMap[bytes32, uint32]]
@@ -254,8 +266,21 @@ def delegate(job_id: uint256, terms: Terms):
     assert terms.bounty_bps <= 10000, "optimistic: bounty above bond"
     assert terms.escalation_quorum > 0, "optimistic: escalation quorum is zero"
     assert terms.aggregate_window == cfg.aggregate_window, "optimistic: aggregate window differs"
+    assert max(terms.aggregate_window, max(terms.proposal_window, terms.challenge_window)) < 2**32, "optimistic: window too long"
     assert terms.proposal_window + terms.challenge_window <= terms.aggregate_window, "optimistic: windows exceed aggregation"
+    assert terms.num_params >= 1, "optimistic: no parameters"
+    assert terms.trim_den >= 1 and 2 * terms.trim_num < terms.trim_den, "optimistic: trim fraction not in [0, 1/2)"
+    assert terms.rule != 2 or (terms.clip_q >= 1 and terms.clip_q < INT64_HALF), "optimistic: clip bound not fixed"
     self._terms[job_id] = terms
+    self._shape[job_id] = keccak256(abi_encode(terms.rule, terms.trim_num, terms.trim_den, terms.clip_q, terms.num_params))
+    self._timing[job_id] = (
+        convert(terms.challenge_window, uint256)
+        | (convert(terms.proposal_window, uint256) << 64)
+        | (convert(terms.aggregate_window, uint256) << 128)
+        | (convert(terms.bounty_bps, uint256) << 192)
+        | (convert(terms.escalation_quorum, uint256) << 208)
+    )
+    self._bond[job_id] = terms.bond
     self._token[job_id] = cfg.token
     self._sponsor[job_id] = msg.sender
     if cfg.stake > 0:
@@ -275,7 +300,7 @@ def bond(job_id: uint256):
     assert token != empty(address), "optimistic: job not delegated"
     self._check_running(job_id)
     held: uint256 = self.bond_of[job_id][msg.sender]
-    need: uint256 = self._terms[job_id].bond
+    need: uint256 = self._bond[job_id]
     assert held < need, "optimistic: already bonded"
     if not self._listed[job_id][msg.sender]:
         assert len(self._proposers[job_id]) < MAX_PROPOSERS, "optimistic: too many proposers"
@@ -304,36 +329,42 @@ def propose(
     @param excluded Committers left out, ascending.
     @param flags Bit i set: `excluded[i]` is flagged.
     """
-    terms: Terms = self._terms[job_id]
-    assert self.bond_of[job_id][msg.sender] >= terms.bond and terms.bond > 0, "optimistic: not bonded"
+    bond: uint256 = self._bond[job_id]
+    assert self.bond_of[job_id][msg.sender] >= bond and bond > 0, "optimistic: not bonded"
     job: packing.JobWord = staticcall Coordinator(coordinator).job_state(job_id)
     assert job.phase == PHASE_AGGREGATING and job.round == round, "optimistic: round not aggregating"
-    record: uint256 = self._record[job_id][round]
-    assert record & convert(max_value(uint160), uint256) == 0, "optimistic: round already proposed"
+    record: uint256 = self._live(job_id, round)
+    assert record & PROPOSER == 0, "optimistic: round already proposed"
     attempt: uint256 = (record >> REC_ATTEMPT) & packing.MASK8
-    since: uint256 = convert(job.deadline - terms.aggregate_window, uint256)
+    timing: uint256 = self._timing[job_id]
+    since: uint256 = convert(job.deadline, uint256) - ((timing >> 128) & packing.MASK64)
     if attempt > 0:
-        since = convert(self._reopened[job_id][round], uint256)
-    drawn: address = self._drawn(job_id, round, attempt)
-    late: bool = block.timestamp > since + convert(terms.proposal_window, uint256)
-    assert msg.sender == drawn or late or self.bond_of[job_id][drawn] < terms.bond, "optimistic: not the drawn proposer"
-    assert (
-        c.rule == terms.rule and c.trim_num == terms.trim_num and c.trim_den == terms.trim_den
-        and c.clip_q == terms.clip_q and c.num_params == terms.num_params
-    ), "optimistic: claim off the job's terms"
-    assert c.previous_root == staticcall Coordinator(coordinator).global_model(job_id), "optimistic: claim not on the global model"
+        since = (record >> REC_AT) & MASK40
+    model: bytes32 = staticcall Coordinator(coordinator).global_model(job_id)
+    drawn: address = self._drawn(job_id, round, attempt, model)
+    late: bool = block.timestamp > since + ((timing >> 64) & packing.MASK64)
+    assert msg.sender == drawn or late or self.bond_of[job_id][drawn] < bond, "optimistic: not the drawn proposer"
+    shape: bytes32 = keccak256(abi_encode(c.rule, c.trim_num, c.trim_den, c.clip_q, c.num_params))
+    assert shape == self._shape[job_id], "optimistic: claim off the job's terms"
+    assert c.previous_root == model, "optimistic: claim not on the global model"
     assert c.num_updates + len(excluded) == convert(job.commits, uint256), "optimistic: updates do not add up"
+    assert c.num_updates >= 1 and c.num_updates <= MAX_UPDATES, "optimistic: bad update count"
     assert flags >> len(excluded) == 0, "optimistic: flag outside excluded"
+    self._check_offset(c.previous_offset)
+    self._check_offset(c.aggregate_offset)
     claim_id: uint256 = (job_id << 48) | (convert(round, uint256) << 8) | attempt
-    extcall Disputes(disputes).register(claim_id, c, msg.sender)
-    final_at: uint256 = block.timestamp + convert(terms.challenge_window, uint256)
-    self._record[job_id][round] = (
-        convert(msg.sender, uint256) | (final_at << REC_FINAL_AT) | (attempt << REC_ATTEMPT)
+    digest: bytes32 = keccak256(abi_encode(c))
+    final_at: uint256 = block.timestamp + (timing & packing.MASK64)
+    self._claim[job_id] = digest
+    self._result[job_id] = keccak256(abi_encode(c.aggregate_root, excluded, flags))
+    self._record[job_id] = (
+        convert(msg.sender, uint256) | (final_at << REC_AT) | (attempt << REC_ATTEMPT)
+        | (convert(round, uint256) << REC_ROUND)
     )
-    self._result[job_id][round] = keccak256(abi_encode(c.aggregate_root, excluded, flags))
     log ProposalPosted(
         job_id=job_id, round=round, proposer=msg.sender, attempt=convert(attempt, uint8),
-        claim_id=claim_id, claim=c, excluded=excluded, flags=flags, final_at=convert(final_at, uint64),
+        claim_id=claim_id, claim_hash=digest, claim=c, excluded=excluded, flags=flags,
+        final_at=convert(final_at, uint64),
     )
 
 
@@ -353,23 +384,24 @@ def strike(claim_id: uint256, by: address):
 
 
 @external
-def settle(job_id: uint256, round: uint32, c: dispute_types.Claim, excluded: DynArray[address, MAX_EXCLUDED], flags: uint256):
+def settle(job_id: uint256, round: uint32, aggregate: bytes32, excluded: DynArray[address, MAX_EXCLUDED], flags: uint256):
     """
     @notice Once a claim has stood its whole window, hands its result to the coordinator,
-            which finalises the round. Anyone may call it, with the claim as posted.
+            which finalises the round. Anyone may call it, with the result as posted (the
+            claim itself is not needed: it only mattered to proofs).
     """
-    record: uint256 = self._record[job_id][round]
-    proposer: address = convert(record & convert(max_value(uint160), uint256), address)
+    record: uint256 = self._live(job_id, round)
+    proposer: address = convert(record & PROPOSER, address)
     assert proposer != empty(address), "optimistic: no proposal"
     assert (record >> REC_ESCALATED) & 1 == 0, "optimistic: round escalated"
-    assert block.timestamp > (record >> REC_FINAL_AT) & packing.MASK64, "optimistic: challenge window open"
-    attempt: uint256 = (record >> REC_ATTEMPT) & packing.MASK8
-    claim_id: uint256 = (job_id << 48) | (convert(round, uint256) << 8) | attempt
-    assert keccak256(abi_encode(c)) == staticcall Disputes(disputes).claim_hash(claim_id), "optimistic: claim does not match"
-    assert keccak256(abi_encode(c.aggregate_root, excluded, flags)) == self._result[job_id][round], "optimistic: result does not match"
-    self._retire(job_id, round, claim_id, attempt)
-    extcall Coordinator(coordinator).propose(job_id, round, c.aggregate_root, excluded, flags, [], 0, 0)
-    log ProposalSettled(job_id=job_id, round=round, proposer=proposer, attempt=convert(attempt, uint8), aggregate=c.aggregate_root)
+    assert block.timestamp > (record >> REC_AT) & MASK40, "optimistic: challenge window open"
+    assert keccak256(abi_encode(aggregate, excluded, flags)) == self._result[job_id], "optimistic: result does not match"
+    self._record[job_id] = record & ~PROPOSER
+    extcall Coordinator(coordinator).propose(job_id, round, aggregate, excluded, flags, [], 0, 0)
+    log ProposalSettled(
+        job_id=job_id, round=round, proposer=proposer,
+        attempt=convert((record >> REC_ATTEMPT) & packing.MASK8, uint8), aggregate=aggregate,
+    )
 
 
 @external
@@ -379,13 +411,13 @@ def escalate(job_id: uint256, round: uint32):
             cannot prove (exclusions, flags, the list of updates). The caller posts a
             bond the size of a proposer's, lost if the vote upholds the claim.
     """
-    record: uint256 = self._record[job_id][round]
-    assert record & convert(max_value(uint160), uint256) != 0, "optimistic: no proposal"
+    record: uint256 = self._live(job_id, round)
+    assert record & PROPOSER != 0, "optimistic: no proposal"
     assert (record >> REC_ESCALATED) & 1 == 0, "optimistic: round escalated"
-    assert block.timestamp <= (record >> REC_FINAL_AT) & packing.MASK64, "optimistic: challenge window closed"
-    self._record[job_id][round] = record | (1 << REC_ESCALATED)
+    assert block.timestamp <= (record >> REC_AT) & MASK40, "optimistic: challenge window closed"
+    self._record[job_id] = record | (1 << REC_ESCALATED)
     self._escalator[job_id][round] = msg.sender
-    need: uint256 = self._terms[job_id].bond
+    need: uint256 = self._bond[job_id]
     assert extcall IERC20(self._token[job_id]).transferFrom(msg.sender, self, need), "optimistic: bond transfer failed"
     log RoundEscalated(job_id=job_id, round=round, escalator=msg.sender)
 
@@ -396,12 +428,12 @@ def vote(job_id: uint256, round: uint32, aggregate: bytes32, excluded: DynArray[
     @notice A bonded proposer, other than the two parties, votes an escalated round's
             result; `escalation_quorum` identical votes decide it and finalise the round.
     """
-    record: uint256 = self._record[job_id][round]
-    assert (record >> REC_ESCALATED) & 1 != 0, "optimistic: round not escalated"
-    terms: Terms = self._terms[job_id]
-    proposer: address = convert(record & convert(max_value(uint160), uint256), address)
+    record: uint256 = self._live(job_id, round)
+    assert (record >> REC_ESCALATED) & 1 != 0 and record & PROPOSER != 0, "optimistic: round not escalated"
+    bond: uint256 = self._bond[job_id]
+    proposer: address = convert(record & PROPOSER, address)
     escalator: address = self._escalator[job_id][round]
-    assert self.bond_of[job_id][msg.sender] >= terms.bond, "optimistic: not bonded"
+    assert self.bond_of[job_id][msg.sender] >= bond, "optimistic: not bonded"
     assert msg.sender != proposer and msg.sender != escalator, "optimistic: party to the dispute"
     attempt: uint256 = (record >> REC_ATTEMPT) & packing.MASK8
     claim_id: uint256 = (job_id << 48) | (convert(round, uint256) << 8) | attempt
@@ -411,11 +443,12 @@ def vote(job_id: uint256, round: uint32, aggregate: bytes32, excluded: DynArray[
     votes: uint32 = self._votes[claim_id][result] + 1
     self._votes[claim_id][result] = votes
     log VoteCast(job_id=job_id, round=round, voter=msg.sender, result=result, votes=votes)
-    if votes < terms.escalation_quorum:
+    timing: uint256 = self._timing[job_id]
+    if convert(votes, uint256) < (timing >> 208) & packing.MASK32:
         return
-    upheld: bool = result == self._result[job_id][round]
+    upheld: bool = result == self._result[job_id]
     loser: address = escalator
-    amount: uint256 = terms.bond
+    amount: uint256 = bond
     if upheld:
         # the claim stood: the escalator's bond is the one at stake
         self._pay_slash(job_id, amount, proposer)
@@ -424,12 +457,12 @@ def vote(job_id: uint256, round: uint32, aggregate: bytes32, excluded: DynArray[
         self.bond_of[job_id][proposer] = 0
         loser = proposer
         self._pay_slash(job_id, amount, escalator)
-        self.owed[self._token[job_id]][escalator] += terms.bond
-    self._retire(job_id, round, claim_id, attempt)
+        self.owed[self._token[job_id]][escalator] += bond
+    self._record[job_id] = record & ~PROPOSER & ~(1 << REC_ESCALATED)
     self._escalator[job_id][round] = empty(address)
     log EscalationDecided(
         job_id=job_id, round=round, loser=loser, upheld=upheld, slashed=amount,
-        bounty=amount * convert(terms.bounty_bps, uint256) // 10000,
+        bounty=amount * ((timing >> 192) & packing.MASK16) // 10000,
     )
     extcall Coordinator(coordinator).propose(job_id, round, aggregate, excluded, flags, [], 0, 0)
 
@@ -443,16 +476,16 @@ def expire(job_id: uint256, round: uint32):
     """
     job: packing.JobWord = staticcall Coordinator(coordinator).job_state(job_id)
     assert job.round != round or job.phase != PHASE_AGGREGATING, "optimistic: round still aggregating"
-    record: uint256 = self._record[job_id][round]
-    assert record & convert(max_value(uint160), uint256) != 0, "optimistic: no proposal"
-    attempt: uint256 = (record >> REC_ATTEMPT) & packing.MASK8
-    refunded: uint256 = 0
+    record: uint256 = self._live(job_id, round)
     escalator: address = self._escalator[job_id][round]
+    assert record & PROPOSER != 0 or escalator != empty(address), "optimistic: no proposal"
+    refunded: uint256 = 0
     if escalator != empty(address):
-        refunded = self._terms[job_id].bond
+        refunded = self._bond[job_id]
         self.owed[self._token[job_id]][escalator] += refunded
         self._escalator[job_id][round] = empty(address)
-    self._retire(job_id, round, (job_id << 48) | (convert(round, uint256) << 8) | attempt, attempt)
+    if record & PROPOSER != 0:
+        self._record[job_id] = record & ~PROPOSER & ~(1 << REC_ESCALATED)
     log RoundExpired(job_id=job_id, round=round, refunded=refunded)
 
 
@@ -522,20 +555,40 @@ def drawn(job_id: uint256, round: uint32, attempt: uint256) -> address:
     """
     @notice The proposer drawn for a round's attempt (0 first, +1 after each strike).
     """
-    return self._drawn(job_id, round, attempt)
+    return self._drawn(job_id, round, attempt, staticcall Coordinator(coordinator).global_model(job_id))
+
+
+@external
+@view
+def claim_hash(claim_id: uint256) -> bytes32:
+    """
+    @notice The hash of a live claim (posted, neither struck, settled, decided nor expired),
+            else zero: what disputes.vy checks a proof's claim against.
+    """
+    job_id: uint256 = claim_id >> 48
+    record: uint256 = self._record[job_id]
+    live: bool = (
+        record & PROPOSER != 0
+        and (record >> REC_ROUND) & packing.MASK32 == (claim_id >> 8) & packing.MASK32
+        and (record >> REC_ATTEMPT) & packing.MASK8 == claim_id & packing.MASK8
+    )
+    if not live:
+        return empty(bytes32)
+    return self._claim[job_id]
 
 
 @external
 @view
 def round_record(job_id: uint256, round: uint32) -> (address, uint64, uint8, bool, address):
     """
-    @notice A round's current proposal: proposer (zero: none posted), end of its window,
-            attempt, whether it is escalated, and the escalator.
+    @notice A round's current proposal: proposer (zero: none posted), end of its window
+            (with no proposer: when the round reopened after a strike, or 0), attempt, whether
+            it is escalated, and the escalator.
     """
-    record: uint256 = self._record[job_id][round]
+    record: uint256 = self._live(job_id, round)
     return (
-        convert(record & convert(max_value(uint160), uint256), address),
-        convert((record >> REC_FINAL_AT) & packing.MASK64, uint64),
+        convert(record & PROPOSER, address),
+        convert((record >> REC_AT) & MASK40, uint64),
         convert((record >> REC_ATTEMPT) & packing.MASK8, uint8),
         (record >> REC_ESCALATED) & 1 != 0,
         self._escalator[job_id][round],
@@ -544,7 +597,7 @@ def round_record(job_id: uint256, round: uint32) -> (address, uint64, uint8, boo
 
 @internal
 @view
-def _drawn(job_id: uint256, round: uint32, attempt: uint256) -> address:
+def _drawn(job_id: uint256, round: uint32, attempt: uint256, model: bytes32) -> address:
     """
     @notice proposers[keccak(job, round, attempt, global model) mod n]. The global model is
             the previous round's finalised aggregate: a deterministic function of the
@@ -553,7 +606,6 @@ def _drawn(job_id: uint256, round: uint32, attempt: uint256) -> address:
     n: uint256 = len(self._proposers[job_id])
     if n == 0:
         return empty(address)
-    model: bytes32 = staticcall Coordinator(coordinator).global_model(job_id)
     h: uint256 = convert(keccak256(abi_encode(job_id, round, attempt, model)), uint256)
     return self._proposers[job_id][h % n]
 
@@ -572,11 +624,14 @@ def _check_window(claim_id: uint256):
     @notice A claim may be proven wrong while it is the round's live claim and its window
             is open; after `settle` its hash is gone and disputes.vy refuses it anyway.
     """
-    job_id: uint256 = claim_id >> 48
-    round: uint32 = convert((claim_id >> 8) & packing.MASK32, uint32)
-    record: uint256 = self._record[job_id][round]
-    assert (record >> REC_ATTEMPT) & packing.MASK8 == claim_id & packing.MASK8, "optimistic: not the live claim"
-    assert block.timestamp <= (record >> REC_FINAL_AT) & packing.MASK64, "optimistic: challenge window closed"
+    record: uint256 = self._record[claim_id >> 48]
+    live: bool = (
+        record & PROPOSER != 0
+        and (record >> REC_ROUND) & packing.MASK32 == (claim_id >> 8) & packing.MASK32
+        and (record >> REC_ATTEMPT) & packing.MASK8 == claim_id & packing.MASK8
+    )
+    assert live, "optimistic: not the live claim"
+    assert block.timestamp <= (record >> REC_AT) & MASK40, "optimistic: challenge window closed"
 
 
 @internal
@@ -586,8 +641,8 @@ def _strike(claim_id: uint256, by: address):
     """
     job_id: uint256 = claim_id >> 48
     round: uint32 = convert((claim_id >> 8) & packing.MASK32, uint32)
-    record: uint256 = self._record[job_id][round]
-    proposer: address = convert(record & convert(max_value(uint160), uint256), address)
+    record: uint256 = self._record[job_id]
+    proposer: address = convert(record & PROPOSER, address)
     attempt: uint256 = (record >> REC_ATTEMPT) & packing.MASK8
     assert attempt < 255, "optimistic: too many attempts"
     amount: uint256 = self.bond_of[job_id][proposer]
@@ -596,11 +651,11 @@ def _strike(claim_id: uint256, by: address):
     escalator: address = self._escalator[job_id][round]
     if escalator != empty(address):
         # a proof settled what the vote was for: the escalator was right
-        self.owed[self._token[job_id]][escalator] += self._terms[job_id].bond
+        self.owed[self._token[job_id]][escalator] += self._bond[job_id]
         self._escalator[job_id][round] = empty(address)
-    self._record[job_id][round] = (attempt + 1) << REC_ATTEMPT
-    self._result[job_id][round] = empty(bytes32)
-    self._reopened[job_id][round] = convert(block.timestamp, uint64)
+    self._record[job_id] = (
+        (block.timestamp << REC_AT) | ((attempt + 1) << REC_ATTEMPT) | (convert(round, uint256) << REC_ROUND)
+    )
     log ProposalStruck(
         job_id=job_id, round=round, proposer=proposer, attempt=convert(attempt, uint8), by=by,
         slashed=amount, bounty=bounty,
@@ -613,7 +668,7 @@ def _pay_slash(job_id: uint256, amount: uint256, to: address) -> uint256:
     @notice Splits a slashed bond: `bounty_bps` to `to`, the rest to the sponsor.
     @return The bounty.
     """
-    bounty: uint256 = amount * convert(self._terms[job_id].bounty_bps, uint256) // 10000
+    bounty: uint256 = amount * ((self._timing[job_id] >> 192) & packing.MASK16) // 10000
     token: address = self._token[job_id]
     self.owed[token][to] += bounty
     self.owed[token][self._sponsor[job_id]] += amount - bounty
@@ -621,10 +676,22 @@ def _pay_slash(job_id: uint256, amount: uint256, to: address) -> uint256:
 
 
 @internal
-def _retire(job_id: uint256, round: uint32, claim_id: uint256, attempt: uint256):
+@view
+def _live(job_id: uint256, round: uint32) -> uint256:
     """
-    @notice Ends a round's claim here: its hash goes, so no proof can reach it any more.
+    @notice The job's record if it is about `round`, else zero (nothing posted yet, attempt 0).
     """
-    extcall Disputes(disputes).retire(claim_id)
-    self._record[job_id][round] = (attempt + 1) << REC_ATTEMPT
-    self._result[job_id][round] = empty(bytes32)
+    record: uint256 = self._record[job_id]
+    if (record >> REC_ROUND) & packing.MASK32 != convert(round, uint256):
+        return 0
+    return record
+
+
+@internal
+@pure
+def _check_offset(offset: uint256):
+    """
+    @notice A canonical blob's data offset: 8 + a JSON header padded to 8, so a multiple of 8
+            from 16 up (as disputes.vy checks it).
+    """
+    assert offset >= 16 and offset % 8 == 0 and offset < 2**64, "optimistic: bad data offset"

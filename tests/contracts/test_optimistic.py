@@ -24,9 +24,9 @@ def test_an_unchallenged_claim_finalises_the_round_after_its_window(job: Optimis
     proposer = job.drawn()
     o.propose(proposer, job.job_id, 1, r.claim)
     with pytest.raises(TransactionReverted, match="optimistic: challenge window open"):
-        o.settle(w.outsider, job.job_id, 1, r.claim)
+        o.settle(w.outsider, job.job_id, 1, r.claim.aggregate_root)
     w.chain.increase_time(WINDOW + 1)
-    receipt = o.settle(w.outsider, job.job_id, 1, r.claim)
+    receipt = o.settle(w.outsider, job.job_id, 1, r.claim.aggregate_root)
     assert "ProposalSettled" in names(o, receipt)
     fin = only(w.d, receipt, "RoundFinalized")
     assert fin["aggregate"] == r.claim.aggregate_root
@@ -49,7 +49,7 @@ def test_a_lying_proposer_is_struck_slashed_and_the_next_proposer_finalises(job:
     assert not record.posted and record.attempt == 1
     # the struck claim cannot be settled, and the liar cannot post again without a new bond
     with pytest.raises(TransactionReverted, match="optimistic: no proposal"):
-        o.settle(w.outsider, job.job_id, 1, lie.claim)
+        o.settle(w.outsider, job.job_id, 1, lie.claim.aggregate_root)
     with pytest.raises(TransactionReverted, match="optimistic: not bonded"):
         o.propose(liar, job.job_id, 1, r.claim)
     honest = job.drawn(1)
@@ -57,7 +57,7 @@ def test_a_lying_proposer_is_struck_slashed_and_the_next_proposer_finalises(job:
         honest = next(v for v in w.validators if v.address != liar.address)
     o.propose(honest, job.job_id, 1, r.claim)
     w.chain.increase_time(WINDOW + 1)
-    fin = only(w.d, o.settle(w.outsider, job.job_id, 1, r.claim), "RoundFinalized")
+    fin = only(w.d, o.settle(w.outsider, job.job_id, 1, r.claim.aggregate_root), "RoundFinalized")
     assert fin["aggregate"] == r.claim.aggregate_root
     before = w.token.balance_of(w.outsider.address)
     o.collect(w.outsider, w.token.address)
@@ -117,7 +117,7 @@ def test_an_escalated_wrong_exclusion_is_decided_by_the_bonded_proposers(job: Op
     o.escalate(escalator, job.job_id, 1)
     with pytest.raises(TransactionReverted, match="optimistic: round escalated"):
         w.chain.increase_time(WINDOW + 1)
-        o.settle(w.outsider, job.job_id, 1, lie, excluded=[victim], flags=1)
+        o.settle(w.outsider, job.job_id, 1, lie.aggregate_root, excluded=[victim], flags=1)
     with pytest.raises(TransactionReverted, match="optimistic: party to the dispute"):
         o.vote(liar, job.job_id, 1, r.claim.aggregate_root)
     voters = [v for v in w.validators if v.address != liar.address]
@@ -143,7 +143,7 @@ def test_bonds_and_the_coordinator_stake_come_back_when_the_job_ends(world: Worl
     j.commit_all()
     o.propose(j.drawn(), j.job_id, 1, j.round.claim)
     world.chain.increase_time(WINDOW + 1)
-    o.settle(world.outsider, j.job_id, 1, j.round.claim)
+    o.settle(world.outsider, j.job_id, 1, j.round.claim.aggregate_root)
     while world.coord.job_state(j.job_id).phase == Phase.OPEN:  # later rounds fail: no commits
         world.expire(j.job_id)
         world.coord.advance(world.sponsor, j.job_id)

@@ -213,12 +213,13 @@ class Optimistic(Contract):
         caller: LocalAccount,
         job_id: int,
         round: int,
-        claim: Claim,
+        aggregate: bytes,
         *,
         excluded: Sequence[str] = (),
         flags: int = 0,
     ) -> Receipt:
-        return self.transact(caller, "settle", job_id, round, claim.as_tuple(), list(excluded), flags)
+        """Finalises a claim that stood its window, from its result as posted."""
+        return self.transact(caller, "settle", job_id, round, aggregate, list(excluded), flags)
 
     def escalate(self, caller: LocalAccount, job_id: int, round: int) -> Receipt:
         return self.transact(caller, "escalate", job_id, round)
@@ -260,6 +261,10 @@ class Optimistic(Contract):
     def round_record(self, job_id: int, round: int) -> RoundRecord:
         proposer, final_at, attempt, escalated, escalator = self.read("round_record", job_id, round)
         return RoundRecord(str(proposer), int(final_at), int(attempt), bool(escalated), str(escalator))
+
+    def claim_hash(self, cid: int) -> bytes:
+        """A live claim's hash (what disputes.vy checks a proof against); zero for any other."""
+        return bytes(self.read("claim_hash", cid))
 
     def bond_of(self, job_id: int, account: str) -> int:
         return int(self.read("bond_of", job_id, account))

@@ -131,7 +131,8 @@ class OptimisticRound:
                 break
             # struck: the round goes to the next drawn proposer
         sim.chain.increase_time(sim.spec.challenge_window_s + 1)
-        o.settle(sim.sponsor, job, round, posted.claim, excluded=list(posted.excluded), flags=posted.flags)
+        aggregate = posted.claim.aggregate_root
+        o.settle(sim.sponsor, job, round, aggregate, excluded=list(posted.excluded), flags=posted.flags)
         self.ledger.settled += 1
 
     def watch(
