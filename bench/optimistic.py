@@ -206,7 +206,7 @@ def round_gas(optimistic: bool, rounds: list[dict[str, Any]], num_params: int) -
                     d.optimistic.propose(_drawn(d, trainers, job, rnd, 0), job, rnd, r["claim"]).gas_used
                 ]
                 chain.increase_time(WINDOW + 1)
-                verify.append(d.optimistic.settle(sponsor, job, rnd, r["claim"]).gas_used)
+                verify.append(d.optimistic.settle(sponsor, job, rnd, r["claim"].aggregate_root).gas_used)
             else:
                 quorum = JobSpec(trainers=TRAINERS).effective_quorum  # two thirds of 10, up: 7
                 verify = [
