@@ -1,11 +1,12 @@
-"""An optimistic-mode job on organisations' nodes: one node lies, the others prove it, the job goes on.
+"""An optimistic-mode job on organisations' nodes: a lying or silent proposer, and the job goes on.
 
 Four node processes on a real anvil (whose clock is the wall clock, so the windows are real
 seconds). The sponsor delegates the job to optimistic.vy as it creates it; each node bonds
 itself. The nodes are started one at a time, each once the one before has bonded, so the
 proposers' order is 1..4 and round 1's drawn proposer is known before any node starts: that
-one runs with the `lying-proposer` testing fault. Its claim must be struck within its window,
-its bond slashed, no finalised round may carry its aggregate, and the job must complete.
+one runs with a testing fault (node_config.py's `testing_fault`). A liar's claim must be
+struck within its window, its bond slashed, no finalised round may carry its aggregate, and
+the job must complete; a silent one's round must be posted by another node after its turn.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from fedledger.chain.contracts import Phase
 from fedledger.chain.optimistic import Optimistic
 from fedledger.cli.main import main
 from fedledger.roles.optimistic import Posted
-from fedledger.sim.deployment import start_consortium
+from fedledger.sim.deployment import Consortium, Org, start_consortium
 
 pytestmark = pytest.mark.anvil
 
@@ -44,31 +45,45 @@ def drawn_index(job: int, round: int, attempt: int, model: bytes, proposers: int
     return int.from_bytes(h, "big") % proposers
 
 
-def test_lying_proposer_struck_within_its_window(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def start_with_faulty_drawn(tmp: Path, spec: dict[str, object], fault: str) -> tuple[Consortium, Org]:
+    """A consortium whose round-1 drawn proposer runs `fault`: (consortium, that organisation).
+
+    The nodes start one by one, each once the one before has bonded, so the proposers' order
+    is 1..4 and the draw (of the initial model, known before any node starts) holds."""
     cons = start_consortium(
-        tmp_path,
+        tmp,
         orgs=4,
-        spec=SPEC,
+        spec=spec,
         start_nodes=False,
         node_options={"recheck_seconds": 0.5, "availability_wait_s": 10},
     )
     try:
-        job = cons.job_id
-        optimistic = cons.net.deployment.optimistic
+        job, optimistic = cons.job_id, cons.net.deployment.optimistic
         assert isinstance(optimistic, Optimistic)
         initial = cons.coordinator.global_model(job)
-        liar = cons.orgs[drawn_index(job, 1, 0, initial, len(cons.orgs))]
-        with liar.config.open("a") as f:
-            f.write('testing_fault = "lying-proposer"\n')
-        bond = cons.spec.proposer_bond
-        for org in cons.orgs:  # bond order = start order: the draw above holds
+        faulty = cons.orgs[drawn_index(job, 1, 0, initial, len(cons.orgs))]
+        with faulty.config.open("a") as f:
+            f.write(f'testing_fault = "{fault}"\n')
+        for org in cons.orgs:
             cons.start(org)
             cons.wait_until(
                 f"org {org.index} bonded",
-                lambda _, a=org.address: optimistic.bond_of(job, a) >= bond,
+                lambda _, a=org.address: optimistic.bond_of(job, a) >= cons.spec.proposer_bond,
                 timeout=150,
             )
         assert [p.lower() for p in optimistic.proposers(job)] == [o.address.lower() for o in cons.orgs]
+    except BaseException:
+        cons.stop()
+        raise
+    return cons, faulty
+
+
+def test_lying_proposer_struck_within_its_window(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cons, liar = start_with_faulty_drawn(tmp_path, SPEC, "lying-proposer")
+    try:
+        job, bond = cons.job_id, cons.spec.proposer_bond
+        optimistic = cons.net.deployment.optimistic
+        assert isinstance(optimistic, Optimistic)
         cons.wait_done(timeout=300)
         state = cons.coordinator.job_state(job)
         assert state.phase == Phase.DONE and state.version == ROUNDS, cons.logs()
@@ -114,5 +129,33 @@ def test_lying_proposer_struck_within_its_window(tmp_path: Path, capsys: pytest.
         # the live audit re-derives every finalised model from the stores
         assert main(["audit", *cons.audit_args()]) == 0, capsys.readouterr().out
         assert "AUDIT PASSED" in capsys.readouterr().out
+    finally:
+        cons.stop()
+
+
+def test_silent_proposer_replaced_after_its_turn(tmp_path: Path) -> None:
+    """The drawn proposer never posts: once `proposal_window_s` has passed, another bonded node
+    does (sent unestimated: an estimate on the idle chain's old block would still refuse it)."""
+    turn = 8
+    spec = {**SPEC, "rounds": 1, "proposal_window_s": turn}
+    cons, silent = start_with_faulty_drawn(tmp_path, spec, "silent-proposer")
+    try:
+        job = cons.job_id
+        optimistic = cons.net.deployment.optimistic
+        assert isinstance(optimistic, Optimistic)
+        cons.wait_done(timeout=240)
+        assert cons.coordinator.job_state(job).phase == Phase.DONE, cons.logs()
+        events = [e for e in optimistic.events() if e.args.get("job_id") == job]
+        (event,) = [e for e in events if e.name == "ProposalPosted"]
+        posted = Posted.of(event)
+        assert posted.attempt == 0 and posted.proposer.lower() != silent.address.lower()
+        (closed,) = cons.events("CommitsClosed")
+        chain = cons.net.chain
+        waited = chain.block_timestamp(event.block_number) - chain.block_timestamp(closed.block_number)
+        assert waited > turn, waited  # not before the drawn proposer's turn was over
+        assert not [e for e in events if e.name == "ProposalStruck"]
+        (settled,) = [e for e in events if e.name == "ProposalSettled"]
+        (finalized,) = cons.events("RoundFinalized")
+        assert settled.args["aggregate"] == finalized.args["aggregate"] == posted.claim.aggregate_root
     finally:
         cons.stop()

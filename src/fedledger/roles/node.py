@@ -141,7 +141,9 @@ class Node:
                 store=self.store,
                 validation=self.validation,
                 reader=self.reader,
-                lie_from=config.testing_fault_from_round if config.testing_fault == "lying-proposer" else 0,
+                fault=(config.testing_fault, config.testing_fault_from_round)
+                if config.testing_fault
+                else None,
             )
         self.worked = False  # whether the last step did something (then the next comes at once)
         self.reported: set[int] = set()  # rounds whose outcome has been logged

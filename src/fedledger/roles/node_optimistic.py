@@ -113,14 +113,15 @@ class NodeOptimistic:
         store: VerifiedCache,
         validation: NodeValidation,
         reader: JobReader,
-        lie_from: int = 0,
+        fault: tuple[str, int] | None = None,
     ) -> None:
         self.name, self.job, self.spec, self.account = name, job, spec, account
         self.me = account.address.lower()
         self.coordinator, self.chain, self.store = coordinator, coordinator.chain, store
         self.validation, self.reader = validation, reader
-        #: testing fault: from this round on, post claims with a value changed (0: never)
-        self.lie_from = lie_from
+        #: a testing fault and its first round: lying-proposer posts claims with a value
+        #: changed, silent-proposer never posts one (node_config.py's `testing_fault`)
+        self.fault = fault
         self.contract: Optimistic | None = None
         self.watcher: Watcher | None = None
         self.bonded = False
@@ -227,7 +228,7 @@ class NodeOptimistic:
     def propose(self, o: Optimistic, s: JobState, rec: RoundRecord, global_model: bytes) -> bool:
         """Posts the round's claim if this node is drawn, or the drawn one has had its turn."""
         bond = o.terms(self.job).bond
-        if o.bond_of(self.job, self.me) < bond:
+        if o.bond_of(self.job, self.me) < bond or self.faulty("silent-proposer", s.round):
             return False
         drawn = o.drawn(self.job, s.round, rec.attempt)
         late = False
@@ -240,7 +241,7 @@ class NodeOptimistic:
         if outcome is None:
             return False  # a committed blob is late
         claim = claim_for(self.spec, outcome, previous=self.store.get(global_model), store=self.store)
-        if self.lie_from and s.round >= self.lie_from:
+        if self.faulty("lying-proposer", s.round):
             forged = lie(outcome.blob, s.round, claim.num_params)
             self.store.keep(forged)  # published, so that the claim can be checked at all
             claim = replace(claim, aggregate_root=merkle_root(forged))
@@ -351,6 +352,10 @@ class NodeOptimistic:
             return True
         log.info("%s: round %d: voted %s", self.name, s.round, commitment_hex(outcome.aggregate)[:14])
         return True
+
+    def faulty(self, kind: str, round: int) -> bool:
+        """Whether the testing fault `kind` applies to this round."""
+        return self.fault is not None and self.fault[0] == kind and round >= self.fault[1]
 
     def race(self, exc: TransactionReverted, round: int, what: str) -> None:
         """A revert from losing a race is expected; any other is logged, and the node goes on."""
