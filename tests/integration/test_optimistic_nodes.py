@@ -159,3 +159,37 @@ def test_silent_proposer_replaced_after_its_turn(tmp_path: Path) -> None:
         assert settled.args["aggregate"] == finalized.args["aggregate"] == posted.claim.aggregate_root
     finally:
         cons.stop()
+
+
+def test_wrong_exclusion_escalated_and_voted_down(tmp_path: Path) -> None:
+    """The drawn proposer leaves an honest update out: one chunk cannot show that, so a watcher
+    escalates, the two other nodes vote their own result, and the vote finalises it."""
+    spec = {**SPEC, "rounds": 1}
+    cons, liar = start_with_faulty_drawn(tmp_path, spec, "excluding-proposer")
+    try:
+        job, bond = cons.job_id, cons.spec.proposer_bond
+        optimistic = cons.net.deployment.optimistic
+        assert isinstance(optimistic, Optimistic)
+        cons.wait_done(timeout=240)
+        assert cons.coordinator.job_state(job).phase == Phase.DONE, cons.logs()
+        events = [e for e in optimistic.events() if e.args.get("job_id") == job]
+        (event,) = [e for e in events if e.name == "ProposalPosted"]
+        posted = Posted.of(event)
+        assert posted.proposer.lower() == liar.address.lower() and len(posted.excluded) == 1
+        (escalated,) = [e for e in events if e.name == "RoundEscalated"]
+        escalator = escalated.args["escalator"].lower()
+        votes = [e for e in events if e.name == "VoteCast"]
+        voters = {e.args["voter"].lower() for e in votes}
+        assert len(votes) == 2 and voters.isdisjoint({escalator, liar.address.lower()})
+        (decided,) = [e for e in events if e.name == "EscalationDecided"]
+        assert not decided.args["upheld"] and decided.args["loser"].lower() == liar.address.lower()
+        assert decided.args["slashed"] == bond and optimistic.bond_of(job, liar.address) == 0
+        assert not [e for e in events if e.name in ("ProposalStruck", "ProposalSettled")]
+        (finalized,) = cons.events("RoundFinalized")
+        assert finalized.args["aggregate"] != posted.claim.aggregate_root
+        assert finalized.args["accepted_commits"] == 4 and not cons.events("UpdateExcluded")
+        # the escalator got its escalation bond back, the bounty, and its proposer bond
+        paid = {e.args["account"].lower(): e.args["amount"] for e in optimistic.events() if e.name == "Paid"}
+        assert paid[escalator] == 2 * bond + decided.args["bounty"]
+    finally:
+        cons.stop()

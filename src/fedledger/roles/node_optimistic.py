@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
 
 from eth_account.signers.local import LocalAccount
 
 from fedledger.chain.contracts import Coordinator, JobState, RewardToken
 from fedledger.chain.optimistic import Optimistic, RoundRecord
-from fedledger.codec.commitment import commitment_hex, merkle_root
+from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import ChainError, TransactionReverted
 from fedledger.roles.job import JobReader
+from fedledger.roles.node_faults import faulty_posting, honest_posting
 from fedledger.roles.node_validation import NodeValidation
-from fedledger.roles.optimistic import Posted, Watcher, claim_for, flag_bits, judge, lie
+from fedledger.roles.optimistic import Posted, Watcher, claim_for, flag_bits, judge
 from fedledger.spec import JobSpec
 from fedledger.store.cached import VerifiedCache
 
@@ -119,8 +119,7 @@ class NodeOptimistic:
         self.me = account.address.lower()
         self.coordinator, self.chain, self.store = coordinator, coordinator.chain, store
         self.validation, self.reader = validation, reader
-        #: a testing fault and its first round: lying-proposer posts claims with a value
-        #: changed, silent-proposer never posts one (node_config.py's `testing_fault`)
+        #: a testing fault and its first round (node_config.py's `testing_fault`; node_faults.py)
         self.fault = fault
         self.contract: Optimistic | None = None
         self.watcher: Watcher | None = None
@@ -240,23 +239,30 @@ class NodeOptimistic:
         outcome = self.validation.compute(s, global_model)
         if outcome is None:
             return False  # a committed blob is late
-        claim = claim_for(self.spec, outcome, previous=self.store.get(global_model), store=self.store)
-        if self.faulty("lying-proposer", s.round):
-            forged = lie(outcome.blob, s.round, claim.num_params)
-            self.store.keep(forged)  # published, so that the claim can be checked at all
-            claim = replace(claim, aggregate_root=merkle_root(forged))
-            log.warning(
-                "%s: round %d: TESTING FAULT: claims an aggregate it did not compute", self.name, s.round
+        previous = self.store.get(global_model)
+        post = honest_posting(self.spec, outcome, previous, self.store)
+        if self.fault is not None and self.faulty(self.fault[0], s.round):
+            post = faulty_posting(
+                self.fault[0],
+                name=self.name,
+                s=s,
+                spec=self.spec,
+                honest=post,
+                outcome=outcome,
+                validation=self.validation,
+                previous=previous,
+                global_model=global_model,
+                store=self.store,
             )
         try:
             o.propose(
                 self.account,
                 self.job,
                 s.round,
-                claim,
-                excluded=outcome.excluded,
-                flags=flag_bits(outcome.excluded, outcome.flagged),
-                gas=gas_for(LATE_POST_GAS, len(outcome.excluded)) if late else None,
+                post.claim,
+                excluded=post.excluded,
+                flags=post.flags,
+                gas=gas_for(LATE_POST_GAS, len(post.excluded)) if late else None,
             )
         except TransactionReverted as exc:
             self.race(exc, s.round, "post")
@@ -265,7 +271,7 @@ class NodeOptimistic:
             "%s: round %d: posted its claim %s (attempt %d); final after %d s unless proven wrong",
             self.name,
             s.round,
-            commitment_hex(claim.aggregate_root)[:14],
+            commitment_hex(post.claim.aggregate_root)[:14],
             rec.attempt,
             self.spec.challenge_window_s,
         )
