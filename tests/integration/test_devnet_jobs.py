@@ -128,6 +128,23 @@ def test_devnet_then_create_and_inspect_a_job(tmp_path: Path) -> None:
         spec.write_text(json.dumps({**own, "model": "json.decoder:JSONDecoder"}))
         refused = cli(*args)
         assert refused.returncode == 2 and "approves no digest" in refused.stderr, refused.stderr
+
+        # an optimistic-mode job is delegated to the optimistic contract devnet deployed, as created
+        from fedledger.chain.optimistic import Optimistic
+
+        optimistic_spec = {"dataset": "digits", "model": "logreg", "trainers": 4, "quorum": 2, "rounds": 2,
+                           "stake": 10, "verification": "optimistic"}  # fmt: skip
+        spec.write_text(json.dumps(optimistic_spec))
+        four = [f for a in dev_accounts(5)[1:5] for f in ("--committee", a.address)]
+        plain = [a for a in args if not a.startswith("--committee") and a not in committee]
+        refused = cli(*plain, *four)
+        assert refused.returncode == 2 and "give --optimistic ADDRESS" in refused.stderr, refused.stderr
+        created = cli(*plain, *four, "--optimistic", info["optimistic"])
+        assert created.returncode == 0, created.stderr
+        assert "job 3 created by" in created.stdout and info["optimistic"] in created.stdout
+        optimistic = Optimistic(registry.chain, info["optimistic"])
+        assert optimistic.terms(3).bond == 10**18 and optimistic.terms(3).num_params == 650
+        assert [e.args["job_id"] for e in optimistic.events() if e.name == "JobDelegated"] == [3]
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -7,7 +7,7 @@ claim, pieces and inputs are built by `aggregation/chunk_proof.py`; here they ar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import astuple, dataclass
 from typing import Any, Protocol
 
@@ -205,8 +205,12 @@ class Optimistic(Contract):
         *,
         excluded: Sequence[str] = (),
         flags: int = 0,
+        gas: int | None = None,
     ) -> Receipt:
-        return self.transact(proposer, "propose", job_id, round, claim.as_tuple(), list(excluded), flags)
+        """`gas`: send without estimating, for a post that is allowed only once the drawn proposer's
+        turn is over (an estimate runs on the latest block, which an idle chain leaves old)."""
+        args = (job_id, round, claim.as_tuple(), list(excluded), flags)
+        return self.transact(proposer, "propose", *args, gas=gas)
 
     def settle(
         self,
@@ -217,9 +221,16 @@ class Optimistic(Contract):
         *,
         excluded: Sequence[str] = (),
         flags: int = 0,
+        gas: int | None = None,
     ) -> Receipt:
-        """Finalises a claim that stood its window, from its result as posted."""
-        return self.transact(caller, "settle", job_id, round, aggregate, list(excluded), flags)
+        """Finalises a claim that stood its window, from its result as posted.
+
+        `gas`: send without estimating. Settling is allowed only after the window, and an estimate
+        runs on the latest block: on a chain that mines only for transactions (anvil's automine)
+        that block can predate the window's end, and the estimate reverts a settle that would pass.
+        """
+        args = (job_id, round, aggregate, list(excluded), flags)
+        return self.transact(caller, "settle", *args, gas=gas)
 
     def escalate(self, caller: LocalAccount, job_id: int, round: int) -> Receipt:
         return self.transact(caller, "escalate", job_id, round)
@@ -249,8 +260,11 @@ class Optimistic(Contract):
         return self.transact(account, "collect", token)
 
     def terms(self, job_id: int) -> Terms:
-        values = [int(x) for x in self.read("terms", job_id)]
-        return Terms(**dict(zip(Terms.__dataclass_fields__, values, strict=True)))
+        raw = self.read("terms", job_id)
+        fields = list(Terms.__dataclass_fields__)
+        # a struct decodes as a tuple in process and as a name -> value mapping over JSON-RPC
+        values = [raw[f] for f in fields] if isinstance(raw, Mapping) else list(raw)
+        return Terms(**{f: int(v) for f, v in zip(fields, values, strict=True)})
 
     def proposers(self, job_id: int) -> list[str]:
         return [str(a) for a in self.read("proposers", job_id)]

@@ -232,6 +232,12 @@ def build_parser() -> argparse.ArgumentParser:
                 help="blob store for the initial model: a directory or an "
                 "http(s) URL of `fedledger store serve`",
             )
+            p.add_argument(
+                "--optimistic",
+                metavar="ADDRESS",
+                help="verification=optimistic specs: the optimistic contract to delegate the job to "
+                "(`fedledger devnet` prints it); the sponsor stakes for it",
+            )
 
     node = sub.add_parser(
         "node",

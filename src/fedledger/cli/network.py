@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -20,6 +20,10 @@ from fedledger.chain.contracts import Coordinator, Phase
 from fedledger.errors import SpecError, StoreError
 from fedledger.roles.keys import load_key
 from fedledger.store.http import open_store
+
+if TYPE_CHECKING:
+    from fedledger.chain.optimistic import Optimistic
+    from fedledger.spec import JobSpec
 
 
 def run_devnet(args: argparse.Namespace, console: Console) -> int:
@@ -46,6 +50,7 @@ def _serve_devnet(args: argparse.Namespace, console: Console) -> int:
             partial.replace(out)
         console.print(f"[bold]devnet[/] anvil at [bold]{info['rpc']}[/] (chain id {info['chain_id']})")
         console.print(f"coordinator {info['coordinator']}\ntoken       {info['token']} (minter: account 0)")
+        console.print(f"optimistic  {info['optimistic']} (verification=optimistic jobs)")
         table = Table(title=f"funded development accounts ({net.funds / 1e18:,.0f} tokens each; keys dev:N)")
         table.add_column("key")
         table.add_column("address")
@@ -173,13 +178,15 @@ def create_job_cli(args: argparse.Namespace, console: Console, coordinator: Coor
     except StoreError as exc:
         raise StoreError(f"cannot store the initial model: {exc}") from None
     token = RewardToken(coordinator.chain, args.token)
+    deployment = Deployment(
+        token=token,
+        coordinator=coordinator,
+        data_registry=coordinator.data_registry(),
+        sampler=coordinator.sampler(),  # read from its storage: no getter fitted
+        optimistic=optimistic_for(args, spec, coordinator),
+    )
     job_id, _ = create_job(
-        deployment=Deployment(
-            token=token,
-            coordinator=coordinator,
-            data_registry=coordinator.data_registry(),
-            sampler=coordinator.sampler(),  # read from its storage: no getter fitted
-        ),
+        deployment=deployment,
         sponsor=sponsor,
         spec=spec,
         initial_model=initial,
@@ -189,7 +196,40 @@ def create_job_cli(args: argparse.Namespace, console: Console, coordinator: Coor
         f"job [bold]{job_id}[/] created by {sponsor.address}: spec hash 0x{spec.spec_hash().hex()}, "
         f"initial model 0x{initial.hex()} in {args.store}"
     )
+    if deployment.optimistic is not None:
+        from fedledger.roles.optimistic import delegate_job, num_params
+
+        # before round 1 aggregates, as optimistic.vy requires: right after creating it
+        delegate_job(deployment, sponsor, spec, job_id, num_params(model_q))
+        console.print(f"  delegated to optimistic contract {deployment.optimistic.address}")
     return 0
+
+
+def optimistic_for(args: argparse.Namespace, spec: JobSpec, coordinator: Coordinator) -> Optimistic | None:
+    """The optimistic contract an optimistic-mode spec's job is delegated to (None for a quorum job).
+
+    Checked before the job is created: a contract bound to another coordinator would refuse
+    the delegation only after the job exists, leaving a job nobody can finalise.
+    """
+    if not spec.optimistic:
+        if args.optimistic:
+            raise SpecError("optimistic", "the spec's verification is quorum: there is nothing to delegate")
+        return None
+    if not args.optimistic:
+        raise SpecError(
+            "optimistic",
+            "verification=optimistic: give --optimistic ADDRESS, the optimistic contract "
+            "(`fedledger devnet` prints it)",
+        )
+    from fedledger.chain.optimistic import Optimistic
+
+    optimistic: Optimistic = Optimistic(coordinator.chain, args.optimistic)
+    bound = str(optimistic.read("coordinator"))
+    if bound.lower() != coordinator.address.lower():
+        raise SpecError(
+            "optimistic", f"{args.optimistic} serves coordinator {bound}, not {coordinator.address}"
+        )
+    return optimistic
 
 
 def show_draw(coordinator: Coordinator, job: int, round: int, cfg: dict[str, Any], console: Console) -> None:

@@ -35,6 +35,8 @@ class Devnet:
             "coordinator": self.deployment.coordinator.address,
             "token": self.deployment.token.address,
             "data_registry": self.deployment.data_registry.address,
+            # optimistic-mode jobs: `fedledger job create --optimistic` delegates to it
+            "optimistic": self.deployment.optimistic.address if self.deployment.optimistic else None,
             "accounts": [a.address for a in self.accounts],
             "funds_per_account": str(self.funds),
         }

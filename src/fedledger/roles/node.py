@@ -43,6 +43,7 @@ from fedledger.roles.node_join import (
     open_stores,
     open_wakeup,
 )
+from fedledger.roles.node_optimistic import NodeOptimistic
 from fedledger.roles.node_trace import NodeTrace
 from fedledger.roles.node_training import NodeTraining
 from fedledger.roles.node_validation import NodeValidation
@@ -129,6 +130,21 @@ class Node:
             availability_wait_s=config.availability_wait_s,
             trace=self.trace,
         )
+        self.optimistic: NodeOptimistic | None = None
+        if self.spec.optimistic and config.validator:  # a bonded proposer of optimistic.vy
+            self.optimistic = NodeOptimistic(
+                name=self.name,
+                job=config.job,
+                spec=self.spec,
+                account=self.account,
+                coordinator=self.coordinator,
+                store=self.store,
+                validation=self.validation,
+                reader=self.reader,
+                fault=(config.testing_fault, config.testing_fault_from_round)
+                if config.testing_fault
+                else None,
+            )
         self.worked = False  # whether the last step did something (then the next comes at once)
         self.reported: set[int] = set()  # rounds whose outcome has been logged
         self.trains = config.trainer  # False once a secure job's key directory turned us away
@@ -174,6 +190,11 @@ class Node:
 
     def ensure_registered(self) -> None:
         """Registers and stakes once; a node let in as a validator only stops training."""
+        if self.optimistic is not None:
+            self.optimistic.ready()  # bonds before the first round's draw, if delegated by now
+            if not self.config.trainer:
+                self.trains = False  # a proposer only: optimistic.vy holds its bond, no stake here
+                return
         may_train = join_job(self.coordinator, self.account, self.trainer, self.config, self.spec, self.name)
         self.trains = self.trains and may_train
         if self.sampler is not None and self.trains:
@@ -274,8 +295,18 @@ class Node:
         validator = self.config.validator and seats.validates(
             me, fixed_member=not seats.draws_committee and view.is_validator(job, me)
         )
-        if s.phase == Phase.OPEN and validator:
+        optimistic = self.optimistic is not None and self.optimistic.ready() is not None
+        if s.phase == Phase.OPEN and (validator or optimistic):
             self.validation.prefetch(s.round)
+        elif (
+            optimistic
+            and s.phase == Phase.AGGREGATING
+            and not expired
+            and self.optimistic is not None
+            and self.optimistic.step(s, view.global_model(job))
+        ):
+            self.worked = True  # posted, proved, settled or voted: look again at once
+            return
         elif (
             s.phase == Phase.AGGREGATING
             and s.round not in self.validation.proposed
@@ -347,6 +378,8 @@ class Node:
 
     def finish(self) -> None:
         job, me = self.config.job, self.account.address
+        if self.optimistic is not None:
+            self.optimistic.finish()
         if self.coordinator.claimable(job, me) or self.coordinator.stake_of(job, me):
             claim = self.coordinator.claimable(job, me)
             self.coordinator.withdraw(self.account, job)

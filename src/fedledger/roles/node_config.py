@@ -81,6 +81,17 @@ class NodeConfig(BaseModel):
     availability_wait_s: float = Field(
         30.0, ge=0, description="how long a validator waits for a committed blob before excluding it"
     )
+    testing_fault: Literal["lying-proposer", "excluding-proposer", "silent-proposer"] | None = Field(
+        None,
+        description="TESTING ONLY, never on a real node: makes this node misbehave on purpose for tests "
+        "and demos. lying-proposer: in an optimistic-mode job it posts claims with one aggregate value "
+        "changed (the simulator's fault of that name), so that the committee proves it wrong; "
+        "excluding-proposer: it leaves the last committed update out, so that the committee votes; "
+        "silent-proposer: it never posts a claim, so another bonded node must after proposal_window_s",
+    )
+    testing_fault_from_round: int = Field(
+        1, ge=1, description="TESTING ONLY: the first round of testing_fault"
+    )
 
     @classmethod
     def load(cls, path: str | Path) -> NodeConfig:

@@ -62,6 +62,7 @@ class NodeValidation:
         validator.compute = compute_and_keep
         self.proposed: set[int] = set()
         self.computed: dict[int, bytes] = {}  # round -> the aggregate this validator computed
+        self.outcomes: dict[int, RoundOutcome] = {}  # optimistic mode: the live round's computation
         self.fetched: set[bytes] = set()  # this round's updates already in the verified cache
         self.waiting_since: dict[int, float] = {}  # round -> when this validator first saw it aggregating
 
@@ -77,6 +78,51 @@ class NodeValidation:
                 with contextlib.suppress(StoreError):
                     self.store.get(c.commitment)
                     self.fetched.add(c.commitment)
+
+    def compute(self, s: JobState, global_model: bytes) -> RoundOutcome | None:
+        """The round as this validator computes it, without proposing it; None while a blob is late.
+
+        Optimistic mode (`roles/node_optimistic.py`): the drawn proposer posts it as a claim,
+        every other member checks the posted claim against it. Computed once a round; the
+        same bounded wait for a missing blob as `validate_and_propose`, and a blob still
+        missing after it excludes that update, as there.
+        """
+        if s.round in self.outcomes:
+            return self.outcomes[s.round]
+        commits = self.reader.commits(s.round)
+        missing = [
+            c for c in commits if c.commitment not in self.fetched and not self.store.has(c.commitment)
+        ]
+        since = self.waiting_since.setdefault(s.round, time.monotonic())
+        if missing and time.monotonic() - since < self.availability_wait_s:
+            return None
+        for c in missing:
+            log.warning(
+                "%s: round %d: data-availability fault: %s's update %s could not be fetched; excluding it",
+                self.name,
+                s.round,
+                c.trainer,
+                commitment_hex(c.commitment)[:14],
+            )
+        v = self.validator
+        outcome = v.compute(
+            store=v.store,
+            spec=v.spec,
+            job_id=v.job_id,
+            root_trainer=v.root_trainer,
+            round=s.round,
+            version=s.version,
+            global_model=self.store.get_tensors(global_model),
+            commits=commits,
+            secure=None,  # optimistic mode excludes secure aggregation (spec/verification.py)
+            releases_before=sum(1 for e in self.reader.events if e.name == "PrivacySpent"),
+        )
+        for r in outcome.rejected:
+            log.warning("%s: round %d: excluded %s: %s", self.name, s.round, r.trainer, r.reason)
+        self.computed[s.round] = outcome.aggregate
+        self.outcomes = {s.round: outcome}  # only the live round's is needed
+        self.fetched.clear()
+        return outcome
 
     def validate_and_propose(self, s: JobState, global_model: bytes, *, seat: int = 0) -> bool:
         """Proposes the round's aggregate; False while it still waits for a committed blob.

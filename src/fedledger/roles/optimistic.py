@@ -87,6 +87,19 @@ def delegate_job(
     optimistic.delegate(sponsor, job_id, terms_for(spec, params=params))
 
 
+def lie(blob: bytes, round: int, params: int) -> bytes:
+    """The lying proposer's aggregate: one value moved by one unit, at a coordinate fixed by the round.
+
+    A fault for tests and demos (the simulator's `lying-proposer`, a node's `testing_fault`).
+    """
+    import numpy as np
+
+    coordinate = (round * 7919) % params
+    at = data_offset(blob[:8]) + 8 * coordinate
+    value = int(np.frombuffer(blob, dtype="<i8", count=1, offset=at)[0]) + 1
+    return blob[:at] + value.to_bytes(8, "little", signed=True) + blob[at + 8 :]
+
+
 def entries_for(spec: JobSpec, outcome: RoundOutcome, store: BlobStore) -> list[Entry]:
     """The accepted updates as a claim states them, in commit order."""
     clipped = spec.aggregation == "clipped_fedavg"

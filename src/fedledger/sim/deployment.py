@@ -84,6 +84,9 @@ def start_consortium(
     `tls` (a certificate for 127.0.0.1 and its CA) puts every blob server on https; `auditors`
     (possibly none) makes the spec's readers the committee plus those keys, each server then
     serving reads signed by a reader only and the trainers sealing their updates to them.
+
+    An optimistic-mode job is delegated to optimistic.vy by the sponsor as it is created; the
+    nodes bond themselves.
     """
     if network_hosts and (rpc_proxy or store_proxies):
         raise DeploymentError("the fault proxies listen on loopback: not with network_hosts")
@@ -126,6 +129,11 @@ def start_consortium(
             initial_model=initial,
             committee=[a.address for a in members],
         )
+        if job_spec.optimistic:
+            from fedledger.roles.optimistic import delegate_job, num_params
+
+            params = num_params(LocalStore(sponsor_store).get_tensors(initial))
+            delegate_job(net.deployment, net.accounts[0], job_spec, job_id, params)
         sponsor_server = BlobServer(
             sponsor_store,
             [net.accounts[0].address],

@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fedledger.aggregation.chunk_proof import Claim
-from fedledger.codec.blob import data_offset
 from fedledger.codec.commitment import merkle_root
 from fedledger.roles.job import CommitRecord
-from fedledger.roles.optimistic import Posted, Watcher, claim_for, flag_bits, judge
+from fedledger.roles.optimistic import Posted, Watcher, claim_for, flag_bits, judge, lie
 from fedledger.roles.outcome import RoundOutcome
 from fedledger.sim.results import Challenge, OptimisticLedger
 
@@ -34,14 +33,6 @@ if TYPE_CHECKING:
     from fedledger.sim.setup import Organisation, SimulationSetup
 
 log = logging.getLogger("fedledger.sim")
-
-
-def lie(blob: bytes, round: int, params: int) -> bytes:
-    """The lying proposer's aggregate: one value moved by one unit, at a coordinate fixed by the round."""
-    coordinate = (round * 7919) % params
-    at = data_offset(blob[:8]) + 8 * coordinate
-    value = int(np.frombuffer(blob, dtype="<i8", count=1, offset=at)[0]) + 1
-    return blob[:at] + value.to_bytes(8, "little", signed=True) + blob[at + 8 :]
 
 
 class OptimisticRound:
