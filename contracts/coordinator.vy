@@ -32,7 +32,18 @@
 
 from ethereum.ercs import IERC20
 
+import jobs
 import packing
+
+initializes: jobs
+
+exports: (
+    jobs.job_count,
+    jobs.job_state,
+    jobs.job_config,
+    jobs.trainer_state,
+    jobs.is_validator,
+)
 
 
 interface DataRegistry:
@@ -43,28 +54,6 @@ interface Sampler:
     def bind(): nonpayable
     def draw(job_id: uint256, round: uint32, global_model: bytes32): nonpayable
     def check(job_id: uint256, round: uint32, account: address, committee: bool, seat: uint256) -> uint256: view
-
-
-# Phases of a job's current round.
-PHASE_NONE: constant(uint8) = 0
-PHASE_OPEN: constant(uint8) = 1
-PHASE_AGGREGATING: constant(uint8) = 2
-PHASE_DONE: constant(uint8) = 3
-PHASE_ABORTED: constant(uint8) = 4
-
-# Outcome of a round, kept per round for lazy reward settlement.
-ROUND_PENDING: constant(uint8) = 0
-ROUND_FINALIZED: constant(uint8) = 1
-ROUND_FAILED: constant(uint8) = 2
-
-MAX_COMMITTEE: constant(uint256) = 128
-MAX_EXCLUDED: constant(uint256) = 256
-MAX_ALLOWLIST: constant(uint256) = 256
-# Scores: 16 bits per committer, 16 to a word, in commit order; 0..SCORE_ONE,
-# where SCORE_ONE is the round's best contribution as the validator measured it.
-MAX_SCORE_WORDS: constant(uint256) = 256
-MAX_COMMITS: constant(uint256) = 16 * MAX_SCORE_WORDS
-SCORE_ONE: constant(uint256) = 10000
 
 
 struct JobParams:
@@ -87,32 +76,8 @@ struct JobParams:
     min_reputation: uint16
     clients_per_round: uint16
     validators_per_round: uint16
-    committee: DynArray[address, MAX_COMMITTEE]
-    allowlist: DynArray[address, MAX_ALLOWLIST]
-
-
-struct JobConfig:
-    sponsor: address
-    token: address
-    spec_hash: bytes32
-    initial_model: bytes32
-    rounds: uint32
-    min_commits: uint32
-    quorum: uint32
-    commit_window: uint64
-    aggregate_window: uint64
-    max_failures: uint32
-    stake: uint256
-    reward_per_round: uint256
-    slash_bps: uint16
-    max_flags: uint16
-    scored: bool
-    validator_fee_bps: uint16
-    score_tolerance: uint16
-    min_reputation: uint16
-    use_allowlist: bool
-    clients_per_round: uint16
-    validators_per_round: uint16
+    committee: DynArray[address, jobs.MAX_COMMITTEE]
+    allowlist: DynArray[address, jobs.MAX_ALLOWLIST]
 
 
 event JobCreated:
@@ -183,9 +148,9 @@ event AggregateProposed:
     round: uint32
     aggregate: bytes32
     proposal: bytes32
-    excluded: DynArray[address, MAX_EXCLUDED]
+    excluded: DynArray[address, jobs.MAX_EXCLUDED]
     flags: uint256
-    scores: DynArray[uint256, MAX_SCORE_WORDS]
+    scores: DynArray[uint256, jobs.MAX_SCORE_WORDS]
     votes: uint32
 
 
@@ -221,7 +186,7 @@ event ValidatorSlashed:
 event ScoresSettled:
     job_id: indexed(uint256)
     round: uint32
-    scores: DynArray[uint256, MAX_SCORE_WORDS]
+    scores: DynArray[uint256, jobs.MAX_SCORE_WORDS]
     total: uint64
 
 
@@ -286,24 +251,11 @@ event PoolReclaimed:
     amount: uint256
 
 
-## @notice Number of jobs created; job ids run from 1.
-job_count: public(uint256)
-
-_config: HashMap[uint256, JobConfig]
-_job: HashMap[uint256, uint256]
-_trainer: HashMap[uint256, HashMap[address, uint256]]
-# validator word: member 0 | registered 1 | last proposed round 2..33
-_validator: HashMap[uint256, HashMap[address, uint256]]
-_allowed: HashMap[uint256, HashMap[address, bool]]
 _stake: HashMap[uint256, HashMap[address, uint256]]
-_round: HashMap[uint256, HashMap[uint32, uint256]]
 _round_model: HashMap[uint256, HashMap[uint32, bytes32]]
-_votes: HashMap[uint256, HashMap[uint32, HashMap[bytes32, uint32]]]
-_proposal_of: HashMap[uint256, HashMap[uint32, HashMap[address, bytes32]]]
 _global_model: HashMap[uint256, bytes32]
 _failures: HashMap[uint256, uint32]
 _pool: HashMap[uint256, uint256]
-_committee: HashMap[uint256, DynArray[address, MAX_COMMITTEE]]
 # a validator's scores for the round it last proposed (overwritten each round)
 _scores: HashMap[uint256, HashMap[address, HashMap[uint256, uint256]]]
 # the consensus scores of each finalised round of a scored job
@@ -364,19 +316,19 @@ def create_job(params: JobParams) -> uint256:
     assert params.reward_per_round <= packing.MASK128, "coordinator: reward too large"
     assert params.validator_fee_bps <= 10000, "coordinator: fee above reward"
     assert params.scored or params.validator_fee_bps == 0, "coordinator: fee needs scores"
-    assert convert(params.min_reputation, uint256) <= SCORE_ONE, "coordinator: reputation above maximum"
+    assert convert(params.min_reputation, uint256) <= jobs.SCORE_ONE, "coordinator: reputation above maximum"
 
-    job_id: uint256 = self.job_count + 1
-    self.job_count = job_id
+    job_id: uint256 = jobs.job_count + 1
+    jobs.job_count = job_id
     for v: address in params.committee:
         assert v != empty(address), "coordinator: validator is zero"
-        assert self._validator[job_id][v] == 0, "coordinator: duplicate validator"
-        self._validator[job_id][v] = 1
-    self._committee[job_id] = params.committee
+        assert jobs._validator[job_id][v] == 0, "coordinator: duplicate validator"
+        jobs._validator[job_id][v] = 1
+    jobs._committee[job_id] = params.committee
     for a: address in params.allowlist:
-        self._allowed[job_id][a] = True
+        jobs._allowed[job_id][a] = True
 
-    self._config[job_id] = JobConfig(
+    jobs._config[job_id] = jobs.JobConfig(
         sponsor=msg.sender,
         token=params.token,
         spec_hash=params.spec_hash,
@@ -447,7 +399,7 @@ def register_with_key(job_id: uint256, public_key: bytes32):
     @param public_key The trainer's 32-byte X25519 public key.
     """
     assert public_key != empty(bytes32), "coordinator: key is zero"
-    job: packing.JobWord = packing._unpack_job(self._job[job_id])
+    job: packing.JobWord = packing._unpack_job(jobs._job[job_id])
     assert job.version == 0 and job.commits == 0 and not self._keys_used[job_id], "coordinator: key directory closed"
     self._register(job_id, True)
     self._public_key[job_id][msg.sender] = public_key
@@ -466,11 +418,11 @@ def reveal(job_id: uint256, round: uint32, commitment: bytes32):
     @param round The aggregating round; the caller must have committed to it.
     @param commitment Merkle root of the reveal blob.
     """
-    word: uint256 = self._job[job_id]
-    assert word & packing.MASK8 == convert(PHASE_AGGREGATING, uint256), "coordinator: round not aggregating"
+    word: uint256 = jobs._job[job_id]
+    assert word & packing.MASK8 == convert(jobs.PHASE_AGGREGATING, uint256), "coordinator: round not aggregating"
     assert (word >> packing.JOB_ROUND) & packing.MASK32 == convert(round, uint256), "coordinator: wrong round"
     assert commitment != empty(bytes32), "coordinator: empty commitment"
-    tword: uint256 = self._trainer[job_id][msg.sender]
+    tword: uint256 = jobs._trainer[job_id][msg.sender]
     assert tword & 1 != 0 and (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32 == convert(round, uint256), "coordinator: not a committer"
     assert self._revealed[job_id][msg.sender] != round, "coordinator: already revealed"
     self._revealed[job_id][msg.sender] = round
@@ -479,32 +431,32 @@ def reveal(job_id: uint256, round: uint32, commitment: bytes32):
 
 @internal
 def _register(job_id: uint256, as_trainer: bool):
-    job: packing.JobWord = packing._unpack_job(self._job[job_id])
-    assert job.phase == PHASE_OPEN or job.phase == PHASE_AGGREGATING, "coordinator: job not running"
-    vword: uint256 = self._validator[job_id][msg.sender]
+    job: packing.JobWord = packing._unpack_job(jobs._job[job_id])
+    assert job.phase == jobs.PHASE_OPEN or job.phase == jobs.PHASE_AGGREGATING, "coordinator: job not running"
+    vword: uint256 = jobs._validator[job_id][msg.sender]
     is_member: bool = (vword & 1) != 0
     assert as_trainer or is_member, "coordinator: not a committee member"
-    t: packing.TrainerWord = packing._unpack_trainer(self._trainer[job_id][msg.sender])
+    t: packing.TrainerWord = packing._unpack_trainer(jobs._trainer[job_id][msg.sender])
     assert not t.ejected, "coordinator: trainer ejected"
     assert not t.registered and (vword & 2) == 0, "coordinator: already registered"
-    cfg_stake: uint256 = self._config[job_id].stake
+    cfg_stake: uint256 = jobs._config[job_id].stake
     if as_trainer:
-        if self._config[job_id].use_allowlist:
-            assert self._allowed[job_id][msg.sender], "coordinator: not on allowlist"
-        min_reputation: uint16 = self._config[job_id].min_reputation
+        if jobs._config[job_id].use_allowlist:
+            assert jobs._allowed[job_id][msg.sender], "coordinator: not on allowlist"
+        min_reputation: uint16 = jobs._config[job_id].min_reputation
         if min_reputation > 0:
             rep: packing.Reputation = packing._unpack_reputation(self._reputation[msg.sender])
             assert rep.scored_rounds > 0 and rep.score >= min_reputation, "coordinator: reputation too low"
         t.registered = True
-        t.sampled = self._config[job_id].clients_per_round > 0
-        self._trainer[job_id][msg.sender] = packing._pack_trainer(t)
+        t.sampled = jobs._config[job_id].clients_per_round > 0
+        jobs._trainer[job_id][msg.sender] = packing._pack_trainer(t)
         job.trainers += 1
-        self._job[job_id] = packing._pack_job(job)
+        jobs._job[job_id] = packing._pack_job(job)
     if is_member:
-        self._validator[job_id][msg.sender] = vword | 2
+        jobs._validator[job_id][msg.sender] = vword | 2
     self._stake[job_id][msg.sender] = cfg_stake
     if cfg_stake > 0:
-        assert extcall IERC20(self._config[job_id].token).transferFrom(msg.sender, self, cfg_stake), "coordinator: stake transfer failed"
+        assert extcall IERC20(jobs._config[job_id].token).transferFrom(msg.sender, self, cfg_stake), "coordinator: stake transfer failed"
     log Registered(job_id=job_id, account=msg.sender, trainer=as_trainer, validator=is_member, stake=cfg_stake)
 
 
@@ -527,13 +479,13 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
     # The hot path of the protocol: it works on the packed words in place
     # (layout in packing.vy) instead of unpacking them, to stay cheap in gas
     # and in EVM steps.
-    word: uint256 = self._job[job_id]
-    assert word & packing.MASK8 == convert(PHASE_OPEN, uint256), "coordinator: round not open"
+    word: uint256 = jobs._job[job_id]
+    assert word & packing.MASK8 == convert(jobs.PHASE_OPEN, uint256), "coordinator: round not open"
     assert (word >> packing.JOB_ROUND) & packing.MASK32 == convert(round, uint256), "coordinator: wrong round"
     assert block.timestamp <= (word >> packing.JOB_DEADLINE) & packing.MASK64, "coordinator: commit window closed"
     assert commitment != empty(bytes32), "coordinator: empty commitment"
     assert num_examples > 0, "coordinator: no examples"
-    tword: uint256 = self._trainer[job_id][msg.sender]
+    tword: uint256 = jobs._trainer[job_id][msg.sender]
     if tword & 1 == 0:
         assert (tword >> packing.TRAINER_EJECTED) & 1 == 0, "coordinator: trainer ejected"
         raise "coordinator: not a registered trainer"
@@ -545,7 +497,7 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
         # the sampler reverts unless the caller holds the seat; it returns the seats
         expected = staticcall Sampler(self._sampler).check(job_id, round, msg.sender, False, seat)
     slot: uint256 = (word >> packing.JOB_COMMITS) & packing.MASK32
-    assert slot < MAX_COMMITS, "coordinator: round is full"
+    assert slot < jobs.MAX_COMMITS, "coordinator: round is full"
 
     if tword & 4 == 0 and last_round != 0:
         share: uint256 = 0
@@ -556,7 +508,7 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
             tword = (tword & ~(packing.MASK96 << packing.TRAINER_ACCRUED)) | (accrued << packing.TRAINER_ACCRUED)
     # registered, not excluded, not settled, this round, these examples, this
     # slot, the accrued reward, and the record (flags, score, rounds) kept
-    self._trainer[job_id][msg.sender] = (
+    jobs._trainer[job_id][msg.sender] = (
         1
         | (convert(round, uint256) << packing.TRAINER_LAST_ROUND)
         | (convert(num_examples, uint256) << packing.TRAINER_EXAMPLES)
@@ -572,10 +524,10 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
     if commits == expected:
         # every registered (or sampled) trainer has committed: close early, if that is enough commits
         # (the config is read only here, to keep the common commit cheap)
-        if commits >= convert(self._config[job_id].min_commits, uint256):
+        if commits >= convert(jobs._config[job_id].min_commits, uint256):
             self._close_commits(job_id, packing._unpack_job(word))
             return
-    self._job[job_id] = word
+    jobs._job[job_id] = word
 
 
 @external
@@ -583,9 +535,9 @@ def propose(
     job_id: uint256,
     round: uint32,
     aggregate: bytes32,
-    excluded: DynArray[address, MAX_EXCLUDED],
+    excluded: DynArray[address, jobs.MAX_EXCLUDED],
     flags: uint256,
-    scores: DynArray[uint256, MAX_SCORE_WORDS],
+    scores: DynArray[uint256, jobs.MAX_SCORE_WORDS],
     micro_epsilon: uint64,
     seat: uint256,
 ):
@@ -616,28 +568,28 @@ def propose(
            round's draw (0..validators_per_round-1); ignored otherwise.
     """
     # checks read the packed job word in place; it is unpacked only to finalise
-    word: uint256 = self._job[job_id]
-    assert word & packing.MASK8 == convert(PHASE_AGGREGATING, uint256), "coordinator: round not aggregating"
+    word: uint256 = jobs._job[job_id]
+    assert word & packing.MASK8 == convert(jobs.PHASE_AGGREGATING, uint256), "coordinator: round not aggregating"
     assert (word >> packing.JOB_ROUND) & packing.MASK32 == convert(round, uint256), "coordinator: wrong round"
     assert block.timestamp <= (word >> packing.JOB_DEADLINE) & packing.MASK64, "coordinator: aggregation window closed"
     assert aggregate != empty(bytes32), "coordinator: empty aggregate"
-    vword: uint256 = self._validator[job_id][msg.sender]
+    vword: uint256 = jobs._validator[job_id][msg.sender]
     # not a member of a fixed committee: of the round's drawn one, if it holds the seat
     assert (vword & 2) != 0 or staticcall Sampler(self._sampler).check(job_id, round, msg.sender, True, seat) > 0, "coordinator: not a registered validator"
     assert convert(vword >> 2, uint32) != round, "coordinator: already proposed"
-    self._validator[job_id][msg.sender] = (vword & 3) | (convert(round, uint256) << 2)
+    jobs._validator[job_id][msg.sender] = (vword & 3) | (convert(round, uint256) << 2)
 
-    scored: bool = self._config[job_id].scored
+    scored: bool = jobs._config[job_id].scored
     if scored:
         commits: uint256 = (word >> packing.JOB_COMMITS) & packing.MASK32
         assert len(scores) == (commits + 15) // 16, "coordinator: wrong number of scores"
         tail: uint256 = commits % 16
         if tail != 0:
             assert scores[len(scores) - 1] >> (16 * tail) == 0, "coordinator: score for a non-committer"
-        for k: uint256 in range(len(scores), bound=MAX_SCORE_WORDS):
+        for k: uint256 in range(len(scores), bound=jobs.MAX_SCORE_WORDS):
             w: uint256 = scores[k]
             for lane: uint256 in range(16):
-                assert (w >> (16 * lane)) & packing.MASK16 <= SCORE_ONE, "coordinator: score out of range"
+                assert (w >> (16 * lane)) & packing.MASK16 <= jobs.SCORE_ONE, "coordinator: score out of range"
             self._scores[job_id][msg.sender][k] = w
     else:
         assert len(scores) == 0, "coordinator: job is not scored"
@@ -646,7 +598,7 @@ def propose(
     for trainer: address in excluded:
         assert convert(trainer, uint256) > convert(previous, uint256), "coordinator: excluded not sorted"
         previous = trainer
-        tword: uint256 = self._trainer[job_id][trainer]
+        tword: uint256 = jobs._trainer[job_id][trainer]
         last_round: uint256 = (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32
         assert last_round == convert(round, uint256), "coordinator: excluded not a committer"
         if scored:
@@ -655,14 +607,14 @@ def propose(
     assert flags >> len(excluded) == 0, "coordinator: flag outside excluded"
 
     proposal: bytes32 = keccak256(abi_encode(aggregate, excluded, flags, micro_epsilon))
-    votes: uint32 = self._votes[job_id][round][proposal] + 1
-    self._votes[job_id][round][proposal] = votes
-    self._proposal_of[job_id][round][msg.sender] = proposal
+    votes: uint32 = jobs._votes[job_id][round][proposal] + 1
+    jobs._votes[job_id][round][proposal] = votes
+    jobs._proposal_of[job_id][round][msg.sender] = proposal
     log AggregateProposed(
         job_id=job_id, validator=msg.sender, round=round, aggregate=aggregate,
         proposal=proposal, excluded=excluded, flags=flags, scores=scores, votes=votes,
     )
-    if votes == self._config[job_id].quorum:
+    if votes == jobs._config[job_id].quorum:
         if micro_epsilon != 0:
             # the quorum released a noisy aggregate: record the privacy spent so far
             assert micro_epsilon >= self._epsilon[job_id], "coordinator: epsilon decreased"
@@ -681,13 +633,13 @@ def report_dissent(job_id: uint256, round: uint32, validator: address):
     @param round A finalised round.
     @param validator The dissenting validator.
     """
-    assert self._round[job_id][round] & packing.MASK8 == convert(ROUND_FINALIZED, uint256), "coordinator: round not finalized"
-    proposal: bytes32 = self._proposal_of[job_id][round][validator]
+    assert jobs._round[job_id][round] & packing.MASK8 == convert(jobs.ROUND_FINALIZED, uint256), "coordinator: round not finalized"
+    proposal: bytes32 = jobs._proposal_of[job_id][round][validator]
     assert proposal != empty(bytes32), "coordinator: no proposal to dispute"
-    assert self._votes[job_id][round][proposal] < self._config[job_id].quorum, "coordinator: proposal agreed with quorum"
-    self._proposal_of[job_id][round][validator] = empty(bytes32)
+    assert jobs._votes[job_id][round][proposal] < jobs._config[job_id].quorum, "coordinator: proposal agreed with quorum"
+    jobs._proposal_of[job_id][round][validator] = empty(bytes32)
     amount: uint256 = min(
-        self._config[job_id].stake * convert(self._config[job_id].slash_bps, uint256) // 10000,
+        jobs._config[job_id].stake * convert(jobs._config[job_id].slash_bps, uint256) // 10000,
         self._stake[job_id][validator],
     )
     self._stake[job_id][validator] -= amount
@@ -704,11 +656,11 @@ def advance(job_id: uint256):
             opens, or the job aborts after `max_failures` failures in a row).
     @param job_id The job.
     """
-    job: packing.JobWord = packing._unpack_job(self._job[job_id])
-    assert job.phase == PHASE_OPEN or job.phase == PHASE_AGGREGATING, "coordinator: job not running"
+    job: packing.JobWord = packing._unpack_job(jobs._job[job_id])
+    assert job.phase == jobs.PHASE_OPEN or job.phase == jobs.PHASE_AGGREGATING, "coordinator: job not running"
     assert block.timestamp > convert(job.deadline, uint256), "coordinator: phase not expired"
-    if job.phase == PHASE_OPEN:
-        if job.commits >= self._config[job_id].min_commits:
+    if job.phase == jobs.PHASE_OPEN:
+        if job.commits >= jobs._config[job_id].min_commits:
             self._close_commits(job_id, job)
         else:
             self._fail(job_id, job, "too few commits")
@@ -723,11 +675,11 @@ def withdraw(job_id: uint256):
             returns its stake.
     @param job_id The job.
     """
-    job: packing.JobWord = packing._unpack_job(self._job[job_id])
-    ended: bool = job.phase == PHASE_DONE or job.phase == PHASE_ABORTED
+    job: packing.JobWord = packing._unpack_job(jobs._job[job_id])
+    ended: bool = job.phase == jobs.PHASE_DONE or job.phase == jobs.PHASE_ABORTED
     reward: uint256 = 0
     folded: bool = False
-    word: uint256 = self._trainer[job_id][msg.sender]
+    word: uint256 = jobs._trainer[job_id][msg.sender]
     if word != 0:
         # pay in 256 bits: the accrued field is 96 bits, the payout is not limited by it
         share: uint256 = 0
@@ -739,7 +691,7 @@ def withdraw(job_id: uint256):
             self._fold(job_id, msg.sender, word)
             word |= 1 << packing.TRAINER_FOLDED
             folded = True
-        self._trainer[job_id][msg.sender] = word
+        jobs._trainer[job_id][msg.sender] = word
     fees: uint256 = self._fees[job_id][msg.sender]
     self._fees[job_id][msg.sender] = 0
     stake: uint256 = 0
@@ -749,7 +701,7 @@ def withdraw(job_id: uint256):
     amount: uint256 = reward + fees + stake
     assert amount > 0 or folded, "coordinator: nothing to withdraw"
     if amount > 0:
-        assert extcall IERC20(self._config[job_id].token).transfer(msg.sender, amount), "coordinator: transfer failed"
+        assert extcall IERC20(jobs._config[job_id].token).transfer(msg.sender, amount), "coordinator: transfer failed"
     log Withdrawn(job_id=job_id, account=msg.sender, reward=reward, fees=fees, stake=stake)
 
 
@@ -760,25 +712,14 @@ def reclaim(job_id: uint256):
             the sponsor once the job has ended.
     @param job_id The job.
     """
-    assert msg.sender == self._config[job_id].sponsor, "coordinator: caller is not the sponsor"
-    phase: uint8 = packing._unpack_job(self._job[job_id]).phase
-    assert phase == PHASE_DONE or phase == PHASE_ABORTED, "coordinator: job not ended"
+    assert msg.sender == jobs._config[job_id].sponsor, "coordinator: caller is not the sponsor"
+    phase: uint8 = packing._unpack_job(jobs._job[job_id]).phase
+    assert phase == jobs.PHASE_DONE or phase == jobs.PHASE_ABORTED, "coordinator: job not ended"
     amount: uint256 = self._pool[job_id]
     assert amount > 0, "coordinator: pool is empty"
     self._pool[job_id] = 0
-    assert extcall IERC20(self._config[job_id].token).transfer(msg.sender, amount), "coordinator: transfer failed"
+    assert extcall IERC20(jobs._config[job_id].token).transfer(msg.sender, amount), "coordinator: transfer failed"
     log PoolReclaimed(job_id=job_id, sponsor=msg.sender, amount=amount)
-
-
-@external
-@view
-def job_state(job_id: uint256) -> packing.JobWord:
-    """
-    @notice The job's current phase, round, deadline and counters.
-    @param job_id The job.
-    @return packing.JobWord The unpacked job word.
-    """
-    return packing._unpack_job(self._job[job_id])
 
 
 @external
@@ -806,17 +747,6 @@ def epsilon_spent(job_id: uint256) -> uint64:
 
 @external
 @view
-def job_config(job_id: uint256) -> JobConfig:
-    """
-    @notice The job's immutable configuration.
-    @param job_id The job.
-    @return JobConfig The configuration.
-    """
-    return self._config[job_id]
-
-
-@external
-@view
 def global_model(job_id: uint256) -> bytes32:
     """
     @notice Merkle root of the model trainers train from now.
@@ -824,18 +754,6 @@ def global_model(job_id: uint256) -> bytes32:
     @return bytes32 The commitment.
     """
     return self._global_model[job_id]
-
-
-@external
-@view
-def trainer_state(job_id: uint256, account: address) -> packing.TrainerWord:
-    """
-    @notice A trainer's registration, last commit and settled-but-unpaid reward.
-    @param job_id The job.
-    @param account The trainer.
-    @return packing.TrainerWord The unpacked trainer word.
-    """
-    return packing._unpack_trainer(self._trainer[job_id][account])
 
 
 @external
@@ -848,7 +766,7 @@ def round_result(job_id: uint256, round: uint32) -> (packing.RoundWord, bytes32)
     @return packing.RoundWord The outcome.
     @return bytes32 The aggregate commitment.
     """
-    return packing._unpack_round(self._round[job_id][round]), self._round_model[job_id][round]
+    return packing._unpack_round(jobs._round[job_id][round]), self._round_model[job_id][round]
 
 
 @external
@@ -861,7 +779,7 @@ def claimable(job_id: uint256, account: address) -> uint256:
     @return uint256 Token amount.
     """
     reward: uint256 = 0
-    word: uint256 = self._trainer[job_id][account]
+    word: uint256 = jobs._trainer[job_id][account]
     if word != 0:
         share: uint256 = 0
         word, share = self._settled(job_id, word)
@@ -932,18 +850,6 @@ def pool(job_id: uint256) -> uint256:
     return self._pool[job_id]
 
 
-@external
-@view
-def is_validator(job_id: uint256, account: address) -> bool:
-    """
-    @notice Whether an account is a registered committee validator.
-    @param job_id The job.
-    @param account The account.
-    @return bool True when it may propose.
-    """
-    return (self._validator[job_id][account] & 2) != 0
-
-
 @internal
 @view
 def _settled(job_id: uint256, tword: uint256) -> (uint256, uint256):
@@ -958,12 +864,12 @@ def _settled(job_id: uint256, tword: uint256) -> (uint256, uint256):
     last_round: uint256 = (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32
     if tword & 4 != 0 or last_round == 0:
         return tword, 0
-    rword: uint256 = self._round[job_id][convert(last_round, uint32)]
+    rword: uint256 = jobs._round[job_id][convert(last_round, uint32)]
     status: uint256 = rword & packing.MASK8
-    if status == convert(ROUND_PENDING, uint256):
+    if status == convert(jobs.ROUND_PENDING, uint256):
         return tword, 0
     word: uint256 = tword | 4
-    if status != convert(ROUND_FINALIZED, uint256):
+    if status != convert(jobs.ROUND_FINALIZED, uint256):
         return word, 0
 
     weight: uint256 = 0
@@ -997,7 +903,7 @@ def _fold(job_id: uint256, account: address, tword: uint256):
     """
     rep: packing.Reputation = packing._unpack_reputation(self._reputation[account])
     rounds: uint64 = convert((tword >> packing.TRAINER_ROUNDS) & packing.MASK16, uint64)
-    if self._config[job_id].scored and rounds > 0:
+    if jobs._config[job_id].scored and rounds > 0:
         total: uint64 = rep.scored_rounds + rounds
         rep.score = convert(
             (convert(rep.score, uint256) * convert(rep.scored_rounds, uint256)
@@ -1026,11 +932,11 @@ def _settle_scores(job_id: uint256, round: uint32, commits: uint256, proposal: b
          validators whose every score is within `score_tolerance` of the
          median, and returns (sum of the medians, fees credited).
     """
-    voters: DynArray[address, MAX_COMMITTEE] = []
-    weights: DynArray[uint256, MAX_COMMITTEE] = []
+    voters: DynArray[address, jobs.MAX_COMMITTEE] = []
+    weights: DynArray[uint256, jobs.MAX_COMMITTEE] = []
     total_stake: uint256 = 0
-    for v: address in self._committee[job_id]:
-        if self._proposal_of[job_id][round][v] == proposal:
+    for v: address in jobs._committee[job_id]:
+        if jobs._proposal_of[job_id][round][v] == proposal:
             voters.append(v)
             stake: uint256 = self._stake[job_id][v]
             weights.append(stake)
@@ -1038,18 +944,18 @@ def _settle_scores(job_id: uint256, round: uint32, commits: uint256, proposal: b
     n: uint256 = len(voters)
     if total_stake == 0:
         # no stakes (or all slashed away): one validator, one vote
-        for i: uint256 in range(n, bound=MAX_COMMITTEE):
+        for i: uint256 in range(n, bound=jobs.MAX_COMMITTEE):
             weights[i] = 1
         total_stake = n
-    tolerance: uint256 = convert(self._config[job_id].score_tolerance, uint256)
-    near: DynArray[bool, MAX_COMMITTEE] = []
-    for i: uint256 in range(n, bound=MAX_COMMITTEE):
+    tolerance: uint256 = convert(jobs._config[job_id].score_tolerance, uint256)
+    near: DynArray[bool, jobs.MAX_COMMITTEE] = []
+    for i: uint256 in range(n, bound=jobs.MAX_COMMITTEE):
         near.append(True)
 
-    consensus: DynArray[uint256, MAX_SCORE_WORDS] = []
+    consensus: DynArray[uint256, jobs.MAX_SCORE_WORDS] = []
     total: uint256 = 0
-    for k: uint256 in range((commits + 15) // 16, bound=MAX_SCORE_WORDS):
-        words: DynArray[uint256, MAX_COMMITTEE] = []
+    for k: uint256 in range((commits + 15) // 16, bound=jobs.MAX_SCORE_WORDS):
+        words: DynArray[uint256, jobs.MAX_COMMITTEE] = []
         for v: address in voters:
             words.append(self._scores[job_id][v][k])
         out: uint256 = 0
@@ -1057,16 +963,16 @@ def _settle_scores(job_id: uint256, round: uint32, commits: uint256, proposal: b
             bits: uint256 = 16 * lane
             # lower weighted median: the least value whose weight at or below it is half
             median: uint256 = packing.MASK16
-            for i: uint256 in range(n, bound=MAX_COMMITTEE):
+            for i: uint256 in range(n, bound=jobs.MAX_COMMITTEE):
                 value: uint256 = (words[i] >> bits) & packing.MASK16
                 if value < median:
                     below: uint256 = 0
-                    for j: uint256 in range(n, bound=MAX_COMMITTEE):
+                    for j: uint256 in range(n, bound=jobs.MAX_COMMITTEE):
                         if (words[j] >> bits) & packing.MASK16 <= value:
                             below += weights[j]
                     if 2 * below >= total_stake:
                         median = value
-            for i: uint256 in range(n, bound=MAX_COMMITTEE):
+            for i: uint256 in range(n, bound=jobs.MAX_COMMITTEE):
                 value: uint256 = (words[i] >> bits) & packing.MASK16
                 if max(value, median) - min(value, median) > tolerance:
                     near[i] = False
@@ -1078,12 +984,12 @@ def _settle_scores(job_id: uint256, round: uint32, commits: uint256, proposal: b
 
     paid: uint256 = 0
     agreeing: uint256 = 0
-    for i: uint256 in range(n, bound=MAX_COMMITTEE):
+    for i: uint256 in range(n, bound=jobs.MAX_COMMITTEE):
         if near[i]:
             agreeing += 1
     if fee > 0 and agreeing > 0:
         each: uint256 = fee // agreeing
-        for i: uint256 in range(n, bound=MAX_COMMITTEE):
+        for i: uint256 in range(n, bound=jobs.MAX_COMMITTEE):
             if near[i]:
                 self._fees[job_id][voters[i]] += each
                 log ValidatorRewarded(job_id=job_id, validator=voters[i], round=round, amount=each)
@@ -1097,12 +1003,12 @@ def _open_round(job_id: uint256, job: packing.JobWord, round: uint32, window: ui
     @dev Starts `round` with a fresh commit window.
     """
     result: packing.JobWord = job
-    result.phase = PHASE_OPEN
+    result.phase = jobs.PHASE_OPEN
     result.round = round
     result.deadline = convert(block.timestamp, uint64) + window
     result.commits = 0
     result.examples = 0
-    self._job[job_id] = packing._pack_job(result)
+    jobs._job[job_id] = packing._pack_job(result)
     log RoundOpened(
         job_id=job_id, round=round, version=result.version,
         global_model=self._global_model[job_id], deadline=result.deadline,
@@ -1117,9 +1023,9 @@ def _close_commits(job_id: uint256, job: packing.JobWord):
     @dev Ends the commit phase and starts the aggregation window.
     """
     result: packing.JobWord = job
-    result.phase = PHASE_AGGREGATING
-    result.deadline = convert(block.timestamp, uint64) + self._config[job_id].aggregate_window
-    self._job[job_id] = packing._pack_job(result)
+    result.phase = jobs.PHASE_AGGREGATING
+    result.deadline = convert(block.timestamp, uint64) + jobs._config[job_id].aggregate_window
+    jobs._job[job_id] = packing._pack_job(result)
     log CommitsClosed(
         job_id=job_id, round=result.round, commits=result.commits,
         examples=result.examples, deadline=result.deadline,
@@ -1132,7 +1038,7 @@ def _finalize(
     job: packing.JobWord,
     aggregate: bytes32,
     proposal: bytes32,
-    excluded: DynArray[address, MAX_EXCLUDED],
+    excluded: DynArray[address, jobs.MAX_EXCLUDED],
     flags: uint256,
     scored: bool,
 ):
@@ -1147,11 +1053,11 @@ def _finalize(
     """
     result: packing.JobWord = job
     accepted_examples: uint64 = job.examples
-    slash: uint256 = self._config[job_id].stake * convert(self._config[job_id].slash_bps, uint256) // 10000
-    max_flags: uint16 = self._config[job_id].max_flags
+    slash: uint256 = jobs._config[job_id].stake * convert(jobs._config[job_id].slash_bps, uint256) // 10000
+    max_flags: uint16 = jobs._config[job_id].max_flags
     i: uint256 = 0
     for trainer: address in excluded:
-        t: packing.TrainerWord = packing._unpack_trainer(self._trainer[job_id][trainer])
+        t: packing.TrainerWord = packing._unpack_trainer(jobs._trainer[job_id][trainer])
         t.excluded = True
         accepted_examples -= t.examples
         log UpdateExcluded(job_id=job_id, trainer=trainer, round=job.round)
@@ -1166,17 +1072,17 @@ def _finalize(
                 t.ejected = True
                 result.trainers -= 1
                 log TrainerEjected(job_id=job_id, trainer=trainer, round=job.round, flags=t.flags)
-        self._trainer[job_id][trainer] = packing._pack_trainer(t)
+        jobs._trainer[job_id][trainer] = packing._pack_trainer(t)
         i += 1
     accepted_commits: uint32 = job.commits - convert(len(excluded), uint32)
-    if accepted_commits < self._config[job_id].min_commits:
+    if accepted_commits < jobs._config[job_id].min_commits:
         self._fail(job_id, result, "too few accepted updates")
         return
 
-    reward: uint256 = self._config[job_id].reward_per_round
+    reward: uint256 = jobs._config[job_id].reward_per_round
     weight: uint256 = convert(accepted_examples, uint256)
     if scored:
-        fee: uint256 = reward * convert(self._config[job_id].validator_fee_bps, uint256) // 10000
+        fee: uint256 = reward * convert(jobs._config[job_id].validator_fee_bps, uint256) // 10000
         reward -= fee
         fees: uint256 = 0
         weight, fees = self._settle_scores(job_id, job.round, convert(job.commits, uint256), proposal, fee)
@@ -1184,9 +1090,9 @@ def _finalize(
         if weight == 0:
             reward = 0
     self._pool[job_id] -= reward
-    self._round[job_id][job.round] = packing._pack_round(
+    jobs._round[job_id][job.round] = packing._pack_round(
         packing.RoundWord(
-            status=ROUND_FINALIZED,
+            status=jobs.ROUND_FINALIZED,
             accepted_commits=accepted_commits,
             accepted_weight=convert(weight, uint64),
             reward=convert(reward, uint128),
@@ -1202,12 +1108,12 @@ def _finalize(
         proposal=proposal, accepted_commits=accepted_commits,
         accepted_weight=convert(weight, uint64), reward=reward,
     )
-    if convert(result.version, uint32) >= self._config[job_id].rounds:
-        result.phase = PHASE_DONE
-        self._job[job_id] = packing._pack_job(result)
+    if convert(result.version, uint32) >= jobs._config[job_id].rounds:
+        result.phase = jobs.PHASE_DONE
+        jobs._job[job_id] = packing._pack_job(result)
         log JobCompleted(job_id=job_id, version=result.version, final_model=aggregate)
     else:
-        self._open_round(job_id, result, job.round + 1, self._config[job_id].commit_window)
+        self._open_round(job_id, result, job.round + 1, jobs._config[job_id].commit_window)
 
 
 @internal
@@ -1216,18 +1122,18 @@ def _fail(job_id: uint256, job: packing.JobWord, reason: String[32]):
     @dev Records a failed round and retries with a new round, or aborts the job
          after more than `max_failures` failures in a row.
     """
-    self._round[job_id][job.round] = packing._pack_round(
-        packing.RoundWord(status=ROUND_FAILED, accepted_commits=0, accepted_weight=0, reward=0, scored=False)
+    jobs._round[job_id][job.round] = packing._pack_round(
+        packing.RoundWord(status=jobs.ROUND_FAILED, accepted_commits=0, accepted_weight=0, reward=0, scored=False)
     )
     if job.version == 0 and job.commits > 0:
         self._keys_used[job_id] = True  # those commits were masked against the directory
     failures: uint32 = self._failures[job_id] + 1
     self._failures[job_id] = failures
     log RoundFailed(job_id=job_id, round=job.round, reason=reason, failures=failures)
-    if failures > self._config[job_id].max_failures:
+    if failures > jobs._config[job_id].max_failures:
         result: packing.JobWord = job
-        result.phase = PHASE_ABORTED
-        self._job[job_id] = packing._pack_job(result)
+        result.phase = jobs.PHASE_ABORTED
+        jobs._job[job_id] = packing._pack_job(result)
         log JobAborted(job_id=job_id, round=job.round, failures=failures)
     else:
-        self._open_round(job_id, job, job.round + 1, self._config[job_id].commit_window)
+        self._open_round(job_id, job, job.round + 1, jobs._config[job_id].commit_window)
