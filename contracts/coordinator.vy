@@ -34,8 +34,10 @@ from ethereum.ercs import IERC20
 
 import jobs
 import packing
+import stakes
 
 initializes: jobs
+initializes: stakes[jobs := jobs]
 
 exports: (
     jobs.job_count,
@@ -43,6 +45,10 @@ exports: (
     jobs.job_config,
     jobs.trainer_state,
     jobs.is_validator,
+    stakes.report_dissent,
+    stakes.reclaim,
+    stakes.stake_of,
+    stakes.pool,
 )
 
 
@@ -160,29 +166,6 @@ event UpdateExcluded:
     round: uint32
 
 
-event TrainerSlashed:
-    job_id: indexed(uint256)
-    trainer: indexed(address)
-    round: uint32
-    amount: uint256
-    flags: uint16
-
-
-event TrainerEjected:
-    job_id: indexed(uint256)
-    trainer: indexed(address)
-    round: uint32
-    flags: uint16
-
-
-event ValidatorSlashed:
-    job_id: indexed(uint256)
-    validator: indexed(address)
-    round: uint32
-    proposal: bytes32
-    amount: uint256
-
-
 event ScoresSettled:
     job_id: indexed(uint256)
     round: uint32
@@ -245,17 +228,9 @@ event ReputationUpdated:
     jobs: uint64
 
 
-event PoolReclaimed:
-    job_id: indexed(uint256)
-    sponsor: indexed(address)
-    amount: uint256
-
-
-_stake: HashMap[uint256, HashMap[address, uint256]]
 _round_model: HashMap[uint256, HashMap[uint32, bytes32]]
 _global_model: HashMap[uint256, bytes32]
 _failures: HashMap[uint256, uint32]
-_pool: HashMap[uint256, uint256]
 # a validator's scores for the round it last proposed (overwritten each round)
 _scores: HashMap[uint256, HashMap[address, HashMap[uint256, uint256]]]
 # the consensus scores of each finalised round of a scored job
@@ -352,7 +327,7 @@ def create_job(params: JobParams) -> uint256:
         validators_per_round=params.validators_per_round,
     )
     pool: uint256 = params.reward_per_round * convert(params.rounds, uint256)
-    self._pool[job_id] = pool
+    stakes._pool[job_id] = pool
     self._global_model[job_id] = params.initial_model
     if pool > 0:
         assert extcall IERC20(params.token).transferFrom(msg.sender, self, pool), "coordinator: pool transfer failed"
@@ -454,7 +429,7 @@ def _register(job_id: uint256, as_trainer: bool):
         jobs._job[job_id] = packing._pack_job(job)
     if is_member:
         jobs._validator[job_id][msg.sender] = vword | 2
-    self._stake[job_id][msg.sender] = cfg_stake
+    stakes._stake[job_id][msg.sender] = cfg_stake
     if cfg_stake > 0:
         assert extcall IERC20(jobs._config[job_id].token).transferFrom(msg.sender, self, cfg_stake), "coordinator: stake transfer failed"
     log Registered(job_id=job_id, account=msg.sender, trainer=as_trainer, validator=is_member, stake=cfg_stake)
@@ -624,30 +599,6 @@ def propose(
 
 
 @external
-def report_dissent(job_id: uint256, round: uint32, validator: address):
-    """
-    @notice Slashes a validator whose proposal for a finalised round differed
-            from the quorum's: it proposed a result the honest majority did
-            not compute. Anyone may report, once per validator and round.
-    @param job_id The job.
-    @param round A finalised round.
-    @param validator The dissenting validator.
-    """
-    assert jobs._round[job_id][round] & packing.MASK8 == convert(jobs.ROUND_FINALIZED, uint256), "coordinator: round not finalized"
-    proposal: bytes32 = jobs._proposal_of[job_id][round][validator]
-    assert proposal != empty(bytes32), "coordinator: no proposal to dispute"
-    assert jobs._votes[job_id][round][proposal] < jobs._config[job_id].quorum, "coordinator: proposal agreed with quorum"
-    jobs._proposal_of[job_id][round][validator] = empty(bytes32)
-    amount: uint256 = min(
-        jobs._config[job_id].stake * convert(jobs._config[job_id].slash_bps, uint256) // 10000,
-        self._stake[job_id][validator],
-    )
-    self._stake[job_id][validator] -= amount
-    self._pool[job_id] += amount
-    log ValidatorSlashed(job_id=job_id, validator=validator, round=round, proposal=proposal, amount=amount)
-
-
-@external
 def advance(job_id: uint256):
     """
     @notice Moves a round whose deadline has passed to its next phase, so no
@@ -696,30 +647,13 @@ def withdraw(job_id: uint256):
     self._fees[job_id][msg.sender] = 0
     stake: uint256 = 0
     if ended:
-        stake = self._stake[job_id][msg.sender]
-        self._stake[job_id][msg.sender] = 0
+        stake = stakes._stake[job_id][msg.sender]
+        stakes._stake[job_id][msg.sender] = 0
     amount: uint256 = reward + fees + stake
     assert amount > 0 or folded, "coordinator: nothing to withdraw"
     if amount > 0:
         assert extcall IERC20(jobs._config[job_id].token).transfer(msg.sender, amount), "coordinator: transfer failed"
     log Withdrawn(job_id=job_id, account=msg.sender, reward=reward, fees=fees, stake=stake)
-
-
-@external
-def reclaim(job_id: uint256):
-    """
-    @notice Returns the unspent reward pool (failed rounds, excluded updates) to
-            the sponsor once the job has ended.
-    @param job_id The job.
-    """
-    assert msg.sender == jobs._config[job_id].sponsor, "coordinator: caller is not the sponsor"
-    phase: uint8 = packing._unpack_job(jobs._job[job_id]).phase
-    assert phase == jobs.PHASE_DONE or phase == jobs.PHASE_ABORTED, "coordinator: job not ended"
-    amount: uint256 = self._pool[job_id]
-    assert amount > 0, "coordinator: pool is empty"
-    self._pool[job_id] = 0
-    assert extcall IERC20(jobs._config[job_id].token).transfer(msg.sender, amount), "coordinator: transfer failed"
-    log PoolReclaimed(job_id=job_id, sponsor=msg.sender, amount=amount)
 
 
 @external
@@ -827,29 +761,6 @@ def reputation(account: address) -> packing.Reputation:
     return packing._unpack_reputation(self._reputation[account])
 
 
-@external
-@view
-def stake_of(job_id: uint256, account: address) -> uint256:
-    """
-    @notice Stake held for an account.
-    @param job_id The job.
-    @param account The participant.
-    @return uint256 Token amount.
-    """
-    return self._stake[job_id][account]
-
-
-@external
-@view
-def pool(job_id: uint256) -> uint256:
-    """
-    @notice Reward tokens not yet assigned to a finalised round.
-    @param job_id The job.
-    @return uint256 Token amount.
-    """
-    return self._pool[job_id]
-
-
 @internal
 @view
 def _settled(job_id: uint256, tword: uint256) -> (uint256, uint256):
@@ -938,7 +849,7 @@ def _settle_scores(job_id: uint256, round: uint32, commits: uint256, proposal: b
     for v: address in jobs._committee[job_id]:
         if jobs._proposal_of[job_id][round][v] == proposal:
             voters.append(v)
-            stake: uint256 = self._stake[job_id][v]
+            stake: uint256 = stakes._stake[job_id][v]
             weights.append(stake)
             total_stake += stake
     n: uint256 = len(voters)
@@ -1063,15 +974,15 @@ def _finalize(
         log UpdateExcluded(job_id=job_id, trainer=trainer, round=job.round)
         if (flags >> i) & 1 != 0:
             t.flags += 1
-            amount: uint256 = min(slash, self._stake[job_id][trainer])
-            self._stake[job_id][trainer] -= amount
-            self._pool[job_id] += amount
-            log TrainerSlashed(job_id=job_id, trainer=trainer, round=job.round, amount=amount, flags=t.flags)
+            amount: uint256 = min(slash, stakes._stake[job_id][trainer])
+            stakes._stake[job_id][trainer] -= amount
+            stakes._pool[job_id] += amount
+            log stakes.TrainerSlashed(job_id=job_id, trainer=trainer, round=job.round, amount=amount, flags=t.flags)
             if max_flags > 0 and t.flags >= max_flags and t.registered:
                 t.registered = False
                 t.ejected = True
                 result.trainers -= 1
-                log TrainerEjected(job_id=job_id, trainer=trainer, round=job.round, flags=t.flags)
+                log stakes.TrainerEjected(job_id=job_id, trainer=trainer, round=job.round, flags=t.flags)
         jobs._trainer[job_id][trainer] = packing._pack_trainer(t)
         i += 1
     accepted_commits: uint32 = job.commits - convert(len(excluded), uint32)
@@ -1086,10 +997,10 @@ def _finalize(
         reward -= fee
         fees: uint256 = 0
         weight, fees = self._settle_scores(job_id, job.round, convert(job.commits, uint256), proposal, fee)
-        self._pool[job_id] -= fees
+        stakes._pool[job_id] -= fees
         if weight == 0:
             reward = 0
-    self._pool[job_id] -= reward
+    stakes._pool[job_id] -= reward
     jobs._round[job_id][job.round] = packing._pack_round(
         packing.RoundWord(
             status=jobs.ROUND_FINALIZED,
