@@ -33,11 +33,13 @@
 from ethereum.ercs import IERC20
 
 import jobs
+import keys
 import packing
 import stakes
 
 initializes: jobs
 initializes: stakes[jobs := jobs]
+initializes: keys[jobs := jobs]
 
 exports: (
     jobs.job_count,
@@ -49,6 +51,8 @@ exports: (
     stakes.reclaim,
     stakes.stake_of,
     stakes.pool,
+    keys.reveal,
+    keys.public_key,
 )
 
 
@@ -103,19 +107,6 @@ event Registered:
     trainer: bool
     validator: bool
     stake: uint256
-
-
-event KeyRegistered:
-    job_id: indexed(uint256)
-    trainer: indexed(address)
-    public_key: bytes32
-
-
-event SharesRevealed:
-    job_id: indexed(uint256)
-    trainer: indexed(address)
-    round: uint32
-    commitment: bytes32
 
 
 event PrivacySpent:
@@ -237,13 +228,6 @@ _scores: HashMap[uint256, HashMap[address, HashMap[uint256, uint256]]]
 _consensus: HashMap[uint256, HashMap[uint32, HashMap[uint256, uint256]]]
 _fees: HashMap[uint256, HashMap[address, uint256]]
 _reputation: HashMap[address, uint256]
-# secure aggregation: each trainer's X25519 public key (the key directory), and
-# the last round it revealed its shares for
-_public_key: HashMap[uint256, HashMap[address, bytes32]]
-_revealed: HashMap[uint256, HashMap[address, uint32]]
-# set when a round that had commits fails before any round was finalised: the key
-# directory has been used for masks even though the job has no version yet
-_keys_used: HashMap[uint256, bool]
 # differential privacy: micro-ε spent by the job so far (the last quorum's figure)
 _epsilon: HashMap[uint256, uint64]
 
@@ -375,33 +359,10 @@ def register_with_key(job_id: uint256, public_key: bytes32):
     """
     assert public_key != empty(bytes32), "coordinator: key is zero"
     job: packing.JobWord = packing._unpack_job(jobs._job[job_id])
-    assert job.version == 0 and job.commits == 0 and not self._keys_used[job_id], "coordinator: key directory closed"
+    assert job.version == 0 and job.commits == 0 and not keys._keys_used[job_id], "coordinator: key directory closed"
     self._register(job_id, True)
-    self._public_key[job_id][msg.sender] = public_key
-    log KeyRegistered(job_id=job_id, trainer=msg.sender, public_key=public_key)
-
-
-@external
-def reveal(job_id: uint256, round: uint32, commitment: bytes32):
-    """
-    @notice Posts the commitment of the caller's revealed shares for the round
-            (a blob in the store): once the commit phase has closed, the chain
-            has fixed who committed, and each committer reveals exactly the
-            shares the validators need to unmask the committers' sum. The event
-            is how validators find the reveals and how the audit replays them.
-    @param job_id The job.
-    @param round The aggregating round; the caller must have committed to it.
-    @param commitment Merkle root of the reveal blob.
-    """
-    word: uint256 = jobs._job[job_id]
-    assert word & packing.MASK8 == convert(jobs.PHASE_AGGREGATING, uint256), "coordinator: round not aggregating"
-    assert (word >> packing.JOB_ROUND) & packing.MASK32 == convert(round, uint256), "coordinator: wrong round"
-    assert commitment != empty(bytes32), "coordinator: empty commitment"
-    tword: uint256 = jobs._trainer[job_id][msg.sender]
-    assert tword & 1 != 0 and (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32 == convert(round, uint256), "coordinator: not a committer"
-    assert self._revealed[job_id][msg.sender] != round, "coordinator: already revealed"
-    self._revealed[job_id][msg.sender] = round
-    log SharesRevealed(job_id=job_id, trainer=msg.sender, round=round, commitment=commitment)
+    keys._public_key[job_id][msg.sender] = public_key
+    log keys.KeyRegistered(job_id=job_id, trainer=msg.sender, public_key=public_key)
 
 
 @internal
@@ -654,18 +615,6 @@ def withdraw(job_id: uint256):
     if amount > 0:
         assert extcall IERC20(jobs._config[job_id].token).transfer(msg.sender, amount), "coordinator: transfer failed"
     log Withdrawn(job_id=job_id, account=msg.sender, reward=reward, fees=fees, stake=stake)
-
-
-@external
-@view
-def public_key(job_id: uint256, account: address) -> bytes32:
-    """
-    @notice A trainer's X25519 key in the job's key directory (zero if none).
-    @param job_id The job.
-    @param account The trainer.
-    @return bytes32 The public key.
-    """
-    return self._public_key[job_id][account]
 
 
 @external
@@ -1037,7 +986,7 @@ def _fail(job_id: uint256, job: packing.JobWord, reason: String[32]):
         packing.RoundWord(status=jobs.ROUND_FAILED, accepted_commits=0, accepted_weight=0, reward=0, scored=False)
     )
     if job.version == 0 and job.commits > 0:
-        self._keys_used[job_id] = True  # those commits were masked against the directory
+        keys._keys_used[job_id] = True  # those commits were masked against the directory
     failures: uint32 = self._failures[job_id] + 1
     self._failures[job_id] = failures
     log RoundFailed(job_id=job_id, round=job.round, reason=reason, failures=failures)
