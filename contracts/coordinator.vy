@@ -28,6 +28,15 @@
         score; the dust (< accepted_commits wei per round) stays in the contract.
         Several jobs share one deployment; a new contract version serves new
         jobs while old ones stay auditable where they ran.
+        Composition: this file holds the entry points that cross every part
+        (create_job, register, commit, propose, withdraw) and exports the rest
+        from its modules: jobs.vy (the shared job state), stakes.vy (stakes,
+        pool, slashing), keys.vy (the secure-aggregation key directory),
+        rewards.vy (settlement, scores, fees, reputation) and rounds.vy (the
+        round state machine). Their revert strings keep the `coordinator:`
+        prefix, since this is the contract that reverts. Storage is laid out
+        in the order of the `initializes:` lines below; `Coordinator.sampler()`
+        in src/fedledger/chain/coordinator.py reads `rounds._sampler` by slot.
 """
 
 from ethereum.ercs import IERC20
@@ -36,12 +45,14 @@ import jobs
 import keys
 import packing
 import rewards
+import rounds
 import stakes
 
 initializes: jobs
 initializes: stakes[jobs := jobs]
 initializes: keys[jobs := jobs]
 initializes: rewards[jobs := jobs, stakes := stakes]
+initializes: rounds[jobs := jobs, stakes := stakes, keys := keys, rewards := rewards]
 
 exports: (
     jobs.job_count,
@@ -59,17 +70,15 @@ exports: (
     rewards.fees_of,
     rewards.consensus_score,
     rewards.reputation,
+    rounds.advance,
+    rounds.round_result,
+    rounds.epsilon_spent,
+    rounds.global_model,
 )
 
 
 interface DataRegistry:
     def bind(): nonpayable
-
-
-interface Sampler:
-    def bind(): nonpayable
-    def draw(job_id: uint256, round: uint32, global_model: bytes32): nonpayable
-    def check(job_id: uint256, round: uint32, account: address, committee: bool, seat: uint256) -> uint256: view
 
 
 struct JobParams:
@@ -115,34 +124,12 @@ event Registered:
     stake: uint256
 
 
-event PrivacySpent:
-    job_id: indexed(uint256)
-    round: uint32
-    micro_epsilon: uint64
-
-
-event RoundOpened:
-    job_id: indexed(uint256)
-    round: uint32
-    version: uint24
-    global_model: bytes32
-    deadline: uint64
-
-
 event UpdateCommitted:
     job_id: indexed(uint256)
     trainer: indexed(address)
     round: uint32
     commitment: bytes32
     num_examples: uint64
-
-
-event CommitsClosed:
-    job_id: indexed(uint256)
-    round: uint32
-    commits: uint32
-    examples: uint64
-    deadline: uint64
 
 
 event AggregateProposed:
@@ -157,42 +144,6 @@ event AggregateProposed:
     votes: uint32
 
 
-event UpdateExcluded:
-    job_id: indexed(uint256)
-    trainer: indexed(address)
-    round: uint32
-
-
-event RoundFinalized:
-    job_id: indexed(uint256)
-    round: uint32
-    version: uint24
-    aggregate: bytes32
-    proposal: bytes32
-    accepted_commits: uint32
-    accepted_weight: uint64
-    reward: uint256
-
-
-event RoundFailed:
-    job_id: indexed(uint256)
-    round: uint32
-    reason: String[32]
-    failures: uint32
-
-
-event JobCompleted:
-    job_id: indexed(uint256)
-    version: uint24
-    final_model: bytes32
-
-
-event JobAborted:
-    job_id: indexed(uint256)
-    round: uint32
-    failures: uint32
-
-
 event Withdrawn:
     job_id: indexed(uint256)
     account: indexed(address)
@@ -201,18 +152,8 @@ event Withdrawn:
     stake: uint256
 
 
-_round_model: HashMap[uint256, HashMap[uint32, bytes32]]
-_global_model: HashMap[uint256, bytes32]
-_failures: HashMap[uint256, uint32]
-# differential privacy: micro-ε spent by the job so far (the last quorum's figure)
-_epsilon: HashMap[uint256, uint64]
-
-
 ## @notice Where the trainers of this coordinator's jobs commit to their data (data_registry.vy).
 data_registry: public(immutable(address))
-# where jobs that sample their trainers or draw their committee draw them (sampler.vy);
-# storage, not an immutable, because immutables lengthen the code past EIP-170
-_sampler: address
 
 
 @deploy
@@ -225,9 +166,9 @@ def __init__(data_registry_: address, sampler_: address):
     @param sampler_ A freshly deployed, unbound sampler.
     """
     data_registry = data_registry_
-    self._sampler = sampler_
+    rounds._sampler = sampler_
     extcall DataRegistry(data_registry_).bind()
-    extcall Sampler(sampler_).bind()
+    extcall rounds.Sampler(sampler_).bind()
 
 
 @external
@@ -288,7 +229,7 @@ def create_job(params: JobParams) -> uint256:
     )
     pool: uint256 = params.reward_per_round * convert(params.rounds, uint256)
     stakes._pool[job_id] = pool
-    self._global_model[job_id] = params.initial_model
+    rounds._global_model[job_id] = params.initial_model
     if pool > 0:
         assert extcall IERC20(params.token).transferFrom(msg.sender, self, pool), "coordinator: pool transfer failed"
 
@@ -303,7 +244,7 @@ def create_job(params: JobParams) -> uint256:
         reward_pool=pool,
     )
     job: packing.JobWord = empty(packing.JobWord)
-    self._open_round(job_id, job, 1, params.commit_window)
+    rounds._open_round(job_id, job, 1, params.commit_window)
     return job_id
 
 
@@ -407,7 +348,7 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
     expected: uint256 = (word >> packing.JOB_TRAINERS) & packing.MASK32
     if (tword >> packing.TRAINER_SAMPLED) & 1 != 0:
         # the sampler reverts unless the caller holds the seat; it returns the seats
-        expected = staticcall Sampler(self._sampler).check(job_id, round, msg.sender, False, seat)
+        expected = staticcall rounds.Sampler(rounds._sampler).check(job_id, round, msg.sender, False, seat)
     slot: uint256 = (word >> packing.JOB_COMMITS) & packing.MASK32
     assert slot < jobs.MAX_COMMITS, "coordinator: round is full"
 
@@ -437,7 +378,7 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
         # every registered (or sampled) trainer has committed: close early, if that is enough commits
         # (the config is read only here, to keep the common commit cheap)
         if commits >= convert(jobs._config[job_id].min_commits, uint256):
-            self._close_commits(job_id, packing._unpack_job(word))
+            rounds._close_commits(job_id, packing._unpack_job(word))
             return
     jobs._job[job_id] = word
 
@@ -487,7 +428,7 @@ def propose(
     assert aggregate != empty(bytes32), "coordinator: empty aggregate"
     vword: uint256 = jobs._validator[job_id][msg.sender]
     # not a member of a fixed committee: of the round's drawn one, if it holds the seat
-    assert (vword & 2) != 0 or staticcall Sampler(self._sampler).check(job_id, round, msg.sender, True, seat) > 0, "coordinator: not a registered validator"
+    assert (vword & 2) != 0 or staticcall rounds.Sampler(rounds._sampler).check(job_id, round, msg.sender, True, seat) > 0, "coordinator: not a registered validator"
     assert convert(vword >> 2, uint32) != round, "coordinator: already proposed"
     jobs._validator[job_id][msg.sender] = (vword & 3) | (convert(round, uint256) << 2)
 
@@ -529,31 +470,10 @@ def propose(
     if votes == jobs._config[job_id].quorum:
         if micro_epsilon != 0:
             # the quorum released a noisy aggregate: record the privacy spent so far
-            assert micro_epsilon >= self._epsilon[job_id], "coordinator: epsilon decreased"
-            self._epsilon[job_id] = micro_epsilon
-            log PrivacySpent(job_id=job_id, round=round, micro_epsilon=micro_epsilon)
-        self._finalize(job_id, packing._unpack_job(word), aggregate, proposal, excluded, flags, scored)
-
-
-@external
-def advance(job_id: uint256):
-    """
-    @notice Moves a round whose deadline has passed to its next phase, so no
-            single party can stall a job: an open round with enough commits
-            goes to aggregation, otherwise the round fails (and the next round
-            opens, or the job aborts after `max_failures` failures in a row).
-    @param job_id The job.
-    """
-    job: packing.JobWord = packing._unpack_job(jobs._job[job_id])
-    assert job.phase == jobs.PHASE_OPEN or job.phase == jobs.PHASE_AGGREGATING, "coordinator: job not running"
-    assert block.timestamp > convert(job.deadline, uint256), "coordinator: phase not expired"
-    if job.phase == jobs.PHASE_OPEN:
-        if job.commits >= jobs._config[job_id].min_commits:
-            self._close_commits(job_id, job)
-        else:
-            self._fail(job_id, job, "too few commits")
-    else:
-        self._fail(job_id, job, "no quorum")
+            assert micro_epsilon >= rounds._epsilon[job_id], "coordinator: epsilon decreased"
+            rounds._epsilon[job_id] = micro_epsilon
+            log rounds.PrivacySpent(job_id=job_id, round=round, micro_epsilon=micro_epsilon)
+        rounds._finalize(job_id, packing._unpack_job(word), aggregate, proposal, excluded, flags, scored)
 
 
 @external
@@ -593,178 +513,3 @@ def withdraw(job_id: uint256):
     log Withdrawn(job_id=job_id, account=msg.sender, reward=reward, fees=fees, stake=stake)
 
 
-@external
-@view
-def epsilon_spent(job_id: uint256) -> uint64:
-    """
-    @notice Privacy loss ε the job has spent so far, in micro-ε (zero without DP).
-    @param job_id The job.
-    @return uint64 The last quorum's cumulative ε, times 10^6, rounded up.
-    """
-    return self._epsilon[job_id]
-
-
-@external
-@view
-def global_model(job_id: uint256) -> bytes32:
-    """
-    @notice Merkle root of the model trainers train from now.
-    @param job_id The job.
-    @return bytes32 The commitment.
-    """
-    return self._global_model[job_id]
-
-
-@external
-@view
-def round_result(job_id: uint256, round: uint32) -> (packing.RoundWord, bytes32):
-    """
-    @notice A round's outcome and, if finalised, its aggregate commitment.
-    @param job_id The job.
-    @param round The round.
-    @return packing.RoundWord The outcome.
-    @return bytes32 The aggregate commitment.
-    """
-    return packing._unpack_round(jobs._round[job_id][round]), self._round_model[job_id][round]
-
-
-@internal
-def _open_round(job_id: uint256, job: packing.JobWord, round: uint32, window: uint64):
-    """
-    @dev Starts `round` with a fresh commit window.
-    """
-    result: packing.JobWord = job
-    result.phase = jobs.PHASE_OPEN
-    result.round = round
-    result.deadline = convert(block.timestamp, uint64) + window
-    result.commits = 0
-    result.examples = 0
-    jobs._job[job_id] = packing._pack_job(result)
-    log RoundOpened(
-        job_id=job_id, round=round, version=result.version,
-        global_model=self._global_model[job_id], deadline=result.deadline,
-    )
-    # a job that samples has the sampler draw as the round opens (a no-op for others)
-    extcall Sampler(self._sampler).draw(job_id, round, self._global_model[job_id])
-
-
-@internal
-def _close_commits(job_id: uint256, job: packing.JobWord):
-    """
-    @dev Ends the commit phase and starts the aggregation window.
-    """
-    result: packing.JobWord = job
-    result.phase = jobs.PHASE_AGGREGATING
-    result.deadline = convert(block.timestamp, uint64) + jobs._config[job_id].aggregate_window
-    jobs._job[job_id] = packing._pack_job(result)
-    log CommitsClosed(
-        job_id=job_id, round=result.round, commits=result.commits,
-        examples=result.examples, deadline=result.deadline,
-    )
-
-
-@internal
-def _finalize(
-    job_id: uint256,
-    job: packing.JobWord,
-    aggregate: bytes32,
-    proposal: bytes32,
-    excluded: DynArray[address, jobs.MAX_EXCLUDED],
-    flags: uint256,
-    scored: bool,
-):
-    """
-    @dev Applies the quorum's result: marks excluded updates, slashes and
-         perhaps ejects flagged trainers (even if the round then fails: the
-         quorum has judged the updates), settles the scores of a scored job,
-         records the round outcome, moves the round reward out of the pool
-         and opens the next round (or completes the job). A scored round in
-         which no committer scored above zero pays no trainer: its reward
-         stays in the pool.
-    """
-    result: packing.JobWord = job
-    accepted_examples: uint64 = job.examples
-    slash: uint256 = jobs._config[job_id].stake * convert(jobs._config[job_id].slash_bps, uint256) // 10000
-    max_flags: uint16 = jobs._config[job_id].max_flags
-    i: uint256 = 0
-    for trainer: address in excluded:
-        t: packing.TrainerWord = packing._unpack_trainer(jobs._trainer[job_id][trainer])
-        t.excluded = True
-        accepted_examples -= t.examples
-        log UpdateExcluded(job_id=job_id, trainer=trainer, round=job.round)
-        if (flags >> i) & 1 != 0:
-            t.flags += 1
-            amount: uint256 = min(slash, stakes._stake[job_id][trainer])
-            stakes._stake[job_id][trainer] -= amount
-            stakes._pool[job_id] += amount
-            log stakes.TrainerSlashed(job_id=job_id, trainer=trainer, round=job.round, amount=amount, flags=t.flags)
-            if max_flags > 0 and t.flags >= max_flags and t.registered:
-                t.registered = False
-                t.ejected = True
-                result.trainers -= 1
-                log stakes.TrainerEjected(job_id=job_id, trainer=trainer, round=job.round, flags=t.flags)
-        jobs._trainer[job_id][trainer] = packing._pack_trainer(t)
-        i += 1
-    accepted_commits: uint32 = job.commits - convert(len(excluded), uint32)
-    if accepted_commits < jobs._config[job_id].min_commits:
-        self._fail(job_id, result, "too few accepted updates")
-        return
-
-    reward: uint256 = jobs._config[job_id].reward_per_round
-    weight: uint256 = convert(accepted_examples, uint256)
-    if scored:
-        fee: uint256 = reward * convert(jobs._config[job_id].validator_fee_bps, uint256) // 10000
-        reward -= fee
-        fees: uint256 = 0
-        weight, fees = rewards._settle_scores(job_id, job.round, convert(job.commits, uint256), proposal, fee)
-        stakes._pool[job_id] -= fees
-        if weight == 0:
-            reward = 0
-    stakes._pool[job_id] -= reward
-    jobs._round[job_id][job.round] = packing._pack_round(
-        packing.RoundWord(
-            status=jobs.ROUND_FINALIZED,
-            accepted_commits=accepted_commits,
-            accepted_weight=convert(weight, uint64),
-            reward=convert(reward, uint128),
-            scored=scored,
-        )
-    )
-    self._round_model[job_id][job.round] = aggregate
-    self._global_model[job_id] = aggregate
-    self._failures[job_id] = 0
-    result.version += 1
-    log RoundFinalized(
-        job_id=job_id, round=job.round, version=result.version, aggregate=aggregate,
-        proposal=proposal, accepted_commits=accepted_commits,
-        accepted_weight=convert(weight, uint64), reward=reward,
-    )
-    if convert(result.version, uint32) >= jobs._config[job_id].rounds:
-        result.phase = jobs.PHASE_DONE
-        jobs._job[job_id] = packing._pack_job(result)
-        log JobCompleted(job_id=job_id, version=result.version, final_model=aggregate)
-    else:
-        self._open_round(job_id, result, job.round + 1, jobs._config[job_id].commit_window)
-
-
-@internal
-def _fail(job_id: uint256, job: packing.JobWord, reason: String[32]):
-    """
-    @dev Records a failed round and retries with a new round, or aborts the job
-         after more than `max_failures` failures in a row.
-    """
-    jobs._round[job_id][job.round] = packing._pack_round(
-        packing.RoundWord(status=jobs.ROUND_FAILED, accepted_commits=0, accepted_weight=0, reward=0, scored=False)
-    )
-    if job.version == 0 and job.commits > 0:
-        keys._keys_used[job_id] = True  # those commits were masked against the directory
-    failures: uint32 = self._failures[job_id] + 1
-    self._failures[job_id] = failures
-    log RoundFailed(job_id=job_id, round=job.round, reason=reason, failures=failures)
-    if failures > jobs._config[job_id].max_failures:
-        result: packing.JobWord = job
-        result.phase = jobs.PHASE_ABORTED
-        jobs._job[job_id] = packing._pack_job(result)
-        log JobAborted(job_id=job_id, round=job.round, failures=failures)
-    else:
-        self._open_round(job_id, job, job.round + 1, jobs._config[job_id].commit_window)
