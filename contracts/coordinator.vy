@@ -284,6 +284,12 @@ def register_with_key(job_id: uint256, public_key: bytes32):
 
 @internal
 def _register(job_id: uint256, as_trainer: bool):
+    """
+    @dev Registration touches every part (the job and participant words, the
+         allowlist, reputation across jobs, the stake), so it stays here rather
+         than in a module. A committee member registers as validator; a trainer
+         must pass the allowlist and the job's reputation floor.
+    """
     job: packing.JobWord = packing._unpack_job(jobs._job[job_id])
     assert job.phase == jobs.PHASE_OPEN or job.phase == jobs.PHASE_AGGREGATING, "coordinator: job not running"
     vword: uint256 = jobs._validator[job_id][msg.sender]
