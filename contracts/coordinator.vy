@@ -28,43 +28,57 @@
         score; the dust (< accepted_commits wei per round) stays in the contract.
         Several jobs share one deployment; a new contract version serves new
         jobs while old ones stay auditable where they ran.
+        Composition: this file holds the entry points that cross every part
+        (create_job, register, commit, propose, withdraw) and exports the rest
+        from its modules: jobs.vy (the shared job state), stakes.vy (stakes,
+        pool, slashing), keys.vy (the secure-aggregation key directory),
+        rewards.vy (settlement, scores, fees, reputation) and rounds.vy (the
+        round state machine). Their revert strings keep the `coordinator:`
+        prefix, since this is the contract that reverts. Storage is laid out
+        in the order of the `initializes:` lines below; `Coordinator.sampler()`
+        in src/fedledger/chain/coordinator.py reads `rounds._sampler` by slot.
 """
 
 from ethereum.ercs import IERC20
 
+import jobs
+import keys
 import packing
+import rewards
+import rounds
+import stakes
+
+initializes: jobs
+initializes: stakes[jobs := jobs]
+initializes: keys[jobs := jobs]
+initializes: rewards[jobs := jobs, stakes := stakes]
+initializes: rounds[jobs := jobs, stakes := stakes, keys := keys, rewards := rewards]
+
+exports: (
+    jobs.job_count,
+    jobs.job_state,
+    jobs.job_config,
+    jobs.trainer_state,
+    jobs.is_validator,
+    stakes.report_dissent,
+    stakes.reclaim,
+    stakes.stake_of,
+    stakes.pool,
+    keys.reveal,
+    keys.public_key,
+    rewards.claimable,
+    rewards.fees_of,
+    rewards.consensus_score,
+    rewards.reputation,
+    rounds.advance,
+    rounds.round_result,
+    rounds.epsilon_spent,
+    rounds.global_model,
+)
 
 
 interface DataRegistry:
     def bind(): nonpayable
-
-
-interface Sampler:
-    def bind(): nonpayable
-    def draw(job_id: uint256, round: uint32, global_model: bytes32): nonpayable
-    def check(job_id: uint256, round: uint32, account: address, committee: bool, seat: uint256) -> uint256: view
-
-
-# Phases of a job's current round.
-PHASE_NONE: constant(uint8) = 0
-PHASE_OPEN: constant(uint8) = 1
-PHASE_AGGREGATING: constant(uint8) = 2
-PHASE_DONE: constant(uint8) = 3
-PHASE_ABORTED: constant(uint8) = 4
-
-# Outcome of a round, kept per round for lazy reward settlement.
-ROUND_PENDING: constant(uint8) = 0
-ROUND_FINALIZED: constant(uint8) = 1
-ROUND_FAILED: constant(uint8) = 2
-
-MAX_COMMITTEE: constant(uint256) = 128
-MAX_EXCLUDED: constant(uint256) = 256
-MAX_ALLOWLIST: constant(uint256) = 256
-# Scores: 16 bits per committer, 16 to a word, in commit order; 0..SCORE_ONE,
-# where SCORE_ONE is the round's best contribution as the validator measured it.
-MAX_SCORE_WORDS: constant(uint256) = 256
-MAX_COMMITS: constant(uint256) = 16 * MAX_SCORE_WORDS
-SCORE_ONE: constant(uint256) = 10000
 
 
 struct JobParams:
@@ -87,32 +101,8 @@ struct JobParams:
     min_reputation: uint16
     clients_per_round: uint16
     validators_per_round: uint16
-    committee: DynArray[address, MAX_COMMITTEE]
-    allowlist: DynArray[address, MAX_ALLOWLIST]
-
-
-struct JobConfig:
-    sponsor: address
-    token: address
-    spec_hash: bytes32
-    initial_model: bytes32
-    rounds: uint32
-    min_commits: uint32
-    quorum: uint32
-    commit_window: uint64
-    aggregate_window: uint64
-    max_failures: uint32
-    stake: uint256
-    reward_per_round: uint256
-    slash_bps: uint16
-    max_flags: uint16
-    scored: bool
-    validator_fee_bps: uint16
-    score_tolerance: uint16
-    min_reputation: uint16
-    use_allowlist: bool
-    clients_per_round: uint16
-    validators_per_round: uint16
+    committee: DynArray[address, jobs.MAX_COMMITTEE]
+    allowlist: DynArray[address, jobs.MAX_ALLOWLIST]
 
 
 event JobCreated:
@@ -134,33 +124,6 @@ event Registered:
     stake: uint256
 
 
-event KeyRegistered:
-    job_id: indexed(uint256)
-    trainer: indexed(address)
-    public_key: bytes32
-
-
-event SharesRevealed:
-    job_id: indexed(uint256)
-    trainer: indexed(address)
-    round: uint32
-    commitment: bytes32
-
-
-event PrivacySpent:
-    job_id: indexed(uint256)
-    round: uint32
-    micro_epsilon: uint64
-
-
-event RoundOpened:
-    job_id: indexed(uint256)
-    round: uint32
-    version: uint24
-    global_model: bytes32
-    deadline: uint64
-
-
 event UpdateCommitted:
     job_id: indexed(uint256)
     trainer: indexed(address)
@@ -169,97 +132,16 @@ event UpdateCommitted:
     num_examples: uint64
 
 
-event CommitsClosed:
-    job_id: indexed(uint256)
-    round: uint32
-    commits: uint32
-    examples: uint64
-    deadline: uint64
-
-
 event AggregateProposed:
     job_id: indexed(uint256)
     validator: indexed(address)
     round: uint32
     aggregate: bytes32
     proposal: bytes32
-    excluded: DynArray[address, MAX_EXCLUDED]
+    excluded: DynArray[address, jobs.MAX_EXCLUDED]
     flags: uint256
-    scores: DynArray[uint256, MAX_SCORE_WORDS]
+    scores: DynArray[uint256, jobs.MAX_SCORE_WORDS]
     votes: uint32
-
-
-event UpdateExcluded:
-    job_id: indexed(uint256)
-    trainer: indexed(address)
-    round: uint32
-
-
-event TrainerSlashed:
-    job_id: indexed(uint256)
-    trainer: indexed(address)
-    round: uint32
-    amount: uint256
-    flags: uint16
-
-
-event TrainerEjected:
-    job_id: indexed(uint256)
-    trainer: indexed(address)
-    round: uint32
-    flags: uint16
-
-
-event ValidatorSlashed:
-    job_id: indexed(uint256)
-    validator: indexed(address)
-    round: uint32
-    proposal: bytes32
-    amount: uint256
-
-
-event ScoresSettled:
-    job_id: indexed(uint256)
-    round: uint32
-    scores: DynArray[uint256, MAX_SCORE_WORDS]
-    total: uint64
-
-
-event ValidatorRewarded:
-    job_id: indexed(uint256)
-    validator: indexed(address)
-    round: uint32
-    amount: uint256
-
-
-event RoundFinalized:
-    job_id: indexed(uint256)
-    round: uint32
-    version: uint24
-    aggregate: bytes32
-    proposal: bytes32
-    accepted_commits: uint32
-    accepted_weight: uint64
-    reward: uint256
-
-
-event RoundFailed:
-    job_id: indexed(uint256)
-    round: uint32
-    reason: String[32]
-    failures: uint32
-
-
-event JobCompleted:
-    job_id: indexed(uint256)
-    version: uint24
-    final_model: bytes32
-
-
-event JobAborted:
-    job_id: indexed(uint256)
-    round: uint32
-    failures: uint32
 
 
 event Withdrawn:
@@ -270,62 +152,8 @@ event Withdrawn:
     stake: uint256
 
 
-event ReputationUpdated:
-    account: indexed(address)
-    job_id: indexed(uint256)
-    score: uint16
-    rounds: uint64
-    scored_rounds: uint64
-    flags: uint64
-    jobs: uint64
-
-
-event PoolReclaimed:
-    job_id: indexed(uint256)
-    sponsor: indexed(address)
-    amount: uint256
-
-
-## @notice Number of jobs created; job ids run from 1.
-job_count: public(uint256)
-
-_config: HashMap[uint256, JobConfig]
-_job: HashMap[uint256, uint256]
-_trainer: HashMap[uint256, HashMap[address, uint256]]
-# validator word: member 0 | registered 1 | last proposed round 2..33
-_validator: HashMap[uint256, HashMap[address, uint256]]
-_allowed: HashMap[uint256, HashMap[address, bool]]
-_stake: HashMap[uint256, HashMap[address, uint256]]
-_round: HashMap[uint256, HashMap[uint32, uint256]]
-_round_model: HashMap[uint256, HashMap[uint32, bytes32]]
-_votes: HashMap[uint256, HashMap[uint32, HashMap[bytes32, uint32]]]
-_proposal_of: HashMap[uint256, HashMap[uint32, HashMap[address, bytes32]]]
-_global_model: HashMap[uint256, bytes32]
-_failures: HashMap[uint256, uint32]
-_pool: HashMap[uint256, uint256]
-_committee: HashMap[uint256, DynArray[address, MAX_COMMITTEE]]
-# a validator's scores for the round it last proposed (overwritten each round)
-_scores: HashMap[uint256, HashMap[address, HashMap[uint256, uint256]]]
-# the consensus scores of each finalised round of a scored job
-_consensus: HashMap[uint256, HashMap[uint32, HashMap[uint256, uint256]]]
-_fees: HashMap[uint256, HashMap[address, uint256]]
-_reputation: HashMap[address, uint256]
-# secure aggregation: each trainer's X25519 public key (the key directory), and
-# the last round it revealed its shares for
-_public_key: HashMap[uint256, HashMap[address, bytes32]]
-_revealed: HashMap[uint256, HashMap[address, uint32]]
-# set when a round that had commits fails before any round was finalised: the key
-# directory has been used for masks even though the job has no version yet
-_keys_used: HashMap[uint256, bool]
-# differential privacy: micro-ε spent by the job so far (the last quorum's figure)
-_epsilon: HashMap[uint256, uint64]
-
-
 ## @notice Where the trainers of this coordinator's jobs commit to their data (data_registry.vy).
 data_registry: public(immutable(address))
-# where jobs that sample their trainers or draw their committee draw them (sampler.vy);
-# storage, not an immutable, because immutables lengthen the code past EIP-170
-_sampler: address
 
 
 @deploy
@@ -338,9 +166,9 @@ def __init__(data_registry_: address, sampler_: address):
     @param sampler_ A freshly deployed, unbound sampler.
     """
     data_registry = data_registry_
-    self._sampler = sampler_
+    rounds._sampler = sampler_
     extcall DataRegistry(data_registry_).bind()
-    extcall Sampler(sampler_).bind()
+    extcall rounds.Sampler(sampler_).bind()
 
 
 @external
@@ -364,19 +192,19 @@ def create_job(params: JobParams) -> uint256:
     assert params.reward_per_round <= packing.MASK128, "coordinator: reward too large"
     assert params.validator_fee_bps <= 10000, "coordinator: fee above reward"
     assert params.scored or params.validator_fee_bps == 0, "coordinator: fee needs scores"
-    assert convert(params.min_reputation, uint256) <= SCORE_ONE, "coordinator: reputation above maximum"
+    assert convert(params.min_reputation, uint256) <= jobs.SCORE_ONE, "coordinator: reputation above maximum"
 
-    job_id: uint256 = self.job_count + 1
-    self.job_count = job_id
+    job_id: uint256 = jobs.job_count + 1
+    jobs.job_count = job_id
     for v: address in params.committee:
         assert v != empty(address), "coordinator: validator is zero"
-        assert self._validator[job_id][v] == 0, "coordinator: duplicate validator"
-        self._validator[job_id][v] = 1
-    self._committee[job_id] = params.committee
+        assert jobs._validator[job_id][v] == 0, "coordinator: duplicate validator"
+        jobs._validator[job_id][v] = 1
+    jobs._committee[job_id] = params.committee
     for a: address in params.allowlist:
-        self._allowed[job_id][a] = True
+        jobs._allowed[job_id][a] = True
 
-    self._config[job_id] = JobConfig(
+    jobs._config[job_id] = jobs.JobConfig(
         sponsor=msg.sender,
         token=params.token,
         spec_hash=params.spec_hash,
@@ -400,8 +228,8 @@ def create_job(params: JobParams) -> uint256:
         validators_per_round=params.validators_per_round,
     )
     pool: uint256 = params.reward_per_round * convert(params.rounds, uint256)
-    self._pool[job_id] = pool
-    self._global_model[job_id] = params.initial_model
+    stakes._pool[job_id] = pool
+    rounds._global_model[job_id] = params.initial_model
     if pool > 0:
         assert extcall IERC20(params.token).transferFrom(msg.sender, self, pool), "coordinator: pool transfer failed"
 
@@ -416,7 +244,7 @@ def create_job(params: JobParams) -> uint256:
         reward_pool=pool,
     )
     job: packing.JobWord = empty(packing.JobWord)
-    self._open_round(job_id, job, 1, params.commit_window)
+    rounds._open_round(job_id, job, 1, params.commit_window)
     return job_id
 
 
@@ -447,64 +275,47 @@ def register_with_key(job_id: uint256, public_key: bytes32):
     @param public_key The trainer's 32-byte X25519 public key.
     """
     assert public_key != empty(bytes32), "coordinator: key is zero"
-    job: packing.JobWord = packing._unpack_job(self._job[job_id])
-    assert job.version == 0 and job.commits == 0 and not self._keys_used[job_id], "coordinator: key directory closed"
+    job: packing.JobWord = packing._unpack_job(jobs._job[job_id])
+    assert job.version == 0 and job.commits == 0 and not keys._keys_used[job_id], "coordinator: key directory closed"
     self._register(job_id, True)
-    self._public_key[job_id][msg.sender] = public_key
-    log KeyRegistered(job_id=job_id, trainer=msg.sender, public_key=public_key)
-
-
-@external
-def reveal(job_id: uint256, round: uint32, commitment: bytes32):
-    """
-    @notice Posts the commitment of the caller's revealed shares for the round
-            (a blob in the store): once the commit phase has closed, the chain
-            has fixed who committed, and each committer reveals exactly the
-            shares the validators need to unmask the committers' sum. The event
-            is how validators find the reveals and how the audit replays them.
-    @param job_id The job.
-    @param round The aggregating round; the caller must have committed to it.
-    @param commitment Merkle root of the reveal blob.
-    """
-    word: uint256 = self._job[job_id]
-    assert word & packing.MASK8 == convert(PHASE_AGGREGATING, uint256), "coordinator: round not aggregating"
-    assert (word >> packing.JOB_ROUND) & packing.MASK32 == convert(round, uint256), "coordinator: wrong round"
-    assert commitment != empty(bytes32), "coordinator: empty commitment"
-    tword: uint256 = self._trainer[job_id][msg.sender]
-    assert tword & 1 != 0 and (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32 == convert(round, uint256), "coordinator: not a committer"
-    assert self._revealed[job_id][msg.sender] != round, "coordinator: already revealed"
-    self._revealed[job_id][msg.sender] = round
-    log SharesRevealed(job_id=job_id, trainer=msg.sender, round=round, commitment=commitment)
+    keys._public_key[job_id][msg.sender] = public_key
+    log keys.KeyRegistered(job_id=job_id, trainer=msg.sender, public_key=public_key)
 
 
 @internal
 def _register(job_id: uint256, as_trainer: bool):
-    job: packing.JobWord = packing._unpack_job(self._job[job_id])
-    assert job.phase == PHASE_OPEN or job.phase == PHASE_AGGREGATING, "coordinator: job not running"
-    vword: uint256 = self._validator[job_id][msg.sender]
+    """
+    @dev Registration touches every part (the job and participant words, the
+         allowlist, reputation across jobs, the stake), so it stays here rather
+         than in a module. A committee member registers as validator; a trainer
+         must pass the allowlist and the job's reputation floor.
+    """
+    job: packing.JobWord = packing._unpack_job(jobs._job[job_id])
+    assert job.phase == jobs.PHASE_OPEN or job.phase == jobs.PHASE_AGGREGATING, "coordinator: job not running"
+    vword: uint256 = jobs._validator[job_id][msg.sender]
     is_member: bool = (vword & 1) != 0
     assert as_trainer or is_member, "coordinator: not a committee member"
-    t: packing.TrainerWord = packing._unpack_trainer(self._trainer[job_id][msg.sender])
+    t: packing.TrainerWord = packing._unpack_trainer(jobs._trainer[job_id][msg.sender])
     assert not t.ejected, "coordinator: trainer ejected"
     assert not t.registered and (vword & 2) == 0, "coordinator: already registered"
-    cfg_stake: uint256 = self._config[job_id].stake
+    cfg_stake: uint256 = jobs._config[job_id].stake
     if as_trainer:
-        if self._config[job_id].use_allowlist:
-            assert self._allowed[job_id][msg.sender], "coordinator: not on allowlist"
-        min_reputation: uint16 = self._config[job_id].min_reputation
+        if jobs._config[job_id].use_allowlist:
+            assert jobs._allowed[job_id][msg.sender], "coordinator: not on allowlist"
+        min_reputation: uint16 = jobs._config[job_id].min_reputation
         if min_reputation > 0:
-            rep: packing.Reputation = packing._unpack_reputation(self._reputation[msg.sender])
+            rep: packing.Reputation = packing._unpack_reputation(rewards._reputation[msg.sender])
             assert rep.scored_rounds > 0 and rep.score >= min_reputation, "coordinator: reputation too low"
         t.registered = True
-        t.sampled = self._config[job_id].clients_per_round > 0
-        self._trainer[job_id][msg.sender] = packing._pack_trainer(t)
+        t.sampled = jobs._config[job_id].clients_per_round > 0
+        jobs._trainer[job_id][msg.sender] = packing._pack_trainer(t)
         job.trainers += 1
-        self._job[job_id] = packing._pack_job(job)
+        jobs._job[job_id] = packing._pack_job(job)
     if is_member:
-        self._validator[job_id][msg.sender] = vword | 2
-    self._stake[job_id][msg.sender] = cfg_stake
+        jobs._validator[job_id][msg.sender] = vword | 2
+    stakes._stake[job_id][msg.sender] = cfg_stake
     if cfg_stake > 0:
-        assert extcall IERC20(self._config[job_id].token).transferFrom(msg.sender, self, cfg_stake), "coordinator: stake transfer failed"
+        assert extcall IERC20(jobs._config[job_id].token).transferFrom(msg.sender, self, cfg_stake), "coordinator: stake transfer failed"
     log Registered(job_id=job_id, account=msg.sender, trainer=as_trainer, validator=is_member, stake=cfg_stake)
 
 
@@ -527,13 +338,13 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
     # The hot path of the protocol: it works on the packed words in place
     # (layout in packing.vy) instead of unpacking them, to stay cheap in gas
     # and in EVM steps.
-    word: uint256 = self._job[job_id]
-    assert word & packing.MASK8 == convert(PHASE_OPEN, uint256), "coordinator: round not open"
+    word: uint256 = jobs._job[job_id]
+    assert word & packing.MASK8 == convert(jobs.PHASE_OPEN, uint256), "coordinator: round not open"
     assert (word >> packing.JOB_ROUND) & packing.MASK32 == convert(round, uint256), "coordinator: wrong round"
     assert block.timestamp <= (word >> packing.JOB_DEADLINE) & packing.MASK64, "coordinator: commit window closed"
     assert commitment != empty(bytes32), "coordinator: empty commitment"
     assert num_examples > 0, "coordinator: no examples"
-    tword: uint256 = self._trainer[job_id][msg.sender]
+    tword: uint256 = jobs._trainer[job_id][msg.sender]
     if tword & 1 == 0:
         assert (tword >> packing.TRAINER_EJECTED) & 1 == 0, "coordinator: trainer ejected"
         raise "coordinator: not a registered trainer"
@@ -543,20 +354,20 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
     expected: uint256 = (word >> packing.JOB_TRAINERS) & packing.MASK32
     if (tword >> packing.TRAINER_SAMPLED) & 1 != 0:
         # the sampler reverts unless the caller holds the seat; it returns the seats
-        expected = staticcall Sampler(self._sampler).check(job_id, round, msg.sender, False, seat)
+        expected = staticcall rounds.Sampler(rounds._sampler).check(job_id, round, msg.sender, False, seat)
     slot: uint256 = (word >> packing.JOB_COMMITS) & packing.MASK32
-    assert slot < MAX_COMMITS, "coordinator: round is full"
+    assert slot < jobs.MAX_COMMITS, "coordinator: round is full"
 
     if tword & 4 == 0 and last_round != 0:
         share: uint256 = 0
-        tword, share = self._settled(job_id, tword)
+        tword, share = rewards._settled(job_id, tword)
         if share > 0:
             accrued: uint256 = ((tword >> packing.TRAINER_ACCRUED) & packing.MASK96) + share
             assert accrued <= packing.MASK96, "coordinator: reward overflow"
             tword = (tword & ~(packing.MASK96 << packing.TRAINER_ACCRUED)) | (accrued << packing.TRAINER_ACCRUED)
     # registered, not excluded, not settled, this round, these examples, this
     # slot, the accrued reward, and the record (flags, score, rounds) kept
-    self._trainer[job_id][msg.sender] = (
+    jobs._trainer[job_id][msg.sender] = (
         1
         | (convert(round, uint256) << packing.TRAINER_LAST_ROUND)
         | (convert(num_examples, uint256) << packing.TRAINER_EXAMPLES)
@@ -572,10 +383,10 @@ def commit(job_id: uint256, round: uint32, commitment: bytes32, num_examples: ui
     if commits == expected:
         # every registered (or sampled) trainer has committed: close early, if that is enough commits
         # (the config is read only here, to keep the common commit cheap)
-        if commits >= convert(self._config[job_id].min_commits, uint256):
-            self._close_commits(job_id, packing._unpack_job(word))
+        if commits >= convert(jobs._config[job_id].min_commits, uint256):
+            rounds._close_commits(job_id, packing._unpack_job(word))
             return
-    self._job[job_id] = word
+    jobs._job[job_id] = word
 
 
 @external
@@ -583,9 +394,9 @@ def propose(
     job_id: uint256,
     round: uint32,
     aggregate: bytes32,
-    excluded: DynArray[address, MAX_EXCLUDED],
+    excluded: DynArray[address, jobs.MAX_EXCLUDED],
     flags: uint256,
-    scores: DynArray[uint256, MAX_SCORE_WORDS],
+    scores: DynArray[uint256, jobs.MAX_SCORE_WORDS],
     micro_epsilon: uint64,
     seat: uint256,
 ):
@@ -616,29 +427,29 @@ def propose(
            round's draw (0..validators_per_round-1); ignored otherwise.
     """
     # checks read the packed job word in place; it is unpacked only to finalise
-    word: uint256 = self._job[job_id]
-    assert word & packing.MASK8 == convert(PHASE_AGGREGATING, uint256), "coordinator: round not aggregating"
+    word: uint256 = jobs._job[job_id]
+    assert word & packing.MASK8 == convert(jobs.PHASE_AGGREGATING, uint256), "coordinator: round not aggregating"
     assert (word >> packing.JOB_ROUND) & packing.MASK32 == convert(round, uint256), "coordinator: wrong round"
     assert block.timestamp <= (word >> packing.JOB_DEADLINE) & packing.MASK64, "coordinator: aggregation window closed"
     assert aggregate != empty(bytes32), "coordinator: empty aggregate"
-    vword: uint256 = self._validator[job_id][msg.sender]
+    vword: uint256 = jobs._validator[job_id][msg.sender]
     # not a member of a fixed committee: of the round's drawn one, if it holds the seat
-    assert (vword & 2) != 0 or staticcall Sampler(self._sampler).check(job_id, round, msg.sender, True, seat) > 0, "coordinator: not a registered validator"
+    assert (vword & 2) != 0 or staticcall rounds.Sampler(rounds._sampler).check(job_id, round, msg.sender, True, seat) > 0, "coordinator: not a registered validator"
     assert convert(vword >> 2, uint32) != round, "coordinator: already proposed"
-    self._validator[job_id][msg.sender] = (vword & 3) | (convert(round, uint256) << 2)
+    jobs._validator[job_id][msg.sender] = (vword & 3) | (convert(round, uint256) << 2)
 
-    scored: bool = self._config[job_id].scored
+    scored: bool = jobs._config[job_id].scored
     if scored:
         commits: uint256 = (word >> packing.JOB_COMMITS) & packing.MASK32
         assert len(scores) == (commits + 15) // 16, "coordinator: wrong number of scores"
         tail: uint256 = commits % 16
         if tail != 0:
             assert scores[len(scores) - 1] >> (16 * tail) == 0, "coordinator: score for a non-committer"
-        for k: uint256 in range(len(scores), bound=MAX_SCORE_WORDS):
+        for k: uint256 in range(len(scores), bound=jobs.MAX_SCORE_WORDS):
             w: uint256 = scores[k]
             for lane: uint256 in range(16):
-                assert (w >> (16 * lane)) & packing.MASK16 <= SCORE_ONE, "coordinator: score out of range"
-            self._scores[job_id][msg.sender][k] = w
+                assert (w >> (16 * lane)) & packing.MASK16 <= jobs.SCORE_ONE, "coordinator: score out of range"
+            rewards._scores[job_id][msg.sender][k] = w
     else:
         assert len(scores) == 0, "coordinator: job is not scored"
 
@@ -646,7 +457,7 @@ def propose(
     for trainer: address in excluded:
         assert convert(trainer, uint256) > convert(previous, uint256), "coordinator: excluded not sorted"
         previous = trainer
-        tword: uint256 = self._trainer[job_id][trainer]
+        tword: uint256 = jobs._trainer[job_id][trainer]
         last_round: uint256 = (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32
         assert last_round == convert(round, uint256), "coordinator: excluded not a committer"
         if scored:
@@ -655,65 +466,20 @@ def propose(
     assert flags >> len(excluded) == 0, "coordinator: flag outside excluded"
 
     proposal: bytes32 = keccak256(abi_encode(aggregate, excluded, flags, micro_epsilon))
-    votes: uint32 = self._votes[job_id][round][proposal] + 1
-    self._votes[job_id][round][proposal] = votes
-    self._proposal_of[job_id][round][msg.sender] = proposal
+    votes: uint32 = jobs._votes[job_id][round][proposal] + 1
+    jobs._votes[job_id][round][proposal] = votes
+    jobs._proposal_of[job_id][round][msg.sender] = proposal
     log AggregateProposed(
         job_id=job_id, validator=msg.sender, round=round, aggregate=aggregate,
         proposal=proposal, excluded=excluded, flags=flags, scores=scores, votes=votes,
     )
-    if votes == self._config[job_id].quorum:
+    if votes == jobs._config[job_id].quorum:
         if micro_epsilon != 0:
             # the quorum released a noisy aggregate: record the privacy spent so far
-            assert micro_epsilon >= self._epsilon[job_id], "coordinator: epsilon decreased"
-            self._epsilon[job_id] = micro_epsilon
-            log PrivacySpent(job_id=job_id, round=round, micro_epsilon=micro_epsilon)
-        self._finalize(job_id, packing._unpack_job(word), aggregate, proposal, excluded, flags, scored)
-
-
-@external
-def report_dissent(job_id: uint256, round: uint32, validator: address):
-    """
-    @notice Slashes a validator whose proposal for a finalised round differed
-            from the quorum's: it proposed a result the honest majority did
-            not compute. Anyone may report, once per validator and round.
-    @param job_id The job.
-    @param round A finalised round.
-    @param validator The dissenting validator.
-    """
-    assert self._round[job_id][round] & packing.MASK8 == convert(ROUND_FINALIZED, uint256), "coordinator: round not finalized"
-    proposal: bytes32 = self._proposal_of[job_id][round][validator]
-    assert proposal != empty(bytes32), "coordinator: no proposal to dispute"
-    assert self._votes[job_id][round][proposal] < self._config[job_id].quorum, "coordinator: proposal agreed with quorum"
-    self._proposal_of[job_id][round][validator] = empty(bytes32)
-    amount: uint256 = min(
-        self._config[job_id].stake * convert(self._config[job_id].slash_bps, uint256) // 10000,
-        self._stake[job_id][validator],
-    )
-    self._stake[job_id][validator] -= amount
-    self._pool[job_id] += amount
-    log ValidatorSlashed(job_id=job_id, validator=validator, round=round, proposal=proposal, amount=amount)
-
-
-@external
-def advance(job_id: uint256):
-    """
-    @notice Moves a round whose deadline has passed to its next phase, so no
-            single party can stall a job: an open round with enough commits
-            goes to aggregation, otherwise the round fails (and the next round
-            opens, or the job aborts after `max_failures` failures in a row).
-    @param job_id The job.
-    """
-    job: packing.JobWord = packing._unpack_job(self._job[job_id])
-    assert job.phase == PHASE_OPEN or job.phase == PHASE_AGGREGATING, "coordinator: job not running"
-    assert block.timestamp > convert(job.deadline, uint256), "coordinator: phase not expired"
-    if job.phase == PHASE_OPEN:
-        if job.commits >= self._config[job_id].min_commits:
-            self._close_commits(job_id, job)
-        else:
-            self._fail(job_id, job, "too few commits")
-    else:
-        self._fail(job_id, job, "no quorum")
+            assert micro_epsilon >= rounds._epsilon[job_id], "coordinator: epsilon decreased"
+            rounds._epsilon[job_id] = micro_epsilon
+            log rounds.PrivacySpent(job_id=job_id, round=round, micro_epsilon=micro_epsilon)
+        rounds._finalize(job_id, packing._unpack_job(word), aggregate, proposal, excluded, flags, scored)
 
 
 @external
@@ -723,511 +489,33 @@ def withdraw(job_id: uint256):
             returns its stake.
     @param job_id The job.
     """
-    job: packing.JobWord = packing._unpack_job(self._job[job_id])
-    ended: bool = job.phase == PHASE_DONE or job.phase == PHASE_ABORTED
+    job: packing.JobWord = packing._unpack_job(jobs._job[job_id])
+    ended: bool = job.phase == jobs.PHASE_DONE or job.phase == jobs.PHASE_ABORTED
     reward: uint256 = 0
     folded: bool = False
-    word: uint256 = self._trainer[job_id][msg.sender]
+    word: uint256 = jobs._trainer[job_id][msg.sender]
     if word != 0:
         # pay in 256 bits: the accrued field is 96 bits, the payout is not limited by it
         share: uint256 = 0
-        word, share = self._settled(job_id, word)
+        word, share = rewards._settled(job_id, word)
         reward = ((word >> packing.TRAINER_ACCRUED) & packing.MASK96) + share
         # accrued is paid: clear it, keep everything else (record, ejection)
         word &= ~(packing.MASK96 << packing.TRAINER_ACCRUED)
         if ended and (word >> packing.TRAINER_FOLDED) & 1 == 0:
-            self._fold(job_id, msg.sender, word)
+            rewards._fold(job_id, msg.sender, word)
             word |= 1 << packing.TRAINER_FOLDED
             folded = True
-        self._trainer[job_id][msg.sender] = word
-    fees: uint256 = self._fees[job_id][msg.sender]
-    self._fees[job_id][msg.sender] = 0
+        jobs._trainer[job_id][msg.sender] = word
+    fees: uint256 = rewards._fees[job_id][msg.sender]
+    rewards._fees[job_id][msg.sender] = 0
     stake: uint256 = 0
     if ended:
-        stake = self._stake[job_id][msg.sender]
-        self._stake[job_id][msg.sender] = 0
+        stake = stakes._stake[job_id][msg.sender]
+        stakes._stake[job_id][msg.sender] = 0
     amount: uint256 = reward + fees + stake
     assert amount > 0 or folded, "coordinator: nothing to withdraw"
     if amount > 0:
-        assert extcall IERC20(self._config[job_id].token).transfer(msg.sender, amount), "coordinator: transfer failed"
+        assert extcall IERC20(jobs._config[job_id].token).transfer(msg.sender, amount), "coordinator: transfer failed"
     log Withdrawn(job_id=job_id, account=msg.sender, reward=reward, fees=fees, stake=stake)
 
 
-@external
-def reclaim(job_id: uint256):
-    """
-    @notice Returns the unspent reward pool (failed rounds, excluded updates) to
-            the sponsor once the job has ended.
-    @param job_id The job.
-    """
-    assert msg.sender == self._config[job_id].sponsor, "coordinator: caller is not the sponsor"
-    phase: uint8 = packing._unpack_job(self._job[job_id]).phase
-    assert phase == PHASE_DONE or phase == PHASE_ABORTED, "coordinator: job not ended"
-    amount: uint256 = self._pool[job_id]
-    assert amount > 0, "coordinator: pool is empty"
-    self._pool[job_id] = 0
-    assert extcall IERC20(self._config[job_id].token).transfer(msg.sender, amount), "coordinator: transfer failed"
-    log PoolReclaimed(job_id=job_id, sponsor=msg.sender, amount=amount)
-
-
-@external
-@view
-def job_state(job_id: uint256) -> packing.JobWord:
-    """
-    @notice The job's current phase, round, deadline and counters.
-    @param job_id The job.
-    @return packing.JobWord The unpacked job word.
-    """
-    return packing._unpack_job(self._job[job_id])
-
-
-@external
-@view
-def public_key(job_id: uint256, account: address) -> bytes32:
-    """
-    @notice A trainer's X25519 key in the job's key directory (zero if none).
-    @param job_id The job.
-    @param account The trainer.
-    @return bytes32 The public key.
-    """
-    return self._public_key[job_id][account]
-
-
-@external
-@view
-def epsilon_spent(job_id: uint256) -> uint64:
-    """
-    @notice Privacy loss ε the job has spent so far, in micro-ε (zero without DP).
-    @param job_id The job.
-    @return uint64 The last quorum's cumulative ε, times 10^6, rounded up.
-    """
-    return self._epsilon[job_id]
-
-
-@external
-@view
-def job_config(job_id: uint256) -> JobConfig:
-    """
-    @notice The job's immutable configuration.
-    @param job_id The job.
-    @return JobConfig The configuration.
-    """
-    return self._config[job_id]
-
-
-@external
-@view
-def global_model(job_id: uint256) -> bytes32:
-    """
-    @notice Merkle root of the model trainers train from now.
-    @param job_id The job.
-    @return bytes32 The commitment.
-    """
-    return self._global_model[job_id]
-
-
-@external
-@view
-def trainer_state(job_id: uint256, account: address) -> packing.TrainerWord:
-    """
-    @notice A trainer's registration, last commit and settled-but-unpaid reward.
-    @param job_id The job.
-    @param account The trainer.
-    @return packing.TrainerWord The unpacked trainer word.
-    """
-    return packing._unpack_trainer(self._trainer[job_id][account])
-
-
-@external
-@view
-def round_result(job_id: uint256, round: uint32) -> (packing.RoundWord, bytes32):
-    """
-    @notice A round's outcome and, if finalised, its aggregate commitment.
-    @param job_id The job.
-    @param round The round.
-    @return packing.RoundWord The outcome.
-    @return bytes32 The aggregate commitment.
-    """
-    return packing._unpack_round(self._round[job_id][round]), self._round_model[job_id][round]
-
-
-@external
-@view
-def claimable(job_id: uint256, account: address) -> uint256:
-    """
-    @notice Reward and validator fees `withdraw` would pay now, stake excluded.
-    @param job_id The job.
-    @param account The trainer or validator.
-    @return uint256 Token amount.
-    """
-    reward: uint256 = 0
-    word: uint256 = self._trainer[job_id][account]
-    if word != 0:
-        share: uint256 = 0
-        word, share = self._settled(job_id, word)
-        reward = ((word >> packing.TRAINER_ACCRUED) & packing.MASK96) + share
-    return reward + self._fees[job_id][account]
-
-
-@external
-@view
-def fees_of(job_id: uint256, account: address) -> uint256:
-    """
-    @notice Validator fees earned in a job and not yet withdrawn.
-    @param job_id The job.
-    @param account The validator.
-    @return uint256 Token amount.
-    """
-    return self._fees[job_id][account]
-
-
-@external
-@view
-def consensus_score(job_id: uint256, round: uint32, slot: uint256) -> uint256:
-    """
-    @notice The consensus score of the committer in `slot` of a finalised
-            round of a scored job (0..SCORE_ONE).
-    @param job_id The job.
-    @param round The round.
-    @param slot The commit's position in the round, from 0.
-    @return uint256 The score.
-    """
-    return (self._consensus[job_id][round][slot >> 4] >> ((slot & 15) << 4)) & packing.MASK16
-
-
-@external
-@view
-def reputation(account: address) -> packing.Reputation:
-    """
-    @notice An account's record over the jobs it has withdrawn from after they
-            ended: mean consensus score (0..SCORE_ONE, weighted by scored
-            rounds), finalised rounds committed to, flags, and jobs. The
-            current job's running record is in `trainer_state`.
-    @param account The account.
-    @return packing.Reputation The record.
-    """
-    return packing._unpack_reputation(self._reputation[account])
-
-
-@external
-@view
-def stake_of(job_id: uint256, account: address) -> uint256:
-    """
-    @notice Stake held for an account.
-    @param job_id The job.
-    @param account The participant.
-    @return uint256 Token amount.
-    """
-    return self._stake[job_id][account]
-
-
-@external
-@view
-def pool(job_id: uint256) -> uint256:
-    """
-    @notice Reward tokens not yet assigned to a finalised round.
-    @param job_id The job.
-    @return uint256 Token amount.
-    """
-    return self._pool[job_id]
-
-
-@external
-@view
-def is_validator(job_id: uint256, account: address) -> bool:
-    """
-    @notice Whether an account is a registered committee validator.
-    @param job_id The job.
-    @param account The account.
-    @return bool True when it may propose.
-    """
-    return (self._validator[job_id][account] & 2) != 0
-
-
-@internal
-@view
-def _settled(job_id: uint256, tword: uint256) -> (uint256, uint256):
-    """
-    @dev Settles the round the trainer last committed to, if it has an outcome
-         and is not settled yet. Returns the trainer word marked settled with
-         its record updated (one more finalised round; in a scored job the
-         score EMA moves a quarter of the way to this round's consensus score),
-         and the round's share of the reward (nothing if the round failed or
-         excluded the update), which the caller adds to what it pays or accrues.
-    """
-    last_round: uint256 = (tword >> packing.TRAINER_LAST_ROUND) & packing.MASK32
-    if tword & 4 != 0 or last_round == 0:
-        return tword, 0
-    rword: uint256 = self._round[job_id][convert(last_round, uint32)]
-    status: uint256 = rword & packing.MASK8
-    if status == convert(ROUND_PENDING, uint256):
-        return tword, 0
-    word: uint256 = tword | 4
-    if status != convert(ROUND_FINALIZED, uint256):
-        return word, 0
-
-    weight: uint256 = 0
-    rounds: uint256 = (word >> packing.TRAINER_ROUNDS) & packing.MASK16
-    if (rword >> packing.ROUND_SCORED) & 1 != 0:
-        if word & 2 == 0:
-            slot: uint256 = (word >> packing.TRAINER_SLOT) & packing.MASK12
-            weight = (self._consensus[job_id][convert(last_round, uint32)][slot >> 4] >> ((slot & 15) << 4)) & packing.MASK16
-        ema: uint256 = weight
-        if rounds > 0:
-            ema = (3 * ((word >> packing.TRAINER_SCORE) & packing.MASK16) + weight) // 4
-        word = (word & ~(packing.MASK16 << packing.TRAINER_SCORE)) | (ema << packing.TRAINER_SCORE)
-    elif word & 2 == 0:
-        weight = (word >> packing.TRAINER_EXAMPLES) & packing.MASK48
-    word = (word & ~(packing.MASK16 << packing.TRAINER_ROUNDS)) | (min(rounds + 1, packing.MASK16) << packing.TRAINER_ROUNDS)
-
-    if weight == 0:
-        return word, 0
-    return word, (
-        ((rword >> packing.ROUND_REWARD) & packing.MASK128) * weight
-        // ((rword >> packing.ROUND_ACCEPTED_WEIGHT) & packing.MASK64)
-    )
-
-
-@internal
-def _fold(job_id: uint256, account: address, tword: uint256):
-    """
-    @dev Adds a trainer's record in an ended job to its reputation across jobs:
-         the score becomes the mean of the per-job scores weighted by scored
-         rounds (floor), and rounds, flags and jobs add up.
-    """
-    rep: packing.Reputation = packing._unpack_reputation(self._reputation[account])
-    rounds: uint64 = convert((tword >> packing.TRAINER_ROUNDS) & packing.MASK16, uint64)
-    if self._config[job_id].scored and rounds > 0:
-        total: uint64 = rep.scored_rounds + rounds
-        rep.score = convert(
-            (convert(rep.score, uint256) * convert(rep.scored_rounds, uint256)
-             + ((tword >> packing.TRAINER_SCORE) & packing.MASK16) * convert(rounds, uint256))
-            // convert(total, uint256),
-            uint16,
-        )
-        rep.scored_rounds = total
-    rep.rounds += rounds
-    rep.flags += convert((tword >> packing.TRAINER_FLAGS) & packing.MASK16, uint64)
-    rep.jobs += 1
-    self._reputation[account] = packing._pack_reputation(rep)
-    log ReputationUpdated(
-        account=account, job_id=job_id, score=rep.score, rounds=rep.rounds,
-        scored_rounds=rep.scored_rounds, flags=rep.flags, jobs=rep.jobs,
-    )
-
-
-@internal
-def _settle_scores(job_id: uint256, round: uint32, commits: uint256, proposal: bytes32, fee: uint256) -> (uint256, uint256):
-    """
-    @dev Takes, for every committer, the stake-weighted lower median of the
-         scores posted by the validators of the winning proposal, so a lying
-         minority of stake cannot move it outside the honest validators'
-         range. Stores the medians, credits `fee` in equal parts to the
-         validators whose every score is within `score_tolerance` of the
-         median, and returns (sum of the medians, fees credited).
-    """
-    voters: DynArray[address, MAX_COMMITTEE] = []
-    weights: DynArray[uint256, MAX_COMMITTEE] = []
-    total_stake: uint256 = 0
-    for v: address in self._committee[job_id]:
-        if self._proposal_of[job_id][round][v] == proposal:
-            voters.append(v)
-            stake: uint256 = self._stake[job_id][v]
-            weights.append(stake)
-            total_stake += stake
-    n: uint256 = len(voters)
-    if total_stake == 0:
-        # no stakes (or all slashed away): one validator, one vote
-        for i: uint256 in range(n, bound=MAX_COMMITTEE):
-            weights[i] = 1
-        total_stake = n
-    tolerance: uint256 = convert(self._config[job_id].score_tolerance, uint256)
-    near: DynArray[bool, MAX_COMMITTEE] = []
-    for i: uint256 in range(n, bound=MAX_COMMITTEE):
-        near.append(True)
-
-    consensus: DynArray[uint256, MAX_SCORE_WORDS] = []
-    total: uint256 = 0
-    for k: uint256 in range((commits + 15) // 16, bound=MAX_SCORE_WORDS):
-        words: DynArray[uint256, MAX_COMMITTEE] = []
-        for v: address in voters:
-            words.append(self._scores[job_id][v][k])
-        out: uint256 = 0
-        for lane: uint256 in range(min(16, commits - 16 * k), bound=16):
-            bits: uint256 = 16 * lane
-            # lower weighted median: the least value whose weight at or below it is half
-            median: uint256 = packing.MASK16
-            for i: uint256 in range(n, bound=MAX_COMMITTEE):
-                value: uint256 = (words[i] >> bits) & packing.MASK16
-                if value < median:
-                    below: uint256 = 0
-                    for j: uint256 in range(n, bound=MAX_COMMITTEE):
-                        if (words[j] >> bits) & packing.MASK16 <= value:
-                            below += weights[j]
-                    if 2 * below >= total_stake:
-                        median = value
-            for i: uint256 in range(n, bound=MAX_COMMITTEE):
-                value: uint256 = (words[i] >> bits) & packing.MASK16
-                if max(value, median) - min(value, median) > tolerance:
-                    near[i] = False
-            out |= median << bits
-            total += median
-        self._consensus[job_id][round][k] = out
-        consensus.append(out)
-    log ScoresSettled(job_id=job_id, round=round, scores=consensus, total=convert(total, uint64))
-
-    paid: uint256 = 0
-    agreeing: uint256 = 0
-    for i: uint256 in range(n, bound=MAX_COMMITTEE):
-        if near[i]:
-            agreeing += 1
-    if fee > 0 and agreeing > 0:
-        each: uint256 = fee // agreeing
-        for i: uint256 in range(n, bound=MAX_COMMITTEE):
-            if near[i]:
-                self._fees[job_id][voters[i]] += each
-                log ValidatorRewarded(job_id=job_id, validator=voters[i], round=round, amount=each)
-        paid = each * agreeing
-    return total, paid
-
-
-@internal
-def _open_round(job_id: uint256, job: packing.JobWord, round: uint32, window: uint64):
-    """
-    @dev Starts `round` with a fresh commit window.
-    """
-    result: packing.JobWord = job
-    result.phase = PHASE_OPEN
-    result.round = round
-    result.deadline = convert(block.timestamp, uint64) + window
-    result.commits = 0
-    result.examples = 0
-    self._job[job_id] = packing._pack_job(result)
-    log RoundOpened(
-        job_id=job_id, round=round, version=result.version,
-        global_model=self._global_model[job_id], deadline=result.deadline,
-    )
-    # a job that samples has the sampler draw as the round opens (a no-op for others)
-    extcall Sampler(self._sampler).draw(job_id, round, self._global_model[job_id])
-
-
-@internal
-def _close_commits(job_id: uint256, job: packing.JobWord):
-    """
-    @dev Ends the commit phase and starts the aggregation window.
-    """
-    result: packing.JobWord = job
-    result.phase = PHASE_AGGREGATING
-    result.deadline = convert(block.timestamp, uint64) + self._config[job_id].aggregate_window
-    self._job[job_id] = packing._pack_job(result)
-    log CommitsClosed(
-        job_id=job_id, round=result.round, commits=result.commits,
-        examples=result.examples, deadline=result.deadline,
-    )
-
-
-@internal
-def _finalize(
-    job_id: uint256,
-    job: packing.JobWord,
-    aggregate: bytes32,
-    proposal: bytes32,
-    excluded: DynArray[address, MAX_EXCLUDED],
-    flags: uint256,
-    scored: bool,
-):
-    """
-    @dev Applies the quorum's result: marks excluded updates, slashes and
-         perhaps ejects flagged trainers (even if the round then fails: the
-         quorum has judged the updates), settles the scores of a scored job,
-         records the round outcome, moves the round reward out of the pool
-         and opens the next round (or completes the job). A scored round in
-         which no committer scored above zero pays no trainer: its reward
-         stays in the pool.
-    """
-    result: packing.JobWord = job
-    accepted_examples: uint64 = job.examples
-    slash: uint256 = self._config[job_id].stake * convert(self._config[job_id].slash_bps, uint256) // 10000
-    max_flags: uint16 = self._config[job_id].max_flags
-    i: uint256 = 0
-    for trainer: address in excluded:
-        t: packing.TrainerWord = packing._unpack_trainer(self._trainer[job_id][trainer])
-        t.excluded = True
-        accepted_examples -= t.examples
-        log UpdateExcluded(job_id=job_id, trainer=trainer, round=job.round)
-        if (flags >> i) & 1 != 0:
-            t.flags += 1
-            amount: uint256 = min(slash, self._stake[job_id][trainer])
-            self._stake[job_id][trainer] -= amount
-            self._pool[job_id] += amount
-            log TrainerSlashed(job_id=job_id, trainer=trainer, round=job.round, amount=amount, flags=t.flags)
-            if max_flags > 0 and t.flags >= max_flags and t.registered:
-                t.registered = False
-                t.ejected = True
-                result.trainers -= 1
-                log TrainerEjected(job_id=job_id, trainer=trainer, round=job.round, flags=t.flags)
-        self._trainer[job_id][trainer] = packing._pack_trainer(t)
-        i += 1
-    accepted_commits: uint32 = job.commits - convert(len(excluded), uint32)
-    if accepted_commits < self._config[job_id].min_commits:
-        self._fail(job_id, result, "too few accepted updates")
-        return
-
-    reward: uint256 = self._config[job_id].reward_per_round
-    weight: uint256 = convert(accepted_examples, uint256)
-    if scored:
-        fee: uint256 = reward * convert(self._config[job_id].validator_fee_bps, uint256) // 10000
-        reward -= fee
-        fees: uint256 = 0
-        weight, fees = self._settle_scores(job_id, job.round, convert(job.commits, uint256), proposal, fee)
-        self._pool[job_id] -= fees
-        if weight == 0:
-            reward = 0
-    self._pool[job_id] -= reward
-    self._round[job_id][job.round] = packing._pack_round(
-        packing.RoundWord(
-            status=ROUND_FINALIZED,
-            accepted_commits=accepted_commits,
-            accepted_weight=convert(weight, uint64),
-            reward=convert(reward, uint128),
-            scored=scored,
-        )
-    )
-    self._round_model[job_id][job.round] = aggregate
-    self._global_model[job_id] = aggregate
-    self._failures[job_id] = 0
-    result.version += 1
-    log RoundFinalized(
-        job_id=job_id, round=job.round, version=result.version, aggregate=aggregate,
-        proposal=proposal, accepted_commits=accepted_commits,
-        accepted_weight=convert(weight, uint64), reward=reward,
-    )
-    if convert(result.version, uint32) >= self._config[job_id].rounds:
-        result.phase = PHASE_DONE
-        self._job[job_id] = packing._pack_job(result)
-        log JobCompleted(job_id=job_id, version=result.version, final_model=aggregate)
-    else:
-        self._open_round(job_id, result, job.round + 1, self._config[job_id].commit_window)
-
-
-@internal
-def _fail(job_id: uint256, job: packing.JobWord, reason: String[32]):
-    """
-    @dev Records a failed round and retries with a new round, or aborts the job
-         after more than `max_failures` failures in a row.
-    """
-    self._round[job_id][job.round] = packing._pack_round(
-        packing.RoundWord(status=ROUND_FAILED, accepted_commits=0, accepted_weight=0, reward=0, scored=False)
-    )
-    if job.version == 0 and job.commits > 0:
-        self._keys_used[job_id] = True  # those commits were masked against the directory
-    failures: uint32 = self._failures[job_id] + 1
-    self._failures[job_id] = failures
-    log RoundFailed(job_id=job_id, round=job.round, reason=reason, failures=failures)
-    if failures > self._config[job_id].max_failures:
-        result: packing.JobWord = job
-        result.phase = PHASE_ABORTED
-        self._job[job_id] = packing._pack_job(result)
-        log JobAborted(job_id=job_id, round=job.round, failures=failures)
-    else:
-        self._open_round(job_id, job, job.round + 1, self._config[job_id].commit_window)

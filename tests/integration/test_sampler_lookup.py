@@ -1,8 +1,8 @@
 """Finding a coordinator's sampler from its address alone, on both chain backends.
 
 The coordinator has no room for a `sampler()` getter (EIP-170), so `Coordinator.sampler`
-reads its `_sampler` storage slot. If a change to `coordinator.vy` moves that slot, the
-first test fails before any node looks in the wrong place.
+reads its `_sampler` storage slot (in the rounds.vy module). If a change to the coordinator
+or its modules moves that slot, the first test fails before any node looks in the wrong place.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def test_sampler_slot_is_the_compilers() -> None:
     out = compile_from_file_input(
         source, input_bundle=FilesystemInputBundle([root]), output_formats=["layout"]
     )
-    assert out["layout"]["storage_layout"]["_sampler"]["slot"] == SAMPLER_SLOT
+    # the coordinator initializes rounds.vy, whose `_sampler` the layout lists under the module
+    assert out["layout"]["storage_layout"]["rounds"]["_sampler"]["slot"] == SAMPLER_SLOT
 
 
 def test_a_coordinator_found_by_address_names_its_sampler(chain: Chain, deployed: Deployment) -> None:

@@ -27,8 +27,9 @@ from fedledger.chain.types import (
 )
 from fedledger.errors import ChainError, TransactionReverted
 
-#: the storage slot of the coordinator's `_sampler` (vyper 0.4.3's layout of `coordinator.vy`;
-#: `tests/contracts/test_sampler_lookup.py` checks it against the compiler's)
+#: the storage slot of the coordinator's `rounds._sampler` (vyper 0.4.3 lays the modules out in
+#: the order coordinator.vy initializes them; `tests/integration/test_sampler_lookup.py` checks it
+#: against the compiler's)
 SAMPLER_SLOT = 23
 
 
