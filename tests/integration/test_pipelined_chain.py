@@ -68,7 +68,7 @@ def test_pipelined_receipts_are_byte_for_byte_the_in_process_ones():
     finally:
         pipelined.close()
     want = _job(InProcessChain(), submit=False)
-    assert len(got) == len(want) == 4 + 10 + 1 + 4 + 2 * (4 + 1) + 4  # 4 deployments
+    assert len(got) == len(want) == 6 + 10 + 1 + 4 + 2 * (4 + 1) + 4  # 6 deployments
     assert got == want  # hashes, blocks, timestamps, block hashes, gas, logs, signed bytes
 
 
@@ -99,7 +99,7 @@ def test_submit_returns_before_the_transaction_has_run():
         assert submitted < waited / 2, (submitted, waited)
         first = receipts[0].block_number
         assert [r.block_number for r in receipts] == list(range(first, first + 40))
-        assert chain.work()["transactions"] == 4 + 40
+        assert chain.work()["transactions"] == 6 + 40  # the 6 deployments and the mints
     finally:
         chain.close()
 
@@ -111,7 +111,7 @@ def test_the_child_ignores_ctrl_c_and_stops_on_close():
     pid = chain.pid
     os.kill(pid, signal.SIGINT)  # Ctrl-C reaches the whole process group: the parent decides
     time.sleep(0.2)
-    assert chain.block_number() == 4  # still serving, state intact
+    assert chain.block_number() == 6  # still serving, state intact (6 deployments)
     chain.close()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _alive(pid):
