@@ -238,8 +238,8 @@ class Optimistic(Contract):
         return self.transact(account, "collect", token)
 
     def terms(self, job_id: int) -> Terms:
-        values = [int(x) for x in self.read("terms", job_id)]
-        return Terms(**dict(zip(Terms.__dataclass_fields__, values, strict=True)))
+        fields = self.read("terms", job_id)  # a struct decodes to a dict keyed by field name
+        return Terms(**{name: int(fields[name]) for name in Terms.__dataclass_fields__})
 
     def proposers(self, job_id: int) -> list[str]:
         return [str(a) for a in self.read("proposers", job_id)]
