@@ -311,6 +311,9 @@ def propose(
     record: uint256 = self._record[job_id][round]
     assert record & convert(max_value(uint160), uint256) == 0, "optimistic: round already proposed"
     attempt: uint256 = (record >> REC_ATTEMPT) & packing.MASK8
+    # the last attempt (255) would be one no proof could strike (the next would not fit
+    # the record's 8 bits): after 255 struck claims the round takes none and fails
+    assert attempt < 255, "optimistic: too many attempts"
     since: uint256 = convert(job.deadline - terms.aggregate_window, uint256)
     if attempt > 0:
         since = convert(self._reopened[job_id][round], uint256)
@@ -589,7 +592,6 @@ def _strike(claim_id: uint256, by: address):
     record: uint256 = self._record[job_id][round]
     proposer: address = convert(record & convert(max_value(uint160), uint256), address)
     attempt: uint256 = (record >> REC_ATTEMPT) & packing.MASK8
-    assert attempt < 255, "optimistic: too many attempts"
     amount: uint256 = self.bond_of[job_id][proposer]
     self.bond_of[job_id][proposer] = 0
     bounty: uint256 = self._pay_slash(job_id, amount, by)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
 from coordinator_harness import World, job_params
 from dispute_harness import RULES, Round, random_round
 
