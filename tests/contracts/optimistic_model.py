@@ -80,9 +80,10 @@ class Honest:
         tensors = apply_rule(rule, previous.tensors, deltas, weights)
         aggregate = encode_tensors(tensors, _meta(rng))
         dropped = encode_tensors(apply_rule(rule, previous.tensors, deltas[1:], weights[1:]), _meta(rng))
+        n = sum(v.size for v in previous.tensors.values())
         return cls(
-            round=Round(rule, NUM_PARAMS, previous.blob, aggregate, blobs, entries),
-            subset=Round(rule, NUM_PARAMS, previous.blob, dropped, blobs[1:], entries[1:]),
+            round=Round(rule, n, previous.blob, aggregate, blobs, entries),
+            subset=Round(rule, n, previous.blob, dropped, blobs[1:], entries[1:]),
             model=Model(tensors, aggregate),
         )
 

@@ -7,13 +7,16 @@ the day a fix lands, so the marker has to go with it.
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 import pytest
 from coordinator_harness import World, h, only
 from optimistic_harness import BOND, BOUNTY_BPS, WINDOW, OptimisticJob, reverts
+from optimistic_model import Honest, Model
 
 from fedledger.chain.contracts import Phase
+from fedledger.codec.blob import decode_tensors
 
 BOUNTY = BOND * BOUNTY_BPS // 10_000
 
@@ -215,6 +218,27 @@ def test_an_undecided_escalation_stalls_the_round_and_costs_the_escalator_nothin
     assert w.coord.global_model(job.job_id) == r.claim.previous_root  # the honest round was lost
     assert o.owed(w.token.address, w.outsider.address) == BOND
     assert o.bond_of(job.job_id, proposer.address) == BOND
+
+
+def test_a_claim_over_forged_updates_survives_every_proof_and_only_a_vote_catches_it(
+    job: OptimisticJob,
+) -> None:
+    """The claim's updates are the proposer's word: optimistic.vy checks their number against
+    the commits, not their roots (the coordinator keeps no commitments in storage). A claim over
+    three updates of the liar's own, honestly aggregated, is self-consistent, so no chunk proof
+    strikes it; an escalation with honest voters does (see the report)."""
+    w, o, r = job.world, job.o, job.round
+    forged = Honest.build(random.Random(99), r.rule, Model(decode_tensors(r.previous), r.previous)).round
+    liar = job.drawn()
+    o.propose(liar, job.job_id, 1, forged.claim)
+    for c in (0, 350, 699):
+        with reverts("disputes: the proposed value is right"):
+            job.challenge(w.outsider, forged, c)
+    escalate(job, w.outsider)
+    for v in others(job, liar):
+        o.vote(v, job.job_id, 1, r.claim.aggregate_root)
+    assert w.coord.global_model(job.job_id) == r.claim.aggregate_root
+    assert o.bond_of(job.job_id, liar.address) == 0
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason="HOLE: a vote is won by q fresh bonds")
