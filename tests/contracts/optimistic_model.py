@@ -226,12 +226,20 @@ class Plumbing:
     coord: Any
     jobs: list[JobModel]
     counts: Counter[str]
+    bond: dict[tuple[int, int], int]
+    owed: dict[int, int]
+    commit: Any
+    propose: Any
+    vote: Any
+    settle: Any
+    payout: Any
+    wait: Any
 
     def _open_job(self, rule: str, bps: int, quorum: int) -> JobModel:
         model = Model.initial(self.rng)
         params = JobParams(
-            token=self.token.address, spec_hash=SPEC, initial_model=merkle_root(model.blob), rounds=3,
-            min_commits=3, quorum=1, commit_window=100, aggregate_window=AGG, max_failures=2, stake=1_000,
+            token=self.token.address, spec_hash=SPEC, initial_model=merkle_root(model.blob), rounds=2,
+            min_commits=3, quorum=1, commit_window=100, aggregate_window=AGG, max_failures=1, stake=1_000,
             reward_per_round=1_000, slash_bps=1_000, max_flags=2, committee=[self.o.address], allowlist=[],
         )  # fmt: skip
         job_id, _ = self.coord.create_job(ACCS[SPONSOR], params)
@@ -291,3 +299,29 @@ class Plumbing:
 
     def _prove(self, job: JobModel, rnd: int, p: Posted, by: int, coordinate: int) -> Any:
         return proof(self.disputes, ACCS[by], job.id, rnd, p, coordinate)
+
+    def _progress(self, j: int, job: JobModel) -> None:
+        """One move of the machine's `progress` rule (its rules are the moves)."""
+        state, now = self.coord.job_state(job.id), self._now()
+        if state.phase == Phase.OPEN and not state.commits and now + 2 <= state.deadline:
+            return self.commit(j)
+        p = job.posted.get(state.round)
+        k = sorted(set(job.posted) | {state.round}).index(state.round)
+        if state.phase == AGGREGATING and p is None:
+            who = next((a for a in PROPOSERS if self.bond[(job.id, a)] >= BOND), PROPOSERS[0])
+            kind = KINDS[self.counts["progress"] // len(self.jobs) % len(KINDS)]
+            return self.propose(j, who, True, kind, self.counts["progress"] % 8)
+        if state.phase == AGGREGATING and p is not None and p.escalator is not None:
+            voters = [a for a in PROPOSERS if self.bond[(job.id, a)] >= BOND and a not in p.voted]
+            voters = [a for a in voters if a not in (p.proposer, p.escalator)]
+            if voters:
+                return self.vote(j, k, voters[0], False)
+        if state.phase == AGGREGATING and p is not None and p.escalator is None and now > p.final_at:
+            return self.settle(j, k)
+        if state.phase in ENDED:
+            bonded = [a for a in PROPOSERS if self.bond[(job.id, a)]]
+            owed = [a for a in CREDITED if self.owed[a]]
+            if not job.released or bonded or owed:
+                what = "release" if not job.released else "unbond" if bonded else "collect"
+                return self.payout(j, what, (bonded or owed or [SPONSOR])[0])
+        return self.wait(11, j)
