@@ -19,7 +19,7 @@ coordinator's public views, and after every step:
   proposers vote honestly, so a lie is never settled nor voted through.
 
 FEDLEDGER_OPTIMISTIC_STEPS sets the steps to run (default 600, ~25 s; examples of up to 50 steps,
-5% more of them than the quotient, as hypothesis ends some early; a bench runs 10,000); with
+10% more of them than the quotient, as hypothesis ends some early; a bench runs 10,000); with
 FEDLEDGER_OPTIMISTIC_REPORT=FILE each example appends its counts ("steps": rules run) as a JSON line.
 """
 
@@ -63,7 +63,7 @@ from fedledger.codec.commitment import merkle_root
 
 EXAMPLE_STEPS = 50
 STEPS = int(os.environ.get("FEDLEDGER_OPTIMISTIC_STEPS", "600"))
-EXAMPLES = max(1, -(-STEPS * 21 // (20 * EXAMPLE_STEPS)))  # 5% spare: hypothesis ends some early
+EXAMPLES = max(1, -(-STEPS * 11 // (10 * EXAMPLE_STEPS)))  # 10% spare: hypothesis ends some early
 REPORT = os.environ.get("FEDLEDGER_OPTIMISTIC_REPORT")
 JOB = st.integers(0, 1)
 PICK = st.integers(0, 7)
