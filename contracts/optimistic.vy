@@ -336,6 +336,9 @@ def propose(
     record: uint256 = self._live(job_id, round)
     assert record & PROPOSER == 0, "optimistic: round already proposed"
     attempt: uint256 = (record >> REC_ATTEMPT) & packing.MASK8
+    # the last attempt (255) would be one no proof could strike (the next would not fit
+    # the record's 8 bits): after 255 struck claims the round takes none and fails
+    assert attempt < 255, "optimistic: too many attempts"
     timing: uint256 = self._timing[job_id]
     since: uint256 = convert(job.deadline, uint256) - ((timing >> 128) & packing.MASK64)
     if attempt > 0:
@@ -644,7 +647,6 @@ def _strike(claim_id: uint256, by: address):
     record: uint256 = self._record[job_id]
     proposer: address = convert(record & PROPOSER, address)
     attempt: uint256 = (record >> REC_ATTEMPT) & packing.MASK8
-    assert attempt < 255, "optimistic: too many attempts"
     amount: uint256 = self.bond_of[job_id][proposer]
     self.bond_of[job_id][proposer] = 0
     bounty: uint256 = self._pay_slash(job_id, amount, by)

@@ -8,19 +8,31 @@ wrong on chain; its three trainers commit the round's update roots.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import pytest
 from coordinator_harness import World, job_params
 from dispute_harness import RULES, Round, random_round
 
 from fedledger.chain.base import Receipt
 from fedledger.chain.optimistic import Disputes, Optimistic, Terms, claim_id
 from fedledger.codec.commitment import merkle_root
+from fedledger.errors import TransactionReverted
 
 BOND = 5_000
 BOUNTY_BPS = 5_000
 WINDOW = 30
+
+
+@contextmanager
+def reverts(reason: str) -> Iterator[None]:
+    """The block's transaction reverts with exactly `reason` (pytest's `match` is a regex search)."""
+    with pytest.raises(TransactionReverted) as e:
+        yield
+    assert e.value.reason == reason, e.value.reason
 
 
 def names(o: Optimistic, receipt: Receipt) -> list[str]:
@@ -40,28 +52,40 @@ class OptimisticJob:
     rule: str = "fedavg"
     n: int = 3
     seed: int = 1
+    #: the job's (and the terms') aggregation window
+    aggregate_window: int = 100
+    #: False: the job is created but not delegated (the delegate tests do it themselves)
+    delegated: bool = True
+    #: job_params overrides (committee, quorum, token, ...)
+    params: dict[str, Any] = field(default_factory=dict)
+    #: another optimistic.vy than the deployment's (one bound to a test double)
+    instance: Optimistic | None = None
     round: Round = field(init=False)
     job_id: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.round = random_round(random.Random(self.seed), RULES[self.rule], n=self.n, num_params=700)
         w = self.world
-        assert w.d.optimistic is not None
-        params = job_params(
-            w.token.address,
-            [w.d.optimistic.address],
+        overrides: dict[str, Any] = dict(
+            committee=[self.o.address],
             quorum=1,
             min_commits=self.n,
             initial_model=merkle_root(self.round.previous),
-            aggregate_window=100,
+            aggregate_window=self.aggregate_window,
         )
+        overrides.update(self.params)
+        token = overrides.pop("token", w.token.address)
+        params = job_params(token, **overrides)
         self.job_id, _ = w.coord.create_job(w.sponsor, params)
         self.fund(w.sponsor)
         w.token.approve(w.sponsor, self.o.address, 10**9)
-        self.o.delegate(w.sponsor, self.job_id, self.terms())
+        if self.delegated:
+            self.o.delegate(w.sponsor, self.job_id, self.terms())
 
     @property
     def o(self) -> Optimistic:
+        if self.instance is not None:
+            return self.instance
         assert self.world.d.optimistic is not None
         return self.world.d.optimistic
 
@@ -80,7 +104,7 @@ class OptimisticJob:
             num_params=c.num_params,
             challenge_window=WINDOW,
             proposal_window=20,
-            aggregate_window=100,
+            aggregate_window=self.aggregate_window,
             bond=BOND,
             bounty_bps=BOUNTY_BPS,
             escalation_quorum=2,
