@@ -170,6 +170,7 @@ def _job(
                 bounty_bps=5_000,
                 escalation_quorum=2,
             ),
+            named=[t.address for t in trainers[:TRAINERS]],  # the committee, as every real job names it
         )
         for t in trainers[:TRAINERS]:  # the first ten bond as proposers, as ten would validate
             d.token.approve(t, d.optimistic.address, 10**24)

@@ -135,6 +135,7 @@ event JobDelegated:
     job_id: indexed(uint256)
     sponsor: indexed(address)
     terms: Terms
+    named: DynArray[address, MAX_PROPOSERS]
 
 
 event ProposerBonded:
@@ -220,6 +221,9 @@ _token: HashMap[uint256, address]
 _sponsor: HashMap[uint256, address]
 _proposers: HashMap[uint256, DynArray[address, MAX_PROPOSERS]]
 _listed: HashMap[uint256, HashMap[address, bool]]
+#: a job whose sponsor named its proposers takes bonds from them alone
+_closed: HashMap[uint256, bool]
+_named: HashMap[uint256, HashMap[address, bool]]
 #: job -> proposer -> bond held
 bond_of: public(HashMap[uint256, HashMap[address, uint256]])
 #: job -> its live round (see REC_*), the live claim's hash and its result's hash
@@ -246,7 +250,7 @@ def __init__(coordinator_: address, disputes_: address):
 
 
 @external
-def delegate(job_id: uint256, terms: Terms):
+def delegate(job_id: uint256, terms: Terms, named: DynArray[address, MAX_PROPOSERS]):
     """
     @notice The sponsor hands a job's verification to this contract, before its first
             round aggregates: the contract stakes as the job's one committee member
@@ -254,6 +258,10 @@ def delegate(job_id: uint256, terms: Terms):
             terms are fixed for the job's life.
     @param job_id A job whose committee is this contract alone, with quorum 1, unscored.
     @param terms The rule (as in the spec), the windows, the bond and the bounty share.
+    @param named The only accounts that may bond (the spec's committee); empty: anyone may.
+           An escalation is decided by the bonded proposers' vote, so with bonding open to
+           anyone a party that bonds `escalation_quorum` accounts decides it: a job run for
+           a consortium names its committee, as quorum mode does.
     """
     cfg: JobConfig = staticcall Coordinator(coordinator).job_config(job_id)
     assert msg.sender == cfg.sponsor, "optimistic: caller is not the sponsor"
@@ -287,7 +295,11 @@ def delegate(job_id: uint256, terms: Terms):
         assert extcall IERC20(cfg.token).transferFrom(msg.sender, self, cfg.stake), "optimistic: stake transfer failed"
         assert extcall IERC20(cfg.token).approve(coordinator, cfg.stake), "optimistic: approve failed"
     extcall Coordinator(coordinator).register(job_id, False)
-    log JobDelegated(job_id=job_id, sponsor=msg.sender, terms=terms)
+    for account: address in named:
+        assert account != empty(address) and not self._named[job_id][account], "optimistic: bad named proposer"
+        self._named[job_id][account] = True
+    self._closed[job_id] = len(named) > 0
+    log JobDelegated(job_id=job_id, sponsor=msg.sender, terms=terms, named=named)
 
 
 @external
@@ -302,6 +314,7 @@ def bond(job_id: uint256):
     held: uint256 = self.bond_of[job_id][msg.sender]
     need: uint256 = self._bond[job_id]
     assert held < need, "optimistic: already bonded"
+    assert not self._closed[job_id] or self._named[job_id][msg.sender], "optimistic: not a named proposer"
     if not self._listed[job_id][msg.sender]:
         assert len(self._proposers[job_id]) < MAX_PROPOSERS, "optimistic: too many proposers"
         self._proposers[job_id].append(msg.sender)

@@ -60,6 +60,8 @@ class OptimisticJob:
     params: dict[str, Any] = field(default_factory=dict)
     #: another optimistic.vy than the deployment's (one bound to a test double)
     instance: Optimistic | None = None
+    #: the accounts that may bond (empty: anyone, as most contract tests want)
+    named: tuple[str, ...] = ()
     round: Round = field(init=False)
     job_id: int = field(init=False)
 
@@ -80,7 +82,7 @@ class OptimisticJob:
         self.fund(w.sponsor)
         w.token.approve(w.sponsor, self.o.address, 10**9)
         if self.delegated:
-            self.o.delegate(w.sponsor, self.job_id, self.terms())
+            self.o.delegate(w.sponsor, self.job_id, self.terms(), named=self.named)
 
     @property
     def o(self) -> Optimistic:

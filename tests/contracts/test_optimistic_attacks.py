@@ -18,6 +18,8 @@ from optimistic_model import Honest, Model
 from fedledger.chain.contracts import Phase
 from fedledger.codec.blob import decode_tensors
 
+ZERO_ADDRESS = "0x" + "00" * 20
+
 BOUNTY = BOND * BOUNTY_BPS // 10_000
 
 
@@ -241,11 +243,25 @@ def test_a_claim_over_forged_updates_survives_every_proof_and_only_a_vote_catche
     assert o.bond_of(job.job_id, liar.address) == 0
 
 
+def test_a_job_that_names_its_committee_takes_no_other_bond(world: World) -> None:
+    """The fix for the hole below, as every job run by fedledger uses it: the sponsor names the
+    committee at `delegate`, and no one else can bond, so no one else can vote."""
+    committee = tuple(v.address for v in world.validators)
+    j = OptimisticJob(world, named=committee)
+    j.bond(*world.validators)
+    with reverts("optimistic: not a named proposer"):
+        j.bond(world.trainers[3])
+    for bad in [(committee[0], committee[0]), (ZERO_ADDRESS,)]:  # a duplicate, the zero address
+        other = OptimisticJob(world, delegated=False, seed=5)
+        with reverts("optimistic: bad named proposer"):
+            other.o.delegate(world.sponsor, other.job_id, other.terms(), named=bad)
+
+
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason="HOLE: a vote is won by q fresh bonds")
 def test_bonds_posted_after_an_escalation_cannot_decide_it(job: OptimisticJob) -> None:
-    """The liar bonds `escalation_quorum` fresh accounts after an honest escalation and votes
-    its own lie through: the escalator is slashed, the lie finalises, the sybil bonds are
-    returned whole at the job's end."""
+    """In a job whose bonding is left open (no named committee), the liar bonds
+    `escalation_quorum` fresh accounts after an honest escalation and votes its own lie
+    through: the escalator is slashed, the lie finalises, the sybil bonds come back whole."""
     w, o, r = job.world, job.o, job.round
     liar = job.drawn()
     lie = replace(r.claim, num_updates=r.claim.num_updates - 1)  # a wrong exclusion

@@ -6,7 +6,8 @@ contract proposes a claim that stood its window. The audit trusts none of it:
 - the job's committee is the optimistic contract alone, and every `AggregateProposed` of the
   job came from it (another member beside it could finalise rounds with quorum 1);
 - the terms the sponsor delegated with (`JobDelegated`) are the spec's: rule, parameters,
-  windows, bond, bounty, escalation quorum;
+  windows, bond, bounty, escalation quorum; and it named a committee of the spec's size as the
+  only accounts that may bond (open bonding would let anyone decide escalations);
 - each posted claim is judged against the audit's own recomputation of the round
   (`roles/optimistic.judge`, the watchers' function): a right claim must never have been struck,
   a wrong one must not have been settled, and every `ProposalStruck` must follow a proof
@@ -111,6 +112,14 @@ def _check_terms(audit: AuditState, mine: list[Event]) -> None:
     initial = audit.load_model(created.args["initial_model"], "initial model", None)
     if initial is None:
         return
+    named = [str(a) for a in delegated[0].args.get("named", [])]
+    if len(named) != audit.spec.committee_size:
+        audit.error(
+            "optimistic",
+            "JobDelegated event",
+            f"{len(named)} accounts may bond, not the spec's committee of {audit.spec.committee_size}: "
+            "with bonding open, a party that bonds enough accounts decides every escalation",
+        )
     want = terms_for(audit.spec, params=num_params(initial)).as_tuple()
     raw = delegated[0].args["terms"]
     got = tuple(int(raw[k]) for k in raw) if isinstance(raw, dict) else tuple(int(x) for x in raw)

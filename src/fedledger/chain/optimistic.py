@@ -190,8 +190,11 @@ class Optimistic(Contract):
     def disputes(self) -> Disputes:
         return Disputes(self.chain, str(self.read("disputes")))
 
-    def delegate(self, sponsor: LocalAccount, job_id: int, terms: Terms) -> Receipt:
-        return self.transact(sponsor, "delegate", job_id, terms.as_tuple())
+    def delegate(
+        self, sponsor: LocalAccount, job_id: int, terms: Terms, *, named: Sequence[str] = ()
+    ) -> Receipt:
+        """`named`: the only accounts that may bond (the committee); empty leaves bonding open."""
+        return self.transact(sponsor, "delegate", job_id, terms.as_tuple(), list(named))
 
     def bond(self, proposer: LocalAccount, job_id: int) -> Receipt:
         return self.transact(proposer, "bond", job_id)

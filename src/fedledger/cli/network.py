@@ -200,7 +200,7 @@ def create_job_cli(args: argparse.Namespace, console: Console, coordinator: Coor
         from fedledger.roles.optimistic import delegate_job, num_params
 
         # before round 1 aggregates, as optimistic.vy requires: right after creating it
-        delegate_job(deployment, sponsor, spec, job_id, num_params(model_q))
+        delegate_job(deployment, sponsor, spec, job_id, num_params(model_q), committee=args.committee)
         console.print(f"  delegated to optimistic contract {deployment.optimistic.address}")
     return 0
 

@@ -76,15 +76,27 @@ def terms_for(spec: JobSpec, *, params: int) -> Terms:
 
 
 def delegate_job(
-    deployment: Deployment, sponsor: LocalAccount, spec: JobSpec, job_id: int, params: int
+    deployment: Deployment,
+    sponsor: LocalAccount,
+    spec: JobSpec,
+    job_id: int,
+    params: int,
+    *,
+    committee: Sequence[str],
 ) -> None:
-    """Hands a freshly created optimistic-mode job to optimistic.vy (it stakes as the committee)."""
+    """Hands a freshly created optimistic-mode job to optimistic.vy (it stakes as the committee).
+
+    `committee`: the accounts that may bond and so propose and vote; only they, as in quorum
+    mode, or a party that bonds enough accounts would decide every escalation.
+    """
+    if not committee:
+        raise ValueError("an optimistic job needs its committee named: the accounts that may propose")
     optimistic = deployment.optimistic
     if optimistic is None:
         raise RuntimeError("this deployment has no optimistic contract")
     if spec.stake:
         deployment.token.approve(sponsor, optimistic.address, spec.stake)
-    optimistic.delegate(sponsor, job_id, terms_for(spec, params=params))
+    optimistic.delegate(sponsor, job_id, terms_for(spec, params=params), named=committee)
 
 
 def lie(blob: bytes, round: int, params: int) -> bytes:

@@ -133,7 +133,8 @@ def start_consortium(
             from fedledger.roles.optimistic import delegate_job, num_params
 
             params = num_params(LocalStore(sponsor_store).get_tensors(initial))
-            delegate_job(net.deployment, net.accounts[0], job_spec, job_id, params)
+            committee = [a.address for a in members]
+            delegate_job(net.deployment, net.accounts[0], job_spec, job_id, params, committee=committee)
         sponsor_server = BlobServer(
             sponsor_store,
             [net.accounts[0].address],

@@ -321,7 +321,8 @@ class SimulationSetup:
         assert d.optimistic is not None
         d.token.mint(self.sponsor, self.sponsor.address, spec.stake)
         params = num_params(self.store.get_tensors(self.initial_model))
-        delegate_job(d, self.sponsor, spec, self.job_id, params)
+        committee = [a.address for a in proposers]
+        delegate_job(d, self.sponsor, spec, self.job_id, params, committee=committee)
         for acct in proposers:
             d.token.mint(self.sponsor, acct.address, spec.proposer_bond)
             d.token.approve(acct, d.optimistic.address, spec.proposer_bond)
