@@ -222,7 +222,11 @@ class JobFields(BaseModel):
         10**18, ge=1, description="optimistic: token units each proposer, and anyone escalating, bonds"
     )
     challenge_bounty: float = Field(
-        0.5, ge=0, le=1, description="optimistic: share of a slashed bond paid to whoever proved it wrong"
+        0.5,
+        ge=0,
+        lt=1,
+        description="optimistic: share of a slashed bond paid to whoever proved it wrong (below 1, or a "
+        "liar that proves its own claim wrong would lose nothing)",
     )
     commit_window_s: int = Field(3600, ge=1, description="seconds trainers have to commit")
     aggregate_window_s: int = Field(3600, ge=1, description="seconds validators have to reach quorum")
