@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KIND@TRAINER[:FROM_ROUND]",
         help="make trainer TRAINER (1-based) misbehave from round FROM_ROUND (default 1) on; kinds: "
         "corrupt-blob, withhold-blob, wrong-shape, float-blob, huge-norm, malformed, nan-weights, "
-        "drop-out, withhold-reveal, lying-validator, biased-validator (repeatable)",
+        "drop-out, withhold-reveal, lying-validator, biased-validator, lying-proposer (optimistic mode) "
+        "(repeatable)",
     )
     sim.add_argument(
         "--attack",
