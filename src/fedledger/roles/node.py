@@ -44,6 +44,7 @@ from fedledger.roles.node_join import (
     open_wakeup,
 )
 from fedledger.roles.node_optimistic import NodeOptimistic
+from fedledger.roles.node_speculation import LiveClaims
 from fedledger.roles.node_trace import NodeTrace
 from fedledger.roles.node_training import NodeTraining
 from fedledger.roles.node_validation import NodeValidation
@@ -145,6 +146,10 @@ class Node:
                 if config.testing_fault
                 else None,
             )
+        # an optimistic job's trainer off the committee trains ahead on the posted claim
+        self.claims: LiveClaims | None = None
+        if self.spec.optimistic and self.optimistic is None:
+            self.claims = LiveClaims(self.coordinator, self.reader, config.job)
         self.worked = False  # whether the last step did something (then the next comes at once)
         self.reported: set[int] = set()  # rounds whose outcome has been logged
         self.trains = config.trainer  # False once a secure job's key directory turned us away
@@ -326,10 +331,16 @@ class Node:
                 log.info("%s: round %d: advanced the expired %s phase", self.name, s.round, s.phase.name)
 
     def speculate_next(self, s: JobState) -> bool:
-        """A validator that also trains starts the next round on its own aggregate (`speculate`)."""
+        """Trains the next round ahead (`speculate`): on this validator's own aggregate, else the live claim.
+
+        Optimistic mode: during the challenge window (`node_speculation.py`).
+        """
         if not self.config.speculate or not self.trains or self.spec.clients_per_round:
             return False  # a sampled trainer cannot know it is drawn next round: no training ahead
-        return self.training.speculate(s, self.validation.computed.get(s.round))
+        aggregate = self.validation.computed.get(s.round)
+        if aggregate is None and self.claims is not None:
+            aggregate = self.claims.aggregate(s.round)
+        return self.training.speculate(s, aggregate)
 
     def report_rounds(self, s: JobState) -> None:
         """One status line per decided round: what the chain finalised and where this node stands."""

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from fedledger.chain.base import Chain
 from fedledger.chain.contracts import Coordinator, JobState
 from fedledger.codec.commitment import commitment_hex
-from fedledger.errors import TransactionReverted
+from fedledger.errors import StoreError, TransactionReverted
 from fedledger.roles.job import JobReader
 from fedledger.roles.node_trace import NodeTrace
 from fedledger.spec import JobSpec
@@ -44,6 +44,7 @@ class NodeTraining:
         self.committed = 0  # the last round this process committed to
         self.revealed: set[int] = set()  # secure aggregation: rounds this trainer revealed for
         self.holding: set[int] = set()  # secure aggregation: rounds whose first commit it held back
+        self.unfetchable: set[bytes] = set()  # optimistic claims' aggregates no store would serve
 
     def train_and_commit(self, s: JobState, global_model: bytes, *, seat: int = 0) -> None:
         """`seat`: this trainer's seat in the round's draw, in a job that samples trainers."""
@@ -51,7 +52,9 @@ class NodeTraining:
         if p is None or p.round != s.round or p.global_commitment != global_model:
             from fedledger.roles.trainer import PreparedUpdate
 
-            self.trace.mark("train_start", s.round)
+            if p is not None and p.round == s.round:  # trained ahead on a model the round did not open on
+                self.discard(p, "the round opened on another model")
+            self.trace.mark("train_start", s.round, on=commitment_hex(global_model))
             prepared = self.trainer.prepare(s.round, global_model)
             self.trace.mark("trained", s.round)
             if not isinstance(prepared, PreparedUpdate):
@@ -138,18 +141,37 @@ class NodeTraining:
         and the wait for them off the round's critical path. The update is committed only if the
         next round opens on exactly that model (`train_and_commit` checks), so a round that
         fails or finalises something else costs one discarded training, nothing on chain.
+
+        Optimistic mode: the aggregate is this node's own computation (a committee member) or
+        the posted claim's (a trainer only, `node_speculation.py`), trained on during the
+        challenge window. A claim struck, or replaced by a later attempt's, leaves an update
+        trained on a model the round never opens on: it is discarded, here or at the commit.
         """
-        if (
-            aggregate is None
-            or self.trainer.stopped
-            or (self.pending is not None and self.pending.round == s.round + 1)
-        ):
+        p = self.pending
+        if aggregate is None or self.trainer.stopped or aggregate in self.unfetchable:
             return False
+        if p is not None and p.round == s.round + 1:
+            if p.global_commitment == aggregate:
+                return False  # trained on it already
+            self.discard(p, "another claim replaced the one it trained on")
         from fedledger.roles.trainer import PreparedUpdate
 
-        self.trace.mark("spec_start", s.round + 1)
-        prepared = self.trainer.prepare(s.round + 1, aggregate)
+        self.trace.mark("spec_start", s.round + 1, on=commitment_hex(aggregate))
+        try:
+            prepared = self.trainer.prepare(s.round + 1, aggregate)
+        except StoreError as exc:
+            # an optimistic claim whose blob its proposer never published (it goes to a vote):
+            # nothing to train on; the node waits for the round like any other
+            self.unfetchable.add(aggregate)
+            log.info("%s: round %d: not training ahead: %s", self.name, s.round + 1, exc)
+            return False
         self.trace.mark("spec_done", s.round + 1)
         if isinstance(prepared, PreparedUpdate):
             self.pending = prepared
         return True
+
+    def discard(self, p: PreparedUpdate, why: str) -> None:
+        """Drops an update trained ahead: it was trained on a model the round will not open on."""
+        self.pending = None
+        self.trace.mark("spec_discarded", p.round, on=commitment_hex(p.global_commitment))
+        log.info("%s: round %d: discarded the update trained ahead (%s)", self.name, p.round, why)
