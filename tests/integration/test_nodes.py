@@ -51,7 +51,9 @@ def test_organisations_on_separate_network_hosts(tmp_path: Path) -> None:
     why_not = NetHosts.available()
     if why_not:
         pytest.skip(f"separate network hosts: {why_not}")
-    cons = start_consortium(tmp_path, orgs=3, spec={"rounds": 3}, network_hosts=True)
+    # min_commits = every organisation: under load the first two could finish the job before the
+    # third node has joined (seen in CI), and it then has no job to join
+    cons = start_consortium(tmp_path, orgs=3, spec={"rounds": 3, "min_commits": 3}, network_hosts=True)
     try:
         assert cons.hosts is not None and cons.orgs[0].store_url.startswith(f"http://{cons.hosts.subnet}.")
         cons.wait_done(timeout=240)
