@@ -30,6 +30,10 @@ def test_the_default_job_runs_optimistic_with_its_terms() -> None:
         ({"validators_per_round": 5}, "validators_per_round"),
         ({"trainers": 5}, "an escalated round is decided by 4 votes"),
         ({"challenge_window_s": 4000}, "must fit in aggregate_window_s"),
+        (
+            {"readers": [{"address": "0x" + "11" * 20, "key": "0x" + "22" * 32}]},
+            "readers \\(sealed updates",
+        ),
     ],
 )
 def test_what_optimistic_mode_cannot_prove_is_refused(fields: dict[str, object], why: str) -> None:

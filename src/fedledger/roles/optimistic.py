@@ -121,7 +121,10 @@ def entries_for(spec: JobSpec, outcome: RoundOutcome, store: BlobStore) -> list[
         norm = squared_norm(outcome.deltas[c.trainer]) if clipped and outcome.deltas else 0
         if clipped and not outcome.deltas:
             norm = squared_norm(decode_blob(blob)[0])
-        out.append(Entry.of(blob, c.num_examples, norm))
+        # the store checked the blob against its commitment: that is its root, no need to hash it again
+        out.append(
+            Entry(root=c.commitment, offset=data_offset(blob[:8]), weight=c.num_examples, squared_norm=norm)
+        )
     return out
 
 
@@ -329,7 +332,9 @@ def entries_for_claim(outcome: RoundOutcome, store: BlobStore, honest: Claim) ->
     for c in outcome.accepted:
         blob = store.get(c.commitment)
         norm = squared_norm(decode_blob(blob)[0]) if rule else 0
-        out.append(Entry.of(blob, c.num_examples, norm))
+        out.append(
+            Entry(root=c.commitment, offset=data_offset(blob[:8]), weight=c.num_examples, squared_norm=norm)
+        )
     return out
 
 

@@ -43,6 +43,9 @@ class VerificationRules(JobFields):
             "validators_per_round (the proposers are the fixed committee)": self.validators_per_round > 0,
             "federated standardisation (statistics ride beside the model)": self.data_schema is not None
             and self.data_schema.federated_stats,
+            "readers (sealed updates: a challenger could not open the chunks it must show)": bool(
+                self.readers
+            ),
         }
         bad = [name for name, hit in conflicts.items() if hit]
         if bad:
