@@ -65,11 +65,7 @@ def faulty_posting(
     commits = validation.reader.commits(s.round)
     dropped, kept = commits[-1], commits[:-1]
     v = validation.validator
-    smaller = v.compute(
-        store=v.store,
-        spec=v.spec,
-        job_id=v.job_id,
-        root_trainer=v.root_trainer,
+    smaller = v.outcome(
         round=s.round,
         version=s.version,
         global_model=store.get_tensors(global_model),

@@ -105,11 +105,7 @@ class NodeValidation:
                 commitment_hex(c.commitment)[:14],
             )
         v = self.validator
-        outcome = v.compute(
-            store=v.store,
-            spec=v.spec,
-            job_id=v.job_id,
-            root_trainer=v.root_trainer,
+        outcome = v.outcome(
             round=s.round,
             version=s.version,
             global_model=self.store.get_tensors(global_model),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from eth_account.signers.local import LocalAccount
@@ -84,6 +85,13 @@ class Validator:
         self.store = store
         self.spec = spec
         self.job_id = job_id
+
+    def outcome(self, **inputs: Any) -> RoundOutcome:
+        """This member's computation of a round (`round`, `version`, `global_model`, `commits`, …)
+        from its own store, spec, job and root trainer, without proposing anything."""
+        return self.compute(
+            store=self.store, spec=self.spec, job_id=self.job_id, root_trainer=self.root_trainer, **inputs
+        )
 
     def register(self) -> Receipt:
         return self.coordinator.register(self.account, self.job_id, as_trainer=False)

@@ -51,9 +51,7 @@ class OptimisticRound:
     def compute(self, org: Organisation, inputs: Mapping[str, Any]) -> RoundOutcome:
         assert org.validator is not None
         v = org.validator
-        outcome = v.compute(
-            store=v.store, spec=v.spec, job_id=v.job_id, root_trainer=v.root_trainer, **inputs
-        )
+        outcome = v.outcome(**inputs)
         if not v.store.has(outcome.aggregate):
             v.store.put(outcome.blob)
         return outcome
