@@ -131,7 +131,11 @@ def test_ws_wakes_at_once_falls_back_when_dropped_and_resubscribes(subs: FakeSub
         eventually(lambda: not w.live)
         w.pushed.clear()
         t0 = time.monotonic()
-        assert w.wait() is False and time.monotonic() - t0 < 2.5  # polling: poll_seconds, not 5 s
+        woke = w.wait()
+        assert time.monotonic() - t0 < 2.5  # polling: poll_seconds, not the 5 s recheck
+        # woken only if the background re-subscription already came back (its own wake-up):
+        # a race the host's load decides (seen in CI)
+        assert woke is False or w.subscribed == 2
         eventually(lambda: w.live and w.subscribed == 2)  # re-subscribed in the background
         subs.push()
         assert w.wait() is True
