@@ -77,6 +77,11 @@ def _piece(p: Piece) -> tuple[bytes, list[bytes]]:
     return (p[0], list(p[1]))
 
 
+def _inputs(inputs: Sequence[tuple[Entry, Piece]]) -> list[tuple[tuple[bytes, int, int, int], Any]]:
+    """disputes.vy's `Input`s: each update's entry and its piece."""
+    return [(e.as_tuple(), _piece(p)) for e, p in inputs]
+
+
 class Disputes(Contract):
     """One-chunk fraud proofs (disputes.vy), bound to an `Optimistic` or standalone."""
 
@@ -96,19 +101,8 @@ class Disputes(Contract):
         inputs: Sequence[tuple[Entry, Piece]],
         gas: int | None = None,
     ) -> Receipt:
-        return self.transact(
-            caller,
-            "challenge",
-            cid,
-            claim.as_tuple(),
-            coordinate,
-            _piece(previous),
-            _piece(aggregate),
-            low,
-            high,
-            [(e.as_tuple(), _piece(p)) for e, p in inputs],
-            gas=gas,
-        )
+        opening = (cid, claim.as_tuple(), coordinate, _piece(previous), _piece(aggregate), low, high)
+        return self.transact(caller, "challenge", *opening, _inputs(inputs), gas=gas)
 
     def open_challenge(
         self,
@@ -137,7 +131,7 @@ class Disputes(Contract):
         self, caller: LocalAccount, challenge_id: int, tally: Any, inputs: Sequence[tuple[Entry, Piece]]
     ) -> tuple[Receipt, Any]:
         """Folds the next updates into a split challenge: (receipt, the new running tally)."""
-        rows = [(e.as_tuple(), _piece(p)) for e, p in inputs]
+        rows = _inputs(inputs)
         after = self.simulate(caller, "add_updates", challenge_id, tally, rows)
         return self.transact(caller, "add_updates", challenge_id, tally, rows), after
 

@@ -19,13 +19,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Literal
 
 from eth_account.signers.local import LocalAccount
 
 from fedledger.aggregation.chunk import ChunkRule
 from fedledger.aggregation.chunk_proof import Claim, Entry, first_piece, make_claim, piece, value_at
-from fedledger.aggregation.chunk_witness import witnesses
+from fedledger.aggregation.chunk_witness import RULE_IDS, witnesses
 from fedledger.aggregation.stats import exact_fraction, squared_norm
 from fedledger.chain.base import Receipt
 from fedledger.chain.contracts import Deployment, Event
@@ -61,7 +62,7 @@ def terms_for(spec: JobSpec, *, params: int) -> Terms:
     """The terms a sponsor delegates a job with: the spec's rule, windows, bond and bounty."""
     rule = chunk_rule_for(spec)
     return Terms(
-        rule={"fedavg": 1, "clipped_fedavg": 2, "median": 3, "trimmed_mean": 4}[rule.name],
+        rule=RULE_IDS[rule.name],
         trim_num=rule.trim_fraction.numerator,
         trim_den=rule.trim_fraction.denominator,
         clip_q=rule.clip_norm_q,
@@ -112,9 +113,9 @@ def lie(blob: bytes, round: int, params: int) -> bytes:
     return blob[:at] + value.to_bytes(8, "little", signed=True) + blob[at + 8 :]
 
 
-def entries_for(spec: JobSpec, outcome: RoundOutcome, store: BlobStore) -> list[Entry]:
-    """The accepted updates as a claim states them, in commit order."""
-    clipped = spec.aggregation == "clipped_fedavg"
+def entries_for(outcome: RoundOutcome, store: BlobStore, *, clipped: bool) -> list[Entry]:
+    """The accepted updates as a claim states them, in commit order (`clipped`: with their squared
+    norms, which only clipped FedAvg's claims carry)."""
     out = []
     for c in outcome.accepted:
         blob = store.get(c.commitment)
@@ -135,7 +136,7 @@ def claim_for(spec: JobSpec, outcome: RoundOutcome, *, previous: bytes, store: B
         num_params=num_params(outcome.model),
         previous=previous,
         aggregate=outcome.blob,
-        entries=entries_for(spec, outcome, store),
+        entries=entries_for(outcome, store, clipped=spec.aggregation == "clipped_fedavg"),
     )
 
 
@@ -275,7 +276,8 @@ class Watcher:
         )
         if verdict.kind == "escalate":
             return self.optimistic.escalate(self.account, posted.job_id, posted.round)
-        entries = entries_for_claim(outcome, self.store, honest)
+        # the honest entries again (their hash is the claim's `updates_hash`, checked by `judge`)
+        entries = entries_for(outcome, self.store, clipped=honest.rule == RULE_IDS["clipped_fedavg"])
         if verdict.kind == "wrong-offset":
             blob = (
                 previous
@@ -325,21 +327,7 @@ class Watcher:
         return self.disputes.close_challenge(self.account, challenge, tally, posted.claim)
 
 
-def entries_for_claim(outcome: RoundOutcome, store: BlobStore, honest: Claim) -> list[Entry]:
-    """The honest entries again (their hash is the claim's `updates_hash`, checked by `judge`)."""
-    rule = "clipped_fedavg" if honest.rule == 2 else ""
-    out = []
-    for c in outcome.accepted:
-        blob = store.get(c.commitment)
-        norm = squared_norm(decode_blob(blob)[0]) if rule else 0
-        out.append(
-            Entry(root=c.commitment, offset=data_offset(blob[:8]), weight=c.num_examples, squared_norm=norm)
-        )
-    return out
-
-
 def chunk_rule_for_claim(c: Claim) -> ChunkRule:
-    from fractions import Fraction
-
-    names = {1: "fedavg", 2: "clipped_fedavg", 3: "median", 4: "trimmed_mean"}
-    return ChunkRule(name=names[c.rule], trim_fraction=Fraction(c.trim_num, c.trim_den), clip_norm_q=c.clip_q)
+    """The rule a claim states, as the Python reference computes it."""
+    name = next(n for n, i in RULE_IDS.items() if i == c.rule)
+    return ChunkRule(name=name, trim_fraction=Fraction(c.trim_num, c.trim_den), clip_norm_q=c.clip_q)
