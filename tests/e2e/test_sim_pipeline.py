@@ -1,4 +1,5 @@
-"""The simulation's pipeline: commits executing in a second process while the next trainer trains.
+"""The simulation's pipeline: commits executing in a second process while the next trainer trains,
+and a committee's proposals sent in a row.
 
 It may change when the simulation waits, never what the chain records: a pipelined run's
 export is byte for byte the synchronous run's, a refused commit (an ejected trainer's) is
@@ -10,13 +11,16 @@ from __future__ import annotations
 
 import multiprocessing
 from pathlib import Path
+from typing import Any
 
+import pytest
 from conftest import small_spec
 from daemonic_job import run_job
 
 from fedledger.chain.inprocess import InProcessChain
 from fedledger.chain.pipelined import PipelinedChain
 from fedledger.sim.faults import Fault
+from fedledger.sim.quorum_round import QuorumRound
 from fedledger.sim.simulate import Simulation
 
 #: org-02 is flagged in round 1 and ejected (one flag allowed): its round-2 commit is refused
@@ -70,3 +74,28 @@ def test_a_daemonic_process_runs_the_same_job_in_turn(tmp_path: Path) -> None:
     assert chain != "error", in_turn
     assert (chain, in_turn) == ("InProcessChain", True)
     assert commitment == Simulation(spec, out_dir=tmp_path / "here").run().final_commitment
+
+
+def test_a_wrong_count_of_the_deciding_proposal_changes_nothing_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The committee's proposals go out in a row up to the one the count says decides the round
+    (sim/quorum_round.py); where the chain has not decided there, the rest propose one by one,
+    asking the chain first, and the record is the one a correct count leaves."""
+    spec = small_spec(rounds=2, validators=4)
+    faults = [Fault.parse("lying-validator@1")]
+    right = Simulation(spec, out_dir=tmp_path / "right", faults=faults)
+    right.run()
+    early = QuorumRound.__init__
+
+    def one_short(self: QuorumRound, *args: Any, **kwargs: Any) -> None:
+        early(self, *args, **kwargs)
+        self.quorum -= 1  # predicts the decision one proposal before the coordinator makes it
+
+    monkeypatch.setattr(QuorumRound, "__init__", one_short)
+    wrong = Simulation(spec, out_dir=tmp_path / "wrong", faults=faults)
+    result = wrong.run()
+    assert [m.status for m in result.rounds] == ["finalized", "finalized"]
+    recorded = [(tmp_path / side / "chain.json").read_bytes() for side in ("wrong", "right")]
+    assert recorded[0] == recorded[1]
+    assert "undecided where the proposals' count said" in (tmp_path / "wrong" / "run.log").read_text()

@@ -126,10 +126,28 @@ class Coordinator(Contract):
         `scores` are one per committer in commit order (scored jobs only), packed here.
         `micro_epsilon`: a DP job's cumulative ε after this round, in 10⁻⁶ (0 without DP).
         `seat`: the validator's seat in the round's draw, in a job that draws its committee."""
+        return self.propose_later(
+            validator, job_id, round, aggregate, excluded, flagged, scores, micro_epsilon, seat
+        ).result()
+
+    def propose_later(
+        self,
+        validator: LocalAccount,
+        job_id: int,
+        round: int,
+        aggregate: bytes,
+        excluded: list[str],
+        flagged: Sequence[str] = (),
+        scores: Sequence[int] = (),
+        micro_epsilon: int = 0,
+        seat: int = 0,
+    ) -> PendingReceipt:
+        """`propose` without waiting for the receipt: a simulated committee sends its members'
+        proposals in a row while the chain executes them."""
         ordered = sorted(excluded, key=lambda a: int(a, 16))
         mask = flag_mask(ordered, flagged)
         words = pack_scores(scores)
-        return self.transact(
+        return self.transact_later(
             validator, "propose", job_id, round, aggregate, ordered, mask, words, micro_epsilon, seat
         )
 
@@ -142,7 +160,11 @@ class Coordinator(Contract):
         return self.transact(caller, "advance", job_id, gas=gas)
 
     def withdraw(self, account: LocalAccount, job_id: int) -> Receipt:
-        return self.transact(account, "withdraw", job_id)
+        return self.withdraw_later(account, job_id).result()
+
+    def withdraw_later(self, account: LocalAccount, job_id: int) -> PendingReceipt:
+        """`withdraw` without waiting: a simulation settles every organisation in a row."""
+        return self.transact_later(account, "withdraw", job_id)
 
     def reclaim(self, sponsor: LocalAccount, job_id: int) -> Receipt:
         return self.transact(sponsor, "reclaim", job_id)

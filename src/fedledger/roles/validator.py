@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from eth_account.signers.local import LocalAccount
 
-from fedledger.chain.base import Receipt
+from fedledger.chain.base import PendingReceipt, Receipt
 from fedledger.chain.contracts import Coordinator, Phase
 from fedledger.codec.commitment import commitment_hex
 from fedledger.data.stats import split_stats
@@ -115,6 +115,37 @@ class Validator:
         In a DP job `releases_before` counts the job's earlier noisy releases (PrivacySpent
         events); the proposal carries the job's ε once this round's is released too.
         """
+        outcome, pending, _ = self.send_proposal(
+            round=round,
+            version=version,
+            global_model=global_model,
+            commits=commits,
+            names=names,
+            secure=secure,
+            releases_before=releases_before,
+            seat=seat,
+        )
+        return outcome, None if pending is None else pending.result()
+
+    def send_proposal(
+        self,
+        *,
+        round: int,
+        version: int,
+        global_model: Mapping[str, np.ndarray],
+        commits: Sequence[CommitRecord],
+        names: Mapping[str, str],
+        secure: SecureInputs | None = None,
+        releases_before: int = 0,
+        seat: int = 0,
+        known_open: bool = False,
+    ) -> tuple[RoundOutcome, PendingReceipt | None, bytes]:
+        """`process_round` without waiting for the proposal's receipt (None: nothing sent), and
+        the aggregate it proposed (a lying validator's differs from the outcome's).
+
+        `known_open`: the caller knows the round is still aggregating (it saw the receipts of
+        every proposal before this one), so the chain is not asked again.
+        """
         outcome = self.compute(
             secure=secure,
             releases_before=releases_before,
@@ -138,9 +169,10 @@ class Validator:
             )
         if not self.store.has(outcome.aggregate):  # another validator may have stored it
             self.store.put(outcome.blob)
-        state = self.coordinator.job_state(self.job_id)
-        if state.phase != Phase.AGGREGATING or state.round != round:
-            return outcome, None
+        if not known_open:
+            state = self.coordinator.job_state(self.job_id)
+            if state.phase != Phase.AGGREGATING or state.round != round:
+                return outcome, None, outcome.aggregate
         aggregate = (
             outcome.aggregate if self.aggregate_hook is None else self.aggregate_hook(outcome.aggregate)
         )
@@ -150,7 +182,7 @@ class Validator:
         micro_epsilon = 0
         if self.spec.dp and outcome.accepted:
             micro_epsilon = micro_epsilon_after(self.spec, releases_before + 1)
-        receipt = self.coordinator.propose(
+        pending = self.coordinator.propose_later(
             self.account,
             self.job_id,
             round,
@@ -161,7 +193,7 @@ class Validator:
             micro_epsilon=micro_epsilon,
             seat=seat,
         )
-        return outcome, receipt
+        return outcome, pending, aggregate
 
     def post_scores(
         self,

@@ -24,14 +24,20 @@ forked worker process while the first member computes in this one: on the core t
 leaves idle between rounds, from its own reads of the directory, hashing every blob again
 (the first member reads through the simulation's shared cache). The second member compares
 the two as before. A deployment's members compute at the same time, too.
+
+Within `deferring()` (a quorum round's proposals, sim/quorum_round.py) the second member does
+not wait for the worker: it is handed the first outcome, and `confirm()` compares the worker's
+computation with it once the proposals are on their way. A difference stops the simulation with
+the same NondeterminismError before anything reads the round's result.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -64,6 +70,8 @@ class SharedRound:
         self.check_store = check_store
         self._worker: ProcessPoolExecutor | None = None
         self._check: Future[RoundOutcome] | None = None
+        self._defer = False
+        self._unconfirmed: Future[RoundOutcome] | None = None  # a deferred check, not yet compared
         self._key: tuple[Any, ...] | None = None
         self._inputs: tuple[object, object] = (None, None)
         self._outcome: RoundOutcome | None = None
@@ -101,23 +109,46 @@ class SharedRound:
             **rest,
         )
         if not same:
+            self.confirm()  # a deferred check stood for a member that proposed: it is compared
             if self._check is not None:  # the last round was decided before its check was read
                 self._check.cancel()
             self._check = self._start_check(inputs) if self.independent >= 2 else None
             outcome = compute_round(**inputs)
             self._key, self._inputs, self._outcome, self._computed = key, (global_model, secure), outcome, 1
             return outcome
+        assert self._outcome is not None
+        if self._check is not None and self._defer:
+            self._unconfirmed, self._check = self._check, None
+            self._computed += 1
+            return self._outcome
         if self._check is not None:
             check, self._check = self._check, None
             outcome = check.result()
         else:
             outcome = compute_round(**inputs)
-        assert self._outcome is not None
         _check_identical(self._outcome, outcome)
         self._computed += 1
         if self._computed == 2:
             self.confirmed += 1
         return self._outcome
+
+    @contextmanager
+    def deferring(self) -> Iterator[None]:
+        """Within: the second member takes the first outcome and the worker's is compared later."""
+        self._defer = True
+        try:
+            yield
+        finally:
+            self._defer = False
+
+    def confirm(self) -> None:
+        """Compares a deferred second computation with the first; NondeterminismError if they differ."""
+        if self._unconfirmed is None:
+            return
+        check, self._unconfirmed = self._unconfirmed, None
+        assert self._outcome is not None
+        _check_identical(self._outcome, check.result())
+        self.confirmed += 1
 
     def _start_check(self, inputs: dict[str, Any]) -> Future[RoundOutcome] | None:
         """Starts the second computation in the worker, reading `check_store`; None without one."""

@@ -36,6 +36,7 @@ from fedledger.roles.validator import Validator
 from fedledger.sim.attacks import Attack, apply_attack, apply_profiles
 from fedledger.sim.backend import Backend, InProcessBackend
 from fedledger.sim.committee import SharedRound
+from fedledger.sim.courier import Courier
 from fedledger.sim.faults import CONDUCT_FAULTS, VALIDATOR_FAULTS, Fault, NaNClient, blob_hook
 from fedledger.sim.results import OptimisticLedger, RoundMetrics
 from fedledger.sim.timing import TimedChain
@@ -196,6 +197,7 @@ class SimulationSetup:
         # the committee computes each round twice, independently, and shares it; the second
         # computation runs in a worker process, reading the blob directory itself (sim/committee.py)
         self.committee = SharedRound(check_store=self.disk if self.helpers else None)
+        self.courier = Courier()  # trainers' uploads and commits beside training (sim/courier.py)
         initial_q = quantize_model(self.names, get_weights(init), spec.scale_bits)
         self.initial_model = self.store.put(encode_tensors(initial_q, metadata=model_metadata(0, 0)))
 

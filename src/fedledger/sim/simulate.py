@@ -27,10 +27,11 @@ from fedledger.roles.job import CommitRecord
 from fedledger.roles.model import float_weights
 from fedledger.roles.sampling import RoundSeats, round_seats
 from fedledger.roles.secure import SecureInputs
-from fedledger.roles.trainer import PreparedUpdate, SentUpdate, Trainer, TrainerRound
+from fedledger.roles.trainer import PreparedUpdate
 from fedledger.sim.attacks import add_trigger, backdoor_success
 from fedledger.sim.optimistic_round import OptimisticRound
 from fedledger.sim.outputs import write_run
+from fedledger.sim.quorum_round import QuorumRound
 from fedledger.sim.results import Earnings, RoundMetrics, SimulationResult
 from fedledger.sim.setup import Organisation, SimulationSetup
 from fedledger.training.client import ClientWrapper
@@ -114,31 +115,28 @@ class Simulation(SimulationSetup):
                 continue
             training.append((i, org))
         self.start_training(r, global_c, [org for _, org in training])
-        # each commit executes (chain/pipelined.py) while the next organisation trains; its
-        # outcome is taken before that organisation sends anything, so the chain sees exactly
-        # the transactions, in the order, that committing one by one would send
-        sent: tuple[Trainer, SentUpdate] | None = None
+        # each upload and commit goes to the courier (sim/courier.py) while the next organisation
+        # trains; in a job whose next trainer reads the chain before training (secure aggregation,
+        # record-level DP) each delivery is finished first, as committing one by one would
+        in_turn = self.spec.secure or self.spec.record_dp
         for i, org in training:
             fault = self.faults.get(i)
+            corrupts = fault is not None and fault.kind == "corrupt-blob" and r >= fault.from_round
             prepared = org.trainer.prepare(r, global_c)
-            if sent is not None:
-                sent[0].complete(sent[1])
-                sent = None
-            if isinstance(prepared, PreparedUpdate):
-                seat = seats.trainer_seat(str(org.trainer.account.address))
-                sent = (org.trainer, org.trainer.send(prepared, seat=seat))
-                result: TrainerRound | SentUpdate = sent[1]
-            else:
-                result = prepared
-            train_s += result.train_seconds
-            losses.append(result.loss)
-            if fault and fault.kind == "corrupt-blob" and r >= fault.from_round and result.commitment:
-                path = self.disk.path_for(result.commitment)
-                data = bytearray(path.read_bytes())
-                data[-1] ^= 0xFF
-                path.write_bytes(bytes(data))
-        if sent is not None:
-            sent[0].complete(sent[1])
+            train_s += prepared.train_seconds
+            losses.append(prepared.loss)
+            if not isinstance(prepared, PreparedUpdate):
+                continue
+            self.courier.deliver(
+                org.trainer,
+                prepared,
+                seat=seats.trainer_seat(str(org.trainer.account.address)),
+                after_upload=self._corrupt if corrupts else None,
+                verify_in=self.store if org.trainer.store is self.store else None,
+            )
+            if in_turn:
+                self.courier.drain()
+        self.courier.drain()
         if self.root_trainer is not None:
             self.root_trainer.run_round(r, global_c)
 
@@ -163,46 +161,21 @@ class Simulation(SimulationSetup):
                 commits=commits,
                 releases_before=releases,
             )
-        elif state.phase == Phase.AGGREGATING and state.round == r:
-            global_q = self.store.get_tensors(global_c)
-            reported = False
-            for org in self.orgs:
-                address = str(org.trainer.account.address)
-                if org.validator is None or not seats.validates(address, fixed_member=True):
-                    continue
-                outcome, receipt = org.validator.process_round(
-                    round=r,
-                    version=version,
-                    global_model=global_q,
-                    commits=commits,
-                    names=self.participants,
-                    secure=secure,
-                    releases_before=releases,
-                    seat=seats.committee_seat(address),
-                )
-                if not reported:  # every honest validator finds the same; say it once
-                    for who, why in outcome.faults.items():
-                        log.warning(
-                            "round %d: secure aggregation fault of %s: %s",
-                            r,
-                            self.participants.get(who, who),
-                            why,
-                        )
-                        self.secagg_faults.append((r, self.participants.get(who, who), why))
-                    for rej in outcome.rejected:
-                        log.warning(
-                            "round %d: validators reject the update of %s: %s",
-                            r,
-                            self.participants.get(rej.trainer, rej.trainer),
-                            rej.reason,
-                        )
-                    reported = True
-                # the proposal's own receipt says whether it decided the round
-                decided = receipt is None or any(
-                    e.name in ("RoundFinalized", "RoundFailed") for e in coordinator.events_in(receipt)
-                )
-                if decided:
-                    break
+        early: tuple[bytes, tuple[float, float]] | None = None
+        if state.phase == Phase.AGGREGATING and state.round == r and not self.spec.optimistic:
+            vote = QuorumRound(self, seats)
+            vote.send(
+                round=r,
+                version=version,
+                global_model=self.store.get_tensors(global_c),
+                commits=commits,
+                secure=secure,
+                releases_before=releases,
+            )
+            if vote.predicted is not None and self.store.has(vote.predicted):
+                # evaluated while the chain executes the proposals; checked against what finalised
+                early = (vote.predicted, self.evaluate(vote.predicted))
+            vote.finish()
             state = coordinator.job_state(self.job_id)
             if state.phase == Phase.AGGREGATING and state.round == r:
                 self.chain.increase_time(self.spec.aggregate_window_s + 1)
@@ -223,7 +196,7 @@ class Simulation(SimulationSetup):
             version = rec.finalized.args["version"]
         else:
             status, model_c = "failed", global_c
-        acc, loss = self.evaluate(model_c)
+        acc, loss = early[1] if early is not None and early[0] == model_c else self.evaluate(model_c)
         m = RoundMetrics(
             round=r,
             version=version,
@@ -255,6 +228,13 @@ class Simulation(SimulationSetup):
             self.scores.append(self.scorer.last.scores)
         self.metrics.append(m)
         return m
+
+    def _corrupt(self, commitment: bytes) -> None:
+        """The corrupt-blob fault: the stored copy's last byte flipped after upload."""
+        path = self.disk.path_for(commitment)
+        data = bytearray(path.read_bytes())
+        data[-1] ^= 0xFF
+        path.write_bytes(bytes(data))
 
     def seats(self, r: int) -> RoundSeats:
         """Who trains and who validates in round r, as the chain drew them (`roles/sampling.py`)."""
@@ -293,8 +273,10 @@ class Simulation(SimulationSetup):
         coordinator, token = self.deployment.coordinator, self.deployment.token
         before = {o.name: token.balance_of(o.trainer.account.address) for o in self.orgs}
         self.earnings: dict[str, Earnings] = {}
-        for org in self.orgs:
-            receipt = coordinator.withdraw(org.trainer.account, self.job_id)
+        # every withdrawal is sent before the first receipt is read: the chain executes them in turn
+        pending = [coordinator.withdraw_later(org.trainer.account, self.job_id) for org in self.orgs]
+        for org, sent in zip(self.orgs, pending, strict=True):
+            receipt = sent.result()
             w = next(e.args for e in coordinator.events_in(receipt) if e.name == "Withdrawn")
             rep = coordinator.reputation(org.trainer.account.address)
             self.earnings[org.name] = Earnings(int(w["reward"]), int(w["fees"]), int(w["stake"]), rep.score)

@@ -2,11 +2,13 @@
 
 `seconds` is the time the simulation waited for the chain: its critical path. With the
 pipelined chain (chain/pipelined.py) a submitted commit executes while the next trainer
-trains, so that is less than the chain's own work, which `work()` reports.
+trains, so that is less than the chain's own work, which `work()` reports. Waits on another
+thread (the courier's, sim/courier.py) are off that path: they count in `background_seconds`.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -23,6 +25,9 @@ class TimedChain(Chain):
         self.description = inner.description
         self.chain_id = inner.chain_id
         self.seconds = 0.0
+        self.background_seconds = 0.0
+        self._owner = threading.get_ident()
+        self._lock = threading.Lock()
         self.gas = 0
         self.transactions = 0
 
@@ -31,11 +36,17 @@ class TimedChain(Chain):
         try:
             return fn(*args, **kwargs)
         finally:
-            self.seconds += time.perf_counter() - t0
+            waited = time.perf_counter() - t0
+            with self._lock:
+                if threading.get_ident() == self._owner:
+                    self.seconds += waited
+                else:
+                    self.background_seconds += waited
 
     def _count(self, r: Receipt) -> Receipt:
-        self.gas += r.gas_used
-        self.transactions += 1
+        with self._lock:
+            self.gas += r.gas_used
+            self.transactions += 1
         return r
 
     def deploy(self, sender: LocalAccount, bytecode: bytes, ctor_args: bytes = b"") -> Receipt:

@@ -13,6 +13,7 @@ auditor uses a plain store and re-hashes everything.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 
 from fedledger.store.base import BlobStore, WrappingStore, check_commitment
@@ -28,22 +29,27 @@ class VerifiedCache(WrappingStore):
         self.max_bytes = max_bytes
         self._cache: OrderedDict[bytes, bytes] = OrderedDict()
         self._size = 0
+        # a simulation's courier thread fills the cache while training reads it (sim/courier.py)
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
     def get(self, commitment: bytes) -> bytes:
         commitment = check_commitment(commitment)
-        cached = self._cache.get(commitment)
-        if cached is not None:
-            self._cache.move_to_end(commitment)
-            self.hits += 1
-            return cached
+        with self._lock:
+            cached = self._cache.get(commitment)
+            if cached is not None:
+                self._cache.move_to_end(commitment)
+                self.hits += 1
+                return cached
         data = self.inner.get(commitment)  # raises unless the bytes hash to the commitment
-        self.misses += 1
-        self._remember(commitment, data)
+        with self._lock:
+            self.misses += 1
+            self._remember(commitment, data)
         return data
 
     def _remember(self, commitment: bytes, data: bytes) -> None:
+        """Caches verified bytes; the caller holds the lock."""
         if len(data) <= self.max_bytes and commitment not in self._cache:
             self._cache[commitment] = data
             self._size += len(data)
@@ -63,7 +69,8 @@ class VerifiedCache(WrappingStore):
         round on it, validating against it) then cost no download.
         """
         commitment = self.inner.put(data)
-        self._remember(commitment, bytes(data))
+        with self._lock:
+            self._remember(commitment, bytes(data))
         return commitment
 
     def has(self, commitment: bytes) -> bool:
@@ -74,9 +81,10 @@ class VerifiedCache(WrappingStore):
         self.inner.delete(commitment)
 
     def _forget(self, commitment: bytes) -> None:
-        dropped = self._cache.pop(commitment, None)
-        if dropped is not None:
-            self._size -= len(dropped)
+        with self._lock:
+            dropped = self._cache.pop(commitment, None)
+            if dropped is not None:
+                self._size -= len(dropped)
 
     # the other raw primitives delegate (WrappingStore), so the base class's helpers work unchanged
     def _remove(self, commitment: bytes) -> bool:

@@ -1,0 +1,92 @@
+"""Trainers' uploads and commits off the training thread: one courier, in the trainers' order.
+
+In a deployment every organisation uploads and commits on its own machine while the others
+are still training, and each committee member fetches and verifies an update as soon as it is
+committed. A simulation trains the organisations one after another in one process; done
+inline, each organisation's upload (a Merkle root over its blob, the write), its commit and
+the committee's first verified read of the blob (a second Merkle root) would sit between one
+organisation's training and the next. The courier is one thread that does them instead, while
+the training thread goes on to the next organisation: PyTorch releases the GIL inside its
+kernels, pysha3 while it hashes a chunk and the file system while it writes, so on the core
+training leaves idle the courier's work costs the training thread little.
+
+One thread, first in first out, so the chain sees exactly the transactions, in the order, that
+committing one by one sends, and every commit's outcome (a revert, an ejection) is met before
+the committee reads the round. The verified read fills the simulation's shared cache
+(store/cached.py) exactly as the committee's first reader would: a blob corrupted after upload
+fails its hash there too, is not cached, and is met again, and rejected, by the committee.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from fedledger.errors import StoreError
+from fedledger.roles.trainer import PreparedUpdate, Trainer, TrainerRound
+from fedledger.store.base import BlobStore
+
+__all__ = ["Courier"]
+
+log = logging.getLogger("fedledger.sim")
+
+
+class Courier:
+    """Uploads, commits and pre-verifies prepared updates on one background thread, in order."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="fedledger-courier")
+        self._pending: list[Future[TrainerRound]] = []
+        weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+
+    def deliver(
+        self,
+        trainer: Trainer,
+        update: PreparedUpdate,
+        *,
+        seat: int = 0,
+        after_upload: Callable[[bytes], None] | None = None,
+        verify_in: BlobStore | None = None,
+    ) -> None:
+        """Queues `update`'s upload and commit behind every earlier one.
+
+        `after_upload(commitment)` runs between the upload and the commit's outcome (a testing
+        fault that tampers with the stored copy); `verify_in` is the store the committee reads
+        through, read once to fill its verified cache.
+        """
+        self._pending.append(self._pool.submit(self._run, trainer, update, seat, after_upload, verify_in))
+
+    def drain(self) -> list[TrainerRound]:
+        """Every queued delivery's outcome, in order; the first error any of them met is raised."""
+        pending, self._pending = self._pending, []
+        done: list[TrainerRound] = []
+        error: BaseException | None = None
+        for future in pending:  # wait for all, so nothing is still running when the error surfaces
+            try:
+                done.append(future.result())
+            except BaseException as exc:  # re-raised below, once the rest have finished
+                error = error or exc
+        if error is not None:
+            raise error
+        return done
+
+    @staticmethod
+    def _run(
+        trainer: Trainer,
+        update: PreparedUpdate,
+        seat: int,
+        after_upload: Callable[[bytes], None] | None,
+        verify_in: BlobStore | None,
+    ) -> TrainerRound:
+        sent = trainer.send(update, seat=seat)
+        if after_upload is not None:
+            after_upload(sent.commitment)
+        result = trainer.complete(sent)
+        if verify_in is not None and result.commitment is not None:
+            try:
+                verify_in.get(result.commitment)
+            except StoreError as exc:  # the committee meets it again and rejects the update
+                log.debug("round %d: %s's blob failed its first read: %s", update.round, trainer.name, exc)
+        return result

@@ -1,0 +1,81 @@
+"""The courier uploads and commits off the training thread, strictly in the order it was handed them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from fedledger.errors import BlobIntegrityError, TransactionReverted
+from fedledger.roles.trainer import TrainerRound
+from fedledger.sim.courier import Courier
+
+
+@dataclass
+class FakeTrainer:
+    """Records what it was asked to do, and on which thread; `send` of the first is slow."""
+
+    name: str
+    log: list[tuple[str, str]]
+    threads: set[int] = field(default_factory=set)
+    revert: bool = False
+
+    def send(self, update: Any, *, seat: int = 0) -> Any:
+        self.threads.add(threading.get_ident())
+        if self.name == "a":
+            time.sleep(0.05)  # a later delivery must still wait its turn
+        self.log.append(("send", self.name))
+        return type("Sent", (), {"commitment": self.name.encode() * 32, "update": update})()
+
+    def complete(self, sent: Any) -> TrainerRound:
+        self.log.append(("complete", self.name))
+        if self.revert:
+            raise TransactionReverted("coordinator: already committed", function="commit")
+        return TrainerRound(1, sent.commitment, 10, 0.5, 1.0, None)
+
+
+class BrokenStore:
+    def __init__(self, log: list[tuple[str, str]]) -> None:
+        self.log = log
+
+    def get(self, commitment: bytes) -> bytes:
+        self.log.append(("verify", chr(commitment[0])))
+        raise BlobIntegrityError("corrupt")
+
+
+def test_deliveries_run_in_order_on_one_other_thread() -> None:
+    log: list[tuple[str, str]] = []
+    trainers = [FakeTrainer(n, log) for n in "abc"]
+    courier = Courier()
+    for t in trainers:
+        courier.deliver(t, object(), after_upload=lambda c: log.append(("tamper", chr(c[0]))))  # type: ignore[arg-type]
+    done = courier.drain()
+    assert [r.commitment[:1] for r in done] == [b"a", b"b", b"c"]
+    assert log == [x for n in "abc" for x in (("send", n), ("tamper", n), ("complete", n))]
+    threads = set().union(*(t.threads for t in trainers))
+    assert len(threads) == 1 and threading.get_ident() not in threads
+    assert courier.drain() == []
+
+
+def test_a_failed_first_read_is_left_to_the_committee() -> None:
+    log: list[tuple[str, str]] = []
+    courier = Courier()
+    update = type("Update", (), {"round": 1})()
+    courier.deliver(FakeTrainer("a", log), update, verify_in=BrokenStore(log))  # type: ignore[arg-type]
+    (result,) = courier.drain()
+    assert result.commitment == b"a" * 32
+    assert log[-1] == ("verify", "a")
+
+
+def test_an_error_surfaces_at_drain_after_every_delivery_finished() -> None:
+    log: list[tuple[str, str]] = []
+    courier = Courier()
+    courier.deliver(FakeTrainer("a", log, revert=True), object())  # type: ignore[arg-type]
+    courier.deliver(FakeTrainer("b", log), object())  # type: ignore[arg-type]
+    with pytest.raises(TransactionReverted, match="already committed"):
+        courier.drain()
+    assert ("complete", "b") in log  # nothing is still running when the error is raised
+    assert courier.drain() == []
