@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from fedledger.codec.fixedpoint import dequantize, quantize
+from fedledger.data.stats import split_stats
 from fedledger.errors import InvalidUpdate
+from fedledger.store.base import BlobStore
 
 
 def to_named(names: Sequence[str], arrays: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
@@ -70,3 +72,35 @@ def final_model_tensors(model_q: Mapping[str, np.ndarray], scale_bits: int) -> d
         final["standardise.mean"] = mean.astype(np.float32)
         final["standardise.std"] = std.astype(np.float32)
     return final
+
+
+class GlobalModels:
+    """The global model as a trainer reads it: integer tensors, statistics and float weights.
+
+    Each organisation decodes and dequantises the round's global model on its own machine. In
+    one process (a simulation) every trainer of a round would repeat the same pure work on the
+    same verified bytes, ten times a round by default; one `GlobalModels` shared by them does it
+    once per commitment. Each caller gets its own copy of the float weights, since a client may
+    train in the arrays it is handed; the integer tensors are read-only.
+    """
+
+    def __init__(self, store: BlobStore, names: Sequence[str], scale_bits: int) -> None:
+        self.store = store
+        self.names = list(names)
+        self.scale_bits = scale_bits
+        self._key = b""
+        self._model: tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[np.ndarray]] = ({}, {}, [])
+
+    def read(
+        self, commitment: bytes
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[np.ndarray]]:
+        """(model tensors, statistics tensors, float weights in the client's order)."""
+        if commitment != self._key:
+            tensors = self.store.get_tensors(commitment)
+            model_q, stats_q = split_stats(tensors)
+            for array in tensors.values():
+                array.setflags(write=False)
+            weights = float_weights(self.names, model_q, self.scale_bits)
+            self._key, self._model = commitment, (model_q, stats_q, weights)
+        model_q, stats_q, weights = self._model
+        return model_q, stats_q, [w.copy() for w in weights]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +24,7 @@ from fedledger.privacy import keys
 from fedledger.roles import secure
 from fedledger.roles.dp import private_update
 from fedledger.roles.job import CommitRecord
-from fedledger.roles.model import float_weights, quantized_delta
+from fedledger.roles.model import GlobalModels, quantized_delta
 from fedledger.roles.outcome import update_metadata
 from fedledger.roles.record_dp import RecordBudget
 from fedledger.spec import JobSpec
@@ -49,6 +49,19 @@ class PreparedUpdate:
     train_seconds: float
     #: secure aggregation: the share bundle uploaded beside the masked update
     bundle: bytes | None = None
+
+
+@dataclass(frozen=True)
+class TrainedUpdate:
+    """Trained weights not yet quantised or encoded (`Trainer.encode`)."""
+
+    round: int
+    global_commitment: bytes
+    weights: list[np.ndarray]
+    global_q: Mapping[str, np.ndarray]  # the global model it was trained from, as committed
+    num_examples: int
+    loss: float
+    train_seconds: float
 
 
 @dataclass(frozen=True)
@@ -94,7 +107,9 @@ class Trainer:
         job_id: int,
         blob_hook: BlobHook | None = None,
         features: LocalFeatures | None = None,
+        models: GlobalModels | None = None,
     ) -> None:
+        """`models`: where the global model is decoded (a simulation's trainers share one)."""
         if spec.federated_stats and features is None:
             raise ValueError(f"{name}: job standardises federatedly but the trainer has no local features")
         self.name = name
@@ -108,6 +123,7 @@ class Trainer:
         self.spec = spec
         self.job_id = job_id
         self.blob_hook = blob_hook
+        self.models = models or GlobalModels(store, names, spec.scale_bits)
         self.ejected = False
         # secure aggregation: an X25519 key derived from the signing key, and the job's key
         # directory, read once it can no longer change (after this trainer's first commit)
@@ -158,30 +174,40 @@ class Trainer:
         finished `TrainerRound` (nothing to commit) comes back when the trainer is ejected
         or its update cannot be quantised.
         """
+        trained = self.train(round, global_commitment)
+        return self.encode(trained) if isinstance(trained, TrainedUpdate) else trained
+
+    def train(self, round: int, global_commitment: bytes) -> TrainedUpdate | PreparedUpdate | TrainerRound:
+        """`prepare` up to the trained weights (a statistics round's update is ready at once)."""
         if self.ejected:
             log.info("%s: round %d: ejected from job %d, not training", self.name, round, self.job_id)
             return TrainerRound(round, None, 0, float("nan"), 0.0, None)
         if self.record_budget is not None and not self.record_budget.allows(round):
             return TrainerRound(round, None, 0, float("nan"), 0.0, None)
-        global_q, stats_q = split_stats(self.store.get_tensors(global_commitment))
+        global_q, stats_q, params = self.models.read(global_commitment)
         if self.spec.federated_stats and not stats_q:
             return self._prepare_statistics(round, global_commitment)
         if stats_q and self.features is not None:
             self.features.standardise(stats_q)
-        params = float_weights(self.names, global_q, self.spec.scale_bits)
         t0 = time.perf_counter()
         new, num_examples, metrics = self.client.fit(params, {"round": round})
         train_s = time.perf_counter() - t0
         loss = float(metrics.get("loss", float("nan")))
+        return TrainedUpdate(round, global_commitment, list(new), global_q, num_examples, loss, train_s)
+
+    def encode(self, t: TrainedUpdate) -> PreparedUpdate | TrainerRound:
+        """The rest of `prepare`: the quantised delta, clipped in a DP job, as the update's blob."""
         try:
-            delta = quantized_delta(self.names, new, global_q, self.spec.scale_bits)
+            delta = quantized_delta(self.names, t.weights, t.global_q, self.spec.scale_bits)
         except CodecError as exc:
-            log.warning("%s: round %d: not committing: %s", self.name, round, exc)
-            return TrainerRound(round, None, num_examples, loss, train_s, None)
-        metadata = update_metadata(self.job_id, round, self.account.address)
+            log.warning("%s: round %d: not committing: %s", self.name, t.round, exc)
+            return TrainerRound(t.round, None, t.num_examples, t.loss, t.train_seconds, None)
+        metadata = update_metadata(self.job_id, t.round, self.account.address)
         if self.spec.dp:  # clip; then a secret nonce (plain mode) or a noise share (secure mode)
             delta, metadata = private_update(self.spec, delta, metadata)
-        return self._package(round, global_commitment, delta, num_examples, metadata, loss, train_s)
+        return self._package(
+            t.round, t.global_commitment, delta, t.num_examples, metadata, t.loss, t.train_seconds
+        )
 
     def _prepare_statistics(self, round: int, global_commitment: bytes) -> PreparedUpdate | TrainerRound:
         """The statistics round: this organisation's integer feature sums instead of an update."""

@@ -3,7 +3,8 @@
 In a deployment every organisation uploads and commits on its own machine while the others
 are still training, and each committee member fetches and verifies an update as soon as it is
 committed. A simulation trains the organisations one after another in one process; done
-inline, each organisation's upload (a Merkle root over its blob, the write), its commit and
+inline, each organisation's encoding (the quantised delta, the blob), its upload (a Merkle root over the
+blob, the write), its commit and
 the committee's first verified read of the blob (a second Merkle root) would sit between one
 organisation's training and the next. The courier is one thread that does them instead, while
 the training thread goes on to the next organisation: PyTorch releases the GIL inside its
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from fedledger.errors import StoreError
-from fedledger.roles.trainer import PreparedUpdate, Trainer, TrainerRound
+from fedledger.roles.trainer import PreparedUpdate, TrainedUpdate, Trainer, TrainerRound
 from fedledger.store.base import BlobStore
 
 __all__ = ["Courier"]
@@ -44,13 +45,13 @@ class Courier:
     def deliver(
         self,
         trainer: Trainer,
-        update: PreparedUpdate,
+        update: TrainedUpdate | PreparedUpdate,
         *,
         seat: int = 0,
         after_upload: Callable[[bytes], None] | None = None,
         verify_in: BlobStore | None = None,
     ) -> None:
-        """Queues `update`'s upload and commit behind every earlier one.
+        """Queues `update`'s encoding (trained weights), upload and commit behind every earlier one.
 
         `after_upload(commitment)` runs between the upload and the commit's outcome (a testing
         fault that tampers with the stored copy); `verify_in` is the store the committee reads
@@ -75,12 +76,15 @@ class Courier:
     @staticmethod
     def _run(
         trainer: Trainer,
-        update: PreparedUpdate,
+        update: TrainedUpdate | PreparedUpdate,
         seat: int,
         after_upload: Callable[[bytes], None] | None,
         verify_in: BlobStore | None,
     ) -> TrainerRound:
-        sent = trainer.send(update, seat=seat)
+        prepared = trainer.encode(update) if isinstance(update, TrainedUpdate) else update
+        if isinstance(prepared, TrainerRound):  # nothing to commit (weights that cannot be quantised)
+            return prepared
+        sent = trainer.send(prepared, seat=seat)
         if after_upload is not None:
             after_upload(sent.commitment)
         result = trainer.complete(sent)

@@ -27,7 +27,7 @@ from fedledger.codec.blob import encode_tensors
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import SpecError
 from fedledger.roles.job import JobReader
-from fedledger.roles.model import quantize_model
+from fedledger.roles.model import GlobalModels, quantize_model
 from fedledger.roles.outcome import model_metadata
 from fedledger.roles.scorer import RoundScores, scorer_for
 from fedledger.roles.sponsor import create_job
@@ -198,6 +198,8 @@ class SimulationSetup:
         # computation runs in a worker process, reading the blob directory itself (sim/committee.py)
         self.committee = SharedRound(check_store=self.disk if self.helpers else None)
         self.courier = Courier()  # trainers' uploads and commits beside training (sim/courier.py)
+        # the round's global model, decoded once for every trainer and the evaluation
+        self.models = GlobalModels(self.store, self.names, spec.scale_bits)
         initial_q = quantize_model(self.names, get_weights(init), spec.scale_bits)
         self.initial_model = self.store.put(encode_tensors(initial_q, metadata=model_metadata(0, 0)))
 
@@ -237,6 +239,7 @@ class SimulationSetup:
                 names=self.names,
                 spec=spec,
                 job_id=self.job_id,
+                models=self.models,
             )
             self.root_trainer.register()
 
@@ -278,6 +281,7 @@ class SimulationSetup:
                 job_id=self.job_id,
                 blob_hook=hook,
                 features=self.local[i - 1].features if self.local else None,
+                models=self.models,
             )
             validator = None
             liar = None

@@ -22,12 +22,12 @@ import numpy as np
 from fedledger.chain.contracts import Phase
 from fedledger.codec.commitment import commitment_hex
 from fedledger.data.stats import SUM as STATS_SUM
-from fedledger.data.stats import split_stats, standardise_in_place, standardiser
+from fedledger.data.stats import standardise_in_place, standardiser
 from fedledger.roles.job import CommitRecord
 from fedledger.roles.model import float_weights
 from fedledger.roles.sampling import RoundSeats, round_seats
 from fedledger.roles.secure import SecureInputs
-from fedledger.roles.trainer import PreparedUpdate
+from fedledger.roles.trainer import TrainerRound
 from fedledger.sim.attacks import add_trigger, backdoor_success
 from fedledger.sim.optimistic_round import OptimisticRound
 from fedledger.sim.outputs import write_run
@@ -45,9 +45,8 @@ log = logging.getLogger("fedledger.sim")
 class Simulation(SimulationSetup):
     """Sets up a consortium, runs rounds until the job ends, and leaves the evidence."""
 
-    def test_inputs(self, model_q: Mapping[str, np.ndarray]) -> np.ndarray:
+    def test_inputs(self, stats_q: Mapping[str, np.ndarray]) -> np.ndarray:
         """The held-out inputs as a committed model sees them: z-scored by its committed statistics."""
-        _, stats_q = split_stats(model_q)
         if not stats_q:
             return self.dataset.x_test
         key = stats_q[STATS_SUM].tobytes()
@@ -59,9 +58,9 @@ class Simulation(SimulationSetup):
 
     def evaluate(self, commitment: bytes) -> tuple[float, float]:
         """Test loss and accuracy of a committed model on the held-out split."""
-        model_q = self.store.get_tensors(commitment)
-        set_weights(self.eval_model, float_weights(self.names, model_q, self.spec.scale_bits))
-        loss, acc = evaluate(self.eval_model, self.test_inputs(model_q), self.dataset.y_test)
+        _, stats_q, weights = self.models.read(commitment)  # decoded once for it and the trainers
+        set_weights(self.eval_model, weights)
+        loss, acc = evaluate(self.eval_model, self.test_inputs(stats_q), self.dataset.y_test)
         return acc, loss
 
     def backdoor_success(self, commitment: bytes) -> float:
@@ -93,8 +92,7 @@ class Simulation(SimulationSetup):
             while isinstance(client, ClientWrapper):  # a fault's wrapper calls the backend's client
                 client = client.inner
             clients.append(client)
-        global_q, _ = split_stats(self.store.get_tensors(global_c))
-        params = float_weights(self.names, global_q, self.spec.scale_bits)  # as each trainer computes it
+        _, _, params = self.models.read(global_c)  # as each trainer reads it
         self.backend.start_round(r, params, clients)
 
     def run_round(self) -> RoundMetrics:
@@ -115,21 +113,21 @@ class Simulation(SimulationSetup):
                 continue
             training.append((i, org))
         self.start_training(r, global_c, [org for _, org in training])
-        # each upload and commit goes to the courier (sim/courier.py) while the next organisation
+        # each encoding, upload and commit goes to the courier (sim/courier.py) while the next organisation
         # trains; in a job whose next trainer reads the chain before training (secure aggregation,
         # record-level DP) each delivery is finished first, as committing one by one would
         in_turn = self.spec.secure or self.spec.record_dp
         for i, org in training:
             fault = self.faults.get(i)
             corrupts = fault is not None and fault.kind == "corrupt-blob" and r >= fault.from_round
-            prepared = org.trainer.prepare(r, global_c)
-            train_s += prepared.train_seconds
-            losses.append(prepared.loss)
-            if not isinstance(prepared, PreparedUpdate):
+            trained = org.trainer.train(r, global_c)
+            train_s += trained.train_seconds
+            losses.append(trained.loss)
+            if isinstance(trained, TrainerRound):  # nothing to commit
                 continue
             self.courier.deliver(
                 org.trainer,
-                prepared,
+                trained,
                 seat=seats.trainer_seat(str(org.trainer.account.address)),
                 after_upload=self._corrupt if corrupts else None,
                 verify_in=self.store if org.trainer.store is self.store else None,
