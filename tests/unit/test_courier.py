@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fedledger.errors import BlobIntegrityError, TransactionReverted
+from fedledger.errors import TransactionReverted
 from fedledger.roles.trainer import TrainerRound
 from fedledger.sim.courier import Courier
 
@@ -22,6 +22,7 @@ class FakeTrainer:
     log: list[tuple[str, str]]
     threads: set[int] = field(default_factory=set)
     revert: bool = False
+    blob_hook: Any = None
 
     def send(self, update: Any, *, seat: int = 0) -> Any:
         self.threads.add(threading.get_ident())
@@ -37,13 +38,15 @@ class FakeTrainer:
         return TrainerRound(1, sent.commitment, 10, 0.5, 1.0, None)
 
 
-class BrokenStore:
+class AlteredCopies:
+    """A verified cache whose every stored copy differs from what was uploaded."""
+
     def __init__(self, log: list[tuple[str, str]]) -> None:
         self.log = log
 
-    def get(self, commitment: bytes) -> bytes:
+    def confirm(self, commitment: bytes, data: bytes) -> bool:
         self.log.append(("verify", chr(commitment[0])))
-        raise BlobIntegrityError("corrupt")
+        return False
 
 
 def test_deliveries_run_in_order_on_one_other_thread() -> None:
@@ -63,8 +66,8 @@ def test_deliveries_run_in_order_on_one_other_thread() -> None:
 def test_a_failed_first_read_is_left_to_the_committee() -> None:
     log: list[tuple[str, str]] = []
     courier = Courier()
-    update = type("Update", (), {"round": 1})()
-    courier.deliver(FakeTrainer("a", log), update, verify_in=BrokenStore(log))  # type: ignore[arg-type]
+    update = type("Update", (), {"round": 1, "blob": b"blob"})()
+    courier.deliver(FakeTrainer("a", log), update, verify_in=AlteredCopies(log))  # type: ignore[arg-type]
     (result,) = courier.drain()
     assert result.commitment == b"a" * 32
     assert log[-1] == ("verify", "a")

@@ -5,7 +5,7 @@ are still training, and each committee member fetches and verifies an update as 
 committed. A simulation trains the organisations one after another in one process; done
 inline, each organisation's encoding (the quantised delta, the blob), its upload (a Merkle root over the
 blob, the write), its commit and
-the committee's first verified read of the blob (a second Merkle root) would sit between one
+the committee's first verified read of the blob would sit between one
 organisation's training and the next. The courier is one thread that does them instead, while
 the training thread goes on to the next organisation: PyTorch releases the GIL inside its
 kernels, pysha3 while it hashes a chunk and the file system while it writes, so on the core
@@ -14,8 +14,9 @@ training leaves idle the courier's work costs the training thread little.
 One thread, first in first out, so the chain sees exactly the transactions, in the order, that
 committing one by one sends, and every commit's outcome (a revert, an ejection) is met before
 the committee reads the round. The verified read fills the simulation's shared cache
-(store/cached.py) exactly as the committee's first reader would: a blob corrupted after upload
-fails its hash there too, is not cached, and is met again, and rejected, by the committee.
+(store/cached.py) as the committee's first reader would, comparing the stored copy with the
+bytes whose root the upload computed instead of hashing them again: a blob corrupted after
+upload differs, is not cached, and is met again, re-hashed and rejected, by the committee.
 """
 
 from __future__ import annotations
@@ -25,9 +26,8 @@ import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from fedledger.errors import StoreError
 from fedledger.roles.trainer import PreparedUpdate, TrainedUpdate, Trainer, TrainerRound
-from fedledger.store.base import BlobStore
+from fedledger.store.cached import VerifiedCache
 
 __all__ = ["Courier"]
 
@@ -49,13 +49,13 @@ class Courier:
         *,
         seat: int = 0,
         after_upload: Callable[[bytes], None] | None = None,
-        verify_in: BlobStore | None = None,
+        verify_in: VerifiedCache | None = None,
     ) -> None:
         """Queues `update`'s encoding (trained weights), upload and commit behind every earlier one.
 
         `after_upload(commitment)` runs between the upload and the commit's outcome (a testing
-        fault that tampers with the stored copy); `verify_in` is the store the committee reads
-        through, read once to fill its verified cache.
+        fault that tampers with the stored copy); `verify_in` is the cache the committee reads
+        through, which the stored copy fills if it is the bytes uploaded (`VerifiedCache.confirm`).
         """
         self._pending.append(self._pool.submit(self._run, trainer, update, seat, after_upload, verify_in))
 
@@ -79,7 +79,7 @@ class Courier:
         update: TrainedUpdate | PreparedUpdate,
         seat: int,
         after_upload: Callable[[bytes], None] | None,
-        verify_in: BlobStore | None,
+        verify_in: VerifiedCache | None,
     ) -> TrainerRound:
         prepared = trainer.encode(update) if isinstance(update, TrainedUpdate) else update
         if isinstance(prepared, TrainerRound):  # nothing to commit (weights that cannot be quantised)
@@ -88,9 +88,12 @@ class Courier:
         if after_upload is not None:
             after_upload(sent.commitment)
         result = trainer.complete(sent)
-        if verify_in is not None and result.commitment is not None:
-            try:
-                verify_in.get(result.commitment)
-            except StoreError as exc:  # the committee meets it again and rejects the update
-                log.debug("round %d: %s's blob failed its first read: %s", update.round, trainer.name, exc)
+        intact = (
+            verify_in is None  # nobody to verify for
+            or result.commitment is None  # nothing committed
+            or trainer.blob_hook is not None  # a fault's hook uploaded other bytes: the committee hashes them
+            or verify_in.confirm(result.commitment, prepared.blob)
+        )
+        if not intact:  # the committee meets the stored copy again, re-hashes it and rejects the update
+            log.debug("round %d: %s's stored blob differs from its upload", prepared.round, trainer.name)
         return result

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from fedledger.chain.contracts import Phase
+from fedledger.chain.types import JobState
 from fedledger.codec.commitment import commitment_hex
 from fedledger.data.stats import SUM as STATS_SUM
 from fedledger.data.stats import standardise_in_place, standardiser
@@ -95,11 +96,12 @@ class Simulation(SimulationSetup):
         _, _, params = self.models.read(global_c)  # as each trainer reads it
         self.backend.start_round(r, params, clients)
 
-    def run_round(self) -> RoundMetrics:
+    def run_round(self, state: JobState | None = None) -> RoundMetrics:
+        """One round, from the job's `state` as just read (read here if not given)."""
         coordinator = self.deployment.coordinator
         t_round = time.perf_counter()
         chain_s0, gas0, tx0 = self.chain.seconds, self.chain.gas, self.chain.transactions
-        state = coordinator.job_state(self.job_id)
+        state = state or coordinator.job_state(self.job_id)
         r, version = state.round, state.version
         global_c = coordinator.global_model(self.job_id)
 
@@ -260,11 +262,9 @@ class Simulation(SimulationSetup):
             for o in self.orgs
         }
 
-    def running(self) -> bool:
-        return self.deployment.coordinator.job_state(self.job_id).phase in (
-            Phase.OPEN,
-            Phase.AGGREGATING,
-        )
+    def running(self, state: JobState | None = None) -> bool:
+        state = state or self.deployment.coordinator.job_state(self.job_id)
+        return state.phase in (Phase.OPEN, Phase.AGGREGATING)
 
     def settle(self) -> dict[str, int]:
         """Everyone withdraws rewards and stakes; the sponsor reclaims what is left."""
@@ -284,10 +284,12 @@ class Simulation(SimulationSetup):
 
     def run(self, on_round: Callable[[RoundMetrics], None] | None = None) -> SimulationResult:
         t0 = time.perf_counter()
-        while self.running():
-            m = self.run_round()
+        state = self.deployment.coordinator.job_state(self.job_id)
+        while self.running(state):
+            m = self.run_round(state)
             if on_round is not None:
                 on_round(m)
+            state = self.deployment.coordinator.job_state(self.job_id)
         payouts = self.settle()
         phase = self.deployment.coordinator.job_state(self.job_id).phase
         outcome = "completed" if phase == Phase.DONE else "aborted"

@@ -73,6 +73,21 @@ class VerifiedCache(WrappingStore):
             self._remember(commitment, bytes(data))
         return commitment
 
+    def confirm(self, commitment: bytes, data: bytes) -> bool:
+        """Reads the stored copy of an upload this process made and caches it if it is intact.
+
+        `commitment` must be what this process computed from `data` when it uploaded them (the
+        caller's own `put`). Stored bytes equal to `data` hash to `commitment`, so comparing them
+        verifies the copy as a re-hash would, without hashing again; a copy that differs (altered
+        after upload) is not cached, and its first `get` re-hashes it and fails.
+        """
+        stored = self.inner._read(check_commitment(commitment))
+        if stored is None or stored != data:
+            return False
+        with self._lock:
+            self._remember(commitment, stored)
+        return True
+
     def has(self, commitment: bytes) -> bool:
         return commitment in self._cache or self.inner.has(commitment)
 
