@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from fedledger.codec.commitment import merkle_root
 from fedledger.errors import TransactionReverted
 from fedledger.roles.trainer import TrainerRound
 from fedledger.sim.courier import Courier
@@ -23,9 +24,11 @@ class FakeTrainer:
     threads: set[int] = field(default_factory=set)
     revert: bool = False
     blob_hook: Any = None
+    roots: list[bytes | None] = field(default_factory=list)
 
-    def send(self, update: Any, *, seat: int = 0) -> Any:
+    def send(self, update: Any, *, seat: int = 0, root: bytes | None = None) -> Any:
         self.threads.add(threading.get_ident())
+        self.roots.append(root)
         if self.name == "a":
             time.sleep(0.05)  # a later delivery must still wait its turn
         self.log.append(("send", self.name))
@@ -49,12 +52,16 @@ class AlteredCopies:
         return False
 
 
+def update(blob: bytes = b"blob") -> Any:
+    return type("Update", (), {"round": 1, "blob": blob})()
+
+
 def test_deliveries_run_in_order_on_one_other_thread() -> None:
     log: list[tuple[str, str]] = []
     trainers = [FakeTrainer(n, log) for n in "abc"]
-    courier = Courier()
+    courier = Courier(hash_apart=False)
     for t in trainers:
-        courier.deliver(t, object(), after_upload=lambda c: log.append(("tamper", chr(c[0]))))  # type: ignore[arg-type]
+        courier.deliver(t, update(), after_upload=lambda c: log.append(("tamper", chr(c[0]))))
     done = courier.drain()
     assert [r.commitment[:1] for r in done] == [b"a", b"b", b"c"]
     assert log == [x for n in "abc" for x in (("send", n), ("tamper", n), ("complete", n))]
@@ -65,9 +72,8 @@ def test_deliveries_run_in_order_on_one_other_thread() -> None:
 
 def test_a_failed_first_read_is_left_to_the_committee() -> None:
     log: list[tuple[str, str]] = []
-    courier = Courier()
-    update = type("Update", (), {"round": 1, "blob": b"blob"})()
-    courier.deliver(FakeTrainer("a", log), update, verify_in=AlteredCopies(log))  # type: ignore[arg-type]
+    courier = Courier(hash_apart=False)
+    courier.deliver(FakeTrainer("a", log), update(), verify_in=AlteredCopies(log))  # type: ignore[arg-type]
     (result,) = courier.drain()
     assert result.commitment == b"a" * 32
     assert log[-1] == ("verify", "a")
@@ -75,10 +81,22 @@ def test_a_failed_first_read_is_left_to_the_committee() -> None:
 
 def test_an_error_surfaces_at_drain_after_every_delivery_finished() -> None:
     log: list[tuple[str, str]] = []
-    courier = Courier()
-    courier.deliver(FakeTrainer("a", log, revert=True), object())  # type: ignore[arg-type]
-    courier.deliver(FakeTrainer("b", log), object())  # type: ignore[arg-type]
+    courier = Courier(hash_apart=False)
+    courier.deliver(FakeTrainer("a", log, revert=True), update())
+    courier.deliver(FakeTrainer("b", log), update())
     with pytest.raises(TransactionReverted, match="already committed"):
         courier.drain()
     assert ("complete", "b") in log  # nothing is still running when the error is raised
     assert courier.drain() == []
+
+
+def test_roots_are_hashed_in_the_helper_process_and_handed_to_the_upload() -> None:
+    log: list[tuple[str, str]] = []
+    plain, hooked = FakeTrainer("a", log), FakeTrainer("b", log, blob_hook=lambda blob, r: blob)
+    courier = Courier(hash_apart=True)
+    blob = bytes(range(256)) * 100  # several 4 KiB leaves
+    courier.deliver(plain, update(blob))
+    courier.deliver(hooked, update(blob))
+    courier.drain()
+    assert plain.roots == [merkle_root(blob)]
+    assert hooked.roots == [None]  # a fault's hook uploads other bytes: they are hashed as sent

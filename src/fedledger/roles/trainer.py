@@ -259,12 +259,13 @@ class Trainer:
         """Uploads the update and commits its Merkle root; idempotent up to the commit itself."""
         return self.complete(self.send(u, seat=seat))
 
-    def send(self, u: PreparedUpdate, *, seat: int = 0) -> SentUpdate:
+    def send(self, u: PreparedUpdate, *, seat: int = 0, root: bytes | None = None) -> SentUpdate:
         """Uploads the update and sends its commit without waiting for the receipt.
 
         A simulation trains the next organisation while the commit executes (chain/pipelined.py)
         and calls `complete` before that organisation sends anything, so the chain sees the
-        same transactions in the same order as with `submit`.
+        same transactions in the same order as with `submit`. `root`: the blob's Merkle root,
+        where the caller computed it already (`BlobStore.put`).
         """
         if u.bundle is not None:
             self.store.put(u.bundle)
@@ -273,7 +274,7 @@ class Trainer:
             # None means withheld: committed on chain but never uploaded
             commitment = merkle_root(u.blob) if hooked is None else self.store.put(hooked)
         else:
-            commitment = self.store.put(u.blob)
+            commitment = self.store.put(u.blob, root=root)
         if self.record_budget is not None:  # readable from here on: its records' ε is spent
             self.record_budget.released_one(u.round)
         coordinator, account = self.coordinator, self.account

@@ -197,7 +197,7 @@ class SimulationSetup:
         # the committee computes each round twice, independently, and shares it; the second
         # computation runs in a worker process, reading the blob directory itself (sim/committee.py)
         self.committee = SharedRound(check_store=self.disk if self.helpers else None)
-        self.courier = Courier()  # trainers' uploads and commits beside training (sim/courier.py)
+        self.courier = Courier(hash_apart=self.helpers)  # uploads and commits beside training
         # the round's global model, decoded once for every trainer and the evaluation
         self.models = GlobalModels(self.store, self.names, spec.scale_bits)
         initial_q = quantize_model(self.names, get_weights(init), spec.scale_bits)

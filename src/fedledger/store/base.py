@@ -48,13 +48,16 @@ class BlobStore(ABC):
 
     # -- public API --------------------------------------------------------------------------
 
-    def put(self, data: bytes) -> bytes:
+    def put(self, data: bytes, *, root: bytes | None = None) -> bytes:
         """Stores `data` and returns its commitment.
 
         Idempotent, and always rewrites: putting the true bytes repairs a tampered copy.
+        `root`: the Merkle root of `data` where the caller has just computed it from these bytes
+        (a simulation hashes uploads in a helper process, sim/courier.py); a wrong one files the
+        bytes under an address they do not hash to, which every `get` then refuses.
         """
         data = bytes(data)
-        commitment = merkle_root(data)
+        commitment = merkle_root(data) if root is None else check_commitment(root)
         self._write(commitment, data)
         return commitment
 

@@ -57,8 +57,8 @@ class VerifiedCache(WrappingStore):
                 _, evicted = self._cache.popitem(last=False)
                 self._size -= len(evicted)
 
-    def put(self, data: bytes) -> bytes:
-        return self.inner.put(data)
+    def put(self, data: bytes, *, root: bytes | None = None) -> bytes:
+        return self.inner.put(data, root=root)
 
     def keep(self, data: bytes) -> bytes:
         """Stores bytes this process produced itself (a validator's aggregate) and keeps them.

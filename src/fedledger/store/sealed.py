@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from fedledger.codec.commitment import commitment_hex, merkle_root
 from fedledger.errors import BlobSealed, StoreError
-from fedledger.store.base import BlobStore, WrappingStore
+from fedledger.store.base import BlobStore, WrappingStore, check_commitment
 
 MAGIC = b"\xffFLSEAL1"
 _SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
@@ -147,9 +147,9 @@ class SealingStore(WrappingStore):
         super().__init__(inner)
         self.readers = list(readers)
 
-    def put(self, data: bytes) -> bytes:
+    def put(self, data: bytes, *, root: bytes | None = None) -> bytes:
         data = bytes(data)
-        commitment = merkle_root(data)
+        commitment = merkle_root(data) if root is None else check_commitment(root)
         self.inner._write(commitment, seal(data, self.readers, commitment))
         return commitment
 
