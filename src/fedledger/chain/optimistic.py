@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from eth_account.signers.local import LocalAccount
 
-from fedledger.chain.base import Chain, Receipt
+from fedledger.chain.base import Chain, PendingReceipt, Receipt
 from fedledger.chain.contract import Contract
 
 
@@ -226,8 +226,23 @@ class Optimistic(Contract):
         runs on the latest block: on a chain that mines only for transactions (anvil's automine)
         that block can predate the window's end, and the estimate reverts a settle that would pass.
         """
+        pending = self.settle_later(caller, job_id, round, aggregate, excluded=excluded, flags=flags, gas=gas)
+        return pending.result()
+
+    def settle_later(
+        self,
+        caller: LocalAccount,
+        job_id: int,
+        round: int,
+        aggregate: bytes,
+        *,
+        excluded: Sequence[str] = (),
+        flags: int = 0,
+        gas: int | None = None,
+    ) -> PendingReceipt:
+        """`settle` without waiting for the receipt (a simulation evaluates the model meanwhile)."""
         args = (job_id, round, aggregate, list(excluded), flags)
-        return self.transact(caller, "settle", *args, gas=gas)
+        return self.transact_later(caller, "settle", *args, gas=gas)
 
     def escalate(self, caller: LocalAccount, job_id: int, round: int) -> Receipt:
         return self.transact(caller, "escalate", job_id, round)

@@ -10,7 +10,8 @@ runs them in turn and moves the in-process chain's clock across the windows:
    proves it, which slashes the proposer and reopens the round to the next drawn proposer;
    what one chunk cannot show is escalated and voted on;
 3. once a claim stands, the clock passes its window and the sponsor settles it, which
-   finalises the round on the coordinator.
+   finalises the round on the coordinator; the caller may evaluate the settled model (`predicted`)
+   while the chain executes the settle, then `finish`es the round.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fedledger.aggregation.chunk_proof import Claim
+from fedledger.chain.base import PendingReceipt
 from fedledger.codec.commitment import merkle_root
 from fedledger.roles.job import CommitRecord
 from fedledger.roles.optimistic import Posted, Watcher, claim_for, flag_bits, judge, lie
@@ -44,6 +46,9 @@ class OptimisticRound:
         assert sim.deployment.optimistic is not None
         self.optimistic = sim.deployment.optimistic
         self._claims: dict[int, Claim] = {}
+        #: the aggregate being settled, once a claim stood (`finish` waits for the settle)
+        self.predicted: bytes | None = None
+        self._settling: PendingReceipt | None = None
 
     def members(self) -> list[tuple[int, Organisation]]:
         return [(i, o) for i, o in enumerate(self.sim.orgs, start=1) if o.validator is not None]
@@ -113,7 +118,8 @@ class OptimisticRound:
             self.ledger.proposals += 1
             (event,) = [e for e in o.events_in(receipt) if e.name == "ProposalPosted"]
             posted = Posted.of(event)
-            result = self.watch(posted, members, proposer, inputs, previous)
+            with sim.committee.deferring():  # the second computation is compared in `finish`
+                result = self.watch(posted, members, proposer, inputs, previous)
             if result == "decided":
                 return  # the committee's vote finalised the round
             if result == "stood":
@@ -121,8 +127,17 @@ class OptimisticRound:
             # struck: the round goes to the next drawn proposer
         sim.chain.increase_time(sim.spec.challenge_window_s + 1)
         aggregate = posted.claim.aggregate_root
-        o.settle(sim.sponsor, job, round, aggregate, excluded=list(posted.excluded), flags=posted.flags)
+        self._settling = o.settle_later(
+            sim.sponsor, job, round, aggregate, excluded=list(posted.excluded), flags=posted.flags
+        )
+        self.predicted = aggregate
         self.ledger.settled += 1
+
+    def finish(self) -> None:
+        """Compares a deferred second computation and waits for the settle, which raises a revert."""
+        self.sim.committee.confirm()
+        if self._settling is not None:
+            self._settling.result()
 
     def watch(
         self,

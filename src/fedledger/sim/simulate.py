@@ -152,8 +152,10 @@ class Simulation(SimulationSetup):
         if state.phase == Phase.AGGREGATING and state.round == r and self.spec.secure:
             secure = self.reveal_round(r, global_c, commits)
         releases = sum(1 for e in self.reader.events if e.name == "PrivacySpent")
+        early: tuple[bytes, tuple[float, float]] | None = None
         if state.phase == Phase.AGGREGATING and state.round == r and self.spec.optimistic:
-            OptimisticRound(self, self.optimistic_ledger).run(
+            claim = OptimisticRound(self, self.optimistic_ledger)
+            claim.run(
                 round=r,
                 version=version,
                 global_c=global_c,
@@ -161,7 +163,9 @@ class Simulation(SimulationSetup):
                 commits=commits,
                 releases_before=releases,
             )
-        early: tuple[bytes, tuple[float, float]] | None = None
+            if claim.predicted is not None:  # evaluated while the chain executes the settle
+                early = (claim.predicted, self.evaluate(claim.predicted))
+            claim.finish()
         if state.phase == Phase.AGGREGATING and state.round == r and not self.spec.optimistic:
             vote = QuorumRound(self, seats)
             vote.send(
