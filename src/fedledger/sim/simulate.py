@@ -115,10 +115,9 @@ class Simulation(SimulationSetup):
                 continue
             training.append((i, org))
         self.start_training(r, global_c, [org for _, org in training])
-        # each encoding, upload and commit goes to the courier (sim/courier.py) while the next organisation
-        # trains; in a job whose next trainer reads the chain before training (secure aggregation,
-        # record-level DP) each delivery is finished first, as committing one by one would
-        in_turn = self.spec.secure or self.spec.record_dp
+        # each encoding, upload and commit goes to the courier (sim/courier.py) while the next
+        # organisation trains; training reads nothing from the chain, and the courier encodes (a
+        # secure job reads its key directory there), uploads and commits in the trainers' order
         for i, org in training:
             fault = self.faults.get(i)
             corrupts = fault is not None and fault.kind == "corrupt-blob" and r >= fault.from_round
@@ -134,8 +133,6 @@ class Simulation(SimulationSetup):
                 after_upload=self._corrupt if corrupts else None,
                 verify_in=self.store if org.trainer.store is self.store else None,
             )
-            if in_turn:
-                self.courier.drain()
         self.courier.drain()
         if self.root_trainer is not None:
             self.root_trainer.run_round(r, global_c)
