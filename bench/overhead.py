@@ -139,7 +139,8 @@ def stage_table(sims: list[dict], plains: list[dict]) -> str:
         sim = median([s["stages"].get(name, 0.0) for s in sims])
         plain = median([p["stages"].get(name, 0.0) for p in plains])
         rows.append([name, sim, plain, sim - plain])
-    out = table(["stage (exclusive s, median; main thread)", "simulation", "plain FedAvg", "difference"], rows)
+    headers = ["stage (exclusive s, median; main thread)", "simulation", "plain FedAvg", "difference"]
+    out = table(headers, rows)
     background = [k for s in sims for k in s.get("background_stages", {})]
     if background:
         parts = [f"{name} {median([s['background_stages'].get(name, 0.0) for s in sims]):.2f}"

@@ -84,7 +84,13 @@ class Coordinator(Contract):
 
     def reveal(self, trainer: LocalAccount, job_id: int, round: int, commitment: bytes) -> Receipt:
         """Posts the commitment of this committer's revealed shares for the aggregating round."""
-        return self.transact(trainer, "reveal", job_id, round, commitment)
+        return self.reveal_later(trainer, job_id, round, commitment).result()
+
+    def reveal_later(
+        self, trainer: LocalAccount, job_id: int, round: int, commitment: bytes
+    ) -> PendingReceipt:
+        """`reveal` without waiting: a simulation's committers reveal in a row."""
+        return self.transact_later(trainer, "reveal", job_id, round, commitment)
 
     def commit(
         self,

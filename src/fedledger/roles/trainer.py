@@ -331,6 +331,13 @@ class Trainer:
         require, uploads the reveal and posts its commitment. Returns the receipt (None if this
         trainer did not commit) and the neighbours whose shares it could not use.
         """
+        pending, faults = self.send_reveal(round, global_commitment, commits)
+        return (None if pending is None else pending.result()), faults
+
+    def send_reveal(
+        self, round: int, global_commitment: bytes, commits: Sequence[CommitRecord]
+    ) -> tuple[PendingReceipt | None, dict[str, str]]:
+        """`reveal` without waiting for the receipt; a revert is raised by its `result()`."""
         if self.x25519 is None:
             raise ValueError(f"{self.name}: job {self.job_id} does not use secure aggregation")
         if self.account.address not in {c.trainer for c in commits}:
@@ -355,4 +362,4 @@ class Trainer:
         for dealer, why in faults.items():
             log.warning("%s: round %d: shares from %s unusable: %s", self.name, round, dealer, why)
         commitment = self.store.put(doc)
-        return self.coordinator.reveal(self.account, self.job_id, round, commitment), faults
+        return self.coordinator.reveal_later(self.account, self.job_id, round, commitment), faults

@@ -242,13 +242,21 @@ class Simulation(SimulationSetup):
         return round_seats(self.deployment.sampler if self.spec.sampled else None, self.job_id, r)
 
     def reveal_round(self, r: int, global_c: bytes, commits: Sequence[CommitRecord]) -> SecureInputs:
-        """Secure aggregation: every committer reveals (unless its fault withholds it); the inputs."""
+        """Secure aggregation: every committer reveals (unless its fault withholds it); the inputs.
+
+        Each reveal is sent without waiting, so the chain executes it while the next committer
+        opens its shares; the receipts are read, and a revert raised, once all are sent."""
+        sent = []
         for i, org in enumerate(self.orgs, start=1):
             fault = self.faults.get(i)
             if fault and fault.kind == "withhold-reveal" and r >= fault.from_round:
                 log.info("round %d: %s withholds its share reveal (withhold-reveal fault)", r, org.name)
                 continue
-            org.trainer.reveal(r, global_c, commits)
+            pending, _ = org.trainer.send_reveal(r, global_c, commits)
+            if pending is not None:
+                sent.append(pending)
+        for pending in sent:
+            pending.result()
         self.reader.poll()
         coordinator = self.deployment.coordinator
         return SecureInputs.from_events(coordinator.address, self.reader.events, self.job_id, r, global_c)
