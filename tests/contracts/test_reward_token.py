@@ -128,3 +128,18 @@ def test_transfer_and_transfer_from_return_true(token, accounts):
     r = token.transact(accounts[2], "transferFrom", accounts[1].address, accounts[3].address, 1)
     assert [e.name for e in token.events_in(r)] == ["Transfer"]
     assert token.balance_of(accounts[3].address) == 2
+
+
+def test_a_log_met_again_is_the_same_event_and_a_changed_log_is_decoded_afresh(token, accounts):
+    """`Contract.decode` keeps its decodings, keyed by the whole log (its place and its bytes)."""
+    from dataclasses import replace
+
+    r = token.mint(accounts[0], accounts[1].address, 500)
+    (log,) = r.logs
+    first = token.decode(log)
+    assert first is not None and token.decode(log) is first
+    assert [e for e in token.events() if e.tx_hash == log.tx_hash] == [first]  # the poll's copy
+    other = replace(log, data=(501).to_bytes(32, "big"))  # a log whose bytes differ
+    again = token.decode(other)
+    assert again is not None and again.args["value"] == 501 and first.args["value"] == 500
+    assert token.decode(replace(log, address=accounts[2].address)) is None  # not this contract's

@@ -6,6 +6,7 @@ The coordinator, which carries the protocol, has its own module (`coordinator.py
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any, Self
 
@@ -17,6 +18,9 @@ from fedledger.chain.base import Chain, LogEntry, PendingReceipt, Receipt
 from fedledger.chain.types import Event
 from fedledger.errors import ChainError, TransactionReverted
 
+#: decoded logs a contract keeps (`Contract.decode`): a few rounds' worth of a large job's events
+_DECODED = 4096
+
 
 class Contract:
     """A deployed contract: encode, send, call, decode — nothing else."""
@@ -27,6 +31,7 @@ class Contract:
         self.chain = chain
         self.address = address
         self.abi = ContractABI(load_artifact(self.artifact_name).abi)
+        self._decoded: dict[LogEntry, Event] = {}  # shared with every `at` view: keyed by the log itself
         #: the block reads see; None is the latest (see `at`)
         self.block: int | None = None
 
@@ -82,12 +87,20 @@ class Contract:
             raise TransactionReverted(exc.reason, function=fn) from None
 
     def decode(self, log: LogEntry) -> Event | None:
+        """The event `log` records, if this contract emitted it.
+
+        A log is met more than once (in its receipt, then in every reader's poll), and ABI
+        decoding is pure Python: the last `_DECODED` decodings are kept, keyed by the whole log,
+        so a log whose place or bytes differ is decoded afresh."""
+        hit = self._decoded.get(log)
+        if hit is not None:
+            return hit
         if log.address != self.address or not log.topics:
             return None
         ev = self.abi.events.get(log.topics[0])
         if ev is None:
             return None
-        return Event(
+        event = Event(
             name=ev.name,
             args=ev.decode(list(log.topics), log.data),
             address=log.address,
@@ -95,6 +108,11 @@ class Contract:
             tx_hash=log.tx_hash,
             log_index=log.log_index,
         )
+        if len(self._decoded) >= _DECODED:
+            with contextlib.suppress(RuntimeError, StopIteration, KeyError):  # another thread's at once
+                del self._decoded[next(iter(self._decoded))]  # the oldest
+        self._decoded[log] = event
+        return event
 
     def events_in(self, receipt: Receipt) -> list[Event]:
         return [e for e in (self.decode(lg) for lg in receipt.logs) if e is not None]
