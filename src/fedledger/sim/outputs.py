@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,15 +47,16 @@ def write_metrics(out: Path, rows: list[RoundMetrics]) -> None:
 
 
 def plot_metrics(path: Path, rows: list[RoundMetrics], title: str) -> None:
-    """Test accuracy and loss per round, failed rounds marked."""
-    import matplotlib
+    """Test accuracy and loss per round, failed rounds marked.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on a `Figure` of its own, not through pyplot's shared state, so it may be drawn on a
+    thread while the job settles (`start_plot`)."""
+    from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
     rounds = [m.round for m in rows]
-    fig, ax1 = plt.subplots(figsize=(7, 4), dpi=120)
+    fig = Figure(figsize=(7, 4), dpi=120)
+    ax1 = fig.subplots()
     ax1.plot(rounds, [100 * m.test_accuracy for m in rows], "o-", color="tab:blue", label="test accuracy")
     ax1.set_xlabel("round")
     ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -69,7 +71,18 @@ def plot_metrics(path: Path, rows: list[RoundMetrics], title: str) -> None:
     ax1.set_title(title + (f"  ({len(failed)} failed rounds in red)" if failed else ""))
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
+
+
+def start_plot(sim: SimulationSetup, rows: list[RoundMetrics]) -> Future[None]:
+    """`accuracy.png`, drawn on its own thread once the last round is over, while the job settles
+    and its chain record is exported (both mostly wait for the chain); `write_run` waits for it."""
+    spec = sim.spec
+    title = f"{spec.name}: {spec.trainers} organisations, {spec.dataset}, {spec.partition}"
+    pool = ThreadPoolExecutor(1, thread_name_prefix="fedledger-plot")
+    try:
+        return pool.submit(plot_metrics, sim.out_dir / "accuracy.png", list(rows), title)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def contribution_totals(result: SimulationResult) -> dict[str, float]:
@@ -168,16 +181,13 @@ def write_record(sim: SimulationSetup, rows: list[RoundMetrics]) -> None:
     write_metrics(out, rows)
 
 
-def write_run(sim: SimulationSetup, result: SimulationResult) -> None:
+def write_run(sim: SimulationSetup, result: SimulationResult, *, plot: Future[None] | None = None) -> None:
+    """The run directory; `plot` is `start_plot`'s drawing of `accuracy.png` (None: drawn here)."""
     out, spec = sim.out_dir, sim.spec
     write_record(sim, result.rounds)
+    (plot or start_plot(sim, result.rounds)).result()
     if result.scores:
         write_scores(out, result)
-    plot_metrics(
-        out / "accuracy.png",
-        result.rounds,
-        f"{spec.name}: {spec.trainers} organisations, {spec.dataset}, {spec.partition}",
-    )
 
     from safetensors.numpy import save_file
 
