@@ -142,10 +142,14 @@ class Trainer:
         return self.ejected or (self.record_budget is not None and self.record_budget.exhausted)
 
     def register(self) -> Receipt:
+        return self.register_later().result()
+
+    def register_later(self) -> PendingReceipt:
+        """`register` without waiting for the receipt: a simulation registers everyone in a row."""
         if self.x25519 is not None:  # secure aggregation: publish the key at join time
             public = keys.public_key_bytes(self.x25519)
-            return self.coordinator.register_with_key(self.account, self.job_id, public)
-        return self.coordinator.register(self.account, self.job_id, as_trainer=True)
+            return self.coordinator.transact_later(self.account, "register_with_key", self.job_id, public)
+        return self.coordinator.transact_later(self.account, "register", self.job_id, True)
 
     def secure_inputs(self, round: int, global_commitment: bytes) -> secure.SecureInputs:
         """The round's key directory (from KeyRegistered events) with no reveals: a trainer's view."""

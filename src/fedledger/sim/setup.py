@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from eth_utils.crypto import keccak
 
-from fedledger.chain.base import Chain, dev_accounts
+from fedledger.chain.base import Chain, PendingReceipt, dev_accounts
 from fedledger.chain.contracts import SCORE_ONE, Deployment, deploy_contracts
 from fedledger.chain.inprocess import InProcessChain
 from fedledger.chain.pipelined import PipelinedChain
@@ -206,11 +206,14 @@ class SimulationSetup:
         self.deployment: Deployment = deploy_contracts(self.chain, self.sponsor)
         token, coordinator = self.deployment.token, self.deployment.coordinator
         pool = spec.reward_per_round * spec.chain_rounds
-        token.mint(self.sponsor, self.sponsor.address, pool)
+        # the set-up's transactions go out in a row, their receipts read once all are sent
+        funding = [token.transact_later(self.sponsor, "mint", self.sponsor.address, pool)]
         trainer_accounts = self.accounts[1:]
         for acct in trainer_accounts:
-            token.mint(self.sponsor, acct.address, spec.stake)
-            token.approve(acct, coordinator.address, spec.stake)
+            funding.append(token.transact_later(self.sponsor, "mint", acct.address, spec.stake))
+            funding.append(token.transact_later(acct, "approve", coordinator.address, spec.stake))
+        for sent in funding:
+            sent.result()
         committee = [a.address for a in trainer_accounts[: spec.committee_size]]
         self.job_id, _ = create_job(
             deployment=self.deployment,
@@ -244,6 +247,7 @@ class SimulationSetup:
             self.root_trainer.register()
 
         self.orgs: list[Organisation] = []
+        registering: list[PendingReceipt] = []
         org_names = list(self.own.organisations) if self.own and self.own.organisations else []
         for i, (acct, client) in enumerate(zip(trainer_accounts, clients, strict=True), start=1):
             name = org_names[i - 1] if org_names else f"org-{i:02d}"
@@ -306,18 +310,24 @@ class SimulationSetup:
                     score_hook=self._biased_scores(acct.address, fault),
                     compute=self.committee,
                 )
-            trainer.register()
+            registering.append(trainer.register_later())
             if spec.sampled and self.deployment.sampler is not None:
                 self.deployment.sampler.enrol(acct, self.job_id)  # the order the draws choose from
             if self.local:
                 self._commit_data(i, name, acct)
             self.orgs.append(Organisation(name, trainer, validator))
+        self._while_registering()
+        for sent in registering:
+            sent.result()
         if spec.sampled and self.deployment.sampler is not None:
             # round 1 opened before anyone enrolled: the sponsor draws it now that all have
             self.deployment.sampler.start(self.sponsor, self.job_id)
         self.participants: dict[str, str] = {str(o.trainer.account.address): o.name for o in self.orgs}
         self.participants[self.sponsor.address] = "sponsor"
         self.malicious_names = [self.orgs[i - 1].name for i in self.malicious]
+
+    def _while_registering(self) -> None:
+        """Runs while the chain executes the registrations (a run starts round 1's first training)."""
 
     def _delegate(self, proposers: Sequence[LocalAccount]) -> None:
         """Optimistic mode: the sponsor hands the job to optimistic.vy and the committee bonds."""
