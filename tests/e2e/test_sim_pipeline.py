@@ -17,10 +17,12 @@ import pytest
 from conftest import small_spec
 from daemonic_job import run_job
 
+import fedledger.sim.simulate as simulate_mod
 from fedledger.chain.inprocess import InProcessChain
 from fedledger.chain.pipelined import PipelinedChain
 from fedledger.sim.faults import Fault
 from fedledger.sim.quorum_round import QuorumRound
+from fedledger.sim.round_close import HeadStart, RoundClose
 from fedledger.sim.simulate import Simulation
 
 #: org-02 is flagged in round 1 and ejected (one flag allowed): its round-2 commit is refused
@@ -99,3 +101,65 @@ def test_a_wrong_count_of_the_deciding_proposal_changes_nothing_recorded(
     recorded = [(tmp_path / side / "chain.json").read_bytes() for side in ("wrong", "right")]
     assert recorded[0] == recorded[1]
     assert "undecided where the proposals' count said" in (tmp_path / "wrong" / "run.log").read_text()
+
+
+def _recorded(out: Path, result: Any) -> tuple[bytes, list[str], list[float]]:
+    return (
+        (out / "chain.json").read_bytes(),
+        [m.model_commitment for m in result.rounds],
+        [m.test_accuracy for m in result.rounds],
+    )
+
+
+def _without_head_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(simulate_mod, "head_start", lambda *a, **k: None)
+
+
+def _count_head_starts(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[int]]:
+    """The rounds whose head start was kept, and those whose head start was thrown away."""
+    seen: dict[str, list[int]] = {"kept": [], "thrown away": []}
+    take = HeadStart.take
+
+    def counted(self: HeadStart, *args: Any) -> Any:
+        trained = take(self, *args)
+        seen["kept" if trained is not None else "thrown away"].append(self.round)
+        return trained
+
+    monkeypatch.setattr(HeadStart, "take", counted)
+    return seen
+
+
+def test_a_head_start_is_the_training_the_round_would_have_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first organisation trains the next round on the predicted aggregate while the round
+    closes (sim/round_close.py); kept, it leaves the record a run without head starts leaves."""
+    spec = small_spec(rounds=3)
+    seen = _count_head_starts(monkeypatch)
+    ahead = Simulation(spec, out_dir=tmp_path / "ahead").run()
+    assert seen == {"kept": [1, 2, 3], "thrown away": []}  # round 1's during the set-up
+    _without_head_starts(monkeypatch)
+    plain = Simulation(spec, out_dir=tmp_path / "plain").run()
+    assert seen == {"kept": [1, 2, 3], "thrown away": []}  # none taken
+    assert _recorded(tmp_path / "ahead", ahead) == _recorded(tmp_path / "plain", plain)
+
+
+def test_a_head_start_on_a_model_the_chain_did_not_finalise_is_thrown_away(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong prediction costs a training, never a byte of the record: the head start is
+    trained again from what the chain finalised, and the evaluation redone on it."""
+    spec = small_spec(rounds=3)
+    predict = RoundClose._predict
+
+    def mistaken(self: RoundClose, aggregate: bytes | None) -> None:
+        predict(self, self.global_model if aggregate is not None else None)  # the round's old model
+
+    monkeypatch.setattr(RoundClose, "_predict", mistaken)
+    seen = _count_head_starts(monkeypatch)
+    wrong = Simulation(spec, out_dir=tmp_path / "wrong").run()
+    assert seen == {"kept": [1], "thrown away": [2, 3]}  # round 1's was on the right model
+    monkeypatch.undo()
+    _without_head_starts(monkeypatch)
+    plain = Simulation(spec, out_dir=tmp_path / "plain").run()
+    assert _recorded(tmp_path / "wrong", wrong) == _recorded(tmp_path / "plain", plain)

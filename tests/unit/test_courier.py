@@ -100,3 +100,36 @@ def test_roots_are_hashed_in_the_helper_process_and_handed_to_the_upload() -> No
     courier.drain()
     assert plain.roots == [merkle_root(blob)]
     assert hooked.roots == [None]  # a fault's hook uploads other bytes: they are hashed as sent
+
+
+def test_work_after_the_deliveries_runs_behind_them_on_the_courier_thread() -> None:
+    """The round's close (sim/round_close.py) follows the round's commits in one thread's order."""
+    log: list[tuple[str, str]] = []
+    courier = Courier(hash_apart=False)
+    trainers = [FakeTrainer(n, log) for n in "ab"]
+    for t in trainers:
+        courier.deliver(t, update())
+    seen: list[bytes | None] = []
+
+    def close(delivered: list[TrainerRound]) -> int:
+        log.append(("close", ""))
+        seen.extend(r.commitment for r in delivered)
+        return threading.get_ident()
+
+    thread = courier.after(close).result(timeout=5)
+    assert log[-1] == ("close", "") and log.count(("complete", "b")) == 1
+    assert seen == [b"a" * 32, b"b" * 32]
+    assert {thread} == set().union(*(t.threads for t in trainers))
+    assert courier.drain() == []  # the close took the deliveries with it
+
+
+def test_a_delivery_error_is_raised_by_the_work_after_it() -> None:
+    log: list[tuple[str, str]] = []
+    courier = Courier(hash_apart=False)
+    courier.deliver(FakeTrainer("a", log, revert=True), update())
+    courier.deliver(FakeTrainer("b", log), update())
+    closed: list[bool] = []
+    future = courier.after(lambda delivered: closed.append(True))
+    with pytest.raises(TransactionReverted, match="coordinator: already committed"):
+        future.result(timeout=5)
+    assert closed == [] and ("complete", "b") in log  # every delivery finished; the close never ran

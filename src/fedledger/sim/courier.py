@@ -30,6 +30,7 @@ import multiprocessing
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import TypeVar
 
 from fedledger.codec.commitment import merkle_root
 from fedledger.roles.trainer import PreparedUpdate, TrainedUpdate, Trainer, TrainerRound
@@ -38,6 +39,8 @@ from fedledger.store.cached import VerifiedCache
 __all__ = ["Courier"]
 
 log = logging.getLogger("fedledger.sim")
+
+T = TypeVar("T")
 
 
 class Courier:
@@ -77,6 +80,19 @@ class Courier:
     def drain(self) -> list[TrainerRound]:
         """Every queued delivery's outcome, in order; the first error any of them met is raised."""
         pending, self._pending = self._pending, []
+        return self._collect(pending)
+
+    def after(self, work: Callable[[list[TrainerRound]], T]) -> Future[T]:
+        """Runs `work(outcomes of every queued delivery)` on the courier thread, behind them.
+
+        The round's close (sim/round_close.py) goes here, so its transactions follow the round's
+        commits in the order one thread would send them; a delivery's error is raised in it.
+        """
+        pending, self._pending = self._pending, []
+        return self._pool.submit(lambda: work(self._collect(pending)))
+
+    @staticmethod
+    def _collect(pending: list[Future[TrainerRound]]) -> list[TrainerRound]:
         done: list[TrainerRound] = []
         error: BaseException | None = None
         for future in pending:  # wait for all, so nothing is still running when the error surfaces

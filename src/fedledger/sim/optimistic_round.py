@@ -10,14 +10,15 @@ runs them in turn and moves the in-process chain's clock across the windows:
    proves it, which slashes the proposer and reopens the round to the next drawn proposer;
    what one chunk cannot show is escalated and voted on;
 3. once a claim stands, the clock passes its window and the sponsor settles it, which
-   finalises the round on the coordinator; the caller may evaluate the settled model (`predicted`)
-   while the chain executes the settle, then `finish`es the round.
+   finalises the round on the coordinator, and the caller `finish`es the round. The caller hears
+   the aggregate as soon as the first drawn proposer has computed it (`on_computed`), and may
+   evaluate it and train on it meanwhile (sim/round_close.py).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +47,6 @@ class OptimisticRound:
         assert sim.deployment.optimistic is not None
         self.optimistic = sim.deployment.optimistic
         self._claims: dict[int, Claim] = {}
-        #: the aggregate being settled, once a claim stood (`finish` waits for the settle)
-        self.predicted: bytes | None = None
         self._settling: PendingReceipt | None = None
 
     def members(self) -> list[tuple[int, Organisation]]:
@@ -77,7 +76,10 @@ class OptimisticRound:
         global_model: Mapping[str, np.ndarray],
         commits: Sequence[CommitRecord],
         releases_before: int,
+        on_computed: Callable[[bytes], None] | None = None,
     ) -> None:
+        """Claims, watches and settles the round; `on_computed(aggregate)` hears the honest
+        aggregate as soon as the first drawn proposer has computed it (sim/round_close.py)."""
         sim, o, job = self.sim, self.optimistic, self.sim.job_id
         inputs: dict[str, Any] = dict(
             round=round,
@@ -100,6 +102,8 @@ class OptimisticRound:
                 drawn = next(a for a in by_address if o.bond_of(job, a) >= bond)
             i, proposer = by_address[drawn]
             outcome = self.compute(proposer, inputs)
+            if on_computed is not None:
+                on_computed(outcome.aggregate)
             claim = honest = self.honest_claim(outcome, previous)
             fault = sim.faults.get(i)
             if fault is not None and fault.kind == "lying-proposer" and round >= fault.from_round:
@@ -130,7 +134,6 @@ class OptimisticRound:
         self._settling = o.settle_later(
             sim.sponsor, job, round, aggregate, excluded=list(posted.excluded), flags=posted.flags
         )
-        self.predicted = aggregate
         self.ledger.settled += 1
 
     def finish(self) -> None:

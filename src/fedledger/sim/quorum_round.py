@@ -19,7 +19,7 @@ chain first, as before; a proposal that reverts raises its error as it did one b
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -70,8 +70,12 @@ class QuorumRound:
         commits: Sequence[CommitRecord],
         secure: SecureInputs | None,
         releases_before: int,
+        on_computed: Callable[[bytes], None] | None = None,
     ) -> None:
-        """Every member computes and proposes, without waiting, up to the one predicted to decide."""
+        """Every member computes and proposes, without waiting, up to the one predicted to decide.
+
+        `on_computed(aggregate)` hears the round's aggregate as soon as the first member has
+        computed it, before the other members propose (sim/round_close.py starts on it)."""
         self.round = round
         self._inputs = dict(
             round=round,
@@ -83,9 +87,9 @@ class QuorumRound:
             releases_before=releases_before,
         )
         with self.sim.committee.deferring():  # the second computation is compared in `finish`
-            self._send(self.quorum)
+            self._send(self.quorum, on_computed)
 
-    def _send(self, quorum: int) -> None:
+    def _send(self, quorum: int, on_computed: Callable[[bytes], None] | None) -> None:
         members = self.members()
         counts: dict[tuple[bytes, tuple[str, ...], tuple[str, ...]], int] = {}
         for k, org in enumerate(members):
@@ -98,6 +102,8 @@ class QuorumRound:
             )
             if k == 0:
                 self.report(outcome)
+                if on_computed is not None:
+                    on_computed(outcome.aggregate)
             assert pending is not None
             self._sent.append(pending)
             key = (proposed, tuple(sorted(outcome.excluded)), tuple(sorted(outcome.flagged)))

@@ -30,10 +30,9 @@ from fedledger.roles.sampling import RoundSeats, round_seats
 from fedledger.roles.secure import SecureInputs
 from fedledger.roles.trainer import TrainerRound
 from fedledger.sim.attacks import add_trigger, backdoor_success
-from fedledger.sim.optimistic_round import OptimisticRound
-from fedledger.sim.outputs import write_run
-from fedledger.sim.quorum_round import QuorumRound
+from fedledger.sim.outputs import start_plot, write_run
 from fedledger.sim.results import Earnings, RoundMetrics, SimulationResult
+from fedledger.sim.round_close import HeadStart, RoundClose, head_start
 from fedledger.sim.setup import Organisation, SimulationSetup
 from fedledger.training.client import ClientWrapper
 from fedledger.training.torch_client import evaluate, predict, set_weights
@@ -45,6 +44,10 @@ log = logging.getLogger("fedledger.sim")
 
 class Simulation(SimulationSetup):
     """Sets up a consortium, runs rounds until the job ends, and leaves the evidence."""
+
+    _head: HeadStart | None = None  # the next round's first training, begun before the chain said so
+    #: the job's state and global model after the last round, as its close read them
+    after_round: tuple[JobState, bytes | None]
 
     def test_inputs(self, stats_q: Mapping[str, np.ndarray]) -> np.ndarray:
         """The held-out inputs as a committed model sees them: z-scored by its committed statistics."""
@@ -96,14 +99,19 @@ class Simulation(SimulationSetup):
         _, _, params = self.models.read(global_c)  # as each trainer reads it
         self.backend.start_round(r, params, clients)
 
-    def run_round(self, state: JobState | None = None) -> RoundMetrics:
-        """One round, from the job's `state` as just read (read here if not given)."""
+    def run_round(self, state: JobState | None = None, *, global_c: bytes | None = None) -> RoundMetrics:
+        """One round, from the job's `state` and global model as just read (read here if not given).
+
+        The round's close (commits read, the committee's vote, the events) runs on the courier
+        thread (sim/round_close.py); this thread evaluates the model it predicts meanwhile and
+        gives the next round's first organisation its head start (`head_start`)."""
         coordinator = self.deployment.coordinator
         t_round = time.perf_counter()
         chain_s0, gas0, tx0 = self.chain.seconds, self.chain.gas, self.chain.transactions
         state = state or coordinator.job_state(self.job_id)
         r, version = state.round, state.version
-        global_c = coordinator.global_model(self.job_id)
+        global_c = global_c or coordinator.global_model(self.job_id)
+        head, self._head = self._head, None
 
         train_s, losses = 0.0, []
         seats = self.seats(r)
@@ -114,14 +122,15 @@ class Simulation(SimulationSetup):
                 log.info("round %d: %s is offline (drop-out fault)", r, org.name)
                 continue
             training.append((i, org))
+        first = head.take(training[0][1], r, global_c) if head is not None and training else None
         self.start_training(r, global_c, [org for _, org in training])
         # each encoding, upload and commit goes to the courier (sim/courier.py) while the next
         # organisation trains; training reads nothing from the chain, and the courier encodes (a
         # secure job reads its key directory there), uploads and commits in the trainers' order
-        for i, org in training:
+        for k, (i, org) in enumerate(training):
             fault = self.faults.get(i)
             corrupts = fault is not None and fault.kind == "corrupt-blob" and r >= fault.from_round
-            trained = org.trainer.train(r, global_c)
+            trained = first if k == 0 and first is not None else org.trainer.train(r, global_c)
             train_s += trained.train_seconds
             losses.append(trained.loss)
             if isinstance(trained, TrainerRound):  # nothing to commit
@@ -133,70 +142,27 @@ class Simulation(SimulationSetup):
                 after_upload=self._corrupt if corrupts else None,
                 verify_in=self.store if org.trainer.store is self.store else None,
             )
-        self.courier.drain()
         if self.root_trainer is not None:
+            self.courier.drain()
             self.root_trainer.run_round(r, global_c)
 
-        state = coordinator.job_state(self.job_id)
-        if state.phase == Phase.OPEN and state.round == r:
-            # not every trainer committed: wait out the window, then anyone may advance
-            self.chain.increase_time(self.spec.commit_window_s + 1)
-            coordinator.advance(self.sponsor, self.job_id)
-            state = coordinator.job_state(self.job_id)
-
-        commits = self.reader.commits(r)
-        secure = None
-        if state.phase == Phase.AGGREGATING and state.round == r and self.spec.secure:
-            secure = self.reveal_round(r, global_c, commits)
-        releases = sum(1 for e in self.reader.events if e.name == "PrivacySpent")
+        close = RoundClose(
+            self, round=r, version=version, global_model=global_c, seats=seats, reveal=self.reveal_round
+        )
+        closing = self.courier.after(close.run)
         early: tuple[bytes, tuple[float, float]] | None = None
-        if state.phase == Phase.AGGREGATING and state.round == r and self.spec.optimistic:
-            claim = OptimisticRound(self, self.optimistic_ledger)
-            claim.run(
-                round=r,
-                version=version,
-                global_c=global_c,
-                global_model=self.store.get_tensors(global_c),
-                commits=commits,
-                releases_before=releases,
-            )
-            if claim.predicted is not None:  # evaluated while the chain executes the settle
-                early = (claim.predicted, self.evaluate(claim.predicted))
-            claim.finish()
-        if state.phase == Phase.AGGREGATING and state.round == r and not self.spec.optimistic:
-            vote = QuorumRound(self, seats)
-            vote.send(
-                round=r,
-                version=version,
-                global_model=self.store.get_tensors(global_c),
-                commits=commits,
-                secure=secure,
-                releases_before=releases,
-            )
-            if vote.predicted is not None and self.store.has(vote.predicted):
-                # evaluated while the chain executes the proposals; checked against what finalised
-                early = (vote.predicted, self.evaluate(vote.predicted))
-            vote.finish()
-            state = coordinator.job_state(self.job_id)
-            if state.phase == Phase.AGGREGATING and state.round == r:
-                self.chain.increase_time(self.spec.aggregate_window_s + 1)
-                coordinator.advance(self.sponsor, self.job_id)
-
-        # anyone may report a validator that proposed what the quorum did not: the sponsor does
-        for dissenter in self.reader.dissenters(r):
-            log.warning(
-                "round %d: reporting %s, whose proposal lost to the quorum's",
-                r,
-                self.participants.get(dissenter, dissenter),
-            )
-            coordinator.report_dissent(self.sponsor, self.job_id, r, dissenter)
-        self.reader.poll()
-        rec = self.reader.rounds[r]
-        if rec.finalized is not None:
-            status, model_c = "finalized", rec.finalized.args["aggregate"]
-            version = rec.finalized.args["version"]
-        else:
-            status, model_c = "failed", global_c
+        stopped: BaseException | None = None
+        try:
+            predicted = close.predicted.result()
+            if predicted is not None:  # evaluated, and the next round begun on it, while the round closes
+                early = (predicted, self.evaluate(predicted))
+                self._head = head_start(self, r + 1, predicted)
+        except BaseException as exc:  # stopped meanwhile (Ctrl-C, the organisation's code raised):
+            stopped = exc  # the close finishes first, and the round it decided is recorded
+        done = closing.result()
+        self.after_round = (done.next_state, done.next_global)
+        rec, status, model_c, version = done.record, done.status, done.model, done.version
+        commits = done.commits
         acc, loss = early[1] if early is not None and early[0] == model_c else self.evaluate(model_c)
         m = RoundMetrics(
             round=r,
@@ -214,7 +180,7 @@ class Simulation(SimulationSetup):
             transactions=self.chain.transactions - tx0,
             chain_seconds=self.chain.seconds - chain_s0,
             train_seconds=train_s,
-            round_seconds=time.perf_counter() - t_round,
+            round_seconds=done.finished_at - t_round,
             model_commitment=commitment_hex(model_c),
             epsilon=coordinator.epsilon_spent(self.job_id) / 1e6
             if self.spec.dp
@@ -228,7 +194,13 @@ class Simulation(SimulationSetup):
             m.scoring_seconds = self.scorer.last.scores.seconds
             self.scores.append(self.scorer.last.scores)
         self.metrics.append(m)
+        if stopped is not None:
+            raise stopped
         return m
+
+    def _while_registering(self) -> None:
+        # the first organisation starts round 1 while the chain executes the registrations
+        self._head = head_start(self, 1, self.initial_model)
 
     def _corrupt(self, commitment: bytes) -> None:
         """The corrupt-blob fault: the stored copy's last byte flipped after upload."""
@@ -294,11 +266,13 @@ class Simulation(SimulationSetup):
     def run(self, on_round: Callable[[RoundMetrics], None] | None = None) -> SimulationResult:
         t0 = time.perf_counter()
         state = self.deployment.coordinator.job_state(self.job_id)
+        global_c: bytes | None = None
         while self.running(state):
-            m = self.run_round(state)
+            m = self.run_round(state, global_c=global_c)
             if on_round is not None:
                 on_round(m)
-            state = self.deployment.coordinator.job_state(self.job_id)
+            state, global_c = self.after_round  # as the round's close read it
+        plot = start_plot(self, self.metrics)  # drawn while the job settles
         payouts = self.settle()
         phase = self.deployment.coordinator.job_state(self.job_id).phase
         outcome = "completed" if phase == Phase.DONE else "aborted"
@@ -337,6 +311,6 @@ class Simulation(SimulationSetup):
             secagg_faults=list(self.secagg_faults),
             challenges=list(self.optimistic_ledger.challenges),
         )
-        write_run(self, result)
+        write_run(self, result, plot=plot)
         self._detach_log()
         return result
