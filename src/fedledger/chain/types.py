@@ -97,6 +97,11 @@ class JobState:
     examples: int
     version: int
 
+    @property
+    def running(self) -> bool:
+        """The job still has rounds to run: its round is open for commits or aggregating."""
+        return self.phase in (Phase.OPEN, Phase.AGGREGATING)
+
 
 @dataclass(frozen=True)
 class TrainerState:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from fedledger.chain.contracts import Coordinator, Phase
+from fedledger.chain.contracts import Coordinator
 from fedledger.errors import SpecError, StoreError
 from fedledger.roles.keys import load_key
 from fedledger.store.http import open_store
@@ -130,7 +130,7 @@ def run_job(args: argparse.Namespace, console: Console) -> int:
             f"model version {s.version} of {cfg['rounds']}"
         )
         console.print(f"  commits this round {s.commits} of {s.trainers} trainers ({s.examples:,} examples)")
-        if s.phase in (Phase.OPEN, Phase.AGGREGATING):
+        if s.running:
             left = s.deadline - coordinator.chain.timestamp()
             console.print(f"  phase deadline in {left} s (anyone may advance it after)")
         console.print(f"  global model {coordinator.global_model(args.job).hex()}")

@@ -232,7 +232,7 @@ class Node:
         """Does what the job's current state asks of this node; False once the job has ended."""
         view = self.view()
         s = view.job_state(self.config.job)
-        if s.phase in (Phase.OPEN, Phase.AGGREGATING):
+        if s.running:
             self.trace.first("open_seen" if s.phase == Phase.OPEN else "aggregating_seen", s.round)
         if s.phase in (Phase.DONE, Phase.ABORTED):
             self.report_rounds(s)

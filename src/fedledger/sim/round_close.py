@@ -196,6 +196,5 @@ class RoundClose:
         else:
             status, model_c = "failed", global_c
         next_state = coordinator.job_state(sim.job_id)
-        running = next_state.phase in (Phase.OPEN, Phase.AGGREGATING)
-        next_global = coordinator.global_model(sim.job_id) if running else None
+        next_global = coordinator.global_model(sim.job_id) if next_state.running else None
         return ClosedRound(r, status, model_c, version, list(commits), rec, next_state, next_global)

@@ -245,7 +245,7 @@ class Simulation(SimulationSetup):
 
     def running(self, state: JobState | None = None) -> bool:
         state = state or self.deployment.coordinator.job_state(self.job_id)
-        return state.phase in (Phase.OPEN, Phase.AGGREGATING)
+        return state.running
 
     def settle(self) -> dict[str, int]:
         """Everyone withdraws rewards and stakes; the sponsor reclaims what is left."""
