@@ -9,8 +9,8 @@ the chain finalises round r, committing only once the chain agrees.
 
 The simulation does the same. `RoundClose.run` goes to the courier thread behind the round's
 deliveries, so the chain sees every transaction in the order one thread sends them, and
-publishes `predicted` — the aggregate the first committee member computed (in optimistic mode,
-the claim that stood) — as soon as it is known, before the other members propose. The main
+publishes `predicted` — the aggregate the first committee member (in optimistic mode, the first
+drawn proposer) computed — as soon as it is known, before the other members propose. The main
 thread evaluates that model while they propose and the chain executes it all,
 as the plain loop evaluates its own, and gives the next round's first organisation its head
 start on it (`HeadStart`); when the close has finished, the head start is kept only if the chain
@@ -47,13 +47,11 @@ log = logging.getLogger("fedledger.sim")
 
 @dataclass
 class ClosedRound:
-    """What the chain says once round `round` is over, and the job's state after it."""
+    """What the chain says once a round is over (its commits: the record's), and the job's next state."""
 
-    round: int
     status: str  # "finalized" or "failed"
     model: bytes  # the finalised aggregate, or the model the round started from
     version: int
-    commits: list[CommitRecord]
     record: RoundRecord
     next_state: JobState
     next_global: bytes | None  # the model the next round trains from, while the job runs
@@ -197,4 +195,4 @@ class RoundClose:
             status, model_c = "failed", global_c
         next_state = coordinator.job_state(sim.job_id)
         next_global = coordinator.global_model(sim.job_id) if next_state.running else None
-        return ClosedRound(r, status, model_c, version, list(commits), rec, next_state, next_global)
+        return ClosedRound(status, model_c, version, rec, next_state, next_global)

@@ -162,7 +162,7 @@ class Simulation(SimulationSetup):
         done = closing.result()
         self.after_round = (done.next_state, done.next_global)
         rec, status, model_c, version = done.record, done.status, done.model, done.version
-        commits = done.commits
+        commits = rec.commits
         acc, loss = early[1] if early is not None and early[0] == model_c else self.evaluate(model_c)
         m = RoundMetrics(
             round=r,
