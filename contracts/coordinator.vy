@@ -226,6 +226,7 @@ def create_job(params: JobParams) -> uint256:
         use_allowlist=len(params.allowlist) > 0,
         clients_per_round=params.clients_per_round,
         validators_per_round=params.validators_per_round,
+        committee_size=convert(len(params.committee), uint16),
     )
     pool: uint256 = params.reward_per_round * convert(params.rounds, uint256)
     stakes._pool[job_id] = pool

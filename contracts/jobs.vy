@@ -60,6 +60,7 @@ struct JobConfig:
     use_allowlist: bool
     clients_per_round: uint16
     validators_per_round: uint16
+    committee_size: uint16
 
 
 ## @notice Number of jobs created; job ids run from 1.

@@ -106,6 +106,7 @@ struct JobConfig:
     use_allowlist: bool
     clients_per_round: uint16
     validators_per_round: uint16
+    committee_size: uint16
 
 
 interface Coordinator:
@@ -234,6 +235,12 @@ _escalator: HashMap[uint256, HashMap[uint32, address]]
 #: claim id -> result -> votes, and who voted: an escalation is about one claim
 _votes: HashMap[uint256, HashMap[bytes32, uint32]]
 _voted: HashMap[uint256, HashMap[address, bool]]
+#: job -> bonds posted so far; job -> that count when its live round was escalated; job ->
+#: account -> the count its latest bond made: a vote counts only from a bond posted before
+#: the escalation, so nobody can bond voters once they see which way a dispute needs to go
+_bonds_posted: HashMap[uint256, uint256]
+_roll: HashMap[uint256, uint256]
+_bond_seq: HashMap[uint256, HashMap[address, uint256]]
 #: token -> account -> paid out by `collect`
 owed: public(HashMap[address, HashMap[address, uint256]])
 
@@ -259,14 +266,16 @@ def delegate(job_id: uint256, terms: Terms, named: DynArray[address, MAX_PROPOSE
     @param job_id A job whose committee is this contract alone, with quorum 1, unscored.
     @param terms The rule (as in the spec), the windows, the bond and the bounty share.
     @param named The only accounts that may bond (the spec's committee); empty: anyone may.
-           An escalation is decided by the bonded proposers' vote, so with bonding open to
-           anyone a party that bonds `escalation_quorum` accounts decides it: a job run for
-           a consortium names its committee, as quorum mode does.
+           An escalation is decided by the vote of proposers bonded before it, so with
+           bonding open to anyone a party that bonded `escalation_quorum` accounts in
+           advance decides it: a job run for a consortium names its committee, as quorum
+           mode does.
     """
     cfg: JobConfig = staticcall Coordinator(coordinator).job_config(job_id)
     assert msg.sender == cfg.sponsor, "optimistic: caller is not the sponsor"
     assert self._token[job_id] == empty(address), "optimistic: job already delegated"
-    assert cfg.quorum == 1 and not cfg.scored and cfg.validators_per_round == 0, "optimistic: job not delegated to one proposer"
+    # this contract alone: `register` below proves it a member, and the size that it is the only one
+    assert cfg.quorum == 1 and cfg.committee_size == 1 and not cfg.scored and cfg.validators_per_round == 0, "optimistic: job not delegated to one proposer"
     job: packing.JobWord = staticcall Coordinator(coordinator).job_state(job_id)
     assert job.phase == 1 and job.round == 1 and job.version == 0, "optimistic: job already aggregating"
     assert terms.rule >= RULE_FEDAVG and terms.rule <= RULE_TRIMMED, "optimistic: rule not chunk-local"
@@ -320,6 +329,9 @@ def bond(job_id: uint256):
         self._proposers[job_id].append(msg.sender)
         self._listed[job_id][msg.sender] = True
     self.bond_of[job_id][msg.sender] = need
+    posted: uint256 = self._bonds_posted[job_id] + 1
+    self._bonds_posted[job_id] = posted
+    self._bond_seq[job_id][msg.sender] = posted
     assert extcall IERC20(token).transferFrom(msg.sender, self, need - held), "optimistic: bond transfer failed"
     log ProposerBonded(job_id=job_id, proposer=msg.sender, amount=need)
 
@@ -433,6 +445,7 @@ def escalate(job_id: uint256, round: uint32):
     assert block.timestamp <= (record >> REC_AT) & MASK40, "optimistic: challenge window closed"
     self._record[job_id] = record | (1 << REC_ESCALATED)
     self._escalator[job_id][round] = msg.sender
+    self._roll[job_id] = self._bonds_posted[job_id]
     need: uint256 = self._bond[job_id]
     assert extcall IERC20(self._token[job_id]).transferFrom(msg.sender, self, need), "optimistic: bond transfer failed"
     log RoundEscalated(job_id=job_id, round=round, escalator=msg.sender)
@@ -443,6 +456,8 @@ def vote(job_id: uint256, round: uint32, aggregate: bytes32, excluded: DynArray[
     """
     @notice A bonded proposer, other than the two parties, votes an escalated round's
             result; `escalation_quorum` identical votes decide it and finalise the round.
+            Only bonds posted before the escalation vote (a top-up counts as posting
+            anew), so a party cannot answer an escalation by bonding voters.
     """
     record: uint256 = self._live(job_id, round)
     assert (record >> REC_ESCALATED) & 1 != 0 and record & PROPOSER != 0, "optimistic: round not escalated"
@@ -451,6 +466,7 @@ def vote(job_id: uint256, round: uint32, aggregate: bytes32, excluded: DynArray[
     escalator: address = self._escalator[job_id][round]
     assert self.bond_of[job_id][msg.sender] >= bond, "optimistic: not bonded"
     assert msg.sender != proposer and msg.sender != escalator, "optimistic: party to the dispute"
+    assert self._bond_seq[job_id][msg.sender] <= self._roll[job_id], "optimistic: bonded after the escalation"
     attempt: uint256 = (record >> REC_ATTEMPT) & packing.MASK8
     claim_id: uint256 = (job_id << 48) | (convert(round, uint256) << 8) | attempt
     assert not self._voted[claim_id][msg.sender], "optimistic: already voted"

@@ -128,6 +128,7 @@ def test_create_job_pulls_pool_and_emits(world):
         "use_allowlist": False,
         "clients_per_round": 0,
         "validators_per_round": 0,
+        "committee_size": 3,  # the three validators
     }
 
 

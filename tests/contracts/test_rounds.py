@@ -36,6 +36,7 @@ CONFIG = dict(
     use_allowlist=False,
     clients_per_round=0,
     validators_per_round=0,
+    committee_size=0,
 )
 
 
