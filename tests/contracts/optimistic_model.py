@@ -150,6 +150,21 @@ class JobModel:
     stale: list[tuple[int, Posted, str]] = field(default_factory=list)
     finalised: dict[int, bytes] = field(default_factory=dict)
     released: bool = False
+    #: bonds posted so far, the count at the live round's escalation, and each account's number:
+    #: only bonds posted before an escalation vote in it
+    bonds_posted: int = 0
+    roll: int = 0
+    bond_seq: dict[int, int] = field(default_factory=dict)
+
+    def bonded(self, who: int) -> None:
+        self.bonds_posted += 1
+        self.bond_seq[who] = self.bonds_posted
+
+    def escalated(self) -> None:
+        self.roll = self.bonds_posted
+
+    def bonded_late(self, who: int) -> bool:
+        return self.bond_seq.get(who, 0) > self.roll
 
     def close(self, rnd: int, reason: str) -> Posted:
         """The round's claim leaves: struck (its id stays, struck) or retired (its hash goes)."""
@@ -316,7 +331,7 @@ class Plumbing:
             return self.propose(j, who, True, kind, self.counts["progress"] % 8)
         if state.phase == AGGREGATING and p is not None and p.escalator is not None:
             voters = [a for a in PROPOSERS if self.bond[(job.id, a)] >= BOND and a not in p.voted]
-            voters = [a for a in voters if a not in (p.proposer, p.escalator)]
+            voters = [a for a in voters if a not in (p.proposer, p.escalator) and not job.bonded_late(a)]
             if voters:
                 return self.vote(j, k, voters[0], False)
         if state.phase == AGGREGATING and p is not None and p.escalator is None and now > p.final_at:

@@ -91,6 +91,7 @@ class OptimisticMachine(Plumbing, RuleBasedStateMachine):
             for a in PROPOSERS[:4]:
                 self.o.bond(ACCS[a], job.id)
                 self.bond[(job.id, a)] = BOND
+                job.bonded(a)
             self.commit(j)
 
     def _guard(self, margin: int) -> None:
@@ -106,6 +107,7 @@ class OptimisticMachine(Plumbing, RuleBasedStateMachine):
                     send = functools.partial(self.o.escalate, ACCS[WATCHER], job.id, rnd)
                     self._do("watcher escalates", send, None)
                     p.escalator = WATCHER
+                    job.escalated()
                 else:
                     self._do("watcher strikes", self._prove(job, rnd, p, WATCHER, p.flipped), None)
                     self.ledger.strike(job, rnd, WATCHER, now, SPONSOR, BOND)
@@ -123,6 +125,7 @@ class OptimisticMachine(Plumbing, RuleBasedStateMachine):
             expect = "optimistic: already bonded"
         if self._do("bond", lambda: self.o.bond(ACCS[who], job.id), expect):
             self.bond[(job.id, who)] = BOND
+            job.bonded(who)
 
     @rule(j=JOB)
     def commit(self, j: int) -> None:
@@ -218,6 +221,7 @@ class OptimisticMachine(Plumbing, RuleBasedStateMachine):
         if self._do("escalate", lambda: self.o.escalate(ACCS[who], job.id, rnd), expect):
             assert p is not None
             p.escalator = who
+            job.escalated()
 
     @rule(j=JOB, k=PICK, who=st.sampled_from(PROPOSERS), dissent=st.booleans())
     def vote(self, j: int, k: int, who: int, dissent: bool) -> None:
@@ -235,6 +239,8 @@ class OptimisticMachine(Plumbing, RuleBasedStateMachine):
             expect = "optimistic: not bonded"
         elif who in (p.proposer, p.escalator):
             expect = "optimistic: party to the dispute"
+        elif job.bonded_late(who):
+            expect = "optimistic: bonded after the escalation"
         elif who in p.voted:
             expect = "optimistic: already voted"
         else:

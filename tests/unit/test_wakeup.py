@@ -88,9 +88,10 @@ class FakeSubscriptions:
         for message in ws:
             req = json.loads(message)
             assert req["method"] == "eth_subscribe" and req["params"][0] == "logs"
-            ws.send(json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": "0xabc"}))
+            # listed before the reply: once the client is live, a push must reach it
             with self.lock:
                 self.conns.append(ws)
+            ws.send(json.dumps({"jsonrpc": "2.0", "id": req["id"], "result": "0xabc"}))
 
     def push(self) -> None:
         note = {"jsonrpc": "2.0", "method": "eth_subscription", "params": {"subscription": "0xabc"}}
