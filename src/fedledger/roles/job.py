@@ -7,6 +7,7 @@ incrementally so a long job does not re-read its whole history each round.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -79,9 +80,14 @@ class JobReader:
         self.rounds: dict[int, RoundRecord] = {}
         self.events: list[Event] = []
         self._next_block = from_block
+        self._polling = threading.Lock()
 
     def poll(self) -> list[Event]:
         """Reads events mined since the last poll; returns the new ones for this job."""
+        with self._polling:  # a node's helper thread prefetches updates while it trains
+            return self._poll()
+
+    def _poll(self) -> list[Event]:
         head = self.coordinator.chain.block_number() - self.confirmations
         if head < self._next_block:
             return []

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 
 from fedledger.chain.contracts import Coordinator, JobState, Phase
 from fedledger.chain.wakeup import PollWakeup
-from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import ChainUnavailable, StoreError, TransactionReverted
 from fedledger.roles.job import JobReader
 from fedledger.roles.keys import load_key
@@ -45,6 +44,7 @@ from fedledger.roles.node_join import (
 )
 from fedledger.roles.node_optimistic import NodeOptimistic
 from fedledger.roles.node_speculation import LiveClaims
+from fedledger.roles.node_status import round_status
 from fedledger.roles.node_trace import NodeTrace
 from fedledger.roles.node_training import NodeTraining
 from fedledger.roles.node_validation import NodeValidation
@@ -119,6 +119,7 @@ class Node:
             trainer=self.trainer,
             reader=self.reader,
             trace=self.trace,
+            join_wait_s=config.join_wait_s,
         )
         self.validation = NodeValidation(
             name=self.name,
@@ -153,6 +154,7 @@ class Node:
         self.worked = False  # whether the last step did something (then the next comes at once)
         self.reported: set[int] = set()  # rounds whose outcome has been logged
         self.trains = config.trainer  # False once a secure job's key directory turned us away
+        self.member = False  # a registered member of the job's fixed committee
 
     def run(self, max_seconds: float | None = None) -> None:
         """Steps until the job ends; an unreachable chain or store is retried with backoff, never fatal.
@@ -166,6 +168,7 @@ class Node:
             self._loop(wakeup, max_seconds)
         finally:
             wakeup.close()
+            self.validation.close()
 
     def _loop(self, wakeup: PollWakeup, max_seconds: float | None) -> None:
         start, backoff = time.monotonic(), self.config.poll_seconds
@@ -230,6 +233,7 @@ class Node:
 
     def step(self) -> bool:
         """Does what the job's current state asks of this node; False once the job has ended."""
+        self.validation.settle()  # a proposal sent ahead on the last pass: its outcome, if in
         view = self.view()
         s = view.job_state(self.config.job)
         if s.running:
@@ -239,9 +243,10 @@ class Node:
             self.finish()
             return False
         self.act(s, view)
-        # the status lines read the event log: after acting, so that this read is not between
-        # a round opening (or its commits closing) and this node's part in it
-        self.report_rounds(s)
+        # the status lines read the event log: on a pass that did nothing, so that this read is
+        # never between a round opening (or its commits closing) and this node's part in it
+        if not self.worked:
+            self.report_rounds(s)
         return True
 
     def round_seats(self, round: int) -> RoundSeats:
@@ -277,7 +282,7 @@ class Node:
             and trains
             and not expired
             and not root_waits
-            and not self.training.awaiting_keys(s)
+            and not self.training.holds_first_commit(s)
         ):
             # this process committed the previous round, so this key has committed nothing since
             # but through it (`committed`; a second process with the same key is refused by the
@@ -297,8 +302,11 @@ class Node:
         ):
             self.worked = True
             return
+        # registered as a member stays so for the job's life: asked until the answer is yes
+        if self.config.validator and not self.member and not seats.draws_committee:
+            self.member = view.is_validator(job, me)
         validator = self.config.validator and seats.validates(
-            me, fixed_member=not seats.draws_committee and view.is_validator(job, me)
+            me, fixed_member=not seats.draws_committee and self.member
         )
         optimistic = self.optimistic is not None and self.optimistic.ready() is not None
         if s.phase == Phase.OPEN and (validator or optimistic):
@@ -318,9 +326,15 @@ class Node:
             and not expired
             and validator
         ):
+            # proposed beside the next round's training, which starts on this validator's
+            # own aggregate at once: the proposal and the quorum's wait leave the critical path
+            ahead = self.trains_ahead()
             self.worked = self.validation.validate_and_propose(
-                s, view.global_model(job), seat=seats.committee_seat(me)
+                s, view.global_model(job), seat=seats.committee_seat(me), ahead=ahead
             )
+            if self.worked and ahead:
+                with self.validation.prefetching(s.round + 1):
+                    self.training.speculate(s, self.validation.computed.get(s.round))
             return
         elif s.phase == Phase.AGGREGATING and self.speculate_next(s):
             self.worked = True
@@ -335,12 +349,17 @@ class Node:
 
         Optimistic mode: during the challenge window (`node_speculation.py`).
         """
-        if not self.config.speculate or not self.trains or self.spec.clients_per_round:
-            return False  # a sampled trainer cannot know it is drawn next round: no training ahead
+        if not self.trains_ahead():
+            return False
         aggregate = self.validation.computed.get(s.round)
         if aggregate is None and self.claims is not None:
             aggregate = self.claims.aggregate(s.round)
         return self.training.speculate(s, aggregate)
+
+    def trains_ahead(self) -> bool:
+        """Whether this node trains a round before it opens (`speculate`); a sampled trainer cannot
+        know it is drawn next round, so it does not."""
+        return self.config.speculate and self.trains and not self.spec.clients_per_round
 
     def report_rounds(self, s: JobState) -> None:
         """One status line per decided round: what the chain finalised and where this node stands."""
@@ -349,43 +368,11 @@ class Node:
             if r in self.reported or (rec.finalized is None and rec.failed is None):
                 continue
             self.reported.add(r)
-            me = self.account.address
-            mine = next((c for c in rec.commits if c.trainer == me), None)
-            drawn = self.seats.get(r)
-            standing = (
-                "not drawn this round"
-                if mine is None and drawn is not None and not drawn.trains(me)
-                else "did not commit"
-                if mine is None
-                else "root update committed (FLTrust's reference)"
-                if self.config.root
-                else "update excluded"
-                if me in rec.excluded
-                else "update accepted"
-            )
-            if rec.finalized is not None:
-                a = rec.finalized.args
-                log.info(
-                    "%s: round %d FINALIZED: model v%d %s, %d of %d updates accepted; this organisation: %s; "
-                    "job %d of %d rounds done",
-                    self.name,
-                    r,
-                    a["version"],
-                    commitment_hex(a["aggregate"])[:14],
-                    a["accepted_commits"],
-                    len(rec.commits),
-                    standing,
-                    a["version"],
-                    self.spec.chain_rounds,
-                )
-            else:
-                log.warning(
-                    "%s: round %d FAILED (%d commits); this organisation: %s",
-                    self.name,
-                    r,
-                    len(rec.commits),
-                    standing,
-                )
+            level, line = round_status(
+                self.name, rec, me=self.account.address, drawn=self.seats.get(r),
+                root=self.config.root, chain_rounds=self.spec.chain_rounds,
+            )  # fmt: skip
+            log.log(level, line)
 
     def finish(self) -> None:
         job, me = self.config.job, self.account.address

@@ -81,6 +81,12 @@ class NodeConfig(BaseModel):
     availability_wait_s: float = Field(
         30.0, ge=0, description="how long a validator waits for a committed blob before excluding it"
     )
+    join_wait_s: float = Field(
+        10.0,
+        ge=0,
+        description="how long a trainer holds the job's first commit while fewer organisations than the "
+        "spec's trainers have registered (a round closes once every registered trainer has committed)",
+    )
     testing_fault: Literal["lying-proposer", "excluding-proposer", "silent-proposer"] | None = Field(
         None,
         description="TESTING ONLY, never on a real node: makes this node misbehave on purpose for tests "

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class NodeTrace:
         self.counters = counters
         self._file = path.open("a", encoding="utf-8") if path is not None else None
         self._marked: set[tuple[str, int]] = set()
+        self._lock = threading.Lock()
 
     def mark(self, step: str, round: int, **extra: Any) -> None:
         if self._file is None:
@@ -49,8 +51,9 @@ class NodeTrace:
         line = {"t": time.time(), "node": self.node, "step": step, "round": round, **extra}
         if self.counters is not None:
             line.update(self.counters())
-        self._file.write(json.dumps(line) + "\n")
-        self._file.flush()
+        with self._lock:  # a node's proposal is marked from its helper thread
+            self._file.write(json.dumps(line) + "\n")
+            self._file.flush()
 
     def first(self, step: str, round: int) -> None:
         """Marks `step` for `round` only the first time (a state seen on several passes)."""

@@ -9,6 +9,7 @@ trained again, and an update trained ahead on this validator's own aggregate
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from fedledger.chain.base import Chain
@@ -36,8 +37,11 @@ class NodeTraining:
         trainer: Trainer,
         reader: JobReader,
         trace: NodeTrace | None = None,
+        join_wait_s: float = 0.0,
     ) -> None:
         self.name, self.job, self.spec = name, job, spec
+        self.join_wait_s = join_wait_s
+        self.first_seen: dict[int, float] = {}  # round -> when this node first held its commit
         self.trace = trace or NodeTrace(None, name)
         self.chain, self.trainer, self.reader = chain, trainer, reader
         self.pending: PreparedUpdate | None = None  # trained, not yet committed
@@ -82,6 +86,36 @@ class NodeTraining:
             result.loss,
             what,
         )
+
+    def holds_first_commit(self, s: JobState) -> bool:
+        """Whether this trainer waits before the job's first commit (keys, or organisations, to come)."""
+        return self.awaiting_keys(s) or self.awaiting_trainers(s)
+
+    def awaiting_trainers(self, s: JobState) -> bool:
+        """Holds the job's first commit, up to `join_wait_s`, while organisations are still joining.
+
+        A round closes once every trainer registered so far has committed, so an organisation
+        whose node starts a moment after the others' would miss round 1, and with short rounds
+        the whole job. Once every trainer the spec counts has registered, or the wait is over,
+        the first commit goes. (A secure job holds it longer, for its key directory; a sampled
+        job's draw decides who trains.)
+        """
+        if self.spec.secure or self.spec.clients_per_round or s.version > 0 or s.commits > 0:
+            return False
+        if s.trainers >= self.spec.trainers:
+            return False
+        if s.round not in self.first_seen:
+            self.first_seen[s.round] = time.monotonic()
+            log.info(
+                "%s: round %d: %d of %d trainers have registered; holding the first commit up to %.0f s "
+                "for the rest",
+                self.name,
+                s.round,
+                s.trainers,
+                self.spec.trainers,
+                self.join_wait_s,
+            )
+        return time.monotonic() - self.first_seen[s.round] < self.join_wait_s
 
     def awaiting_keys(self, s: JobState) -> bool:
         """Secure aggregation: holds the job's first commit while the key directory fills.

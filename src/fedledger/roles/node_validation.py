@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from fedledger.chain.contracts import Coordinator, JobState, Phase
 from fedledger.codec.commitment import commitment_hex
 from fedledger.errors import StoreError, TransactionReverted
-from fedledger.roles.job import JobReader
+from fedledger.roles.job import CommitRecord, JobReader
 from fedledger.roles.node_trace import NodeTrace
 from fedledger.roles.outcome import RoundOutcome
 from fedledger.spec import JobSpec
@@ -27,6 +30,10 @@ if TYPE_CHECKING:
     from fedledger.roles.validator import Validator
 
 log = logging.getLogger("fedledger.node")
+
+#: how often updates are looked for while the node trains ahead (`prefetching`): each look is two
+#: JSON-RPC reads, ~2 ms of CPU taken from training
+PREFETCH_POLL_S = 0.1
 
 
 class NodeValidation:
@@ -55,8 +62,12 @@ class NodeValidation:
             # into this organisation's own store and the cache: the validator then finds it
             # there instead of asking every peer's store whether one of them has it already
             # (several HTTP requests before each proposal), the next round's training reads it
-            # from memory, and every organisation's store holds every global model
-            store.keep(outcome.blob)
+            # from memory, and every organisation's store holds every global model. Proposing
+            # `ahead`, the upload goes to the helper thread, before the proposal
+            if self.upload_later:
+                store.hold(outcome.aggregate, outcome.blob)
+            else:
+                store.keep(outcome.blob)
             return outcome
 
         validator.compute = compute_and_keep
@@ -65,19 +76,51 @@ class NodeValidation:
         self.outcomes: dict[int, RoundOutcome] = {}  # optimistic mode: the live round's computation
         self.fetched: set[bytes] = set()  # this round's updates already in the verified cache
         self.waiting_since: dict[int, float] = {}  # round -> when this validator first saw it aggregating
+        self.helper: ThreadPoolExecutor | None = None  # proposes `ahead`, beside the node's training
+        self.inflight: tuple[JobState, Future[None]] | None = None
+        self.upload_later = False  # set while a round proposed `ahead` is computed
 
-    def prefetch(self, round: int) -> None:
+    def prefetch(self, round: int) -> list[CommitRecord]:
         """While the round is open, fetches and hash-checks each update as its commit appears.
 
         A validator has nothing else to do until the phase closes, and then it needs every
         blob at once: fetching them as they come takes the downloads off the round's critical
         path. A blob that cannot be fetched yet is simply tried again later.
         """
-        for c in self.reader.commits(round):
+        commits = self.reader.commits(round)
+        for c in commits:
             if c.commitment not in self.fetched:
                 with contextlib.suppress(StoreError):
                     self.store.get(c.commitment)
                     self.fetched.add(c.commitment)
+        return commits
+
+    @contextlib.contextmanager
+    def prefetching(self, round: int) -> Iterator[None]:
+        """Prefetches `round`'s updates on the helper thread while the node does something else.
+
+        A node that trains the next round ahead runs no passes until it has trained, so the
+        updates its peers commit meanwhile would all be fetched after its own commit closed
+        the round, on the round's critical path. Failures are left to the pass that needs the
+        updates (a blob it cannot fetch then is waited for, and excluded, as always).
+        """
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(PREFETCH_POLL_S):
+                try:
+                    self.prefetch(round)
+                except Exception as exc:  # an outage: the node's own pass meets it
+                    log.debug("%s: round %d: prefetch failed: %s", self.name, round, exc)
+                    return
+
+        thread = threading.Thread(target=loop, name="fedledger-prefetch", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def compute(self, s: JobState, global_model: bytes) -> RoundOutcome | None:
         """The round as this validator computes it, without proposing it; None while a blob is late.
@@ -89,7 +132,7 @@ class NodeValidation:
         """
         if s.round in self.outcomes:
             return self.outcomes[s.round]
-        commits = self.reader.commits(s.round)
+        commits = self.prefetch(s.round)  # the last commits' updates, one download each (as below)
         missing = [
             c for c in commits if c.commitment not in self.fetched and not self.store.has(c.commitment)
         ]
@@ -120,12 +163,19 @@ class NodeValidation:
         self.fetched.clear()
         return outcome
 
-    def validate_and_propose(self, s: JobState, global_model: bytes, *, seat: int = 0) -> bool:
+    def validate_and_propose(
+        self, s: JobState, global_model: bytes, *, seat: int = 0, ahead: bool = False
+    ) -> bool:
         """Proposes the round's aggregate; False while it still waits for a committed blob.
 
         `seat`: this validator's seat in the round's drawn committee, if the job draws one.
+        `ahead`: the round is computed here and proposed on a helper thread, and this returns
+        at once, so that the node trains the next round on the aggregate while its proposal
+        and the quorum's form (`settle` reports the proposal's outcome).
         """
-        commits = self.reader.commits(s.round)
+        # the updates committed last (the one that closed the phase) were not prefetched: fetch
+        # them now, one download each, rather than ask every peer's store whether it has them first
+        commits = self.prefetch(s.round)
         missing = [
             c for c in commits if c.commitment not in self.fetched and not self.store.has(c.commitment)
         ]
@@ -162,30 +212,80 @@ class NodeValidation:
                 commitment_hex(c.commitment)[:14],
                 time.monotonic() - since,
             )
+        model = self.store.get_tensors(global_model)
+        self.upload_later = ahead
         try:
-            outcome, _ = self.validator.process_round(
+            outcome = self.validator.outcome(
                 round=s.round,
                 version=s.version,
-                global_model=self.store.get_tensors(global_model),
+                global_model=model,
                 commits=commits,
-                names={},
                 secure=secure,
                 releases_before=releases,
-                seat=seat,
             )
-            self.computed[s.round] = outcome.aggregate
-            for who, why in outcome.faults.items():
-                log.warning("%s: round %d: secure aggregation fault of %s: %s", self.name, s.round, who, why)
-            for r in outcome.rejected:
-                log.warning("%s: round %d: excluded %s: %s", self.name, s.round, r.trainer, r.reason)
+        finally:
+            self.upload_later = False
+        for who, why in outcome.faults.items():
+            log.warning("%s: round %d: secure aggregation fault of %s: %s", self.name, s.round, who, why)
+        for r in outcome.rejected:
+            log.warning("%s: round %d: excluded %s: %s", self.name, s.round, r.trainer, r.reason)
+
+        def propose() -> None:
+            if ahead:
+                self.store.keep(outcome.blob)  # held in memory only so far
+            pending, _ = self.validator.propose_outcome(
+                outcome, round=s.round, global_model=model, commits=commits, names={},
+                releases_before=releases, seat=seat,
+            )  # fmt: skip
+            if pending is not None:
+                pending.result()
             self.trace.mark("proposed", s.round)
             log.info("%s: round %d: proposed %s", self.name, s.round, commitment_hex(outcome.aggregate)[:14])
+
+        self.computed[s.round] = outcome.aggregate
+        self.proposed.add(s.round)
+        self.fetched.clear()
+        if ahead:
+            if self.helper is None:
+                self.helper = ThreadPoolExecutor(1, thread_name_prefix="fedledger-propose")
+            self.inflight = (s, self.helper.submit(propose))
+        else:
+            self._outcome_of(s, propose)
+        return True
+
+    def settle(self, *, wait: bool = False) -> None:
+        """Meets the outcome of a proposal sent `ahead`, once it is in (or, `wait`, now).
+
+        A revert that only says the round was decided first is logged; anything else (an
+        outage, another revert) is raised here, on the node's own thread, and the round is
+        proposed again on a later pass, as if the proposal had been sent in line.
+        """
+        if self.inflight is None or not (wait or self.inflight[1].done()):
+            return
+        (s, done), self.inflight = self.inflight, None
+        self._outcome_of(s, done.result)
+
+    def _outcome_of(self, s: JobState, propose: Callable[[], None]) -> None:
+        try:
+            propose()
         except TransactionReverted as exc:
             now = self.coordinator.job_state(self.job)
             moved_on = now.phase != Phase.AGGREGATING or now.round != s.round
             if exc.reason != "coordinator: already proposed" and not moved_on:
+                self.proposed.discard(s.round)
                 raise
             log.info("%s: round %d: decided before this proposal landed", self.name, s.round)
-        self.proposed.add(s.round)
-        self.fetched.clear()
-        return True
+        except BaseException:
+            self.proposed.discard(s.round)  # an outage: propose again on a later pass
+            raise
+
+    def close(self) -> None:
+        """The node is stopping: lets a proposal still in flight land, then its thread go."""
+        try:
+            self.settle(wait=True)
+        except Exception as exc:  # nothing is left to act on it: say so, and stop
+            log.info("%s: a proposal in flight when the node stopped did not land: %s", self.name, exc)
+        finally:
+            if self.helper is not None:
+                self.helper.shutdown()
+                self.helper = None

@@ -158,6 +158,32 @@ class Validator:
             commits=commits,
             root_trainer=self.root_trainer,
         )
+        pending, aggregate = self.propose_outcome(
+            outcome,
+            round=round,
+            global_model=global_model,
+            commits=commits,
+            names=names,
+            releases_before=releases_before,
+            seat=seat,
+            known_open=known_open,
+        )
+        return outcome, pending, aggregate
+
+    def propose_outcome(
+        self,
+        outcome: RoundOutcome,
+        *,
+        round: int,
+        global_model: Mapping[str, np.ndarray],
+        commits: Sequence[CommitRecord],
+        names: Mapping[str, str],
+        releases_before: int = 0,
+        seat: int = 0,
+        known_open: bool = False,
+    ) -> tuple[PendingReceipt | None, bytes]:
+        """The second half of `send_proposal`, for a round already computed: a node computes on
+        its main thread, trains ahead on the result, and proposes it beside that training."""
         for r in outcome.rejected:
             log.debug(
                 "%s: round %d: rejected update %s from %s: %s",
@@ -172,7 +198,7 @@ class Validator:
         if not known_open:
             state = self.coordinator.job_state(self.job_id)
             if state.phase != Phase.AGGREGATING or state.round != round:
-                return outcome, None, outcome.aggregate
+                return None, outcome.aggregate
         aggregate = (
             outcome.aggregate if self.aggregate_hook is None else self.aggregate_hook(outcome.aggregate)
         )
@@ -193,7 +219,7 @@ class Validator:
             micro_epsilon=micro_epsilon,
             seat=seat,
         )
-        return outcome, pending, aggregate
+        return pending, aggregate
 
     def post_scores(
         self,

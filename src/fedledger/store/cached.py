@@ -73,6 +73,15 @@ class VerifiedCache(WrappingStore):
             self._remember(commitment, bytes(data))
         return commitment
 
+    def hold(self, commitment: bytes, data: bytes) -> None:
+        """Caches bytes this process produced under their commitment, without storing them yet.
+
+        For a node that trains on its aggregate at once and uploads it beside that training
+        (`keep` later): the training reads it from here, not from a store it is not in yet.
+        """
+        with self._lock:
+            self._remember(check_commitment(commitment), bytes(data))
+
     def confirm(self, commitment: bytes, data: bytes) -> bool:
         """Reads the stored copy of an upload this process made and caches it if it is intact.
 
