@@ -63,6 +63,7 @@ struct JobConfig:
     use_allowlist: bool
     clients_per_round: uint16
     validators_per_round: uint16
+    committee_size: uint16
 
 
 FEISTEL_ROUNDS: constant(uint256) = 4

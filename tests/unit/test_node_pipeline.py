@@ -98,24 +98,54 @@ def test_settle_looks_without_waiting_unless_told_to() -> None:
     v.settle()
     assert v.inflight is not None  # still in flight: the pass goes on
     pending.set_exception(ChainUnavailable("gone"))
-    v.close()  # the node is stopping: logged, not raised, and the helper let go
-    assert v.inflight is None and v.helper is None
+    v.close()  # the node is stopping: logged, not raised
+    assert v.inflight is None and v.stopping.is_set()
 
 
-def training(**spec: Any) -> NodeTraining:
+def test_an_interrupted_node_does_not_wait_for_its_proposal() -> None:
+    v = validation(AGGREGATING_3)
+    pending: Future[None] = Future()  # never completes: a hung JSON-RPC node
+    v.inflight = (AGGREGATING_3, pending)
+    v.close(wait=False)
+    assert v.stopping.is_set()  # a proposal retrying on its helper thread gives up
+
+
+def test_an_outage_while_checking_a_revert_leaves_the_round_to_propose_again() -> None:
+    class Unreachable(FakeCoordinator):
+        def job_state(self, job: int) -> JobState:
+            raise ChainUnavailable("JSON-RPC node at http://127.0.0.1:1 unreachable")
+
+    v = validation(AGGREGATING_3)
+    v.coordinator = cast(Any, Unreachable(AGGREGATING_3))
+    in_flight(v, TransactionReverted("coordinator: already proposed"))
+    with pytest.raises(ChainUnavailable):
+        v.settle()
+    assert 3 not in v.proposed  # the next pass asks the chain again and proposes if needed
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_000
+
+    def now(self) -> int:
+        return self.t
+
+
+def training(clock: Clock | None = None, **spec: Any) -> NodeTraining:
     return NodeTraining(
         name="org-01",
         job=1,
-        spec=JobSpec(**{"trainers": 4, **spec}),
-        chain=cast(Any, None),
+        spec=JobSpec(**{"trainers": 4, "commit_window_s": 60, **spec}),
+        chain=cast(Any, clock or Clock()),
         trainer=cast(Any, SimpleNamespace(stopped=False)),
         reader=cast(Any, None),
         join_wait_s=0.2,
     )
 
 
-def opened(trainers: int, *, commits: int = 0, version: int = 0) -> JobState:
-    return JobState(Phase.OPEN, version + 1, 0, commits, trainers, 0, version)
+def opened(trainers: int, *, commits: int = 0, round: int = 1, version: int = 0) -> JobState:
+    """An open round; it opened at t = 1,000 with a 60 s commit window."""
+    return JobState(Phase.OPEN, round, 1_060, commits, trainers, 0, version)
 
 
 def test_round_one_waits_for_the_organisations_the_spec_counts() -> None:
@@ -131,8 +161,28 @@ def test_the_wait_is_bounded() -> None:
     assert not t.holds_first_commit(opened(2))  # join_wait_s is over: go with who is there
 
 
+def test_the_wait_leaves_half_the_commit_window() -> None:
+    clock = Clock()
+    t = training(clock, commit_window_s=60)
+    assert t.holds_first_commit(opened(2))
+    clock.t = 1_030  # half of round 1's window has passed on the chain's clock
+    assert not t.holds_first_commit(opened(2))
+
+
 def test_only_the_jobs_first_commit_waits() -> None:
     t = training()
     assert not t.holds_first_commit(opened(3, commits=1))  # someone committed: the round is closing
-    assert not t.holds_first_commit(opened(3, version=1))  # a later round
+    assert not t.holds_first_commit(opened(3, round=2, version=1))  # a later round
+    assert not t.holds_first_commit(opened(3, round=2))  # round 1 failed: not waited for again
     assert not training(clients_per_round=2).holds_first_commit(opened(3))  # the draw decides
+
+
+def test_an_aggregate_is_held_in_memory_only_within_the_cache_budget() -> None:
+    from fedledger.codec.commitment import merkle_root
+
+    inner = MemoryStore()
+    cache = VerifiedCache(inner, max_bytes=64)
+    small, large = b"s" * 64, b"l" * 65
+    assert cache.hold(merkle_root(small), small)
+    assert cache.get(merkle_root(small)) == small and not inner.has(merkle_root(small))  # read from memory
+    assert not cache.hold(merkle_root(large), large)  # over budget: the caller uploads it in line

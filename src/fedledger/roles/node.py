@@ -166,9 +166,13 @@ class Node:
         wakeup = open_wakeup(self.config, self.coordinator)
         try:
             self._loop(wakeup, max_seconds)
+        except BaseException:
+            self.validation.close(wait=False)  # interrupted: do not wait for a proposal in flight
+            raise
+        else:
+            self.validation.close()
         finally:
             wakeup.close()
-            self.validation.close()
 
     def _loop(self, wakeup: PollWakeup, max_seconds: float | None) -> None:
         start, backoff = time.monotonic(), self.config.poll_seconds
@@ -359,7 +363,8 @@ class Node:
     def trains_ahead(self) -> bool:
         """Whether this node trains a round before it opens (`speculate`); a sampled trainer cannot
         know it is drawn next round, so it does not."""
-        return self.config.speculate and self.trains and not self.spec.clients_per_round
+        stopped = self.trainer.stopped  # ejected, or its records' budget spent
+        return self.config.speculate and self.trains and not stopped and not self.spec.clients_per_round
 
     def report_rounds(self, s: JobState) -> None:
         """One status line per decided round: what the chain finalised and where this node stands."""

@@ -92,15 +92,17 @@ class NodeTraining:
         return self.awaiting_keys(s) or self.awaiting_trainers(s)
 
     def awaiting_trainers(self, s: JobState) -> bool:
-        """Holds the job's first commit, up to `join_wait_s`, while organisations are still joining.
+        """Holds the job's first commit while organisations are still joining: round 1 only, for
+        at most `join_wait_s` and at most half its commit window.
 
         A round closes once every trainer registered so far has committed, so an organisation
         whose node starts a moment after the others' would miss round 1, and with short rounds
         the whole job. Once every trainer the spec counts has registered, or the wait is over,
-        the first commit goes. (A secure job holds it longer, for its key directory; a sampled
-        job's draw decides who trains.)
+        the first commit goes. Half the window leaves the others time to commit after it; a
+        round 1 that failed is not waited for again. (A secure job holds it longer, for its key
+        directory; a sampled job's draw decides who trains.)
         """
-        if self.spec.secure or self.spec.clients_per_round or s.version > 0 or s.commits > 0:
+        if self.spec.secure or self.spec.clients_per_round or s.round != 1 or s.commits > 0:
             return False
         if s.trainers >= self.spec.trainers:
             return False
@@ -113,9 +115,12 @@ class NodeTraining:
                 s.round,
                 s.trainers,
                 self.spec.trainers,
-                self.join_wait_s,
+                min(self.join_wait_s, self.spec.commit_window_s / 2),
             )
-        return time.monotonic() - self.first_seen[s.round] < self.join_wait_s
+        if time.monotonic() - self.first_seen[s.round] >= self.join_wait_s:
+            return False
+        opened = s.deadline - self.spec.commit_window_s
+        return self.chain.now() - opened < self.spec.commit_window_s / 2
 
     def awaiting_keys(self, s: JobState) -> bool:
         """Secure aggregation: holds the job's first commit while the key directory fills.

@@ -13,12 +13,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from fedledger.chain.contracts import Coordinator, JobState, Phase
 from fedledger.codec.commitment import commitment_hex
-from fedledger.errors import StoreError, TransactionReverted
+from fedledger.errors import ChainUnavailable, StoreError, TransactionReverted
 from fedledger.roles.job import CommitRecord, JobReader
 from fedledger.roles.node_trace import NodeTrace
 from fedledger.roles.outcome import RoundOutcome
@@ -55,6 +55,8 @@ class NodeValidation:
         self.availability_wait_s = availability_wait_s
         self.trace = trace or NodeTrace(None, name)
         compute = validator.compute
+        self.upload_later = False  # set while a round proposed `ahead` is computed
+        self.deferred: bytes | None = None  # its aggregate, held in memory, not yet uploaded
 
         def compute_and_keep(**kwargs: Any) -> RoundOutcome:
             outcome = compute(**kwargs)
@@ -64,8 +66,8 @@ class NodeValidation:
             # (several HTTP requests before each proposal), the next round's training reads it
             # from memory, and every organisation's store holds every global model. Proposing
             # `ahead`, the upload goes to the helper thread, before the proposal
-            if self.upload_later:
-                store.hold(outcome.aggregate, outcome.blob)
+            if self.upload_later and store.hold(outcome.aggregate, outcome.blob):
+                self.deferred = outcome.blob
             else:
                 store.keep(outcome.blob)
             return outcome
@@ -76,9 +78,8 @@ class NodeValidation:
         self.outcomes: dict[int, RoundOutcome] = {}  # optimistic mode: the live round's computation
         self.fetched: set[bytes] = set()  # this round's updates already in the verified cache
         self.waiting_since: dict[int, float] = {}  # round -> when this validator first saw it aggregating
-        self.helper: ThreadPoolExecutor | None = None  # proposes `ahead`, beside the node's training
-        self.inflight: tuple[JobState, Future[None]] | None = None
-        self.upload_later = False  # set while a round proposed `ahead` is computed
+        self.inflight: tuple[JobState, Future[None]] | None = None  # a proposal sent `ahead`
+        self.stopping = threading.Event()  # the node is stopping: a proposal sent ahead stops retrying
 
     def prefetch(self, round: int) -> list[CommitRecord]:
         """While the round is open, fetches and hash-checks each update as its commit appears.
@@ -120,7 +121,9 @@ class NodeValidation:
             yield
         finally:
             stop.set()
-            thread.join()
+            # not waiting out a download from a peer that stopped answering: the thread only
+            # touches what is safe to share, and ends after that download
+            thread.join(timeout=PREFETCH_POLL_S)
 
     def compute(self, s: JobState, global_model: bytes) -> RoundOutcome | None:
         """The round as this validator computes it, without proposing it; None while a blob is late.
@@ -173,6 +176,7 @@ class NodeValidation:
         at once, so that the node trains the next round on the aggregate while its proposal
         and the quorum's form (`settle` reports the proposal's outcome).
         """
+        self.settle(wait=True)  # the last round's proposal first: its outcome is not overwritten
         # the updates committed last (the one that closed the phase) were not prefetched: fetch
         # them now, one download each, rather than ask every peer's store whether it has them first
         commits = self.prefetch(s.round)
@@ -213,7 +217,7 @@ class NodeValidation:
                 time.monotonic() - since,
             )
         model = self.store.get_tensors(global_model)
-        self.upload_later = ahead
+        self.upload_later, self.deferred = ahead, None
         try:
             outcome = self.validator.outcome(
                 round=s.round,
@@ -225,32 +229,54 @@ class NodeValidation:
             )
         finally:
             self.upload_later = False
+        deferred, self.deferred = self.deferred, None
         for who, why in outcome.faults.items():
             log.warning("%s: round %d: secure aggregation fault of %s: %s", self.name, s.round, who, why)
         for r in outcome.rejected:
             log.warning("%s: round %d: excluded %s: %s", self.name, s.round, r.trainer, r.reason)
 
         def propose() -> None:
-            if ahead:
-                self.store.keep(outcome.blob)  # held in memory only so far
-            pending, _ = self.validator.propose_outcome(
-                outcome, round=s.round, global_model=model, commits=commits, names={},
-                releases_before=releases, seat=seat,
-            )  # fmt: skip
-            if pending is not None:
-                pending.result()
+            delay = 0.2
+            while True:
+                try:
+                    if deferred is not None:
+                        self.store.keep(deferred)  # held in memory only so far
+                    pending, _ = self.validator.propose_outcome(
+                        outcome, round=s.round, global_model=model, commits=commits, names={},
+                        releases_before=releases, seat=seat,
+                    )  # fmt: skip
+                    if pending is not None:
+                        pending.result()
+                    break
+                except (ChainUnavailable, StoreError) as exc:
+                    # in line, the node's loop backs off and proposes again; ahead, the node is
+                    # training and would only see this when done, so the helper retries itself
+                    if not ahead or self.stopping.wait(delay):
+                        raise
+                    log.warning("%s: round %d: proposal failed (%s); retrying", self.name, s.round, exc)
+                    delay = min(2 * delay, 10.0)
             self.trace.mark("proposed", s.round)
             log.info("%s: round %d: proposed %s", self.name, s.round, commitment_hex(outcome.aggregate)[:14])
 
         self.computed[s.round] = outcome.aggregate
         self.proposed.add(s.round)
         self.fetched.clear()
-        if ahead:
-            if self.helper is None:
-                self.helper = ThreadPoolExecutor(1, thread_name_prefix="fedledger-propose")
-            self.inflight = (s, self.helper.submit(propose))
-        else:
+        if not ahead:
             self._outcome_of(s, propose)
+            return True
+        done: Future[None] = Future()
+
+        def run() -> None:
+            try:
+                propose()
+            except BaseException as exc:  # met on the node's thread, by `settle`
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
+        # a daemon thread: a node interrupted mid-proposal exits without waiting for it
+        threading.Thread(target=run, name="fedledger-propose", daemon=True).start()
+        self.inflight = (s, done)
         return True
 
     def settle(self, *, wait: bool = False) -> None:
@@ -266,26 +292,30 @@ class NodeValidation:
         self._outcome_of(s, done.result)
 
     def _outcome_of(self, s: JobState, propose: Callable[[], None]) -> None:
+        """Runs (or meets) a proposal; the round stays proposed only if it landed or was decided."""
         try:
             propose()
+            return
         except TransactionReverted as exc:
-            now = self.coordinator.job_state(self.job)
-            moved_on = now.phase != Phase.AGGREGATING or now.round != s.round
-            if exc.reason != "coordinator: already proposed" and not moved_on:
-                self.proposed.discard(s.round)
-                raise
-            log.info("%s: round %d: decided before this proposal landed", self.name, s.round)
+            reverted = exc
         except BaseException:
             self.proposed.discard(s.round)  # an outage: propose again on a later pass
             raise
+        self.proposed.discard(s.round)  # until the chain says the round was decided (this may fail)
+        now = self.coordinator.job_state(self.job)
+        moved_on = now.phase != Phase.AGGREGATING or now.round != s.round
+        if reverted.reason != "coordinator: already proposed" and not moved_on:
+            raise reverted
+        self.proposed.add(s.round)
+        log.info("%s: round %d: decided before this proposal landed", self.name, s.round)
 
-    def close(self) -> None:
-        """The node is stopping: lets a proposal still in flight land, then its thread go."""
+    def close(self, *, wait: bool = True) -> None:
+        """The node is stopping: a proposal still in flight stops retrying, and is waited for
+        unless the node was interrupted (its daemon thread is then left to end with the process)."""
+        self.stopping.set()
+        if not wait:
+            return
         try:
             self.settle(wait=True)
         except Exception as exc:  # nothing is left to act on it: say so, and stop
             log.info("%s: a proposal in flight when the node stopped did not land: %s", self.name, exc)
-        finally:
-            if self.helper is not None:
-                self.helper.shutdown()
-                self.helper = None

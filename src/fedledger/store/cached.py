@@ -73,14 +73,18 @@ class VerifiedCache(WrappingStore):
             self._remember(commitment, bytes(data))
         return commitment
 
-    def hold(self, commitment: bytes, data: bytes) -> None:
-        """Caches bytes this process produced under their commitment, without storing them yet.
+    def hold(self, commitment: bytes, data: bytes) -> bool:
+        """Caches bytes this process produced under their commitment, without storing them yet;
+        False (nothing held) when they exceed the cache's budget.
 
         For a node that trains on its aggregate at once and uploads it beside that training
         (`keep` later): the training reads it from here, not from a store it is not in yet.
         """
+        if len(data) > self.max_bytes:
+            return False
         with self._lock:
             self._remember(check_commitment(commitment), bytes(data))
+        return True
 
     def confirm(self, commitment: bytes, data: bytes) -> bool:
         """Reads the stored copy of an upload this process made and caches it if it is intact.
