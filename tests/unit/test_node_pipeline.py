@@ -154,6 +154,12 @@ def test_round_one_waits_for_the_organisations_the_spec_counts() -> None:
     assert not t.holds_first_commit(opened(4))  # everyone is in: commit at once
 
 
+def test_an_fltrust_job_also_waits_for_the_sponsors_root_node() -> None:
+    t = training(aggregation="fltrust", dataset="digits")
+    assert t.holds_first_commit(opened(4))  # four organisations and no root yet, or the reverse
+    assert not t.holds_first_commit(opened(5))
+
+
 def test_the_wait_is_bounded() -> None:
     t = training()
     assert t.holds_first_commit(opened(2))

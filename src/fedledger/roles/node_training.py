@@ -104,7 +104,9 @@ class NodeTraining:
         """
         if self.spec.secure or self.spec.clients_per_round or s.round != 1 or s.commits > 0:
             return False
-        if s.trainers >= self.spec.trainers:
+        # FLTrust's root node registers as a trainer too, beside the spec's organisations
+        expected = self.spec.trainers + (self.spec.aggregation == "fltrust")
+        if s.trainers >= expected:
             return False
         if s.round not in self.first_seen:
             self.first_seen[s.round] = time.monotonic()
@@ -114,7 +116,7 @@ class NodeTraining:
                 self.name,
                 s.round,
                 s.trainers,
-                self.spec.trainers,
+                expected,
                 min(self.join_wait_s, self.spec.commit_window_s / 2),
             )
         if time.monotonic() - self.first_seen[s.round] >= self.join_wait_s:
