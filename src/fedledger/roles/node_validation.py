@@ -55,8 +55,7 @@ class NodeValidation:
         self.availability_wait_s = availability_wait_s
         self.trace = trace or NodeTrace(None, name)
         compute = validator.compute
-        self.upload_later = False  # set while a round proposed `ahead` is computed
-        self.deferred: bytes | None = None  # its aggregate, held in memory, not yet uploaded
+        self.upload_later = False  # set while a round proposed `ahead` is computed: its caller stores it
 
         def compute_and_keep(**kwargs: Any) -> RoundOutcome:
             outcome = compute(**kwargs)
@@ -65,10 +64,8 @@ class NodeValidation:
             # there instead of asking every peer's store whether one of them has it already
             # (several HTTP requests before each proposal), the next round's training reads it
             # from memory, and every organisation's store holds every global model. Proposing
-            # `ahead`, the upload goes to the helper thread, before the proposal
-            if self.upload_later and store.hold(outcome.aggregate, outcome.blob):
-                self.deferred = outcome.blob
-            else:
+            # `ahead`, the caller holds it in memory and uploads it on the helper thread
+            if not self.upload_later:
                 store.keep(outcome.blob)
             return outcome
 
@@ -217,7 +214,7 @@ class NodeValidation:
                 time.monotonic() - since,
             )
         model = self.store.get_tensors(global_model)
-        self.upload_later, self.deferred = ahead, None
+        self.upload_later = ahead
         try:
             outcome = self.validator.outcome(
                 round=s.round,
@@ -229,7 +226,10 @@ class NodeValidation:
             )
         finally:
             self.upload_later = False
-        deferred, self.deferred = self.deferred, None
+        # held in memory for the training ahead, uploaded beside it; over the cache's budget, now
+        deferred = outcome.blob if ahead and self.store.hold(outcome.aggregate, outcome.blob) else None
+        if ahead and deferred is None:
+            self.store.keep(outcome.blob)
         for who, why in outcome.faults.items():
             log.warning("%s: round %d: secure aggregation fault of %s: %s", self.name, s.round, who, why)
         for r in outcome.rejected:
